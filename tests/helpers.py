@@ -35,7 +35,9 @@ def must(outcome: object) -> WorkItem:
     return outcome.item
 
 
-def item_in(state: State, worker: str | None = "w1", policy: Policy = DEFAULT_POLICY, delivered: bool = True) -> WorkItem:
+def item_in(
+    state: State, worker: str | None = "w1", policy: Policy = DEFAULT_POLICY, delivered: bool = True
+) -> WorkItem:
     """An item in ``state`` at about T0 + 4 s, delivered to and acked by ``worker``."""
     item = fresh()
     if state is State.QUEUED:

@@ -121,29 +121,96 @@ def _variant(replace: dict[str, tuple[Any, ...] | None]) -> tuple[Any, ...]:
 
 def test_structure_check_catches_an_exit_from_stopped() -> None:
     table = compile_rules(
-        build_machine(_variant({"stop-stopped": ("stop-stopped", "4.4", Trigger.STOP, State.STOPPED, State.QUEUED, "", Kind.ACCEPT, "")}))
+        build_machine(
+            _variant(
+                {
+                    "stop-stopped": (
+                        "stop-stopped",
+                        "4.4",
+                        Trigger.STOP,
+                        State.STOPPED,
+                        State.QUEUED,
+                        "",
+                        Kind.ACCEPT,
+                        "",
+                    )
+                }
+            )
+        )
     )
     assert any("stopped has exits" in p for p in structure_problems(table))
 
 
 def test_structure_check_catches_a_live_state_with_no_way_out() -> None:
-    drop = {"force-stop": ("force-stop", "4.4", Trigger.FORCE_STOP, [State.QUEUED, State.STARTING, State.ACTIVE], State.STOPPED, "", Kind.ACCEPT, "stamp_stopped"),
-            "stop-confirms": None, "drain-expired": ("drain-expired", "5", Trigger.LAPSE, State.STOPPING, None, "", Kind.REPLAY, ""),
-            "ack-after-stop": ("ack-after-stop", "4.2", Trigger.ACK, [State.STOPPING, State.STOPPED], None, "", Reason.STOPPING_OR_STOPPED, ""),
-            "stop-stopped": ("stop-stopped", "4.4", Trigger.STOP, [State.STOPPING, State.STOPPED], None, "", Kind.REPLAY, ""),
-            "force-stop-stopped": ("force-stop-stopped", "4.4", Trigger.FORCE_STOP, [State.STOPPING, State.STOPPED], None, "", Kind.REPLAY, "")}
+    drop = {
+        "force-stop": (
+            "force-stop",
+            "4.4",
+            Trigger.FORCE_STOP,
+            [State.QUEUED, State.STARTING, State.ACTIVE],
+            State.STOPPED,
+            "",
+            Kind.ACCEPT,
+            "stamp_stopped",
+        ),
+        "stop-confirms": None,
+        "drain-expired": ("drain-expired", "5", Trigger.LAPSE, State.STOPPING, None, "", Kind.REPLAY, ""),
+        "ack-after-stop": (
+            "ack-after-stop",
+            "4.2",
+            Trigger.ACK,
+            [State.STOPPING, State.STOPPED],
+            None,
+            "",
+            Reason.STOPPING_OR_STOPPED,
+            "",
+        ),
+        "stop-stopped": (
+            "stop-stopped",
+            "4.4",
+            Trigger.STOP,
+            [State.STOPPING, State.STOPPED],
+            None,
+            "",
+            Kind.REPLAY,
+            "",
+        ),
+        "force-stop-stopped": (
+            "force-stop-stopped",
+            "4.4",
+            Trigger.FORCE_STOP,
+            [State.STOPPING, State.STOPPED],
+            None,
+            "",
+            Kind.REPLAY,
+            "",
+        ),
+    }
     table = compile_rules(build_machine(_variant(drop)))
     assert "stopping cannot reach stopped" in structure_problems(table)
 
 
 def test_structure_check_catches_an_unreachable_state() -> None:
-    no_heartbeat = {"heartbeat-first": ("heartbeat-first", "4.3", Trigger.HEARTBEAT, State.STARTING, None, "", Kind.REPLAY, "")}
+    no_heartbeat = {
+        "heartbeat-first": ("heartbeat-first", "4.3", Trigger.HEARTBEAT, State.STARTING, None, "", Kind.REPLAY, "")
+    }
     table = compile_rules(build_machine(_variant(no_heartbeat)))
     assert any("not reachable" in p and "active" in p for p in structure_problems(table))
 
 
 def test_structure_check_catches_a_rejection_that_changes_something() -> None:
-    bad = {"ack-after-stop": ("ack-after-stop", "4.2", Trigger.ACK, [State.STOPPING, State.STOPPED], None, "", Reason.STOPPING_OR_STOPPED, "stamp_acknowledged")}
+    bad = {
+        "ack-after-stop": (
+            "ack-after-stop",
+            "4.2",
+            Trigger.ACK,
+            [State.STOPPING, State.STOPPED],
+            None,
+            "",
+            Reason.STOPPING_OR_STOPPED,
+            "stamp_acknowledged",
+        )
+    }
     assert any("must change nothing" in p for p in structure_problems(compile_rules(build_machine(_variant(bad)))))
 
 
@@ -159,7 +226,10 @@ def test_compile_refuses_a_missing_trigger() -> None:
 
 def test_compile_refuses_a_dead_line() -> None:
     # After the unconditional "deliver-not-reclaimable", nothing can reach this line.
-    shadowed = (*DECLARATION, ("deliver-shadowed", "4.1", Trigger.DELIVER, State.QUEUED, None, "deliverable", Kind.REPLAY, ""))
+    shadowed = (
+        *DECLARATION,
+        ("deliver-shadowed", "4.1", Trigger.DELIVER, State.QUEUED, None, "deliverable", Kind.REPLAY, ""),
+    )
     with pytest.raises(ValueError, match="deliver-shadowed"):
         compile_rules(build_machine(shadowed))
 
@@ -174,7 +244,11 @@ DEFAULT = Policy()
 # rule name -> (how to get there, expected outcome type, expected state after)
 EXAMPLES: dict[str, tuple[Case, type, State]] = {
     "deliver": (lambda: (fresh(), Deliver("w1"), sec(1), DEFAULT), Accepted, State.QUEUED),
-    "deliver-not-reclaimable": (lambda: (item_in(State.QUEUED), Deliver("w2"), sec(2), DEFAULT), Rejected, State.QUEUED),
+    "deliver-not-reclaimable": (
+        lambda: (item_in(State.QUEUED), Deliver("w2"), sec(2), DEFAULT),
+        Rejected,
+        State.QUEUED,
+    ),
     "deliver-not-queued": (lambda: (item_in(State.ACTIVE), Deliver("w2"), sec(10), DEFAULT), Rejected, State.ACTIVE),
     "ack-claimed-by-another": (lambda: (item_in(State.QUEUED), Ack("w2"), sec(2), DEFAULT), Rejected, State.QUEUED),
     "ack-not-delivered": (lambda: (fresh(), Ack("w1"), sec(2), NEEDS_DELIVERY), Rejected, State.QUEUED),
@@ -183,19 +257,47 @@ EXAMPLES: dict[str, tuple[Case, type, State]] = {
     "ack-replay": (lambda: (item_in(State.STARTING), Ack(), sec(5), DEFAULT), Replayed, State.STARTING),
     "ack-after-stop": (lambda: (item_in(State.STOPPING), Ack("w1"), sec(5), DEFAULT), Rejected, State.STOPPING),
     "heartbeat-queued": (lambda: (item_in(State.QUEUED), Heartbeat(), sec(5), DEFAULT), Rejected, State.QUEUED),
-    "heartbeat-stopped": (lambda: (item_in(State.STOPPED), Heartbeat(NO_HEARTBEAT), sec(5), DEFAULT), Rejected, State.STOPPED),
-    "heartbeat-precondition-failed": (lambda: (item_in(State.ACTIVE), Heartbeat(NO_HEARTBEAT), sec(5), DEFAULT), Rejected, State.ACTIVE),
-    "heartbeat-first": (lambda: (item_in(State.STARTING), Heartbeat(NO_HEARTBEAT), sec(5), DEFAULT), Accepted, State.ACTIVE),
+    "heartbeat-stopped": (
+        lambda: (item_in(State.STOPPED), Heartbeat(NO_HEARTBEAT), sec(5), DEFAULT),
+        Rejected,
+        State.STOPPED,
+    ),
+    "heartbeat-precondition-failed": (
+        lambda: (item_in(State.ACTIVE), Heartbeat(NO_HEARTBEAT), sec(5), DEFAULT),
+        Rejected,
+        State.ACTIVE,
+    ),
+    "heartbeat-first": (
+        lambda: (item_in(State.STARTING), Heartbeat(NO_HEARTBEAT), sec(5), DEFAULT),
+        Accepted,
+        State.ACTIVE,
+    ),
     "heartbeat": (lambda: (item_in(State.ACTIVE), Heartbeat(sec(3)), sec(5), DEFAULT), Accepted, State.ACTIVE),
-    "heartbeat-while-stopping": (lambda: (item_in(State.STOPPING), Heartbeat(NO_HEARTBEAT), sec(5), DEFAULT), Accepted, State.STOPPING),
+    "heartbeat-while-stopping": (
+        lambda: (item_in(State.STOPPING), Heartbeat(NO_HEARTBEAT), sec(5), DEFAULT),
+        Accepted,
+        State.STOPPING,
+    ),
     "stop-queued": (lambda: (item_in(State.QUEUED), Stop(), sec(5), DEFAULT), Accepted, State.STOPPED),
     "stop-requests-drain": (lambda: (item_in(State.ACTIVE), Stop(), sec(5), DEFAULT), Accepted, State.STOPPING),
     "stop-confirms": (lambda: (item_in(State.STOPPING), Stop(), sec(5), DEFAULT), Accepted, State.STOPPED),
     "stop-stopped": (lambda: (item_in(State.STOPPED), Stop(), sec(5), DEFAULT), Replayed, State.STOPPED),
     "force-stop": (lambda: (item_in(State.ACTIVE), Stop(force=True), sec(5), DEFAULT), Accepted, State.STOPPED),
-    "force-stop-stopped": (lambda: (item_in(State.STOPPED), Stop(force=True), sec(5), DEFAULT), Replayed, State.STOPPED),
-    "metadata-over-limits": (lambda: (fresh(), UpdateMetadata({str(i): "v" for i in range(17)}), sec(1), DEFAULT), Rejected, State.QUEUED),
-    "metadata": (lambda: (item_in(State.STOPPED), UpdateMetadata({"k": "v"}), sec(5), DEFAULT), Accepted, State.STOPPED),
+    "force-stop-stopped": (
+        lambda: (item_in(State.STOPPED), Stop(force=True), sec(5), DEFAULT),
+        Replayed,
+        State.STOPPED,
+    ),
+    "metadata-over-limits": (
+        lambda: (fresh(), UpdateMetadata({str(i): "v" for i in range(17)}), sec(1), DEFAULT),
+        Rejected,
+        State.QUEUED,
+    ),
+    "metadata": (
+        lambda: (item_in(State.STOPPED), UpdateMetadata({"k": "v"}), sec(5), DEFAULT),
+        Accepted,
+        State.STOPPED,
+    ),
     "lapse-nothing-to-lapse": (lambda: (item_in(State.QUEUED), Lapse(), sec(9999), DEFAULT), Replayed, State.QUEUED),
     "lapse-not-due": (lambda: (item_in(State.ACTIVE), Lapse(), sec(10), DEFAULT), Replayed, State.ACTIVE),
     "start-timeout": (lambda: (item_in(State.STARTING), Lapse(), sec(62), DEFAULT), Accepted, State.QUEUED),

@@ -73,7 +73,8 @@ def walk(out: list[str]) -> WorkItem:
         outcome = why.outcome
         mark = "x" if isinstance(outcome, Rejected) else "+"
         out.append(f"t={offset:>5g}  {mark} {story}")
-        out.append(f"          {_describe(command)} -> {outcome.status} {outcome.item.state}  [{why.rule.section} {why.rule.name}]")
+        rule = f"[{why.rule.section} {why.rule.name}]"
+        out.append(f"          {_describe(command)} -> {outcome.status} {outcome.item.state}  {rule}")
         for effect in outcome.effects:
             out.append(f"          effect: {effect!r}")
         item = outcome.item

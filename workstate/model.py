@@ -147,8 +147,8 @@ class WorkItem:
 
     @clock.default
     def _clock_default(self) -> datetime:
-        stamps = [getattr(self, name) for name in ("created_at", "delivered_at", *_TIMESTAMPS)]
-        return max(aware(s, "timestamp") for s in stamps if s is not None)
+        names = ("created_at", "delivered_at", *_TIMESTAMPS)
+        return max(aware(getattr(self, n), n) for n in names if getattr(self, n) is not None)
 
     def __attrs_post_init__(self) -> None:
         # Normalize and check every field here (not with attrs converters) so errors name the field.

@@ -72,11 +72,12 @@ def _doc(default: Any, spec: str, public: str, doc: str, alternatives: str = "",
 
 
 def _check_number(field: attrs.Attribute[Any], value: Any) -> None:
-    minimum = field.metadata["minimum"]
-    kind = int if isinstance(field.default, int) else int | float
-    if isinstance(value, bool) or not isinstance(value, kind) or not value >= minimum:
-        what = "an integer" if kind is int else "a number"
-        raise InvalidPolicy(f"Policy.{field.name} must be {what} >= {minimum}, got {value!r}", param=field.name)
+    integral = isinstance(field.default, int)
+    positive = field.metadata["minimum"] > 0
+    ok = not isinstance(value, bool) and isinstance(value, int if integral else int | float)
+    if not ok or not (value > 0 if positive else value >= 0):
+        what = ("a positive" if positive else "a non-negative") + (" integer" if integral else " number")
+        raise InvalidPolicy(f"Policy.{field.name} must be {what}, got {value!r}", param=field.name)
 
 
 @attrs.frozen(kw_only=True)
