@@ -15,7 +15,7 @@ from typing import Any, ClassVar, TypeAlias
 
 import attrs
 
-from ._time import MICROSECOND, aware, parse_timestamp, render_timestamp
+from ._time import MICROSECOND, UTC, aware, parse_timestamp, render_timestamp
 from .errors import InvalidCommand, InvalidId, InvalidItem, InvalidMetadata
 from .policy import DEFAULT_POLICY, OnLeaseExpiry, OnStartTimeout, Policy, TimestampMatch
 from .rules import (
@@ -571,8 +571,10 @@ def _stamp_started(item: WorkItem, cmd: Any, at: datetime, policy: Policy, ch: C
 
 @_action("grant_lease", "latest_heartbeat_at", "ttl_seconds", "clock")
 def _grant_lease(item: WorkItem, cmd: Heartbeat, at: datetime, policy: Policy, ch: Changes, fx: list[Effect]) -> None:
-    token = _token(item, at)
-    ttl = policy.clamp_ttl(cmd.desired_ttl_seconds)
+    latest = item.latest_heartbeat_at
+    token = at if latest is None or at > latest else latest + MICROSECOND
+    ttl = cmd.desired_ttl_seconds
+    ttl = policy.default_ttl_seconds if ttl is None else min(max(ttl, policy.min_ttl_seconds), policy.max_ttl_seconds)
     ch["latest_heartbeat_at"] = ch["clock"] = token
     ch["ttl_seconds"] = ttl
     fx.append(LeaseGranted(token, ttl, token + _seconds(ttl)))
@@ -680,12 +682,17 @@ class Lifecycle:
         self.table: RuleTable = compile_rules(self.machine)
         self._guards = guards
         self._actions = actions
-        self._run = {
+        # The table, ready to run: per (state, trigger), the guard functions with their bit, and per
+        # combination of guard outcomes the rule, its outcome type, action functions and copier.
+        self._run: dict[tuple[State, Trigger], tuple[Any, Any]] = {
             key: (
-                tuple(guards[g] for g in entry.guards),
+                tuple((1 << bit, guards[g]) for bit, g in enumerate(entry.guards)),
                 tuple(
-                    (
+                    (rule, _OUTCOME[rule.kind], tuple(actions[a].run for a in rule.actions), None)
+                    if rule.kind is not Kind.ACCEPT
+                    else (
                         rule,
+                        Accepted,
                         tuple(actions[a].run for a in rule.actions),
                         _replacer(_ALWAYS_WRITTEN.union(*(actions[a].writes for a in rule.actions))),
                     )
@@ -707,29 +714,24 @@ class Lifecycle:
             else:
                 self._lapse_mode[state] = _ALWAYS
 
-    def _decide(self, item: WorkItem, trigger: Trigger, cmd: Any, at: datetime, policy: Policy) -> Any:
-        guard_fns, rules = self._run[item.state, trigger]
-        index = 0
-        for bit, guard in enumerate(guard_fns):
-            if guard(item, cmd, at, policy):
-                index |= 1 << bit
-        return rules[index]
-
     def _apply(self, item: WorkItem, cmd: Any, now: datetime, policy: Policy, pre: tuple[Effect, ...]) -> Outcome:
         trigger = cmd.trigger
-        at = now if now > item.clock else item.clock
-        rule, actions, replace = self._decide(item, trigger, cmd, at, policy)
-        kind = rule.kind
-        if kind is Kind.REJECT:
-            return Rejected(item, rule, pre)
-        if kind is Kind.REPLAY:
-            return Replayed(item, rule, pre)
+        clock = item.clock
+        at = now if now > clock else clock
+        guards, rules = self._run[item.state, trigger]
+        index = 0
+        for bit, guard in guards:
+            if guard(item, cmd, at, policy):
+                index |= bit
+        rule, outcome, actions, replace = rules[index]
+        if replace is None:  # a replay or a rejection: the very same item
+            return outcome(item, rule, pre)  # type: ignore[no-any-return]
         if trigger is Trigger.LAPSE:
             at = next_deadline(item, policy) or at  # expiry takes effect at the deadline instant
         changes: Changes = {
             "state": rule.dest or item.state,
             "version": item.version + 1,
-            "clock": at if at > item.clock else item.clock,
+            "clock": at if at > clock else clock,  # a lapse stamps its deadline, never behind the clock
         }
         effects = list(pre)
         for action in actions:
@@ -738,7 +740,8 @@ class Lifecycle:
 
     def step(self, item: WorkItem, command: Command, now: datetime, policy: Policy = DEFAULT_POLICY) -> Outcome:
         """Apply ``command`` to ``item`` at ``now``: the lapse due at ``now`` first, then the command."""
-        now = aware(now)
+        if type(now) is not datetime or now.tzinfo is not UTC:
+            now = aware(now)
         if type(item) is not WorkItem:
             raise InvalidCommand(f"item must be a WorkItem, got {item!r}", param="item")
         kind = type(command)
@@ -785,6 +788,7 @@ class Lifecycle:
         return frozenset(found)
 
 
+_OUTCOME: dict[Kind, type[Outcome]] = {Kind.ACCEPT: Accepted, Kind.REPLAY: Replayed, Kind.REJECT: Rejected}
 _COMMAND_TYPES = frozenset({Deliver, Ack, Heartbeat, Stop, UpdateMetadata, Lapse})
 
 LIFECYCLE = Lifecycle()
