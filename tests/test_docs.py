@@ -45,3 +45,32 @@ def test_doc_example_runs(name: str, line: int, code: str) -> None:
 
 def test_there_are_examples() -> None:
     assert any(name == "README.md" for name, _, _ in python_blocks())
+
+
+def test_generated_docs_match_the_code() -> None:
+    from workstate.docgen import drifted
+
+    assert drifted(ROOT) == [], "run: python -m workstate.docgen"
+
+
+def test_drift_is_detected(tmp_path: Path) -> None:
+    from workstate.docgen import GENERATED, drifted, main
+
+    (tmp_path / "docs").mkdir()
+    assert sorted(drifted(tmp_path)) == sorted(GENERATED)  # nothing written yet
+    assert main(["--root", str(tmp_path)]) == 0
+    assert drifted(tmp_path) == []
+    first = next(iter(GENERATED))
+    (tmp_path / first).write_text((tmp_path / first).read_text().replace("ack", "akc", 1))
+    assert drifted(tmp_path) == [first]
+    assert main(["--check", "--root", str(tmp_path)]) == 1
+
+
+def test_the_diagram_has_every_state_and_the_table_every_rule() -> None:
+    from workstate.rules import DECLARATION, State
+
+    text = (ROOT / "docs" / "lifecycle.md").read_text()
+    for state in State:
+        assert f"    {state.value} -->" in text or f"--> {state.value}" in text
+    for line in DECLARATION:
+        assert f"| `{line[0]}` |" in text

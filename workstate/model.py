@@ -56,6 +56,7 @@ __all__ = [
     "WorkItem",
     "accepts",
     "consistency_problems",
+    "error_type",
     "explain",
     "next_deadline",
     "step",
@@ -443,12 +444,16 @@ class Rejected(Outcome):
 
     def error_type(self, policy: Policy = DEFAULT_POLICY) -> str:
         """The ``error.type`` of the error envelope (spec section 6)."""
-        status = self.reason.status
-        if status == 409:
-            return policy.conflict_error_type.value
-        if status == 412:
-            return "precondition_failed_error"
-        return "invalid_request_error"
+        return error_type(self.reason, policy)
+
+
+def error_type(reason: Reason, policy: Policy = DEFAULT_POLICY) -> str:
+    """The ``error.type`` a rejection answers with: 409's is the policy's choice (spec section 6)."""
+    if reason.status == 409:
+        return policy.conflict_error_type.value
+    if reason.status == 412:
+        return "precondition_failed_error"
+    return "invalid_request_error"
 
 
 # --- what the guards mean -----------------------------------------------------------------------
