@@ -93,7 +93,7 @@ for _name, _action in ACTIONS.items():
 def drive(model: Any) -> None:
     for trigger, command, at in SCRIPT:
         model.command, model.at = command, at
-        model.trigger(trigger)
+        getattr(model, trigger)()  # the trigger method transitions put on the model
     assert model.state == "stopped", model.state
 
 
