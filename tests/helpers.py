@@ -51,3 +51,24 @@ def item_in(
     if state is State.STOPPING:
         return must(step(item, Stop(), sec(3), policy))
     return must(step(item, Heartbeat(NO_HEARTBEAT), sec(3), policy))
+
+
+LINE_FIELDS = ("name", "section", "trigger", "source", "dest", "guards", "outcome", "actions")
+
+
+def line(old_name: str, /, **fields: object) -> tuple[object, ...]:
+    """The declaration line called ``old_name``, with some fields changed (for broken variants)."""
+    from workstate.rules import DECLARATION
+
+    (found,) = [old for old in DECLARATION if old[0] == old_name]
+    unknown = set(fields) - set(LINE_FIELDS)
+    assert not unknown, unknown
+    return tuple(fields.get(key, value) for key, value in zip(LINE_FIELDS, found, strict=True))
+
+
+def declaration(replace: dict[str, tuple[object, ...] | None], prepend: tuple[tuple[object, ...], ...] = ()) -> tuple:
+    """The declaration with lines replaced (None drops one), and extra lines first."""
+    from workstate.rules import DECLARATION
+
+    kept = [replace.get(old[0], old) for old in DECLARATION]
+    return (*prepend, *[new for new in kept if new is not None])

@@ -13,7 +13,7 @@ from typing import Any
 
 import attrs
 import pytest
-from helpers import T0, fresh
+from helpers import T0, declaration, fresh, line
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
@@ -43,7 +43,7 @@ from workstate import (
     render_timestamp,
 )
 from workstate.model import ACTIONS, Action
-from workstate.rules import DECLARATION, Kind, Reason, Trigger
+from workstate.rules import Kind, Reason
 
 WORKERS = ("w1", "w2", "w3")
 WIRE_TIMES = ("created_at", "acknowledged_at", "started_at", "latest_heartbeat_at", "stop_requested_at", "stopped_at")
@@ -326,10 +326,6 @@ def test_settings_run_at_least_a_thousand_examples_in_ci() -> None:
 # --- teeth: broken rule sets the properties must catch --------------------------------------------
 
 
-def _edit(name: str, line: tuple[Any, ...] | None) -> tuple[Any, ...]:
-    return tuple(line if old[0] == name else old for old in DECLARATION if old[0] != name or line is not None)
-
-
 def _requeue_keeping_worker(
     item: WorkItem, cmd: Any, at: datetime, policy: Policy, ch: dict[str, Any], fx: list[Any]
 ) -> None:
@@ -338,22 +334,12 @@ def _requeue_keeping_worker(
 
 
 BROKEN: dict[str, Callable[[], Lifecycle]] = {
-    "heartbeat ignores the precondition": lambda: Lifecycle(_edit("heartbeat-precondition-failed", None)),
+    "heartbeat ignores the precondition": lambda: Lifecycle(declaration({"heartbeat-precondition-failed": None})),
     "ack succeeds in stopping": lambda: Lifecycle(
-        (
-            (
-                "ack-in-stopping",
-                "4.2",
-                Trigger.ACK,
-                State.STOPPING,
-                State.STARTING,
-                "",
-                Kind.ACCEPT,
-                "bind_worker stamp_acknowledged",
-            ),
-            *_edit(
-                "ack-after-stop",
-                ("ack-after-stop", "4.2", Trigger.ACK, State.STOPPED, None, "", Reason.STOPPING_OR_STOPPED, ""),
+        declaration(
+            {"ack-after-stop": line("ack-after-stop", source=State.STOPPED)},
+            prepend=(
+                line("ack", name="ack-in-stopping", source=State.STOPPING, actions="bind_worker stamp_acknowledged"),
             ),
         )
     ),
@@ -361,13 +347,10 @@ BROKEN: dict[str, Callable[[], Lifecycle]] = {
         actions={**ACTIONS, "requeue": Action(_requeue_keeping_worker, ACTIONS["requeue"].writes)}
     ),
     "a lapsed lease is never re-queued": lambda: Lifecycle(
-        _edit("lease-expired", ("lease-expired", "5", Trigger.LAPSE, State.ACTIVE, None, "", Kind.REPLAY, ""))
+        declaration({"lease-expired": line("lease-expired", dest=None, outcome=Kind.REPLAY, actions="")})
     ),
     "ack replay answers 409": lambda: Lifecycle(
-        _edit(
-            "ack-replay",
-            ("ack-replay", "4.2", Trigger.ACK, [State.STARTING, State.ACTIVE], None, "", Reason.WORKER_CONFLICT, ""),
-        )
+        declaration({"ack-replay": line("ack-replay", outcome=Reason.WORKER_CONFLICT)})
     ),
 }
 

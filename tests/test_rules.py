@@ -4,7 +4,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from helpers import T0, fresh, item_in, sec
+from helpers import T0, declaration, fresh, item_in, line, sec
 
 from workstate import (
     NO_HEARTBEAT,
@@ -31,7 +31,6 @@ from workstate.rules import (
     RULE_TABLE,
     Guard,
     Kind,
-    Reason,
     build_machine,
     compile_rules,
     edges,
@@ -108,120 +107,53 @@ def test_structure_of_the_lifecycle() -> None:
     assert not [(s, t) for s, t, _ in edges(RULE_TABLE) if s is State.STOPPED and t is not State.STOPPED]
 
 
-def _variant(replace: dict[str, tuple[Any, ...] | None]) -> tuple[Any, ...]:
-    lines = []
-    for line in DECLARATION:
-        if line[0] in replace:
-            if replace[line[0]] is not None:
-                lines.append(replace[line[0]])
-        else:
-            lines.append(line)
-    return tuple(lines)
-
-
 def test_structure_check_catches_an_exit_from_stopped() -> None:
     table = compile_rules(
-        build_machine(
-            _variant(
-                {
-                    "stop-stopped": (
-                        "stop-stopped",
-                        "4.4",
-                        Trigger.STOP,
-                        State.STOPPED,
-                        State.QUEUED,
-                        "",
-                        Kind.ACCEPT,
-                        "",
-                    )
-                }
-            )
-        )
+        build_machine(declaration({"stop-stopped": line("stop-stopped", dest=State.QUEUED, outcome=Kind.ACCEPT)}))
     )
     assert any("stopped has exits" in p for p in structure_problems(table))
 
 
 def test_structure_check_catches_a_live_state_with_no_way_out() -> None:
-    drop = {
-        "force-stop": (
-            "force-stop",
-            "4.4",
-            Trigger.FORCE_STOP,
-            [State.QUEUED, State.STARTING, State.ACTIVE],
-            State.STOPPED,
-            "",
-            Kind.ACCEPT,
-            "stamp_stopped",
-        ),
-        "stop-confirms": None,
-        "drain-expired": ("drain-expired", "5", Trigger.LAPSE, State.STOPPING, None, "", Kind.REPLAY, ""),
-        "ack-after-stop": (
-            "ack-after-stop",
-            "4.2",
-            Trigger.ACK,
-            [State.STOPPING, State.STOPPED],
-            None,
-            "",
-            Reason.STOPPING_OR_STOPPED,
-            "",
-        ),
-        "stop-stopped": (
-            "stop-stopped",
-            "4.4",
-            Trigger.STOP,
-            [State.STOPPING, State.STOPPED],
-            None,
-            "",
-            Kind.REPLAY,
-            "",
-        ),
-        "force-stop-stopped": (
-            "force-stop-stopped",
-            "4.4",
-            Trigger.FORCE_STOP,
-            [State.STOPPING, State.STOPPED],
-            None,
-            "",
-            Kind.REPLAY,
-            "",
-        ),
-    }
-    table = compile_rules(build_machine(_variant(drop)))
+    stuck = [State.STOPPING, State.STOPPED]
+    table = compile_rules(
+        build_machine(
+            declaration(
+                {
+                    "force-stop": line("force-stop", source=[State.QUEUED, State.STARTING, State.ACTIVE]),
+                    "force-stop-stopped": line("force-stop-stopped", source=stuck),
+                    "stop-confirms": None,
+                    "stop-stopped": line("stop-stopped", source=stuck),
+                    "drain-expired": line("drain-expired", dest=None, outcome=Kind.REPLAY, actions=""),
+                }
+            )
+        )
+    )
     assert "stopping cannot reach stopped" in structure_problems(table)
 
 
 def test_structure_check_catches_an_unreachable_state() -> None:
-    no_heartbeat = {
-        "heartbeat-first": ("heartbeat-first", "4.3", Trigger.HEARTBEAT, State.STARTING, None, "", Kind.REPLAY, "")
-    }
-    table = compile_rules(build_machine(_variant(no_heartbeat)))
+    no_heartbeat = line("heartbeat-first", dest=None, outcome=Kind.REPLAY, actions="")
+    table = compile_rules(build_machine(declaration({"heartbeat-first": no_heartbeat})))
     assert any("not reachable" in p and "active" in p for p in structure_problems(table))
 
 
 def test_structure_check_catches_a_rejection_that_changes_something() -> None:
-    bad = {
-        "ack-after-stop": (
-            "ack-after-stop",
-            "4.2",
-            Trigger.ACK,
-            [State.STOPPING, State.STOPPED],
-            None,
-            "",
-            Reason.STOPPING_OR_STOPPED,
-            "stamp_acknowledged",
-        )
-    }
-    assert any("must change nothing" in p for p in structure_problems(compile_rules(build_machine(_variant(bad)))))
+    bad = line("ack-after-stop", actions="stamp_acknowledged")
+    assert any(
+        "must change nothing" in p
+        for p in structure_problems(compile_rules(build_machine(declaration({"ack-after-stop": bad}))))
+    )
 
 
 def test_compile_refuses_an_undecided_combination() -> None:
     with pytest.raises(ValueError, match="no rule decides"):
-        compile_rules(build_machine(_variant({"ack": None})))
+        compile_rules(build_machine(declaration({"ack": None})))
 
 
 def test_compile_refuses_a_missing_trigger() -> None:
     with pytest.raises(ValueError, match="no rule at all"):
-        compile_rules(build_machine(_variant({"heartbeat-stopped": None})))
+        compile_rules(build_machine(declaration({"heartbeat-stopped": None})))
 
 
 def test_compile_refuses_a_dead_line() -> None:
