@@ -471,3 +471,68 @@ def test_accepts_lists_what_can_change_the_item() -> None:
     }
     assert accepts(item_in(State.STOPPED), sec(5)) == {Trigger.UPDATE_METADATA}
     assert Trigger.DELIVER in accepts(item_in(State.ACTIVE), sec(100))  # it lapsed back to queued
+
+
+# --- found by review: edges of the value domain ---------------------------------------------------
+
+PLUS5 = timezone(timedelta(hours=5))
+
+
+def test_items_whose_clock_precedes_creation_or_that_were_delivered_to_nobody_are_refused() -> None:
+    with pytest.raises(InvalidItem, match="clock"):
+        fresh(clock=T0 - timedelta(days=1))
+    with pytest.raises(InvalidItem, match="delivered_to"):
+        fresh(delivered_to="w1")
+
+
+def test_a_lapse_never_stamps_behind_the_items_timeline() -> None:
+    # stop requested after the start deadline would have passed under another policy
+    keep = Policy(on_start_timeout=OnStartTimeout.KEEP_STARTING)
+    stopping = must(step(must(step(fresh(), Ack("w1"), T0, keep)), Stop(), sec(300), keep))
+    stopped = must(step(stopping, Lapse(), sec(400)))
+    assert stopped.stopped_at == sec(300) >= stopping.stop_requested_at  # type: ignore[operator]
+    consistent = fresh(state="stopping", acknowledged_at=T0, stop_requested_at=sec(100))
+    after = step(consistent, UpdateMetadata({"a": "b"}), sec(200)).item
+    assert after.stopped_at is not None and after.stopped_at >= sec(100)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: step(item_in(State.QUEUED), Deliver("w2", reclaim_older_than_ms=10**400), sec(9)),
+        lambda: step(fresh(), Ack(), datetime.max.replace(tzinfo=UTC) - timedelta(seconds=30)),
+        lambda: step(fresh(), Ack(), datetime.max.replace(tzinfo=timezone(timedelta(hours=-5)))),
+        lambda: WorkItem(id=WORK, environment_id=ENV, session_id=SESS, created_at=datetime.min.replace(tzinfo=PLUS5)),
+        lambda: Heartbeat(datetime(999, 1, 2, tzinfo=UTC)),
+        lambda: parse_timestamp("\uff12\uff10\uff12\uff16-07-01T08:00:00Z"),  # full-width digits
+        lambda: Policy(reclaim_older_than_ms=10**17),
+        lambda: Policy(start_timeout_seconds=float("inf")),
+        lambda: Policy(start_timeout_seconds=4e-7),
+        lambda: fresh(state="active", acknowledged_at=T0, started_at=T0, latest_heartbeat_at=T0, ttl_seconds=10**20),
+        lambda: step(fresh(), Ack(), T0, None),  # type: ignore[arg-type]
+        lambda: next_deadline(None),  # type: ignore[arg-type]
+    ],
+)
+def test_out_of_domain_values_raise_typed_errors_not_tracebacks(make: object) -> None:
+    try:
+        result = make()  # type: ignore[operator]
+    except InvalidInput:
+        return
+    # the only acceptable non-raising case: a huge reclaim window simply means "not yet reclaimable"
+    assert isinstance(result, Rejected) and result.rule.name == "deliver-not-reclaimable"
+
+
+def test_a_timezone_that_lies_is_a_typed_error() -> None:
+    class Liar(timezone.__base__):  # type: ignore[misc,name-defined]
+        def utcoffset(self, dt: object) -> timedelta:
+            return timedelta(hours=30)
+
+    with pytest.raises(InvalidTimestamp):
+        step(fresh(), Ack(), datetime(2026, 7, 1, tzinfo=Liar()))
+
+
+def test_metadata_updates_do_not_move_the_timeline() -> None:
+    active = item_in(State.ACTIVE)  # heartbeat at 3 s
+    noted = must(step(active, UpdateMetadata({"a": "b"}), sec(20)))
+    assert noted.clock == active.clock
+    assert must(step(noted, Heartbeat(), sec(15))).latest_heartbeat_at == sec(15)

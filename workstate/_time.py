@@ -7,25 +7,41 @@ from datetime import UTC, datetime, timedelta
 
 from .errors import InvalidTimestamp, NaiveDatetime
 
-__all__ = ["UTC", "MICROSECOND", "aware", "parse_timestamp", "render_timestamp"]
+__all__ = ["UTC", "MICROSECOND", "EARLIEST", "LATEST", "aware", "parse_timestamp", "render_timestamp"]
 
 MICROSECOND = timedelta(microseconds=1)
+EARLIEST = datetime(1000, 1, 1, tzinfo=UTC)
+"""The earliest instant workstate accepts (years render as four digits from here on)."""
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+"""The latest instant workstate accepts: far enough from ``datetime.max`` that no deadline overflows."""
 
 _RFC3339 = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?"
-    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))"
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?"
+    r"(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))",
+    re.ASCII,
 )
 
 
 def aware(value: object, param: str = "now") -> datetime:
-    """Return ``value`` as a UTC ``datetime``; raise :class:`NaiveDatetime` if it has no offset."""
-    if type(value) is datetime and value.tzinfo is UTC:
+    """Return ``value`` as a UTC ``datetime``; raise a typed error if it has no offset or is out of range."""
+    if type(value) is datetime and value.tzinfo is UTC and EARLIEST <= value <= LATEST:
         return value  # the common case, kept cheap
     if not isinstance(value, datetime):
         raise NaiveDatetime(f"{param} must be a timezone-aware datetime, got {value!r}", param=param)
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise NaiveDatetime(f"{param} must be timezone-aware, got naive {value.isoformat()}", param=param)
-    return value.astimezone(UTC)
+    try:
+        offset = value.utcoffset()
+        if offset is None:
+            raise NaiveDatetime(f"{param} must be timezone-aware, got naive {value.isoformat()}", param=param)
+        result = value.astimezone(UTC)
+    except (ValueError, TypeError, OverflowError) as exc:
+        if isinstance(exc, NaiveDatetime):
+            raise
+        raise InvalidTimestamp(f"{param} has an unusable timezone or is out of range: {exc}", param=param) from None
+    if not EARLIEST <= result <= LATEST:
+        raise InvalidTimestamp(
+            f"{param} must lie between the years 1000 and 9000, got {result.isoformat()}", param=param
+        )
+    return result
 
 
 def render_timestamp(value: datetime) -> str:
@@ -56,6 +72,7 @@ def parse_timestamp(text: str, param: str = "timestamp") -> datetime:
                 raise ValueError("offset out of range")
             offset = timedelta(hours=int(off_h), minutes=int(off_m)) * (1 if sign == "+" else -1)
         local = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), micro)
-        return (local - offset).replace(tzinfo=UTC)
+        instant = (local - offset).replace(tzinfo=UTC)
     except (ValueError, OverflowError) as exc:
         raise InvalidTimestamp(f"{param} is not a valid instant: {text!r} ({exc})", param=param) from None
+    return aware(instant, param)

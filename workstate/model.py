@@ -15,9 +15,9 @@ from typing import Any, ClassVar, TypeAlias
 
 import attrs
 
-from ._time import MICROSECOND, UTC, aware, parse_timestamp, render_timestamp
+from ._time import EARLIEST, LATEST, MICROSECOND, UTC, aware, parse_timestamp, render_timestamp
 from .errors import InvalidCommand, InvalidId, InvalidItem, InvalidMetadata
-from .policy import DEFAULT_POLICY, OnLeaseExpiry, OnStartTimeout, Policy, TimestampMatch
+from .policy import DEFAULT_POLICY, LARGEST, OnLeaseExpiry, OnStartTimeout, Policy, TimestampMatch
 from .rules import (
     DECLARATION,
     Guard,
@@ -167,10 +167,14 @@ class WorkItem:
                 object.__setattr__(self, "state", State(self.state))
             except ValueError:
                 raise InvalidItem(f"state must be one of {[s.value for s in State]}, got {self.state!r}") from None
-        for name in ("ttl_seconds", "version"):
+        for name, smallest in (("ttl_seconds", 1), ("version", 0)):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-                raise InvalidItem(f"{name} must be a non-negative integer, got {value!r}", param=name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or not smallest <= value <= LARGEST
+            ):
+                raise InvalidItem(
+                    f"{name} must be an integer from {smallest} to {LARGEST:,}, got {value!r}", param=name
+                )
         problems = consistency_problems(self)
         if problems:
             raise InvalidItem(f"inconsistent work item {self.id}: " + "; ".join(problems))
@@ -228,8 +232,10 @@ def consistency_problems(item: WorkItem) -> list[str]:
         problems.append("stopped_at is not the latest timestamp")
     if any(t < item.created_at for t in stamps):
         problems.append("a timestamp precedes created_at")
-    if any(t > item.clock for t in stamps):
+    if item.clock < item.created_at or any(t > item.clock for t in stamps):
         problems.append("clock is earlier than a timestamp")
+    if item.delivered_to is not None and item.delivered_at is None:
+        problems.append("delivered_to is set without delivered_at")
     return problems
 
 
@@ -245,6 +251,18 @@ def _seconds(value: float) -> timedelta:
 
 def next_deadline(item: WorkItem, policy: Policy = DEFAULT_POLICY) -> datetime | None:
     """The instant the item lapses at, if nothing happens first (spec section 5), or None."""
+    _check_operands(item, policy)
+    return _next_deadline(item, policy)
+
+
+def _check_operands(item: object, policy: object) -> None:
+    if type(item) is not WorkItem:
+        raise InvalidCommand(f"item must be a WorkItem, got {item!r}", param="item")
+    if type(policy) is not Policy and not isinstance(policy, Policy):
+        raise InvalidCommand(f"policy must be a Policy, got {policy!r}", param="policy")
+
+
+def _next_deadline(item: WorkItem, policy: Policy) -> datetime | None:
     st = item.state
     latest, ttl = item.latest_heartbeat_at, item.ttl_seconds
     if latest is not None and ttl is not None and (st is State.ACTIVE or st is State.STOPPING):
@@ -465,7 +483,7 @@ def _deliverable(item: WorkItem, cmd: Deliver, at: datetime, policy: Policy) -> 
     if item.delivered_at is None:
         return True
     window = policy.reclaim_older_than_ms if cmd.reclaim_older_than_ms is None else cmd.reclaim_older_than_ms
-    return at - item.delivered_at >= _seconds(window / 1000)
+    return (at - item.delivered_at) // MICROSECOND >= window * 1000  # exact, for any window
 
 
 def _worker_conflict(item: WorkItem, cmd: Ack, at: datetime, policy: Policy) -> bool:
@@ -489,7 +507,7 @@ def _precondition_holds(item: WorkItem, cmd: Heartbeat, at: datetime, policy: Po
 
 
 def _lapse_due(item: WorkItem, cmd: Any, at: datetime, policy: Policy) -> bool:
-    deadline = next_deadline(item, policy)
+    deadline = _next_deadline(item, policy)
     return deadline is not None and deadline <= at
 
 
@@ -615,11 +633,12 @@ def _requeue(item: WorkItem, cmd: Any, at: datetime, policy: Policy, ch: Changes
     fx.append(Requeued(at, item.state))
 
 
-@_action("merge_metadata", "metadata")
+@_action("merge_metadata", "metadata", "clock")
 def _merge_metadata(
     item: WorkItem, cmd: UpdateMetadata, at: datetime, policy: Policy, ch: Changes, fx: list[Effect]
 ) -> None:
     ch["metadata"] = _metadata(cmd.merged(item.metadata))
+    ch["clock"] = item.clock  # metadata stamps no time, so it does not move the timeline
 
 
 _FIELDS = tuple(field.name for field in attrs.fields(WorkItem))
@@ -731,8 +750,9 @@ class Lifecycle:
         rule, outcome, actions, replace = rules[index]
         if replace is None:  # a replay or a rejection: the very same item
             return outcome(item, rule, pre)  # type: ignore[no-any-return]
-        if trigger is Trigger.LAPSE:
-            at = next_deadline(item, policy) or at  # expiry takes effect at the deadline instant
+        if trigger is Trigger.LAPSE:  # expiry takes effect at the deadline instant, never behind the clock
+            deadline = _next_deadline(item, policy) or at
+            at = deadline if deadline > clock else clock
         changes: Changes = {
             "state": rule.dest or item.state,
             "version": item.version + 1,
@@ -745,10 +765,10 @@ class Lifecycle:
 
     def step(self, item: WorkItem, command: Command, now: datetime, policy: Policy = DEFAULT_POLICY) -> Outcome:
         """Apply ``command`` to ``item`` at ``now``: the lapse due at ``now`` first, then the command."""
-        if type(now) is not datetime or now.tzinfo is not UTC:
+        if type(now) is not datetime or now.tzinfo is not UTC or not EARLIEST <= now <= LATEST:
             now = aware(now)
-        if type(item) is not WorkItem:
-            raise InvalidCommand(f"item must be a WorkItem, got {item!r}", param="item")
+        if type(item) is not WorkItem or type(policy) is not Policy:
+            _check_operands(item, policy)
         kind = type(command)
         if kind not in _COMMAND_TYPES:
             raise InvalidCommand(f"not a command: {command!r}", param="command")
@@ -758,7 +778,7 @@ class Lifecycle:
         if mode is _NEVER:
             return self._apply(item, command, now, policy, ())
         if mode is _WHEN_DUE:
-            deadline = next_deadline(item, policy)
+            deadline = _next_deadline(item, policy)
             if deadline is None or (deadline > now and deadline > item.clock):
                 return self._apply(item, command, now, policy, ())  # nothing lapses at now
         lapsed = self._apply(item, _LAPSE, now, policy, ())

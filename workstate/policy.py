@@ -71,13 +71,20 @@ def _doc(default: Any, spec: str, public: str, doc: str, alternatives: str = "",
     )
 
 
+LARGEST = 10**9
+"""No number in a policy may exceed this (a billion seconds is 31 years): deadlines never overflow."""
+
+
 def _check_number(field: attrs.Attribute[Any], value: Any) -> None:
     integral = isinstance(field.default, int)
-    positive = field.metadata["minimum"] > 0
+    # A positive duration in seconds must be at least a millisecond, so that it never rounds to nothing.
+    smallest = (0 if field.metadata["minimum"] == 0 else 1) if integral else 0.001
     ok = not isinstance(value, bool) and isinstance(value, int if integral else int | float)
-    if not ok or not (value > 0 if positive else value >= 0):
-        what = ("a positive" if positive else "a non-negative") + (" integer" if integral else " number")
-        raise InvalidPolicy(f"Policy.{field.name} must be {what}, got {value!r}", param=field.name)
+    if not ok or not smallest <= value <= LARGEST:
+        what = "an integer" if integral else "a number"
+        raise InvalidPolicy(
+            f"Policy.{field.name} must be {what} from {smallest} to {LARGEST:,}, got {value!r}", param=field.name
+        )
 
 
 @attrs.frozen(kw_only=True)
