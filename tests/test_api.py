@@ -1292,6 +1292,18 @@ def test_stale_deadlines_are_compacted_and_do_not_lapse() -> None:
     assert w.server.next_expiry() == at(303 + 60)
 
 
+def test_a_requeued_item_is_polled_once_however_often_it_was_requeued() -> None:
+    w = World()
+    a, b = w.work(), w.work()
+    for cycle in range(100):  # ack without a poll, then the start timeout: back to the queue each time
+        assert w.ack(a, seconds=cycle * 61).status == 200
+    assert len(w.server._envs[w.env].requeued) <= 2 * 2 + 64 + 1  # repeated entries are compacted away
+    now = 100 * 61
+    assert [w.poll(seconds=now).json["id"], w.poll(seconds=now).json["id"]] == [a, b]
+    assert w.poll(seconds=now).json is None
+    assert w.stats(seconds=now) == StatsObject(depth=0, pending=2, oldest_queued_at=T, workers_polling=0)
+
+
 # --- section 6: every error row -------------------------------------------------------------------------------
 
 
