@@ -48,7 +48,6 @@ import attrs
 from ._time import aware
 from .codec import DecodeError, ErrorEnvelope, HeartbeatObject, ListEnvelope, StatsObject, dumps, encode_work, loads
 from .errors import InvalidId, InvalidInput, InvalidMetadata, WorkstateError
-from .model import _ID as _IDS
 from .model import (
     Accepted,
     Ack,
@@ -61,9 +60,9 @@ from .model import (
     Stop,
     UpdateMetadata,
     WorkItem,
-    _replacer,
     next_deadline,
     step,
+    valid_id,
 )
 from .policy import DEFAULT_POLICY, LimitOverMax, Policy
 from .rules import Reason, State
@@ -89,7 +88,6 @@ __all__ = [
 BASE_PATH = "/api/v1/cloud/environments/"
 _PLACEHOLDER = "work_" + "0" * 32
 _NO_PATCH = UpdateMetadata({})
-_with_id = _replacer(frozenset({"id"}))  # the core's copy-with-changes, for a value it already checked
 _QUEUED = State.QUEUED
 _LAPSE = Lapse()
 _VISIBLE = re.compile(r"[\x21-\x7e]*")
@@ -651,7 +649,7 @@ class Server:
             kinds = [k.value for k in EnvironmentKind]
             raise InvalidInput(f"kind must be one of {kinds}, got {kind!r}", param="kind") from None
         env_id = self._ids("env_")
-        if not isinstance(env_id, str) or _IDS["env_"].fullmatch(env_id) is None:
+        if not valid_id("env_", env_id):
             raise InvalidId(f"the id source gave {env_id!r}, not 'env_' and 32 lowercase hex digits", param="env")
         if env_id in self._envs:
             raise DuplicateId(f"the id source gave {env_id} twice", param="env")
@@ -674,7 +672,7 @@ class Server:
         if environment.kind is not EnvironmentKind.SELF_HOSTED:
             raise NotSelfHosted(f"environment {env} is {environment.kind.value}, not self_hosted", param="env")
         self.expire(now)  # whether the session's item is still live is a question about `now`
-        # One item is built (and checked) before an id is spent; it gets its id by the core's own copy.
+        # One item is built (and checked) before an id is spent; then it gets its id (checked again).
         item = WorkItem(
             id=_PLACEHOLDER,
             environment_id=env,
@@ -694,11 +692,11 @@ class Server:
                 f"session {session_id} already has a live work item ({holder})", session_id=session_id, work_id=holder
             )
         work_id = self._ids("work_")
-        if not isinstance(work_id, str) or _IDS["work_"].fullmatch(work_id) is None:
+        if not valid_id("work_", work_id):
             raise InvalidId(f"the id source gave {work_id!r}, not 'work_' and 32 lowercase hex digits", param="id")
         if work_id in environment.items:
             raise DuplicateId(f"the id source gave {work_id} twice", param="id")
-        item = _with_id(item, {"id": work_id})
+        item = attrs.evolve(item, id=work_id)
         order = environment.order
         if not order or work_id > order[-1]:
             order.append(work_id)
@@ -963,7 +961,7 @@ class Server:
         for name in ("page", "before_id", "after_id"):
             value = _param(params, name)
             if value is not None:
-                if _IDS["work_"].fullmatch(value) is None:
+                if not valid_id("work_", value):
                     _bad(f"{name} must be a work id ('work_' and 32 lowercase hex digits), got {value!r}", name)
                 cursors[name] = value
         if len(cursors) > 1:
@@ -1035,15 +1033,21 @@ def _heartbeat(params: dict[str, str]) -> Heartbeat:
         _bad(exc.message, exc.param)
 
 
+def _object_body(body: Any, what: str, key: str, example: str) -> dict[str, Any]:
+    """A JSON object body whose only (optional) key is ``key``."""
+    value = _body_json(body)
+    if not isinstance(value, dict):
+        _bad(f"the {what} body must be a JSON object, e.g. {example}")
+    extra = sorted(set(value) - {key})
+    if extra:
+        _bad(f"the {what} body takes only {key}, got {extra[0]!r}", extra[0])
+    return value
+
+
 def _stop(body: Any) -> Stop:
     if isinstance(body, bytes) and not body:
         return Stop()
-    value = _body_json(body)
-    if not isinstance(value, dict):
-        _bad('the stop body must be a JSON object: {} or {"force": true|false}')
-    extra = sorted(set(value) - {"force"})
-    if extra:
-        _bad(f"the stop body takes only force, got {extra[0]!r}", extra[0])
+    value = _object_body(body, "stop", "force", '{} or {"force": true|false}')
     try:
         return Stop(value.get("force", False))
     except InvalidInput as exc:
@@ -1051,12 +1055,7 @@ def _stop(body: Any) -> Stop:
 
 
 def _update(body: Any) -> UpdateMetadata:
-    value = _body_json(body)
-    if not isinstance(value, dict):
-        _bad('the update body must be a JSON object, e.g. {"metadata": {"key": "value"}}')
-    extra = sorted(set(value) - {"metadata"})
-    if extra:
-        _bad(f"the update body takes only metadata, got {extra[0]!r}", extra[0])
+    value = _object_body(body, "update", "metadata", '{"metadata": {"key": "value"}}')
     try:
         return UpdateMetadata(value.get("metadata", {}))
     except InvalidInput as exc:

@@ -60,6 +60,7 @@ __all__ = [
     "explain",
     "next_deadline",
     "step",
+    "valid_id",
 ]
 
 NO_HEARTBEAT = "NO_HEARTBEAT"
@@ -68,6 +69,11 @@ NO_HEARTBEAT = "NO_HEARTBEAT"
 _ID = {prefix: re.compile(prefix + r"[0-9a-f]{32}") for prefix in ("work_", "env_", "sess_")}
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 _TIMESTAMPS = ("acknowledged_at", "started_at", "latest_heartbeat_at", "stop_requested_at", "stopped_at")
+
+
+def valid_id(prefix: str, value: object) -> bool:
+    """Whether ``value`` is ``prefix`` (``"work_"``, ``"env_"`` or ``"sess_"``) and 32 lowercase hex digits."""
+    return isinstance(value, str) and _ID[prefix].fullmatch(value) is not None
 
 
 def _id(prefix: str, param: str) -> Callable[[Any, Any, Any], None]:
