@@ -7,9 +7,13 @@ walk runs on a fixed, made-up timeline so its output is the same on every machin
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from typing import TextIO
+
+import attrs
 
 from ._time import UTC, render_timestamp
 from .model import (
@@ -36,8 +40,6 @@ def _describe(command: Command) -> str:
 
 
 def vars_of(command: Command) -> dict[str, object]:
-    import attrs
-
     return {f.name: getattr(command, f.name) for f in attrs.fields(type(command)) if f.init}
 
 
@@ -100,19 +102,72 @@ def list_rules(out: list[str]) -> None:
         out.append(rule.text)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="workstate", description="The Work item lifecycle, executable.")
-    sub = parser.add_subparsers(dest="command")
-    sub.add_parser("walk", help="walk one work item through its whole life (the default)")
-    sub.add_parser("rules", help="list every rule of the lifecycle, one per line")
-    args = parser.parse_args(argv)
-    out: list[str] = []
-    if args.command == "rules":
-        list_rules(out)
-    else:
-        walk(out)
-    sys.stdout.write("\n".join(out) + "\n")
+@attrs.frozen
+class CliCommand:
+    """One ``workstate`` subcommand. Modules listed in ``COMMAND_MODULES`` export ``CLI_COMMANDS``.
+
+    ``configure`` adds the command's arguments to its parser; ``run`` does the work, writing to
+    ``out``, and returns the exit status (0 fine, 1 the command found a problem, 2 bad arguments).
+    """
+
+    name: str
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace, TextIO], int]
+    description: str | None = None
+
+
+def _run_walk(args: argparse.Namespace, out: TextIO) -> int:
+    lines: list[str] = []
+    walk(lines)
+    out.write("\n".join(lines) + "\n")
     return 0
+
+
+def _run_rules(args: argparse.Namespace, out: TextIO) -> int:
+    lines: list[str] = []
+    list_rules(lines)
+    out.write("\n".join(lines) + "\n")
+    return 0
+
+
+def _no_arguments(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+CLI_COMMANDS = (
+    CliCommand("walk", "walk one work item through its whole life (the default)", _no_arguments, _run_walk),
+    CliCommand("rules", "list every rule of the lifecycle, one per line", _no_arguments, _run_rules),
+)
+
+# Each module exports CLI_COMMANDS; the order here is the order of ``workstate --help``.
+COMMAND_MODULES = ("workstate.cli", "workstate.teach", "workstate.simulate", "workstate.trace", "workstate.verify")
+
+
+def commands() -> tuple[CliCommand, ...]:
+    found: list[CliCommand] = []
+    for name in COMMAND_MODULES:
+        module = sys.modules[__name__] if name == __name__ else importlib.import_module(name)
+        found.extend(module.CLI_COMMANDS)
+    return tuple(found)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="workstate", description="The Work item lifecycle, executable.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for command in commands():
+        child = sub.add_parser(command.name, help=command.help, description=command.description or command.help)
+        command.configure(child)
+        child.set_defaults(run=command.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    """Run ``workstate``; bad arguments exit with status 2 (argparse's ``SystemExit``)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    run: Callable[[argparse.Namespace, TextIO], int] = getattr(args, "run", _run_walk)
+    return run(args, sys.stdout if out is None else out)
 
 
 if __name__ == "__main__":  # pragma: no cover
