@@ -36,13 +36,14 @@ from workstate import (
     State,
     TimestampMatch,
     WorkItem,
-    next_deadline,
     parse_timestamp,
     render_timestamp,
     step,
 )
 from workstate.api import Request, Response, Server, SessionBusy
 from workstate.codec import HeartbeatObject, ListEnvelope, StatsObject, WorkObject
+from workstate.invariants import change_problems, lease_problems, liveness_problems, stats_problems
+from workstate.invariants import timeline_problems as _timeline_problems
 
 T = datetime(2026, 7, 1, 8, 15, 1, tzinfo=UTC)
 WORKERS = ("w1", "w2", "w3")
@@ -56,36 +57,11 @@ POLICIES = [
     Policy(timestamp_match=TimestampMatch.EXACT, workers_polling_window_seconds=5, start_timeout_seconds=2.5),
 ]
 JUMPS = [-90.0, -5.0, -0.000001, 0.0, 0.000001, 1.0, 4.999, 5.0, 10.0, 30.0, 59.0, 60.0, 61.0, 200.0, 700.0]
-TIMESTAMPS = ("created_at", "acknowledged_at", "started_at", "latest_heartbeat_at", "stop_requested_at", "stopped_at")
-
-# Spec section 7, invariant 2: what each state has and has not.
-HAS = {
-    State.QUEUED: (),
-    State.STARTING: ("acknowledged_at",),
-    State.ACTIVE: ("started_at", "latest_heartbeat_at"),
-    State.STOPPING: ("stop_requested_at",),
-    State.STOPPED: ("stopped_at",),
-}
-HAS_NOT = {
-    State.QUEUED: ("acknowledged_at", "started_at", "latest_heartbeat_at", "stopped_at"),
-    State.STARTING: ("started_at",),
-    State.ACTIVE: (),
-    State.STOPPING: ("stopped_at",),
-    State.STOPPED: (),
-}
 
 
 def timeline_problems(item: WorkItem) -> list[str]:
-    """Invariants 2 and 3, from the spec."""
-    problems = [f"{item.state} lacks {name}" for name in HAS[item.state] if getattr(item, name) is None]
-    problems += [f"{item.state} has {name}" for name in HAS_NOT[item.state] if getattr(item, name) is not None]
-    chain = [getattr(item, n) for n in TIMESTAMPS[:4] if getattr(item, n) is not None]
-    if chain != sorted(chain):
-        problems.append("created_at <= acknowledged_at <= started_at <= latest_heartbeat_at is broken")
-    stamps = [getattr(item, n) for n in TIMESTAMPS if getattr(item, n) is not None]
-    if item.stopped_at is not None and max(stamps) != item.stopped_at:
-        problems.append("stopped_at is not the latest timestamp")
-    return problems
+    """Invariants 2 and 3 (workstate.invariants), as messages."""
+    return [v.message for v in _timeline_problems(item)]
 
 
 def deliverable(item: WorkItem, reclaim: int | None, now: datetime, policy: Policy) -> bool:
@@ -405,14 +381,10 @@ class ServerMachine(RuleBasedStateMachine):
         items = self.items()
         for work, item in items.items():
             assert timeline_problems(item) == [], (item, timeline_problems(item))  # 2, 3
-            old = self.previous.get(work)
-            if old is not None and old.state is State.STOPPED:  # 1: stopped is absorbing
-                assert item.state is State.STOPPED
-                assert all(getattr(item, n) == getattr(old, n) for n in TIMESTAMPS)
+            assert change_problems(self.previous.get(work), item) == []  # 1: stopped is absorbing
             if item.state is State.QUEUED and item.delivered_at is not None:
                 assert item.clock == item.delivered_at  # what the server's poll index relies on
-            if self.policy.on_start_timeout is OnStartTimeout.REQUEUE and item.state is not State.QUEUED and item.live:
-                assert next_deadline(item, self.policy) is not None  # 8: every live item has a way back
+            assert liveness_problems(item, self.policy) == []  # 8: every live item has a way back
         self.previous = items
         # 6: no work lost -- every created item is listed in its environment, in exactly one state
         listed: dict[str, str] = {}
@@ -432,14 +404,11 @@ class ServerMachine(RuleBasedStateMachine):
                     break
             # 9: stats agree with list
             stats = StatsObject.from_json(self.send("GET", env, "/stats").json)
-            assert stats.depth + stats.pending == queued_listed
+            assert stats_problems(env, stats.depth, stats.pending, queued_listed) == []
         assert listed == self.created
         # 7: lease exclusivity among protocol-following workers (judged on the workers' monotonic clock)
-        holders: dict[str, list[str]] = {}
-        for (worker, work), until in self.leases.items():
-            if until > self.worker_clock:
-                holders.setdefault(work, []).append(worker)
-        assert all(len(workers) == 1 for workers in holders.values()), holders
+        holders = [(worker, work, until) for (worker, work), until in self.leases.items()]
+        assert lease_problems(holders, self.worker_clock) == []
 
     def teardown(self) -> None:
         """8: liveness under a policy with timeouts -- with no further requests every live item ends
@@ -503,7 +472,7 @@ def test_teeth_timeline_problems_are_found() -> None:
     late = _forged(item, state=State.STOPPED, stopped_at=T, acknowledged_at=T + timedelta(seconds=1))
     assert "stopped_at is not the latest timestamp" in timeline_problems(late)
     early = _forged(item, state=State.STARTING, acknowledged_at=T - timedelta(seconds=1))
-    assert any("broken" in p for p in timeline_problems(early))
+    assert timeline_problems(early) == ["created_at <= acknowledged_at <= started_at <= latest_heartbeat_at"]
 
 
 def _forged(item: WorkItem, **fields: Any) -> WorkItem:
