@@ -74,3 +74,48 @@ def test_the_diagram_has_every_state_and_the_table_every_rule() -> None:
         assert f"    {state.value} -->" in text or f"--> {state.value}" in text
     for line in DECLARATION:
         assert f"| `{line[0]}` |" in text
+
+
+def test_one_command_regenerates_every_generated_doc(tmp_path: Path) -> None:
+    from workstate.docgen import GENERATED, main
+
+    assert {"docs/lifecycle.md", "docs/policy.md", "docs/errors.md", "docs/lifecycle.svg"} <= set(GENERATED)
+    assert main(["--check", "--root", str(ROOT)]) == 0
+    assert main(["--root", str(tmp_path)]) == 0  # makes docs/ itself
+    for name in GENERATED:
+        assert (tmp_path / name).read_text() == (ROOT / name).read_text()
+
+
+@pytest.mark.parametrize("name", ["docs/errors.md", "docs/lifecycle.svg", "docs/policy.md"])
+def test_drift_of_each_generated_file_is_detected(tmp_path: Path, name: str) -> None:
+    from workstate.docgen import drifted, main
+
+    main(["--root", str(tmp_path)])
+    (tmp_path / name).write_text((tmp_path / name).read_text() + " ")
+    assert drifted(tmp_path) == [name]
+
+
+def test_errors_lists_every_reason_with_the_rules_that_raise_it() -> None:
+    from workstate.model import error_type
+    from workstate.rules import RULE_TABLE, Reason, rules_of
+
+    text = (ROOT / "docs" / "errors.md").read_text()
+    for reason in Reason:
+        row = next(line for line in text.splitlines() if line.startswith(f"| `{reason.name}` |"))
+        assert f"| {reason.status} | `{error_type(reason)}` |" in row and reason.message in row
+        for rule in rules_of(RULE_TABLE):
+            assert (f"`{rule.name}` ({rule.section})" in row) == (rule.reason is reason)
+        if reason.status == 409:
+            assert "`conflict_error` with `Policy(conflict_error_type=ConflictErrorType.CONFLICT_ERROR)`" in row
+    for status, kind in [(401, "authentication_error"), (403, "permission_error"), (404, "not_found_error")]:
+        assert f"| {status} | `{kind}` |" in text
+
+
+@pytest.mark.parametrize("name", ["tutorial.md", "server-guide.md"])
+def test_the_guides_assert_what_their_examples_print(name: str) -> None:
+    blocks = [code for doc, _, code in python_blocks() if doc == name]
+    assert blocks and all(expected_output(code) for code in blocks)
+
+
+def test_the_picture_is_linked() -> None:
+    assert "](lifecycle.svg)" in (ROOT / "docs" / "lifecycle.md").read_text()
