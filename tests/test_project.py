@@ -67,3 +67,36 @@ def test_python_dash_m_workstate_runs() -> None:
     result = subprocess.run([sys.executable, "-m", "workstate", "rules"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0
     assert "[4.2 ack-after-stop]" in result.stdout
+
+
+def shell_sessions() -> list[tuple[list[str], list[str]]]:
+    """``$ workstate ...`` lines in the README's and docs' sh blocks, with the lines shown after them."""
+    found = []
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for block in re.findall(r"```sh\n(.*?)```", path.read_text(), re.S):
+            lines = block.splitlines()
+            for i, line in enumerate(lines):
+                if line.startswith("$ workstate "):
+                    shown = []
+                    for after in lines[i + 1 :]:
+                        if after.startswith("$ "):
+                            break
+                        shown.append(after)
+                    found.append((line[len("$ workstate ") :].split(), shown))
+    return found
+
+
+def test_shown_cli_sessions_print_what_they_show() -> None:
+    import io
+
+    from workstate.cli import main
+
+    sessions = shell_sessions()
+    assert any(args[:1] == ["explain"] for args, _ in sessions)
+    for args, shown in sessions:
+        out = io.StringIO()
+        main(args, out)
+        printed = out.getvalue().splitlines()
+        for line in shown:
+            if line.strip() and "..." not in line:
+                assert line in printed, (args, line, printed)
