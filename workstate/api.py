@@ -65,7 +65,7 @@ from .model import (
     valid_id,
 )
 from .policy import DEFAULT_POLICY, LimitOverMax, Policy
-from .rules import Reason, State
+from .rules import Reason, Rule, State
 
 __all__ = [
     "Access",
@@ -190,7 +190,9 @@ class Response:
     """An HTTP response: ``json`` is the decoded body (``None`` for ``null``), ``body`` its bytes.
 
     ``effects`` are the core's effects of the request, as data (e.g. the dispatch pass an ack
-    requests), for a server that wraps this model.
+    requests), for a server that wraps this model. ``rule`` is the lifecycle rule that decided the
+    answer, when one did (None for routing, authentication, parsing, poll, get, list and stats);
+    it takes no part in equality.
     """
 
     status: int
@@ -198,6 +200,7 @@ class Response:
     body: bytes = attrs.field(repr=False)
     headers: Mapping[str, str] = JSON_HEADERS
     effects: tuple[Effect, ...] = ()
+    rule: Rule | None = attrs.field(default=None, eq=False, repr=False)
 
 
 # --- pluggable parts ----------------------------------------------------------------------------------
@@ -250,12 +253,15 @@ class CounterIds:
 
 
 class _Refusal(Exception):
-    def __init__(self, status: int, error_type: str, message: str, param: str | None = None) -> None:
+    def __init__(
+        self, status: int, error_type: str, message: str, param: str | None = None, rule: Rule | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.error_type = error_type
         self.message = message
         self.param = param
+        self.rule = rule
 
 
 def _bad(message: str, param: str | None = None) -> NoReturn:
@@ -706,6 +712,93 @@ class Server:
         self._store(environment, None, item)
         return work_id
 
+    # --- adopting state that exists elsewhere (a recorded trace, a persisted store) ---
+
+    def adopt_environment(
+        self, env_id: str, kind: EnvironmentKind | str = EnvironmentKind.SELF_HOSTED, *, now: datetime
+    ) -> str:
+        """Add an environment under an id chosen elsewhere (e.g. seen in a recorded trace); return it.
+
+        Raises :class:`~workstate.errors.InvalidId` for a malformed id, :class:`DuplicateId` for one
+        this server already has, :class:`~workstate.errors.InvalidInput` for an unknown kind.
+        """
+        now = aware(now)
+        try:
+            env_kind = EnvironmentKind(kind)
+        except ValueError:
+            kinds = [k.value for k in EnvironmentKind]
+            raise InvalidInput(f"kind must be one of {kinds}, got {kind!r}", param="kind") from None
+        if not valid_id("env_", env_id):
+            raise InvalidId(f"env must be 'env_' and 32 lowercase hex digits, got {env_id!r}", param="env")
+        if env_id in self._envs:
+            raise DuplicateId(f"environment {env_id} exists already", param="env")
+        self._envs[env_id] = _Environment(env_id, env_kind, now)
+        return env_id
+
+    def adopt(self, item: WorkItem) -> None:
+        """Hold ``item`` exactly as it is: a new item under its own id, or in place of the one with its id.
+
+        For items that exist elsewhere (seen mid-life in a recorded trace, loaded from a store). The
+        item is a checked :class:`~workstate.WorkItem`, so it agrees with its state; no rule is run.
+        Raises :class:`~workstate.errors.InvalidInput` when it would change an item's ``created_at``,
+        :class:`UnknownEnvironment`, :class:`NotSelfHosted`, or :class:`SessionBusy` when the
+        item is live and its session has another live item; nothing changes then.
+        """
+        if type(item) is not WorkItem:
+            raise InvalidInput(f"item must be a WorkItem, got {item!r}", param="item")
+        environment = self._envs.get(item.environment_id)
+        if environment is None:
+            raise UnknownEnvironment(f"environment {item.environment_id!r} not found", param="env")
+        if environment.kind is not EnvironmentKind.SELF_HOSTED:
+            raise NotSelfHosted(f"environment {item.environment_id} is {environment.kind.value}", param="env")
+        old = environment.items.get(item.id)
+        if old is not None and old.created_at != item.created_at:
+            raise InvalidInput(f"created_at of {item.id} cannot change", param="created_at")
+        was_live = old is not None and old.live and old.session_id == item.session_id
+        if item.live and not was_live and item.session_id in self._live_sessions:
+            holder = next(
+                i.id
+                for e in self._envs.values()
+                for i in e.items.values()
+                if i.live and i.session_id == item.session_id and i.id != item.id
+            )
+            raise SessionBusy(
+                f"session {item.session_id} already has a live work item ({holder})",
+                session_id=item.session_id,
+                work_id=holder,
+            )
+        if old is None:
+            bisect.insort(environment.order, item.id)
+        elif old.live and (not item.live or old.session_id != item.session_id):
+            self._live_sessions.discard(old.session_id)
+        if item.live:
+            self._live_sessions.add(item.session_id)
+        self._store(environment, old, item)
+
+    def work(self, env_id: str, work_id: str) -> WorkItem | None:
+        """The item ``work_id`` of environment ``env_id`` as it stands (no expiry applied), or None."""
+        environment = self._envs.get(env_id)
+        return None if environment is None else environment.items.get(work_id)
+
+    def environment_kind(self, env_id: str) -> EnvironmentKind | None:
+        """The kind of environment ``env_id``, or None when this server does not have it."""
+        environment = self._envs.get(env_id)
+        return None if environment is None else environment.kind
+
+    def deliverable(self, env_id: str, now: datetime, reclaim_older_than_ms: int | None = None) -> str | None:
+        """The id of the item a poll of ``env_id`` at ``now`` would deliver, or None; changes nothing.
+
+        (Expiry due at ``now`` is applied first, as every call does.)
+        """
+        now = aware(now)
+        self.expire(now)
+        environment = self._envs.get(env_id)
+        if environment is None or environment.kind is not EnvironmentKind.SELF_HOSTED:
+            return None
+        window = self.policy.reclaim_older_than_ms if reclaim_older_than_ms is None else reclaim_older_than_ms
+        found = self._deliverable(environment, window, now)
+        return None if found is None else found[1]
+
     # --- time ---
 
     def expire(self, now: datetime) -> int:
@@ -813,7 +906,7 @@ class Server:
                 message=refusal.message,
                 param=refusal.param,
             ).to_json()
-            return Response(refusal.status, envelope, dumps(envelope))
+            return Response(refusal.status, envelope, dumps(envelope), rule=refusal.rule)
 
     def _dispatch(self, request: Request, headers: dict[str, str | None], now: datetime) -> Response:
         method, target = getattr(request, "method", None), getattr(request, "target", None)
@@ -870,12 +963,13 @@ class Server:
                 outcome.error_type(self.policy),
                 f"{outcome.reason.message} [{rule.section} {rule.name}]",
                 _PARAM_OF_REASON.get(outcome.reason),
+                rule,
             )
         if isinstance(outcome, Accepted):
             self._store(env, item, outcome.item)
         if operation == "heartbeat":
-            return _ok(HeartbeatObject.of(outcome.item).to_json(), outcome.effects)
-        return _ok(encode_work(outcome.item), outcome.effects)
+            return _ok(HeartbeatObject.of(outcome.item).to_json(), outcome.effects, outcome.rule)
+        return _ok(encode_work(outcome.item), outcome.effects, outcome.rule)
 
     def _poll(
         self, env: _Environment, params: dict[str, str], headers: dict[str, str | None], body: Any, now: datetime
@@ -982,8 +1076,8 @@ class Server:
         return _ok(page.to_json())
 
 
-def _ok(value: Any, effects: tuple[Effect, ...] = ()) -> Response:
-    return Response(200, value, dumps(value), JSON_HEADERS, effects)
+def _ok(value: Any, effects: tuple[Effect, ...] = (), rule: Rule | None = None) -> Response:
+    return Response(200, value, dumps(value), JSON_HEADERS, effects, rule)
 
 
 def _route(method: str, path: str) -> tuple[str, str, str | None]:

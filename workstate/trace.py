@@ -1,7 +1,844 @@
-"""Placeholder: filled in by the issue that owns `workstate trace`."""
+"""``workstate check TRACE.jsonl``: judge traffic recorded from a real server against the reference.
+
+A trace is one JSON object per line (``docs/trace.md``, ``docs/trace.schema.json``)::
+
+    {"time": "...Z", "request": {"method", "target", "headers", "body"}, "response": {"status", "body"}}
+
+:class:`Checker` replays every exchange through a reference :class:`~workstate.api.Server` at the
+line's ``time`` and compares the recorded answer with the one the spec owes: status, ``error.type``
+and the body's fields. Environments and items are seeded from the first time the trace sees them,
+so a trace needs no creation lines; the recorded server's ids, request ids and timestamps are taken
+as the real ones (the reference adopts them). What a mid-life object does not show (the bound
+Worker-ID, the delivery, the lease TTL) is left unknown, and a disagreement that an unknown could
+explain is reported as "not judged", never as a divergence. After any disagreement the reference
+follows the recorded server (it adopts the recorded object, or undoes its own change), so one wrong
+answer is reported once, not on every later line.
+
+This module is pure: it reads the lines it is given and never a clock. The command is the edge
+that opens the file.
+"""
 
 from __future__ import annotations
 
-from .cli import CliCommand
+import argparse
+import enum
+import json
+import sys
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, TextIO
 
-CLI_COMMANDS: tuple[CliCommand, ...] = ()
+import attrs
+
+from ._time import parse_timestamp, render_timestamp
+from .api import (
+    EnvironmentKind,
+    Request,
+    Response,
+    Server,
+    _param,
+    _parse_query,
+    _Refusal,
+    _route,
+)
+from .cli import CliCommand
+from .codec import DecodeError, ErrorEnvelope, HeartbeatObject, ListEnvelope, StatsObject, WorkObject
+from .errors import WorkstateError
+from .model import Deliver, Rejected, WorkItem, step, valid_id
+from .policy import DEFAULT_POLICY, Policy
+from .rules import State
+
+__all__ = ["Checker", "Exchange", "Finding", "Kind", "Report", "check_lines", "parse_line", "CLI_COMMANDS"]
+
+_ITEM_OPERATIONS = frozenset({"ack", "heartbeat", "stop", "get", "update"})
+_UNKNOWN_BY_STATE: dict[State, frozenset[str]] = {
+    State.QUEUED: frozenset({"delivery"}),
+    State.STARTING: frozenset({"worker"}),
+    State.ACTIVE: frozenset({"worker", "ttl"}),
+    State.STOPPING: frozenset({"worker", "ttl"}),
+    State.STOPPED: frozenset(),
+}
+_STAMPS = ("acknowledged_at", "started_at", "latest_heartbeat_at", "stop_requested_at", "stopped_at")
+_LIVE_WORKED = (State.STARTING, State.ACTIVE, State.STOPPING)
+
+
+class Kind(enum.StrEnum):
+    DIVERGENCE = "divergence"  # the recorded answer is not the one the spec owes
+    MALFORMED = "malformed"  # the line is not an exchange of the trace format
+    NOT_JUDGED = "not_judged"  # the answer depends on something the trace never showed
+
+
+@attrs.frozen
+class Exchange:
+    """One line of a trace: a request at ``time`` and the answer the recorded server gave."""
+
+    line: int
+    time: datetime
+    method: str
+    target: str
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    status: int
+    response: Any  # the recorded body: a JSON value, or text
+
+    @property
+    def request(self) -> Request:
+        return Request(self.method, self.target, self.headers, self.body)
+
+
+@attrs.frozen
+class Finding:
+    """What the checker found on one line."""
+
+    line: int
+    kind: Kind
+    rule: str  # the spec rule that decided the expected answer ("trace format" for a malformed line)
+    request: str  # "METHOD target"
+    expected: str
+    actual: str
+    differences: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "line": self.line,
+            "kind": self.kind.value,
+            "rule": self.rule,
+            "request": self.request,
+            "expected": self.expected,
+            "actual": self.actual,
+            "differences": list(self.differences),
+        }
+
+
+@attrs.frozen
+class Report:
+    lines: int
+    exchanges: int
+    seeded: int  # lines whose item the trace first saw there (adopted, not judged)
+    findings: tuple[Finding, ...]
+
+    def of_kind(self, kind: Kind) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.kind is kind)
+
+    @property
+    def exit_status(self) -> int:
+        """1 when some answer diverged or some line is malformed, else 0."""
+        return 1 if any(f.kind is not Kind.NOT_JUDGED for f in self.findings) else 0
+
+    def summary(self) -> str:
+        count = {kind: len(self.of_kind(kind)) for kind in Kind}
+        return (
+            f"{self.exchanges} exchanges on {self.lines} lines: {count[Kind.DIVERGENCE]} divergent, "
+            f"{count[Kind.MALFORMED]} malformed, {count[Kind.NOT_JUDGED]} not judged, {self.seeded} seeded"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "lines": self.lines,
+            "exchanges": self.exchanges,
+            "seeded": self.seeded,
+            "divergences": len(self.of_kind(Kind.DIVERGENCE)),
+            "malformed": len(self.of_kind(Kind.MALFORMED)),
+            "not_judged": len(self.of_kind(Kind.NOT_JUDGED)),
+            "exit_status": self.exit_status,
+            "findings": [f.to_json() for f in self.findings],
+        }
+
+
+# --- reading lines (no jsonschema at run time: the format is checked here) ------------------------------
+
+
+class _Malformed(Exception):
+    pass
+
+
+def _field(obj: dict[str, Any], key: str, where: str) -> Any:
+    if key not in obj:
+        raise _Malformed(f"{where}{key} is missing")
+    return obj[key]
+
+
+def _keys(obj: Any, where: str, required: tuple[str, ...]) -> dict[str, Any]:
+    if not isinstance(obj, dict):
+        raise _Malformed(f"{where.rstrip('.') or 'the line'} must be a JSON object")
+    extra = sorted(set(obj) - set(required))
+    if extra:
+        raise _Malformed(f"{where}{extra[0]} is not a field of the trace format")
+    for key in required:
+        _field(obj, key, where)
+    return obj
+
+
+def parse_line(text: str, line: int) -> Exchange:
+    """One trace line as an :class:`Exchange`; raise ``ValueError`` naming what is wrong."""
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise ValueError(f"not JSON: {exc}") from None
+    try:
+        top = _keys(value, "", ("time", "request", "response"))
+        if not isinstance(top["time"], str):
+            raise _Malformed("time must be an RFC 3339 string")
+        try:
+            time = parse_timestamp(top["time"], "time")
+        except WorkstateError as exc:
+            raise _Malformed(exc.message) from None
+        request = _keys(top["request"], "request.", ("method", "target", "headers", "body"))
+        method, target, headers, body = (request[k] for k in ("method", "target", "headers", "body"))
+        if not isinstance(method, str) or not method:
+            raise _Malformed("request.method must be a non-empty string")
+        if not isinstance(target, str) or not target.startswith("/"):
+            raise _Malformed("request.target must be a string starting with /")
+        if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+            raise _Malformed("request.headers must be an object of strings")
+        if body is not None and not isinstance(body, str):
+            raise _Malformed("request.body must be a string or null")
+        response = _keys(top["response"], "response.", ("status", "body"))
+        status = response["status"]
+        if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+            raise _Malformed("response.status must be an integer from 100 to 599")
+        try:
+            raw = b"" if body is None else body.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _Malformed("request.body is not valid Unicode") from None
+    except _Malformed as exc:
+        raise ValueError(str(exc)) from None
+    return Exchange(line, time, method, target, tuple(headers.items()), raw, status, response["body"])
+
+
+# --- judging --------------------------------------------------------------------------------------------
+
+
+def _summary(status: int, body: Any) -> str:
+    """A short reading of an answer: ``409 invalid_request_error`` or ``200 state=starting``."""
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict) and "type" in error:
+            return f"{status} {error['type']}"
+        if "state" in body:
+            return f"{status} state={body['state']}"
+        if "data" in body and isinstance(body["data"], list):
+            return f"{status} list of {len(body['data'])}"
+        if body.get("type") == "work_queue_stats":
+            return f"{status} stats"
+    if body is None:
+        return f"{status} null"
+    return f"{status} {json.dumps(body)[:60]}"
+
+
+def _rule_of(response: Response, operation: str | None) -> str:
+    if response.rule is not None:
+        return f"{response.rule.section} {response.rule.name}"
+    status = response.status
+    if status == 200:
+        return {
+            "poll": "4.1 poll: the oldest deliverable item by creation order, else null",
+            "get": "4.5 get",
+            "list": "4.6 list",
+            "stats": "4.7 stats",
+        }.get(operation or "", "4")
+    error = response.json.get("error", {}) if isinstance(response.json, dict) else {}
+    param = error.get("param")
+    why = {
+        401: "401: missing or malformed bearer",
+        403: "403: not authorized",
+        404: "404: unknown route, environment or work item",
+        400: "400: environment not self_hosted, or a parameter or body is invalid",
+    }.get(status, str(status))
+    return f"4 check order, {why}" + (f" (param {param})" if param else "")
+
+
+class Checker:
+    """Replays exchanges through a reference :class:`Server`, seeding what the trace first sees mid-life."""
+
+    def __init__(self, policy: Policy = DEFAULT_POLICY, *, skew: timedelta = timedelta(seconds=1)) -> None:
+        self.policy = policy
+        self.skew = skew
+        self._deny = False
+        self.server = Server(policy, authorizer=lambda access: not self._deny)
+        self._envs_seen: set[str] = set()
+        self.unknown: dict[str, set[str]] = {}  # work id -> facts the trace has not shown
+        self.seeded = 0
+
+    # --- seeding ---
+
+    def _seed_environment(self, ex: Exchange, env_id: str, operation: str) -> None:
+        self._envs_seen.add(env_id)
+        if not valid_id("env_", env_id):
+            return
+        # What a self_hosted environment with nothing in it answers decides the kind (or the absence).
+        scratch = Server(self.policy)
+        scratch.adopt_environment(env_id, now=ex.time)
+        answer = scratch.handle(ex.request, ex.time)
+        recorded = ex.response if isinstance(ex.response, dict) else {}
+        error = recorded.get("error")
+        if ex.status == 400 and not (isinstance(error, dict) and "param" in error) and answer.status != 400:
+            self.server.adopt_environment(env_id, EnvironmentKind.CLOUD, now=ex.time)
+        elif ex.status == 404 and operation in ("poll", "list", "stats") and answer.status != 404:
+            return  # the recorded server does not have it
+        else:
+            self.server.adopt_environment(env_id, now=ex.time)
+
+    def _item_from(
+        self, obj: WorkObject, base: WorkItem | None, *, worker: str | None = None, delivered: datetime | None = None
+    ) -> WorkItem:
+        """A model item showing ``obj``; what the wire does not show comes from ``base`` where it still holds."""
+        same = base is not None and base.state is obj.state
+        kept = base if same else None
+        worker_id = None
+        if obj.state in _LIVE_WORKED:
+            if base is not None and base.state in _LIVE_WORKED:
+                worker_id = base.worker_id
+            elif worker is not None:
+                worker_id = worker
+        delivered_at = delivered_to = None
+        if obj.state is State.QUEUED:
+            if delivered is not None:
+                delivered_at, delivered_to = delivered, worker
+            elif kept is not None:
+                delivered_at, delivered_to = kept.delivered_at, kept.delivered_to
+        ttl = None
+        if obj.latest_heartbeat_at is not None:
+            ttl = base.ttl_seconds if base is not None and base.ttl_seconds else self.policy.max_ttl_seconds
+        stamps = [getattr(obj, n) for n in _STAMPS if getattr(obj, n) is not None]
+        clock = max([obj.created_at, *stamps] + ([delivered] if delivered else []) + ([base.clock] if base else []))
+        return WorkItem(
+            id=obj.id,
+            environment_id=obj.environment_id,
+            session_id=obj.session_id,
+            created_at=obj.created_at,
+            state=obj.state,
+            metadata=obj.metadata,
+            worker_id=worker_id,
+            delivered_at=delivered_at,
+            delivered_to=delivered_to,
+            ttl_seconds=ttl,
+            clock=clock,
+            version=0 if base is None else base.version + 1,
+            **{n: getattr(obj, n) for n in _STAMPS},
+        )
+
+    def _seed_item(self, obj: WorkObject, *, fresh: bool = False) -> str | None:
+        """Adopt an item first seen in a response; None, or why it could not be."""
+        try:
+            item = self._item_from(obj, None)
+            if fresh:  # seen in a poll's answer: before the poll it was queued, its delivery unknown
+                item = attrs.evolve(item, delivered_at=None, delivered_to=None)
+            self.server.adopt(item)
+        except WorkstateError as exc:
+            return exc.message
+        self.unknown[obj.id] = set(_UNKNOWN_BY_STATE[obj.state])
+        return None
+
+    # --- one exchange ---
+
+    def check(self, ex: Exchange) -> list[Finding]:
+        try:
+            operation, env_id, work_id = _route(ex.method, ex.target.partition("?")[0])
+        except _Refusal:
+            operation, env_id, work_id = None, None, None
+        if env_id is not None and env_id not in self._envs_seen and operation is not None:
+            self._seed_environment(ex, env_id, operation)
+        if (
+            operation is None
+            or env_id is None
+            or self.server.environment_kind(env_id) is not EnvironmentKind.SELF_HOSTED
+        ):
+            return self._judge_plain(ex, operation)
+        if operation == "poll":
+            return self._judge_poll(ex, env_id)
+        if operation in _ITEM_OPERATIONS and work_id is not None:
+            return self._judge_item(ex, operation, env_id, work_id)
+        if operation == "list":
+            return self._judge_list(ex, env_id)
+        return self._judge_plain(ex, operation)
+
+    def _handle(self, ex: Exchange) -> Response:
+        self._deny = ex.status == 403  # the authorizer's word is the recorded server's
+        try:
+            return self.server.handle(ex.request, ex.time)
+        finally:
+            self._deny = False
+
+    def _finding(
+        self, ex: Exchange, kind: Kind, expected: Response, differences: list[str], operation: str | None
+    ) -> Finding:
+        return Finding(
+            ex.line,
+            kind,
+            _rule_of(expected, operation),
+            f"{ex.method} {ex.target}",
+            _summary(expected.status, expected.json),
+            _summary(ex.status, ex.response),
+            tuple(differences),
+        )
+
+    def _transient(self, ex: Exchange) -> bool:
+        return ex.status == 429 or ex.status >= 500
+
+    def _judge_plain(self, ex: Exchange, operation: str | None) -> list[Finding]:
+        if self._transient(ex):
+            return [self._not_judged(ex, "429 and 5xx are outside the model; assumed to change nothing")]
+        expected = self._handle(ex)
+        differences = self._compare_envelope(ex, expected)
+        if not differences and expected.status == 200 and operation == "stats":
+            try:
+                StatsObject.from_json(ex.response)
+            except DecodeError as exc:
+                differences.append(f"body: {exc.message} ({exc.param})")
+        return [self._finding(ex, Kind.DIVERGENCE, expected, differences, operation)] if differences else []
+
+    def _not_judged(self, ex: Exchange, why: str) -> Finding:
+        return Finding(
+            ex.line, Kind.NOT_JUDGED, "-", f"{ex.method} {ex.target}", "-", _summary(ex.status, ex.response), (why,)
+        )
+
+    def _compare_envelope(self, ex: Exchange, expected: Response) -> list[str]:
+        """Status, and for errors ``error.type`` and the echoed request id."""
+        if ex.status != expected.status:
+            return [f"status: expected {expected.status}, got {ex.status}"]
+        if expected.status == 200:
+            return []
+        try:
+            envelope = ErrorEnvelope.from_json(ex.response)
+        except DecodeError as exc:
+            return [f"body: not an error envelope: {exc.message}"]
+        found = []
+        if envelope.error_type != expected.json["error"]["type"]:
+            found.append(f"error.type: expected {expected.json['error']['type']}, got {envelope.error_type}")
+        sent = dict((k.lower(), v) for k, v in ex.headers).get("x-request-id", "").strip(" \t")
+        if sent and envelope.request_id != sent:
+            found.append(f"request_id: expected the x-request-id {sent!r}, got {envelope.request_id!r}")
+        return found
+
+    def _compare_work(self, expected: Any, actual: Any, where: str = "") -> list[str]:
+        try:
+            obj = WorkObject.from_json(actual)
+        except DecodeError as exc:
+            return [f"{where}body: not a work object: {exc.message} ({exc.param})"]
+        ref = WorkObject.from_json(expected)
+        found = []
+        for name in ("id", "environment_id", "session_id", "state", "created_at"):
+            if getattr(ref, name) != getattr(obj, name):
+                found.append(f"{where}{name}: expected {_show(getattr(ref, name))}, got {_show(getattr(obj, name))}")
+        for name in _STAMPS:
+            want, got = getattr(ref, name), getattr(obj, name)
+            if (want is None) != (got is None) or (want is not None and abs(want - got) > self.skew):
+                found.append(f"{where}{name}: expected {_show(want)}, got {_show(got)}")
+        if dict(ref.metadata) != dict(obj.metadata):
+            found.append(f"{where}metadata: expected {dict(ref.metadata)}, got {dict(obj.metadata)}")
+        return found
+
+    def _uncertain(self, *work_ids: str | None, facts: Iterable[str] = ("worker", "delivery", "ttl")) -> str | None:
+        wanted = set(facts)
+        for work_id in work_ids:
+            if work_id is not None and self.unknown.get(work_id, set()) & wanted:
+                missing = ", ".join(sorted(self.unknown[work_id] & wanted))
+                return f"{work_id} was first seen mid-life; its {missing} is unknown"
+        return None
+
+    def _adopt_object(
+        self, obj: WorkObject, base: WorkItem | None, *, worker: str | None = None, delivered: datetime | None = None
+    ) -> str | None:
+        try:
+            return self._adopt(self._item_from(obj, base, worker=worker, delivered=delivered))
+        except WorkstateError as exc:
+            return exc.message
+
+    def _adopt(self, item: WorkItem) -> str | None:
+        try:
+            self.server.adopt(item)
+        except WorkstateError as exc:
+            return exc.message
+        return None
+
+    # --- item operations ---
+
+    def _judge_item(self, ex: Exchange, operation: str, env_id: str, work_id: str) -> list[Finding]:
+        if self._transient(ex):
+            return [self._not_judged(ex, "429 and 5xx are outside the model; assumed to change nothing")]
+        pre = self.server.work(env_id, work_id)
+        recorded_obj = None
+        if pre is None and ex.status == 200 and operation != "heartbeat":
+            recorded_obj = _work_object(ex.response)
+        if pre is None and recorded_obj is not None and recorded_obj.id == work_id:
+            if operation == "get":
+                why = self._seed_item(recorded_obj)
+                if why is not None:
+                    return [self._not_judged(ex, f"could not seed {work_id}: {why}")]
+                pre = self.server.work(env_id, work_id)
+            else:  # the answer shows the item after this request: adopt it, judge from the next line on
+                why = self._seed_item(recorded_obj)
+                self.seeded += why is None
+                return [] if why is None else [self._not_judged(ex, f"could not seed {work_id}: {why}")]
+        if pre is None and ex.status != 404:
+            expected = self._handle(ex)
+            if expected.status == 404 and expected.json["error"]["type"] == "not_found_error":
+                return [self._not_judged(ex, f"{work_id} was never shown by the trace, so it cannot be seeded")]
+            differences = self._compare_envelope(ex, expected)
+            return [self._finding(ex, Kind.DIVERGENCE, expected, differences, operation)] if differences else []
+
+        expected = self._handle(ex)
+        post = self.server.work(env_id, work_id)
+        exact = expected.status == ex.status and expected.json == ex.response  # the common case, cheap
+        differences = [] if exact else self._compare_envelope(ex, expected)
+        if not differences and not exact and expected.status == 200:
+            if operation == "heartbeat":
+                differences = self._compare_heartbeat(expected.json, ex.response)
+            else:
+                differences = self._compare_work(expected.json, ex.response)
+
+        if not differences:
+            problem = self._agree(ex, operation, pre, post, exact)
+            if problem:
+                return [self._finding(ex, Kind.DIVERGENCE, expected, [problem], operation)]
+            return []
+        # Only ack reads the bound Worker-ID and the delivery; a lapse (the lease TTL) can change any answer.
+        uncertain = self._uncertain(work_id, facts=("worker", "delivery", "ttl") if operation == "ack" else ("ttl",))
+        finding = self._finding(
+            ex,
+            Kind.NOT_JUDGED if uncertain else Kind.DIVERGENCE,
+            expected,
+            [*differences, *([uncertain] if uncertain else [])],
+            operation,
+        )
+        self._follow(ex, operation, pre, post, expected)
+        return [finding]
+
+    def _compare_heartbeat(self, expected: Any, actual: Any) -> list[str]:
+        try:
+            obj = HeartbeatObject.from_json(actual)
+        except DecodeError as exc:
+            return [f"body: not a heartbeat object: {exc.message} ({exc.param})"]
+        ref = HeartbeatObject.from_json(expected)
+        found = []
+        for name in ("state", "ttl_seconds", "lease_extended"):
+            if getattr(ref, name) != getattr(obj, name):
+                found.append(f"{name}: expected {_show(getattr(ref, name))}, got {_show(getattr(obj, name))}")
+        if abs(ref.last_heartbeat - obj.last_heartbeat) > self.skew:
+            found.append(f"last_heartbeat: expected {_show(ref.last_heartbeat)}, got {_show(obj.last_heartbeat)}")
+        return found
+
+    def _agree(
+        self, ex: Exchange, operation: str, pre: WorkItem | None, post: WorkItem | None, exact: bool
+    ) -> str | None:
+        """The answers agree: take the recorded timestamps as the real ones, and learn what the line showed."""
+        if post is None or ex.status != 200:
+            return None
+        worker = _header(ex, "worker-id")
+        known = self.unknown.get(post.id)
+        if exact and operation != "ack":  # the recorded answer is the reference's, to the byte
+            if known and operation == "heartbeat":
+                known.discard("ttl")
+            return None
+        if operation == "heartbeat":
+            beat = HeartbeatObject.from_json(ex.response)
+            if post.latest_heartbeat_at == beat.last_heartbeat:
+                new = post
+            else:
+                first = pre is not None and pre.started_at is None
+                new = attrs.evolve(
+                    post,
+                    latest_heartbeat_at=beat.last_heartbeat,
+                    started_at=beat.last_heartbeat if first else post.started_at,
+                    clock=max(post.clock, beat.last_heartbeat),
+                )
+            if known:
+                known.discard("ttl")
+        elif operation == "get":
+            return None
+        else:
+            new = post if exact else self._item_from(WorkObject.from_json(ex.response), post)
+            if operation == "ack" and known is not None:
+                if new.worker_id is None and worker is not None and "worker" in known:
+                    new = attrs.evolve(new, worker_id=worker)
+                known.difference_update({"worker", "delivery"})
+        if new != post:
+            problem = self._adopt(new)
+            if problem:
+                return f"the recorded timestamps cannot be adopted: {problem}"
+        return None
+
+    def _follow(
+        self, ex: Exchange, operation: str, pre: WorkItem | None, post: WorkItem | None, expected: Response
+    ) -> None:
+        """After a disagreement, make the reference hold what the recorded server holds, as far as it shows."""
+        if ex.status == 200 and operation == "heartbeat" and post is not None:
+            try:
+                beat = HeartbeatObject.from_json(ex.response)
+                base = pre if pre is not None else post
+                acked = base.acknowledged_at or beat.last_heartbeat
+                new = attrs.evolve(
+                    base,
+                    state=beat.state,
+                    acknowledged_at=min(acked, beat.last_heartbeat),
+                    started_at=base.started_at or beat.last_heartbeat,
+                    latest_heartbeat_at=beat.last_heartbeat,
+                    ttl_seconds=beat.ttl_seconds,
+                    clock=max(base.clock, beat.last_heartbeat),
+                    version=base.version + 1,
+                )
+            except (DecodeError, WorkstateError):
+                return
+            self._adopt(new)
+            return
+        obj = _work_object(ex.response) if ex.status == 200 else None
+        if obj is not None and post is not None and obj.id == post.id:
+            try:
+                new = self._item_from(obj, pre, worker=_header(ex, "worker-id") if operation == "ack" else None)
+            except WorkstateError:
+                return
+            self._adopt(new)
+            return
+        if pre is not None and expected.status == 200 and post is not pre:
+            self._adopt(pre)  # the recorded server refused: undo the reference's change
+
+    # --- poll ---
+
+    def _judge_poll(self, ex: Exchange, env_id: str) -> list[Finding]:
+        if self._transient(ex):
+            return [self._not_judged(ex, "429 and 5xx are outside the model; assumed to change nothing")]
+        recorded_obj = _work_object(ex.response) if ex.status == 200 else None
+        findings: list[Finding] = []
+        fresh = recorded_obj is not None and recorded_obj.environment_id == env_id
+        if recorded_obj is not None and fresh and self.server.work(env_id, recorded_obj.id) is None:
+            why = self._seed_item(recorded_obj, fresh=True)
+            if why is not None:
+                findings.append(self._not_judged(ex, f"could not seed {recorded_obj.id}: {why}"))
+        reclaim = _reclaim(ex.target)
+        pick = self.server.deliverable(env_id, ex.time, reclaim)
+        before = None if pick is None else self.server.work(env_id, pick)
+        expected = self._handle(ex)
+        differences = self._compare_envelope(ex, expected)
+        if differences:
+            uncertain = self._uncertain(pick, facts=("delivery",))
+            if before is not None and expected.status == 200:
+                self._adopt(before)
+            kind = Kind.NOT_JUDGED if uncertain else Kind.DIVERGENCE
+            return [
+                *findings,
+                self._finding(ex, kind, expected, differences + ([uncertain] if uncertain else []), "poll"),
+            ]
+        if expected.status != 200:
+            return findings
+        if ex.response is not None and recorded_obj is None:
+            return [
+                *findings,
+                self._finding(ex, Kind.DIVERGENCE, expected, ["body: not a work object or null"], "poll"),
+            ]
+        ref_id = None if expected.json is None else expected.json["id"]
+        rec_id = None if recorded_obj is None else recorded_obj.id
+        worker = _header(ex, "worker-id")
+        if ref_id == rec_id:
+            if ref_id is None:
+                return findings
+            differences = [] if expected.json == ex.response else self._compare_work(expected.json, ex.response)
+            if rec_id in self.unknown:
+                self.unknown[rec_id].discard("delivery")
+            post = self.server.work(env_id, rec_id) if rec_id else None
+            if not differences:
+                return findings
+            if post is not None and recorded_obj is not None:
+                self._adopt_object(recorded_obj, post, worker=worker, delivered=ex.time)
+            return [*findings, self._finding(ex, Kind.DIVERGENCE, expected, differences, "poll")]
+        # Different items (or one and null): which rule decided the reference's answer?
+        differences = [f"delivered: expected {ref_id or 'null'}, got {rec_id or 'null'}"]
+        rule = expected
+        if rec_id is not None:
+            other = self.server.work(env_id, rec_id)
+            if other is not None:
+                outcome = step(other, Deliver(worker, reclaim), ex.time, self.policy)
+                if isinstance(outcome, Rejected):
+                    rule = Response(409, expected.json, b"", rule=outcome.rule)
+                    differences.append(f"{rec_id} is not deliverable: {outcome.reason.message}")
+                elif ref_id is not None:
+                    differences.append(f"{ref_id} is deliverable and older by creation order")
+        uncertain = self._uncertain(ref_id, rec_id, facts=("delivery",))
+        finding = Finding(
+            ex.line,
+            Kind.NOT_JUDGED if uncertain else Kind.DIVERGENCE,
+            _rule_of(rule, "poll"),
+            f"{ex.method} {ex.target}",
+            _summary(expected.status, expected.json),
+            _summary(ex.status, ex.response),
+            tuple(differences + ([uncertain] if uncertain else [])),
+        )
+        if before is not None:
+            self._adopt(before)  # undo the reference's delivery
+        if recorded_obj is not None and rec_id is not None:
+            base = self.server.work(env_id, rec_id)
+            if base is not None:
+                self._adopt_object(recorded_obj, base, worker=worker, delivered=ex.time)
+                if rec_id in self.unknown:
+                    self.unknown[rec_id].discard("delivery")
+        return [*findings, finding]
+
+    # --- list ---
+
+    def _judge_list(self, ex: Exchange, env_id: str) -> list[Finding]:
+        if self._transient(ex):
+            return [self._not_judged(ex, "429 and 5xx are outside the model; assumed to change nothing")]
+        if ex.status == 200 and isinstance(ex.response, dict) and isinstance(ex.response.get("data"), list):
+            for value in ex.response["data"]:
+                obj = _work_object(value)
+                if obj is not None and obj.environment_id == env_id and self.server.work(env_id, obj.id) is None:
+                    self._seed_item(obj)
+        expected = self._handle(ex)
+        differences = self._compare_envelope(ex, expected)
+        if not differences and expected.status == 200:
+            try:
+                got = ListEnvelope.from_json(ex.response)
+            except DecodeError as exc:
+                differences = [f"body: not a list envelope: {exc.message} ({exc.param})"]
+            else:
+                want_ids = [w["id"] for w in expected.json["data"]]
+                got_ids = [w.id for w in got.data]
+                if want_ids != got_ids:
+                    differences.append(f"data ids: expected {want_ids}, got {got_ids}")
+                else:
+                    for index, (want, value) in enumerate(zip(expected.json["data"], ex.response["data"], strict=True)):
+                        differences += self._compare_work(want, value, f"data[{index}].")
+                if expected.json["has_more"] != got.has_more:
+                    differences.append(f"has_more: expected {expected.json['has_more']}, got {got.has_more}")
+        if not differences:
+            return []
+        ids = (
+            [w.get("id") for w in (ex.response or {}).get("data", []) if isinstance(w, dict)]
+            if isinstance(ex.response, dict)
+            else []
+        )
+        uncertain = self._uncertain(
+            *[i for i in ids if isinstance(i, str)],
+            *[w["id"] for w in expected.json.get("data", [])] if isinstance(expected.json, dict) else [],
+        )
+        kind = Kind.NOT_JUDGED if uncertain else Kind.DIVERGENCE
+        return [self._finding(ex, kind, expected, differences + ([uncertain] if uncertain else []), "list")]
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, datetime):
+        return render_timestamp(value)
+    if isinstance(value, enum.Enum):
+        return str(value.value)
+    return json.dumps(value) if value is None or isinstance(value, bool) else str(value)
+
+
+def _work_object(value: Any) -> WorkObject | None:
+    try:
+        return WorkObject.from_json(value)
+    except DecodeError:
+        return None
+
+
+def _header(ex: Exchange, name: str) -> str | None:
+    for key, value in ex.headers:
+        if key.lower() == name:
+            return value.strip(" \t") or None
+    return None
+
+
+def _reclaim(target: str) -> int | None:
+    query = target.partition("?")[2]
+    try:
+        text = _param(_parse_query(query), "reclaim_older_than_ms") if query else None
+    except _Refusal:
+        return None
+    return int(text) if text is not None and text.isdigit() and len(text) < 18 else None
+
+
+def check_lines(
+    lines: Iterable[str], policy: Policy = DEFAULT_POLICY, *, skew: timedelta = timedelta(seconds=1)
+) -> Report:
+    """Check the lines of a trace (blank lines are skipped); the result lists every finding by line."""
+    checker = Checker(policy, skew=skew)
+    findings: list[Finding] = []
+    count = exchanges = 0
+    for number, text in enumerate(lines, 1):
+        count = number
+        if not text.strip():
+            continue
+        try:
+            exchange = parse_line(text, number)
+        except ValueError as exc:
+            findings.append(Finding(number, Kind.MALFORMED, "trace format", "-", "-", "-", (str(exc),)))
+            continue
+        exchanges += 1
+        findings.extend(checker.check(exchange))
+    return Report(count, exchanges, checker.seeded, tuple(findings))
+
+
+# --- the command ------------------------------------------------------------------------------------------
+
+
+def _policy(pairs: list[str]) -> Policy:
+    """``Policy`` from ``name=value`` pairs; values are read by the type of the field's default."""
+    fields: dict[str, Any] = {}
+    defaults = {f.name: f.default for f in attrs.fields(Policy)}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or name not in defaults:
+            raise WorkstateError(f"--policy takes NAME=VALUE with a Policy field name, got {pair!r}", param="policy")
+        default = defaults[name]
+        try:
+            if isinstance(default, enum.Enum):
+                fields[name] = type(default)(text.lower())
+            elif isinstance(default, bool):
+                fields[name] = {"true": True, "false": False}[text.lower()]
+            elif isinstance(default, int):
+                fields[name] = int(text)
+            else:
+                fields[name] = float(text)
+        except (ValueError, KeyError):
+            raise WorkstateError(f"--policy {name}: cannot read {text!r}", param="policy") from None
+    return Policy(**fields)
+
+
+def _configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("trace", type=Path, help="the trace: one JSON exchange per line (docs/trace.md)")
+    parser.add_argument("--format", choices=("text", "json"), default="text", help="how to report (default: text)")
+    parser.add_argument(
+        "--skew", type=float, default=1.0, help="seconds a recorded timestamp may differ from the reference's (1)"
+    )
+    parser.add_argument(
+        "--policy", action="append", default=[], metavar="NAME=VALUE", help="a Policy field the server uses"
+    )
+
+
+def _run(args: argparse.Namespace, out: TextIO) -> int:
+    try:
+        policy = _policy(args.policy)
+        if not 0 <= args.skew <= 86400:
+            raise WorkstateError(f"--skew must be from 0 to 86400 seconds, got {args.skew}", param="skew")
+        text = args.trace.read_text(encoding="utf-8", errors="surrogateescape")
+    except WorkstateError as exc:
+        sys.stderr.write(f"workstate check: {exc.message}\n")
+        return 2
+    except OSError as exc:
+        sys.stderr.write(f"workstate check: cannot read {args.trace}: {exc.strerror or exc}\n")
+        return 2
+    report = check_lines(text.splitlines(), policy, skew=timedelta(seconds=args.skew))
+    if args.format == "json":
+        out.write(json.dumps(report.to_json(), indent=2) + "\n")
+        return report.exit_status
+    for f in report.findings:
+        out.write(f"{args.trace}:{f.line}: {f.kind.value}: {f.request}\n")
+        if f.kind is not Kind.MALFORMED:
+            out.write(f"    rule:     {f.rule}\n    expected: {f.expected}\n    actual:   {f.actual}\n")
+        for difference in f.differences:
+            out.write(f"    - {difference}\n")
+    out.write(("FAIL: " if report.exit_status else "OK: ") + report.summary() + "\n")
+    return report.exit_status
+
+
+CLI_COMMANDS: tuple[CliCommand, ...] = (
+    CliCommand(
+        "check",
+        "judge a recorded trace (JSON lines) against the reference server",
+        _configure,
+        _run,
+        "Replay every exchange of TRACE through the reference server and report each answer the spec does "
+        "not allow, by line. Exit status: 0 every answer legal, 1 a divergence or a malformed line, 2 bad "
+        "arguments or an unreadable file.",
+    ),
+)
