@@ -170,6 +170,7 @@ def _handler_for(owner: ExampleHttpServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "workstate-example"
+        disable_nagle_algorithm = True  # else each keep-alive reply waits for the client's delayed ACK
 
         def _serve(self) -> None:
             length_text = self.headers.get("Content-Length", "0") or "0"
@@ -181,7 +182,10 @@ def _handler_for(owner: ExampleHttpServer) -> type[BaseHTTPRequestHandler]:
                 self._send(_error(400, "invalid_request_error", "bad Content-Length", None))
                 return
             body = self.rfile.read(length) if length else b""
-            response = owner.answer(self.command, self.path, list(self.headers.items()), body)
+            try:
+                response = owner.answer(self.command, self.path, list(self.headers.items()), body)
+            except Exception as exc:  # a bug behind the server: answer 500 rather than drop the connection
+                response = _error(500, "api_error", f"internal error: {type(exc).__name__}", None)
             self._send(response)
 
         def _send(self, response: Response) -> None:
@@ -191,7 +195,12 @@ def _handler_for(owner: ExampleHttpServer) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(response.body)
 
-        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
+        def __getattr__(self, name: str) -> Any:
+            # Every method (also an odd one, such as "get" or "BREW") is answered by the reference server,
+            # which knows which routes exist: http.server alone would answer an unknown method with 501 HTML.
+            if name.startswith("do_"):
+                return self._serve
+            raise AttributeError(name)
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
