@@ -1,0 +1,124 @@
+"""What ``workstate verify`` costs: how deep the search gets within a time budget, and its rate.
+
+Run: ``python benchmarks/bench_verify.py`` (``--update`` rewrites the block in docs/performance.md;
+``--budget SECONDS`` changes the budget of the W=2, I=2 run, default 60). Everything is measured in
+one run on this machine: the search's transitions per second are compared with a bare loop of the
+core's ``step`` over the same kind of commands. Prints figures and ratios; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import platform
+import re
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from workstate import NO_HEARTBEAT, Ack, Deliver, Heartbeat, Lapse, Stop, WorkItem, step
+from workstate.verify import explore
+
+T0 = datetime(2026, 7, 1, 8, 15, 1, tzinfo=UTC)
+DOC = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
+BEGIN, END = "<!-- bench_verify:begin -->", "<!-- bench_verify:end -->"
+
+
+class _OutOfTime(Exception):
+    pass
+
+
+def levels(workers: int, items: int, budget: float, most: int = 40) -> list[tuple[int, int, int, float]]:
+    """(depth, states, transitions, seconds) after each level, until a level ends past the budget."""
+    rows: list[tuple[int, int, int, float]] = []
+    started = time.perf_counter()
+
+    def progress(depth: int, states: int, transitions: int) -> None:
+        elapsed = time.perf_counter() - started
+        rows.append((depth, states, transitions, elapsed))
+        print(f"  W={workers} I={items} depth {depth}: {states:,} states, {transitions:,} transitions, {elapsed:.1f} s")
+        if elapsed > budget:
+            raise _OutOfTime
+
+    with contextlib.suppress(_OutOfTime):
+        explore(workers, items, most, progress=progress)
+    return rows
+
+
+def bare_steps(n: int = 200_000) -> float:
+    """Seconds per core step, over lifecycles of the commands verify sends (deliver .. stop, and a lapse)."""
+    item = WorkItem(
+        id="work_" + "1" * 32, environment_id="env_" + "1" * 32, session_id="sess_" + "1" * 32, created_at=T0
+    )
+    script = [Deliver("w1"), Ack("w1"), Heartbeat(NO_HEARTBEAT), Heartbeat(), Lapse(), Stop(), Stop()]
+    now = T0 + timedelta(seconds=1)
+    started = time.perf_counter()
+    done = 0
+    while done < n:
+        current = item
+        for command in script:
+            current = step(current, command, now).item
+        done += len(script)
+    return (time.perf_counter() - started) / done
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--budget", type=float, default=60.0, help="seconds for the W=2, I=2 search (default 60)")
+    parser.add_argument("--budget3", type=float, default=180.0, help="seconds for the W=3, I=2 search (default 180)")
+    parser.add_argument("--update", action="store_true", help="rewrite the block in docs/performance.md")
+    args = parser.parse_args()
+
+    per_step = bare_steps()
+    print(f"bare step loop: {per_step * 1e6:.2f} us per step")
+    two = levels(2, 2, args.budget)
+    three = levels(3, 2, args.budget3)
+
+    def within(rows: list[tuple[int, int, int, float]], budget: float) -> tuple[int, int, int, float]:
+        inside = [row for row in rows if row[3] <= budget]
+        return inside[-1] if inside else rows[0]
+
+    d2, s2, t2, e2 = within(two, args.budget)
+    rate = t2 / e2
+    ratio = (1 / per_step) / rate
+    lines = [
+        f"Measured {datetime.now(UTC):%Y-%m-%d} on {platform.machine()}, Python {platform.python_version()}.",
+        "",
+        "| search | depth completed | states | transitions | time |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for label, rows in (("W=2, I=2", two), ("W=3, I=2", three)):
+        for depth, states, transitions, seconds in rows:
+            lines.append(f"| {label} | {depth} | {states:,} | {transitions:,} | {seconds:.1f} s |")
+    lines += [
+        "",
+        f"- Within {args.budget:g} s, W=2, I=2 completes depth **{d2}** ({s2:,} states).",
+        f"- Search rate: {rate:,.0f} transitions/s; a bare `step` loop in the same run: {1 / per_step:,.0f} steps/s "
+        f"({per_step * 1e6:.2f} us per step). One transition costs **{ratio:.1f}x** a bare step (a transition is one "
+        "or more steps, the invariant checks, and the canonical key of the world it reaches).",
+        "",
+        "Target of issue 7: W=2, I=2 exhausts depth 10 within 60 s: "
+        + ("**met**." if d2 >= 10 else f"**not met** (depth {d2}; see docs/verification.md)."),
+    ]
+    block = "\n".join(lines)
+    print(block)
+    if args.update:
+        text = DOC.read_text()
+        section = f"{BEGIN}\n{block}\n{END}"
+        if BEGIN in text:
+            text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: section, text, flags=re.S)
+        else:
+            intro = (
+                "\n## The model checker (`benchmarks/bench_verify.py`)\n\n```sh\n"
+                ".venv/bin/python benchmarks/bench_verify.py --update\n```\n\n"
+                "`workstate verify` searched level by level (every level of a row is complete); each row is the\n"
+                "figures after that level, with the time since the search began.\n\n"
+            )
+            text = text.rstrip("\n") + "\n" + intro + section + "\n"
+        DOC.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,200 @@
+"""workstate verify: the bounded model checker finds each broken rule set with a shortest counterexample,
+finds none in the spec's rules, and writes traces the reference server answers identically."""
+
+import json
+import random
+from collections.abc import Callable
+from datetime import datetime
+
+import pytest
+from test_properties import BROKEN
+
+from workstate import LIFECYCLE, Lapse, Lifecycle, State, parse_timestamp
+from workstate.api import Request, Server
+from workstate.cli import main
+from workstate.verify import T0, Move, MoveKind, System, World, explore, summary, trace_lines
+
+# The size and depth at which each broken rule set is caught (and the spec's rules are not).
+WORKERS, ITEMS, DEPTH = 2, 1, 5
+
+
+def test_the_spec_rules_give_no_counterexample() -> None:
+    for workers, items, depth in ((WORKERS, ITEMS, DEPTH), (2, 2, 4), (3, 1, 4)):
+        report = explore(workers, items, depth)
+        assert report.counterexample is None
+        assert report.states > 1 and report.transitions >= report.states - 1
+        assert report.depth_reached == depth
+
+
+def test_a_bounded_search_says_it_was_bounded() -> None:
+    # The state space is infinite (a heartbeat at the instant of the last one bumps the token by a
+    # microsecond), so the search stops at the bound, and says so.
+    report = explore(1, 1, 12)
+    assert report.counterexample is None
+    assert not report.exhausted
+    assert report.depth_reached == 12
+    assert explore(1, 1, 11).states < report.states
+
+
+@pytest.mark.parametrize("bug", list(BROKEN))
+def test_verify_finds_the_broken_rule_set(bug: str) -> None:
+    broken: Callable[[], Lifecycle] = BROKEN[bug]
+    report = explore(WORKERS, ITEMS, DEPTH, broken())
+    found = report.counterexample
+    assert found is not None, bug
+    assert found.violations
+    length = len(found.moves)
+    assert 1 <= length <= DEPTH
+    # Shortest: one move less finds nothing.
+    assert explore(WORKERS, ITEMS, length - 1, broken()).counterexample is None
+    # The counterexample replays: the moves lead to the same violations.
+    system = System(WORKERS, ITEMS, broken())
+    world = system.initial()
+    for move in found.moves:
+        result = system.apply(world, move)
+        world = result.world
+    assert [str(v) for v in result.violations] == [str(v) for v in found.violations]
+    # The spec's rules survive the same moves.
+    spec = System(WORKERS, ITEMS)
+    world = spec.initial()
+    for move in found.moves:
+        result = spec.apply(world, move)
+        world = result.world
+        assert not result.violations
+
+
+EXPECTED_INVARIANT = {
+    "heartbeat ignores the precondition": 7,
+    "ack succeeds in stopping": 2,
+    "a lapse forgets to clear the bound Worker-ID": 2,
+    "a lapsed lease is never re-queued": 8,
+    "ack replay answers 409": 4,
+}
+
+
+@pytest.mark.parametrize("bug", list(BROKEN))
+def test_the_broken_invariant_is_the_expected_one(bug: str) -> None:
+    found = explore(WORKERS, ITEMS, DEPTH, BROKEN[bug]()).counterexample
+    assert found is not None
+    assert EXPECTED_INVARIANT[bug] in {v.invariant for v in found.violations}
+
+
+def replay_against_server(lines: list[str], items: int) -> list[tuple[int, object, int, object]]:
+    """Each line's recorded (status, body) next to the reference server's answer to its request."""
+    server = Server()
+    env = server.create_environment(now=T0)
+    for n in range(items):
+        server.create_work(env, session_id=f"sess_{n + 1:032x}", now=T0)
+    found = []
+    for text in lines:
+        line = json.loads(text)
+        request = line["request"]
+        body = b"" if request["body"] is None else request["body"].encode()
+        response = server.handle(
+            Request(request["method"], request["target"], request["headers"], body), parse_timestamp(line["time"])
+        )
+        found.append((line["response"]["status"], line["response"]["body"], response.status, response.json))
+    return found
+
+
+def random_moves(system: System, rng: random.Random, length: int) -> list[Move]:
+    world: World = system.initial()
+    moves = []
+    for _ in range(length):
+        move = rng.choice(system.moves(world))
+        moves.append(move)
+        world = system.apply(world, move).world
+    return moves
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_traces_of_the_spec_rules_are_what_the_reference_server_answers(seed: int) -> None:
+    rng = random.Random(seed)
+    workers, items = rng.choice([(1, 1), (2, 1), (2, 2), (3, 2)])
+    system = System(workers, items)
+    lines = trace_lines(system, random_moves(system, rng, 25))
+    assert lines
+    for recorded_status, recorded, status, answered in replay_against_server(lines, items):
+        assert (recorded_status, recorded) == (status, answered)
+
+
+@pytest.mark.parametrize("bug", list(BROKEN))
+def test_a_counterexample_trace_is_well_formed_and_shows_the_deviation(bug: str) -> None:
+    system = System(WORKERS, ITEMS, BROKEN[bug]())
+    found = explore(WORKERS, ITEMS, DEPTH, system.lifecycle).counterexample
+    assert found is not None
+    lines = trace_lines(system, found.moves)
+    requests = [m for m in found.moves if m.kind is not MoveKind.ADVANCE]
+    closing = ITEMS if found.moves[-1].kind is MoveKind.ADVANCE else 0
+    assert len(lines) == ITEMS + len(requests) + closing  # opening GETs, one line per request, closing GETs
+    times = []
+    for text in lines:
+        line = json.loads(text)
+        assert set(line) == {"time", "request", "response"}
+        assert set(line["request"]) == {"method", "target", "headers", "body"}
+        assert line["request"]["headers"]["Authorization"] == "Bearer t"
+        times.append(datetime.fromisoformat(line["time"].replace("Z", "+00:00")))
+    assert times == sorted(times)
+    # The reference server (the spec's rules) answers at least one line differently, except where the
+    # broken part is not on the wire (the bound Worker-ID of a queued item shows in no reply).
+    answers = replay_against_server(lines, ITEMS)
+    visible = bug != "a lapse forgets to clear the bound Worker-ID"
+    assert any((a, b) != (c, d) for a, b, c, d in answers) == visible
+
+
+def test_worker_symmetry_merges_renamed_worlds() -> None:
+    system = System(2, 1)
+    world = system.initial()
+    by_w1 = system.apply(world, Move(MoveKind.ACK, worker=0, item=0)).world
+    by_w2 = system.apply(world, Move(MoveKind.ACK, worker=1, item=0)).world
+    assert by_w1 != by_w2
+    assert system.key(by_w1) == system.key(by_w2)
+    polled = system.apply(world, Move(MoveKind.POLL, worker=0)).world
+    assert system.key(polled) != system.key(by_w1)
+
+
+def test_stopped_items_are_interchangeable_but_live_ones_keep_their_order() -> None:
+    system = System(1, 2)
+    world = system.initial()
+    first = system.apply(world, Move(MoveKind.FORCE_STOP, item=0)).world
+    second = system.apply(world, Move(MoveKind.FORCE_STOP, item=1)).world
+    assert system.key(first) == system.key(second)
+    acked_first = system.apply(world, Move(MoveKind.ACK, worker=0, item=0)).world
+    acked_second = system.apply(world, Move(MoveKind.ACK, worker=0, item=1)).world
+    assert system.key(acked_first) != system.key(acked_second)  # poll order tells them apart
+
+
+def test_time_advances_to_before_at_and_after_the_next_deadline() -> None:
+    system = System(1, 1)
+    acked = system.apply(system.initial(), Move(MoveKind.ACK, worker=0, item=0)).world
+    assert LIFECYCLE.step(acked.items[0], Lapse(), T0).item.state is State.STARTING  # nothing due yet
+    advances = [m.at for m in system.moves(acked) if m.kind is MoveKind.ADVANCE]
+    assert len(advances) == 3
+    assert [(t - advances[1]).total_seconds() for t in advances] == [-0.000001, 0.0, 0.000001]
+    assert (advances[1] - T0).total_seconds() == 60  # the start timeout
+
+
+def test_the_command_reports_figures_and_the_verdict(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["verify", "--workers", "1", "--items", "1", "--depth", "3"]) == 0
+    captured = capsys.readouterr()
+    assert "no counterexample up to depth 3" in captured.out
+    for word in ("states explored:", "transitions:", "depth reached: 3", "time taken:"):
+        assert word in captured.out
+    assert "depth 3:" in captured.err  # progress goes to stderr
+    assert main(["verify", "--workers", "1", "--items", "1", "--depth", "2", "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_bad_sizes_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["verify", "--workers", "0"]) == 2
+    assert main(["verify", "--depth", "-1"]) == 2
+    assert "--workers must be from 1 to 5" in capsys.readouterr().err
+
+
+def test_the_summary_prints_a_counterexample() -> None:
+    report = explore(WORKERS, ITEMS, DEPTH, BROKEN["ack replay answers 409"]())
+    text = "\n".join(summary(report))
+    assert "counterexample (2 moves):" in text
+    assert "1. ack item 1 by w1" in text
+    assert "broken: invariant 4" in text
+    assert "no counterexample" not in text
