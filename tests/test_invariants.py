@@ -97,6 +97,10 @@ def test_liveness() -> None:
     assert liveness_problems(starting, keep) == []  # the policy lets it wait for its first heartbeat
     stuck = forged(lives()[2], ttl_seconds=None)  # active without a lease: nothing will ever move it
     assert [v.invariant for v in liveness_problems(stuck, DEFAULT_POLICY)] == [8]
+    deadline = T0 + timedelta(seconds=DEFAULT_POLICY.start_timeout_seconds)  # acked at T0
+    assert liveness_problems(starting, DEFAULT_POLICY, deadline - timedelta(microseconds=1)) == []
+    (late,) = liveness_problems(starting, DEFAULT_POLICY, deadline)  # due, and it has not lapsed
+    assert late.message == "its deadline 2026-07-01T08:16:01.000000Z passed and it is still starting"
 
 
 @pytest.mark.parametrize(("depth", "pending", "queued", "broken"), [(1, 2, 3, False), (1, 1, 3, True)])

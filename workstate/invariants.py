@@ -26,6 +26,7 @@ from datetime import datetime
 
 import attrs
 
+from ._time import render_timestamp
 from .model import WorkItem, next_deadline
 from .policy import OnStartTimeout, Policy
 from .rules import State
@@ -153,16 +154,22 @@ def lease_problems(holders: Iterable[tuple[str, str, datetime]], now: datetime) 
     ]
 
 
-def liveness_problems(item: WorkItem, policy: Policy) -> list[Violation]:
+def liveness_problems(item: WorkItem, policy: Policy, now: datetime | None = None) -> list[Violation]:
     """Invariant 8: with no further requests, a live item reaches ``queued`` or ``stopped``: it has a next
-    deadline. Under ``KEEP_STARTING``, an item that never heartbeated may wait (in ``starting``, or in
-    ``stopping`` for its confirmation) -- the policy's own choice."""
-    if item.state is State.QUEUED or item.state is State.STOPPED or next_deadline(item, policy) is not None:
+    deadline, and (given ``now``) that deadline has not passed while the item is still waiting on it. Under
+    ``KEEP_STARTING``, an item that never heartbeated may wait (in ``starting``, or in ``stopping`` for its
+    confirmation) -- the policy's own choice."""
+    if item.state is State.QUEUED or item.state is State.STOPPED:
         return []
-    waits = policy.on_start_timeout is OnStartTimeout.KEEP_STARTING and item.latest_heartbeat_at is None
-    if waits and item.state in (State.STARTING, State.STOPPING):
-        return []
-    return [Violation(8, item.id, f"a {item.state} item has no deadline: it can stay {item.state} forever")]
+    deadline = next_deadline(item, policy)
+    if deadline is None:
+        waits = policy.on_start_timeout is OnStartTimeout.KEEP_STARTING and item.latest_heartbeat_at is None
+        if waits and item.state in (State.STARTING, State.STOPPING):
+            return []
+        return [Violation(8, item.id, f"a {item.state} item has no deadline: it can stay {item.state} forever")]
+    if now is not None and deadline <= now:
+        return [Violation(8, item.id, f"its deadline {render_timestamp(deadline)} passed and it is still {item.state}")]
+    return []
 
 
 def stats_problems(environment_id: str, depth: int, pending: int, queued: int) -> list[Violation]:
