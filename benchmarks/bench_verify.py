@@ -83,7 +83,8 @@ def main() -> int:
     rate = t2 / e2
     ratio = (1 / per_step) / rate
     lines = [
-        f"Measured {datetime.now(UTC):%Y-%m-%d} on {platform.machine()}, Python {platform.python_version()}.",
+        f"Measured {datetime.now(UTC):%Y-%m-%d} on {platform.machine()}, Python {platform.python_version()} "
+        "(2 cores, possibly shared with other processes during the run).",
         "",
         "| search | depth completed | states | transitions | time |",
         "|---|---:|---:|---:|---:|",

@@ -198,3 +198,11 @@ def test_the_summary_prints_a_counterexample() -> None:
     assert "1. ack item 1 by w1" in text
     assert "broken: invariant 4" in text
     assert "no counterexample" not in text
+
+
+def test_the_key_keeps_ties_only_where_a_rule_can_turn_on_them() -> None:
+    # The spec's rules never rewrite an instant that must not come after another set one: no order kept.
+    assert System(2, 2).tie_fields == frozenset()
+    # Ack accepted in stopping rewrites acknowledged_at while started_at and the heartbeat may be set.
+    broken = System(2, 1, BROKEN["ack succeeds in stopping"]())
+    assert broken.tie_fields == {"started_at", "latest_heartbeat_at"}

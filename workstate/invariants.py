@@ -32,7 +32,10 @@ from .policy import OnStartTimeout, Policy
 from .rules import State
 
 __all__ = [
+    "HAS",
+    "HAS_NOT",
     "INVARIANTS",
+    "TIMESTAMPS",
     "Violation",
     "change_problems",
     "item_problems",
@@ -60,14 +63,14 @@ INVARIANTS = {
 TIMESTAMPS = ("created_at", "acknowledged_at", "started_at", "latest_heartbeat_at", "stop_requested_at", "stopped_at")
 
 # Invariant 2, from the spec's words: what each state has, and has not.
-_HAS = {
+HAS = {
     State.QUEUED: (),
     State.STARTING: ("acknowledged_at",),
     State.ACTIVE: ("started_at", "latest_heartbeat_at"),
     State.STOPPING: ("stop_requested_at",),
     State.STOPPED: ("stopped_at",),
 }
-_HAS_NOT = {
+HAS_NOT = {
     State.QUEUED: ("acknowledged_at", "started_at", "latest_heartbeat_at", "stopped_at"),
     State.STARTING: ("started_at",),
     State.ACTIVE: (),
@@ -95,9 +98,9 @@ class Violation:
 
 def timeline_problems(item: WorkItem) -> list[Violation]:
     """Invariants 2 and 3 for one item."""
-    found = [Violation(2, item.id, f"{item.state} lacks {n}") for n in _HAS[item.state] if getattr(item, n) is None]
+    found = [Violation(2, item.id, f"{item.state} lacks {n}") for n in HAS[item.state] if getattr(item, n) is None]
     found += [
-        Violation(2, item.id, f"{item.state} has {n}") for n in _HAS_NOT[item.state] if getattr(item, n) is not None
+        Violation(2, item.id, f"{item.state} has {n}") for n in HAS_NOT[item.state] if getattr(item, n) is not None
     ]
     chain = [getattr(item, n) for n in TIMESTAMPS[:4] if getattr(item, n) is not None]
     if chain != sorted(chain):

@@ -29,7 +29,8 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
-from typing import Any, TextIO
+from types import SimpleNamespace
+from typing import Any, TextIO, cast
 
 import attrs
 
@@ -38,14 +39,17 @@ from .api import BASE_PATH
 from .cli import CliCommand
 from .codec import ErrorEnvelope, HeartbeatObject, encode_work
 from .invariants import (
+    HAS_NOT,
     Violation,
     item_problems,
     lease_problems,
     rejection_problems,
     replay_problems,
     stats_problems,
+    timeline_problems,
 )
 from .model import (
+    ACTIONS,
     LIFECYCLE,
     NO_HEARTBEAT,
     Accepted,
@@ -200,8 +204,13 @@ class System:
             seconds=max(policy.default_ttl_seconds, policy.start_timeout_seconds, policy.reclaim_older_than_ms / 1000)
         ) + timedelta(seconds=1)
         self._horizon_us = self.horizon // MICROSECOND
+        # A delivery further behind now than the reclaim window is reclaimable for good (polls send the default).
+        self._window_us = policy.reclaim_older_than_ms * 1000
         self._perms = tuple(itertools.permutations(range(workers)))
+        self.tie_fields = _tie_fields(lifecycle)
+        self._tie_index = tuple(k for k, name in enumerate(_STAMPS) if name in self.tie_fields)
         self._requests = self._request_moves()
+        self._bases: dict[tuple[int, datetime], tuple[WorkItem, tuple[Any, ...]]] = {}
 
     # --- states and moves ---
 
@@ -388,6 +397,54 @@ class System:
 
     # --- the canonical key ---
 
+    def _ties(self, item: WorkItem, stamps: tuple[datetime | None, ...], now: datetime) -> tuple[Any, ...]:
+        """What the ordering checks (invariants 2 and 3) can still tell of a live item's instants.
+
+        An inconsistent item keeps the full order. For a consistent one (every instant at or before its
+        clock, in the order the checks want), every instant a later step stamps is at or after the clock,
+        and the checks are all "at or before"; so a future check can only fail on a *tie*: an instant
+        ``g`` that equals the clock, when a rule rewrites an instant that must not come after ``g``. Only
+        the ties of :attr:`tie_fields` (derived from the lifecycle's rules) are kept, with whether the
+        clock equals ``now`` (a request stamps ``now``) and whether the deadline is at or before the clock
+        (a lapse stamps the later of the two). For the spec's rules that set is empty.
+        """
+        if consistency_problems(item) or timeline_problems(item):
+            return (1, *_ranks(stamps))
+        if not self._tie_index:
+            return (0,)
+        clock = item.clock
+        deadline = next_deadline(item, self.policy)
+        return (
+            0,
+            clock == now,
+            deadline is not None and deadline <= clock,
+            *(-1 if (t := stamps[k]) is None else t == clock for k in self._tie_index),
+        )
+
+    def _base(self, item: WorkItem, now: datetime) -> tuple[Any, ...]:
+        stamps = (  # as _STAMPS names them
+            item.created_at,
+            item.acknowledged_at,
+            item.started_at,
+            item.latest_heartbeat_at,
+            item.stop_requested_at,
+            item.stopped_at,
+            item.delivered_at,
+            item.clock,
+        )
+        if not item.live:
+            return (_STATE_CODE[item.state], _ranks(stamps))
+        horizon = self._horizon_us
+        st = item.state
+        latest = item.latest_heartbeat_at
+        exact = (  # only what a rule can still read in this state
+            _behind(now, item.acknowledged_at, horizon) if latest is None and st is not State.QUEUED else _NO_TIME,
+            _behind(now, latest, horizon),
+            _behind(now, item.delivered_at, self._window_us) if st is State.QUEUED else _NO_TIME,
+            min(0, (now - item.clock) // MICROSECOND),  # the clock matters only when it is ahead of now
+        )
+        return (_STATE_CODE[st], item.ttl_seconds or 0, *self._ties(item, stamps, now), *exact)
+
     def key(self, world: World) -> tuple[Any, ...]:
         """A value equal for worlds whose futures are the same up to renaming workers and stopped items.
 
@@ -399,35 +456,20 @@ class System:
         the requests the model sends). See docs/verification.md.
         """
         now = world.now
-        horizon = self._horizon_us
         workers = self.workers
         columns: list[tuple[bool, tuple[Any, ...], str | None, str | None, list[int], list[int]]] = []
+        cache = self._bases
         for i, item in enumerate(world.items):
-            stamps = (
-                item.created_at,
-                item.acknowledged_at,
-                item.started_at,
-                item.latest_heartbeat_at,
-                item.stop_requested_at,
-                item.stopped_at,
-                item.delivered_at,
-                item.clock,
-            )
-            order = _ranks(stamps)
+            found = cache.get((id(item), now))
+            if found is None:  # the item's part of the key, once per (item, now): items are shared by many worlds
+                found = cache[id(item), now] = (item, self._base(item, now))
+            base = found[1]
             if not item.live:
-                columns.append((False, (_STATE_CODE[item.state], order), None, None, [], []))
+                columns.append((False, base, None, None, [], []))
                 continue
-            st = item.state
             latest = item.latest_heartbeat_at
-            exact = (  # only what a rule can still read in this state
-                _behind(now, item.acknowledged_at, horizon) if latest is None and st is not State.QUEUED else _NO_TIME,
-                _behind(now, latest, horizon),
-                _behind(now, item.delivered_at, horizon) if st is State.QUEUED else _NO_TIME,
-                min(0, (now - item.clock) // MICROSECOND),  # the clock matters only when it is ahead of now
-            )
             tokens = [0 if row[i] is None else 1 if row[i] == latest else 2 for row in world.tokens]
             leases = [_NO_TIME if (u := row[i]) is None else (now - u) // MICROSECOND for row in world.leases]
-            base = (_STATE_CODE[item.state], item.ttl_seconds or 0, *order, *exact)
             columns.append((True, base, item.worker_id, item.delivered_to, tokens, leases))
         best: tuple[Any, ...] | None = None
         for perm in self._perms:
@@ -450,6 +492,52 @@ class System:
 
 
 _STATE_CODE = {state: n for n, state in enumerate(State)}
+_STAMPS = (
+    "created_at",
+    "acknowledged_at",
+    "started_at",
+    "latest_heartbeat_at",
+    "stop_requested_at",
+    "stopped_at",
+    "delivered_at",
+    "clock",
+)
+# The ordering checks (invariant 3, and the core's consistency): per instant, those that must not be
+# earlier than it. All are "at or before" checks.
+_CHAIN = ("created_at", "acknowledged_at", "started_at", "latest_heartbeat_at")
+_NOT_EARLIER: dict[str, frozenset[str]] = {
+    **{name: frozenset((*_CHAIN[k + 1 :], "stopped_at")) for k, name in enumerate(_CHAIN)},
+    "created_at": frozenset(_STAMPS[1:-1]),
+    "stop_requested_at": frozenset({"stopped_at"}),
+    "delivered_at": frozenset({"stopped_at"}),
+    "stopped_at": frozenset(),
+}
+
+
+def _settable(state: State) -> set[str]:
+    """The instants a consistent item in ``state`` may have set: those neither the spec's invariant 2
+    (:mod:`workstate.invariants`) nor the core's ``consistency_problems`` forbid there (asked of a probe
+    with every instant set)."""
+    probe = SimpleNamespace(
+        **{name: T0 for name in _STAMPS}, state=state, worker_id=None, delivered_to=None, ttl_seconds=1
+    )
+    problems = set(consistency_problems(cast(WorkItem, probe)))
+    return {g for g in _STAMPS if g not in HAS_NOT[state] and f"{state} has {g}" not in problems}
+
+
+def _tie_fields(lifecycle: Lifecycle) -> frozenset[str]:
+    """The instants whose ties with the clock a future ordering check can turn on: ``g`` such that some
+    rule, in a state where ``g`` may be set (invariant 2), stamps an instant that must not come after ``g``."""
+    found: set[str] = set()
+    for (state, _trigger), entry in lifecycle.table.items():
+        allowed = _settable(state)
+        for rule in entry.rules:
+            for action in rule.actions:
+                if action == "requeue":  # it clears instants, it stamps none
+                    continue
+                for written in ACTIONS[action].writes:
+                    found |= _NOT_EARLIER.get(written, frozenset()) & allowed
+    return frozenset(found)
 
 
 def _behind(now: datetime, t: datetime | None, horizon: int) -> int:
