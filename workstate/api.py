@@ -609,6 +609,14 @@ class _Environment:
         return found
 
 
+def _environment_kind(kind: EnvironmentKind | str) -> EnvironmentKind:
+    try:
+        return EnvironmentKind(kind)
+    except ValueError:
+        kinds = [k.value for k in EnvironmentKind]
+        raise InvalidInput(f"kind must be one of {kinds}, got {kind!r}", param="kind") from None
+
+
 def _is_fresh(item: WorkItem | None) -> bool:
     return item is not None and item.state is _QUEUED and item.delivered_at is None
 
@@ -649,11 +657,7 @@ class Server:
     def create_environment(self, kind: EnvironmentKind | str = EnvironmentKind.SELF_HOSTED, *, now: datetime) -> str:
         """Create an environment (``self_hosted`` or ``cloud``) and return its id."""
         now = aware(now)
-        try:
-            env_kind = EnvironmentKind(kind)
-        except ValueError:
-            kinds = [k.value for k in EnvironmentKind]
-            raise InvalidInput(f"kind must be one of {kinds}, got {kind!r}", param="kind") from None
+        env_kind = _environment_kind(kind)
         env_id = self._ids("env_")
         if not valid_id("env_", env_id):
             raise InvalidId(f"the id source gave {env_id!r}, not 'env_' and 32 lowercase hex digits", param="env")
@@ -723,11 +727,7 @@ class Server:
         this server already has, :class:`~workstate.errors.InvalidInput` for an unknown kind.
         """
         now = aware(now)
-        try:
-            env_kind = EnvironmentKind(kind)
-        except ValueError:
-            kinds = [k.value for k in EnvironmentKind]
-            raise InvalidInput(f"kind must be one of {kinds}, got {kind!r}", param="kind") from None
+        env_kind = _environment_kind(kind)
         if not valid_id("env_", env_id):
             raise InvalidId(f"env must be 'env_' and 32 lowercase hex digits, got {env_id!r}", param="env")
         if env_id in self._envs:
