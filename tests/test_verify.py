@@ -206,3 +206,46 @@ def test_the_key_keeps_ties_only_where_a_rule_can_turn_on_them() -> None:
     # Ack accepted in stopping rewrites acknowledged_at while started_at and the heartbeat may be set.
     broken = System(2, 1, BROKEN["ack succeeds in stopping"]())
     assert broken.tie_fields == {"started_at", "latest_heartbeat_at"}
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_memoised_moves_give_what_a_fresh_system_gives(seed: int) -> None:
+    # A system's memos (steps, lapses, deliveries, checks, key columns) are warmed by walks; every move from a
+    # world they visited, asked again, agrees with a system that has seen nothing but that move's world.
+    rng = random.Random(seed)
+    workers, items = rng.choice([(2, 1), (2, 2), (3, 2)])
+    warm = System(workers, items)
+    visited: list[World] = []
+    for _ in range(5):
+        world = warm.initial()
+        for _ in range(20):
+            visited.append(world)
+            world = warm.apply(world, rng.choice(warm.moves(world))).world
+            warm.key(world)
+    for world in rng.sample(visited, 40):
+        for move in rng.sample(warm.moves(world), 5):
+            first = warm.apply(world, move)
+            again = warm.apply(world, move)  # from the memos
+            expected = System(workers, items).apply(world, move)
+            assert first == again == expected
+            assert warm.key(again.world) == System(workers, items).key(expected.world)
+
+
+def test_the_search_restores_the_garbage_collector() -> None:
+    import gc
+
+    assert gc.isenabled()
+    explore(1, 1, 2)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        explore(1, 1, 2)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_a_move_of_another_system_is_refused() -> None:
+    system = System(1, 1)
+    with pytest.raises(ValueError, match="not a move of this system"):
+        system.apply(system.initial(), Move(MoveKind.ACK, worker=1, item=0))
