@@ -68,6 +68,7 @@ from .policy import DEFAULT_POLICY, LimitOverMax, Policy
 from .rules import Reason, Rule, State
 
 __all__ = [
+    "PARAM_OF_REASON",
     "Access",
     "Authorizer",
     "CounterIds",
@@ -272,7 +273,8 @@ def _not_found(message: str) -> NoReturn:
     raise _Refusal(404, "not_found_error", message)
 
 
-_PARAM_OF_REASON = {
+# The error envelope's `param` for a rejection of the lifecycle (other rejections name none).
+PARAM_OF_REASON = {
     Reason.METADATA_LIMITS: "metadata",
     Reason.PRECONDITION_FAILED: "expected_last_heartbeat",
     Reason.WORKER_CONFLICT: "Worker-ID",
@@ -962,7 +964,7 @@ class Server:
                 outcome.status,
                 outcome.error_type(self.policy),
                 f"{outcome.reason.message} [{rule.section} {rule.name}]",
-                _PARAM_OF_REASON.get(outcome.reason),
+                PARAM_OF_REASON.get(outcome.reason),
                 rule,
             )
         if isinstance(outcome, Accepted):

@@ -227,7 +227,7 @@ def _server_probes() -> list[tuple[str, str, int, str, str | None, str]]:
 
 
 def errors_markdown() -> str:
-    from .api import _PARAM_OF_REASON  # the server's `param` for a rejection
+    from .api import PARAM_OF_REASON  # the server's `param` for a rejection
 
     out = [HEADER.replace("workstate/rules.py", "workstate/rules.py and workstate/api.py") + "# Errors", ""]
     out.append(
@@ -251,7 +251,7 @@ def errors_markdown() -> str:
             if rule.reason is reason
         ]
         alternatives = "; ".join(f"`{kind}` with `{policy}`" for kind, policy in error_type_alternatives(reason))
-        param = _PARAM_OF_REASON.get(reason)
+        param = PARAM_OF_REASON.get(reason)
         out.append(
             f"| `{reason.name}` | {reason.status} | `{error_type(reason, DEFAULT_POLICY)}` | {alternatives or '—'} "
             f"| {f'`{param}`' if param else '—'} | {reason.message} | {'<br>'.join(raised) or 'no rule'} |"

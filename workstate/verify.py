@@ -36,7 +36,7 @@ from typing import Any, TextIO, cast
 import attrs
 
 from ._time import MICROSECOND, UTC, render_timestamp
-from .api import BASE_PATH
+from .api import BASE_PATH, PARAM_OF_REASON
 from .cli import CliCommand
 from .codec import ErrorEnvelope, HeartbeatObject, encode_work
 from .invariants import (
@@ -71,7 +71,7 @@ from .model import (
     next_deadline,
 )
 from .policy import DEFAULT_POLICY, Policy
-from .rules import Reason, State
+from .rules import State
 
 __all__ = [
     "T0",
@@ -96,11 +96,6 @@ _LAPSE = Lapse()
 _STALE = T0 - timedelta(seconds=1)  # a precondition that names no heartbeat of any item
 _NO_TIME = 1 << 62  # key codes: an absent instant
 _OLD = 1 << 60  # key codes: an instant too far behind now to matter, by rank
-_PARAM_OF_REASON = {  # the error envelope's `param`, as the reference server names it
-    Reason.METADATA_LIMITS: "metadata",
-    Reason.PRECONDITION_FAILED: "expected_last_heartbeat",
-    Reason.WORKER_CONFLICT: "Worker-ID",
-}
 
 
 class MoveKind(enum.StrEnum):
@@ -917,7 +912,7 @@ def trace_lines(system: System, moves: Sequence[Move]) -> list[str]:
                 request_id=f"req_{errors:032x}",
                 error_type=error_type(outcome.reason, system.policy),
                 message=f"{outcome.reason.message} [{rule.section} {rule.name}]",
-                param=_PARAM_OF_REASON.get(outcome.reason),
+                param=PARAM_OF_REASON.get(outcome.reason),
             ).to_json()
         lines.append(_line(now, "POST", target, worker, body, outcome.status, reply))
         world = result.world
