@@ -644,13 +644,13 @@ class Checker:
             return [*findings, self._finding(ex, Kind.DIVERGENCE, expected, differences, "poll")]
         # Different items (or one and null): which rule decided the reference's answer?
         differences = [f"delivered: expected {ref_id or 'null'}, got {rec_id or 'null'}"]
-        rule = expected
+        rule = _rule_of(expected, "poll")
         if rec_id is not None:
             other = self.server.work(env_id, rec_id)
             if other is not None:
                 outcome = step(other, Deliver(worker, reclaim), ex.time, self.policy)
                 if isinstance(outcome, Rejected):
-                    rule = Response(409, expected.json, b"", rule=outcome.rule)
+                    rule = f"{outcome.rule.section} {outcome.rule.name}"
                     differences.append(f"{rec_id} is not deliverable: {outcome.reason.message}")
                 elif ref_id is not None:
                     differences.append(f"{ref_id} is deliverable and older by creation order")
@@ -658,7 +658,7 @@ class Checker:
         finding = Finding(
             ex.line,
             Kind.NOT_JUDGED if uncertain else Kind.DIVERGENCE,
-            _rule_of(rule, "poll"),
+            rule,
             f"{ex.method} {ex.target}",
             _summary(expected.status, expected.json),
             _summary(ex.status, ex.response),
