@@ -97,7 +97,8 @@ def test_a_killed_workers_item_is_requeued_and_finished_by_another(tmp_path: Pat
                     proc.kill()
                     proc.wait()
 
-    events = [e for log in logs for e in read_log(log)]
+    # Merged from every worker's log, in the order things happened (not log by log).
+    events = sorted((e for log in logs for e in read_log(log)), key=lambda e: e["time"])
     by_item: dict[str, list[dict[str, Any]]] = {}
     for e in events:
         if e["work_id"] is not None:
