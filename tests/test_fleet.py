@@ -31,7 +31,8 @@ DEADLINE = 60.0  # generous: only "eventually" is asserted
 def read_log(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    complete = path.read_text().split("\n")[:-1]  # a line still being written has no newline yet
+    return [json.loads(line) for line in complete if line.strip()]
 
 
 def wait_for(condition: Any, deadline: float, what: str) -> Any:
