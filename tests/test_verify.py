@@ -9,10 +9,10 @@ from datetime import datetime
 import pytest
 from test_properties import BROKEN
 
-from workstate import LIFECYCLE, Lapse, Lifecycle, State, parse_timestamp
+from workstate import LIFECYCLE, InvalidInput, Lapse, Lifecycle, State, parse_timestamp
 from workstate.api import Request, Server
 from workstate.cli import main
-from workstate.verify import T0, Move, MoveKind, System, World, explore, summary, trace_lines
+from workstate.verify import T0, Move, MoveKind, System, World, explore, gc_paused, summary, trace_lines
 
 # The size and depth at which each broken rule set is caught (and the spec's rules are not).
 WORKERS, ITEMS, DEPTH = 2, 1, 5
@@ -231,21 +231,32 @@ def test_memoised_moves_give_what_a_fresh_system_gives(seed: int) -> None:
             assert warm.key(again.world) == System(workers, items).key(expected.world)
 
 
-def test_the_search_restores_the_garbage_collector() -> None:
+def test_explore_leaves_the_garbage_collector_alone_and_gc_paused_restores_it() -> None:
     import gc
 
     assert gc.isenabled()
     explore(1, 1, 2)
+    assert gc.isenabled()  # a library call has no process-wide effect
+    with gc_paused():
+        assert not gc.isenabled()
+        explore(1, 1, 2)
     assert gc.isenabled()
     gc.disable()
     try:
-        explore(1, 1, 2)
-        assert not gc.isenabled()
+        with gc_paused():
+            pass
+        assert not gc.isenabled()  # it was off before: it stays off
     finally:
         gc.enable()
 
 
+def test_bad_sizes_and_depths_are_typed_errors() -> None:
+    for call in (lambda: System(0, 1), lambda: System(1, 6), lambda: explore(1, 1, -1), lambda: explore(1, 1, True)):
+        with pytest.raises(InvalidInput):
+            call()
+
+
 def test_a_move_of_another_system_is_refused() -> None:
     system = System(1, 1)
-    with pytest.raises(ValueError, match="not a move of this system"):
+    with pytest.raises(InvalidInput, match="not a move of this system"):
         system.apply(system.initial(), Move(MoveKind.ACK, worker=1, item=0))

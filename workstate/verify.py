@@ -22,6 +22,7 @@ shortest counterexample as a trace in the ``workstate check`` format.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import enum
 import gc
 import itertools
@@ -39,6 +40,7 @@ from ._time import MICROSECOND, UTC, render_timestamp
 from .api import BASE_PATH, PARAM_OF_REASON
 from .cli import CliCommand
 from .codec import ErrorEnvelope, HeartbeatObject, encode_work
+from .errors import InvalidInput
 from .invariants import (
     HAS_NOT,
     Violation,
@@ -84,6 +86,7 @@ __all__ = [
     "System",
     "World",
     "explore",
+    "gc_paused",
     "path_to",
     "replay",
     "trace_lines",
@@ -186,7 +189,9 @@ class System:
         self, workers: int, items: int, lifecycle: Lifecycle = LIFECYCLE, policy: Policy = DEFAULT_POLICY
     ) -> None:
         if not (isinstance(workers, int) and 1 <= workers <= 5 and isinstance(items, int) and 1 <= items <= 5):
-            raise ValueError(f"workers and items must be integers from 1 to 5, got {workers!r} and {items!r}")
+            raise InvalidInput(
+                f"workers and items must be integers from 1 to 5, got {workers!r} and {items!r}", param="workers"
+            )
         self.workers = workers
         self.n_items = items
         self.lifecycle = lifecycle
@@ -289,7 +294,7 @@ class System:
             return self._advance(world, move)
         n = self._request_index.get(move)
         if n is None:
-            raise ValueError(f"not a move of this system: {move}")
+            raise InvalidInput(f"not a move of this system: {move}", param="move")
         return self.apply_request(world, n)
 
     def apply_request(self, world: World, n: int) -> Result:
@@ -726,14 +731,23 @@ def explore(
     it (for :func:`path_to`).
     """
     if not isinstance(depth, int) or isinstance(depth, bool) or depth < 0:
-        raise ValueError(f"depth must be a non-negative integer, got {depth!r}")
-    # The search allocates millions of tuples and never a reference cycle; the cyclic collector would walk them
-    # again and again for nothing (about 40% of the time at depth 9). It is paused during the search and
-    # restored after: the results do not depend on it.
+        raise InvalidInput(f"depth must be a non-negative integer, got {depth!r}", param="depth")
+    return _search(workers, items, depth, lifecycle, policy, progress, on_step, stop_at_violation, parents)
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector for a long search, and restore it after.
+
+    The search allocates millions of tuples and never a reference cycle; the cyclic collector walks them again
+    and again for nothing (about 40% of the time at depth 9). Results do not depend on it. This is a
+    process-wide switch, so :func:`explore` never flips it itself: the ``verify`` command and the benchmark
+    wrap their search in it, and a library caller may choose to.
+    """
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _search(workers, items, depth, lifecycle, policy, progress, on_step, stop_at_violation, parents)
+        yield
     finally:
         if collecting:
             gc.enable()
@@ -961,7 +975,8 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO | None = None) -> int
             err.write(f"depth {level}: {states:,} states, {transitions:,} transitions, {elapsed:.1f} s\n")
             err.flush()
 
-    report = explore(args.workers, args.items, args.depth, progress=progress)
+    with gc_paused():
+        report = explore(args.workers, args.items, args.depth, progress=progress)
     elapsed = time.perf_counter() - started
     for text in summary(report, elapsed):
         out.write(text + "\n")
