@@ -1430,3 +1430,33 @@ def test_list_headers_as_pairs_and_bytes_bodies_of_other_kinds() -> None:
     }
     assert w.raw(Request("POST", target, tuple(pairs), memoryview(b"{}")), T).status == 200
     assert_error(w.raw(Request("POST", target, pairs, "{}"), T), 400)  # a str is not a body
+
+
+# --- on_change: every write, in order -----------------------------------------------------------------
+
+
+def test_on_change_sees_every_write_in_order_and_they_add_up_to_the_snapshot() -> None:
+    seen: list[tuple[str, WorkItem | None, WorkItem]] = []
+    w = World(Policy(min_ttl_seconds=1), on_change=lambda env, old, new: seen.append((env, old, new)))
+    a = w.bring("active")  # created, delivered, acked, heartbeated
+    assert [(env, old is None, new.state) for env, old, new in seen] == [
+        (w.env, True, State.QUEUED),
+        (w.env, False, State.QUEUED),
+        (w.env, False, State.STARTING),
+        (w.env, False, State.ACTIVE),
+    ]
+    assert all(old is None or old.id == new.id == a for _, old, new in seen)
+    assert all(seen[i][2] is seen[i + 1][1] for i in range(len(seen) - 1))  # each write starts where the last ended
+    count = len(seen)
+    assert w.poll("w2", seconds=3).json is None and len(seen) == count  # nothing to deliver: nothing written
+    assert w.heartbeat(a, seconds=4, expected_last_heartbeat="1999-01-01T00:00:00Z").status == 412
+    assert len(seen) == count  # a rejection writes nothing
+    w.server.expire(at(3 + 3600))  # the lease lapses: a write by time alone
+    assert seen[-1][2].state is State.QUEUED and seen[-1][1] is not None and seen[-1][1].state is State.ACTIVE
+    latest = {new.id: new for _, _, new in seen}
+    assert latest == {item.id: item for env in w.server.snapshot() for item in env.items}
+
+
+def test_on_change_must_be_callable() -> None:
+    with pytest.raises(InvalidInput, match="on_change"):
+        Server(on_change="print")  # type: ignore[arg-type]

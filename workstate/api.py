@@ -77,6 +77,7 @@ __all__ = [
     "EnvironmentSnapshot",
     "Headers",
     "IdSource",
+    "OnChange",
     "NotSelfHosted",
     "Request",
     "Response",
@@ -224,6 +225,8 @@ class Access:
 
 Authorizer: TypeAlias = Callable[[Access], bool]
 IdSource: TypeAlias = Callable[[str], str]
+OnChange: TypeAlias = Callable[[str, "WorkItem | None", "WorkItem"], None]
+"""Called with (environment id, the item before or None when created, the item after) for every item written."""
 """Given a prefix (``env_``, ``work_`` or ``req_``), a new id with that prefix."""
 
 
@@ -632,6 +635,10 @@ class Server:
     ``authorizer`` decides 403s (it sees an :class:`Access`); ``ids`` hands out ids (default
     :class:`CounterIds`). State changes only through :meth:`create_environment`,
     :meth:`create_work`, :meth:`handle` and :meth:`expire`.
+
+    ``on_change`` (an :data:`OnChange`) is told of every item the server writes -- created, moved by a
+    request, or lapsed by time -- right after the write, in the order they happen: the place to persist
+    items or to audit them. It must not raise: an exception propagates to the caller and the write stands.
     """
 
     def __init__(
@@ -640,9 +647,13 @@ class Server:
         *,
         authorizer: Authorizer | None = None,
         ids: IdSource | None = None,
+        on_change: OnChange | None = None,
     ) -> None:
         if not isinstance(policy, Policy):
             raise InvalidInput(f"policy must be a Policy, got {policy!r}", param="policy")
+        if on_change is not None and not callable(on_change):
+            raise InvalidInput(f"on_change must be callable, got {on_change!r}", param="on_change")
+        self._on_change = on_change
         self.policy = policy
         self._authorizer = authorizer
         self._ids: IdSource = CounterIds() if ids is None else ids
@@ -883,6 +894,8 @@ class Server:
                     self._compact_deadlines()
         if old is not None and old.live and not new.live:
             self._live_sessions.discard(new.session_id)
+        if self._on_change is not None:
+            self._on_change(env.id, old, new)
 
     def _compact_deadlines(self) -> None:
         """Drop the entries of deadlines that moved (a heartbeat moves one every time): amortized O(1)."""

@@ -182,18 +182,6 @@ def _level(faults: Faults) -> str:
     return "0" if faults.lose_request == 0 else f"{faults.lose_request / base:g}"
 
 
-class _ObservedServer(Server):
-    """The reference server, with every item it writes recorded (the one place that writes items)."""
-
-    def __init__(self, policy: Policy) -> None:
-        super().__init__(policy)
-        self.changes: list[tuple[WorkItem | None, WorkItem]] = []
-
-    def _store(self, env: Any, old: WorkItem | None, new: WorkItem) -> None:
-        super()._store(env, old, new)
-        self.changes.append((old, new))
-
-
 # event kinds
 _ARRIVE, _RESPOND, _TIMEOUT, _WAKE, _APP, _CRASH, _RESTART, _CREATE, _OUTSIDE, _STATS = range(10)
 
@@ -219,7 +207,8 @@ class _Sim:
         self.c = config
         self.f = config.faults
         self.rng = random.Random(config.seed)
-        self.server = _ObservedServer(config.policy)
+        self.changes: list[tuple[WorkItem | None, WorkItem]] = []  # every item the server wrote, not yet checked
+        self.server = Server(config.policy, on_change=self._changed)
         self.env = self.server.create_environment(now=T0)
         self.queue: list[tuple[datetime, int, int, Any]] = []
         self.seq = 0
@@ -247,6 +236,9 @@ class _Sim:
         self.busy = 0
 
     # --- the queue ---
+
+    def _changed(self, env: str, old: WorkItem | None, new: WorkItem) -> None:
+        self.changes.append((old, new))
 
     def push(self, at: datetime, kind: int, payload: Any) -> None:
         self.seq += 1
@@ -398,14 +390,14 @@ class _Sim:
         server, now = self.server, self.now
         self.requests += 1
         server.expire(now)
-        if server.changes:
-            self.absorb(server.changes)
-            server.changes = []
+        if self.changes:
+            self.absorb(self.changes)
+            self.changes = []
         before = None if work_id is None else self.items.get(work_id)
         response = server.handle(request, now)
-        changes = server.changes
+        changes = self.changes
         if changes:
-            server.changes = []
+            self.changes = []
             self.absorb(changes)
         if self.c.check and before is not None:
             after = self.items[work_id]  # type: ignore[index]
@@ -567,12 +559,12 @@ class _Sim:
         self.sessions += 1
         server = self.server
         server.expire(self.now)
-        if server.changes:
-            self.absorb(server.changes)
-            server.changes = []
+        if self.changes:
+            self.absorb(self.changes)
+            self.changes = []
         work_id = server.create_work(self.env, session_id=f"sess_{self.sessions:032x}", now=self.now)
-        self.absorb(server.changes)
-        server.changes = []
+        self.absorb(self.changes)
+        self.changes = []
         self.created_at[work_id] = self.now
         if self.rng.random() < self.f.outside_stop / 3:
             self.injected["outside stop"] += 1
