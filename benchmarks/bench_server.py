@@ -207,10 +207,11 @@ def sweep_cost(count: int, lapsing: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="smaller queues and fewer lifecycles")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: only checks that the script runs")
     args = parser.parse_args()
-    lifecycles = 300 if args.quick else 3000
-    small, large = (10_000, 100_000) if args.quick else (10_000, 1_000_000)
-    memory_counts = (10_000, 100_000) if args.quick else (100_000, 1_000_000)
+    lifecycles = 30 if args.smoke else 300 if args.quick else 3000
+    small, large = (2_000, 4_000) if args.smoke else (10_000, 100_000) if args.quick else (10_000, 1_000_000)
+    memory_counts = (1_000, 2_000) if args.smoke else (10_000, 100_000) if args.quick else (100_000, 1_000_000)
     us = 1e6
 
     # 1. per request
@@ -233,7 +234,7 @@ def main() -> None:
     log_ratio = math.log2(large) / math.log2(small)
     print(
         f"Measured {datetime.now(UTC):%Y-%m-%d} on {platform.machine()}, Python {platform.python_version()}, "
-        f"{'--quick' if args.quick else 'full run'}."
+        f"{'--smoke' if args.smoke else '--quick' if args.quick else 'full run'}."
     )
     print()
     print(f"1. {lifecycles} lifecycles x {REQUESTS} requests, median of 5 runs:")

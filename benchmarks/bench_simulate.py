@@ -38,7 +38,7 @@ def run(config: sim.SimConfig) -> tuple[float, sim.Report]:
 def baseline(config: sim.SimConfig) -> float:
     """Replay every request the simulation sent (and its item creations) through a bare server."""
     log: list[tuple[str, object, datetime]] = []
-    original_serve, original_create = sim._Sim.serve, sim._ObservedServer.create_work
+    original_serve, original_create = sim._Sim.serve, Server.create_work
 
     def serve(self: sim._Sim, request: Request, work_id: str | None) -> object:
         log.append(("handle", request, self.now))
@@ -49,12 +49,12 @@ def baseline(config: sim.SimConfig) -> float:
         return original_create(self, env, **kw)  # type: ignore[arg-type]
 
     sim._Sim.serve = serve  # type: ignore[method-assign]
-    sim._ObservedServer.create_work = create_work  # type: ignore[method-assign]
+    Server.create_work = create_work  # type: ignore[method-assign]
     try:
         sim.simulate(attrs.evolve(config, check=False))
     finally:
         sim._Sim.serve = original_serve  # type: ignore[method-assign]
-        sim._ObservedServer.create_work = original_create  # type: ignore[method-assign]
+        Server.create_work = original_create  # type: ignore[method-assign]
     server = Server(config.policy)
     env = server.create_environment(now=sim.T0)
     handle = server.handle
