@@ -28,6 +28,7 @@ from typing import Any
 import attrs
 
 from ._time import parse_timestamp, render_timestamp
+from ._values import picklable
 from .errors import InvalidInput, InvalidTimestamp
 from .model import _ID as _IDS
 from .rules import State
@@ -255,6 +256,7 @@ def encode_work(item: Any) -> dict[str, Any]:
     return _work_json(item)
 
 
+@picklable
 @attrs.frozen(kw_only=True)
 class WorkObject:
     """A work item as the wire shows it: the fields of spec section 2 and nothing else."""

@@ -16,6 +16,7 @@ from typing import Any, ClassVar, TypeAlias
 import attrs
 
 from ._time import EARLIEST, LATEST, MICROSECOND, UTC, aware, parse_timestamp, render_timestamp
+from ._values import picklable
 from .errors import InvalidCommand, InvalidId, InvalidItem, InvalidMetadata
 from .policy import DEFAULT_POLICY, LARGEST, OnLeaseExpiry, OnStartTimeout, Policy, TimestampMatch
 from .rules import (
@@ -118,6 +119,7 @@ def _metadata_patch(value: Any) -> Mapping[str, str | None]:
 # --- the work item ------------------------------------------------------------------------------
 
 
+@picklable
 @attrs.frozen(kw_only=True, weakref_slot=False)
 class WorkItem:
     """One work item: every field of the wire object (spec section 2), plus what the model needs.
@@ -358,6 +360,7 @@ class Stop:
         return Trigger.FORCE_STOP if self.force else Trigger.STOP
 
 
+@picklable
 @attrs.frozen
 class UpdateMetadata:
     """Upsert (string) or delete (None) metadata keys (spec 4.5)."""
