@@ -82,7 +82,14 @@ def test_items_are_frozen_slotted_and_hashable() -> None:
         ({"created_at": "2026-07-01T00:00:00Z"}, NaiveDatetime, "created_at"),
         ({"metadata": {"a": 1}}, InvalidMetadata, "metadata"),
         ({"metadata": ["a"]}, InvalidMetadata, "metadata"),
-        ({"worker_id": ""}, InvalidCommand, "worker_id"),
+        ({"worker_id": ""}, InvalidItem, "worker_id"),
+        ({"worker_id": 5}, InvalidItem, "worker_id"),
+        ({"worker_id": b"w1"}, InvalidItem, "worker_id"),
+        ({"delivered_to": ""}, InvalidItem, "delivered_to"),
+        ({"delivered_to": 5}, InvalidItem, "delivered_to"),
+        ({"state": 5}, InvalidItem, "state"),
+        ({"state": "bogus"}, InvalidItem, "state"),
+        ({"ttl_seconds": "60"}, InvalidItem, "ttl_seconds"),
         ({"version": -1}, InvalidItem, "version"),
     ],
 )
@@ -91,6 +98,7 @@ def test_bad_fields_raise_typed_errors_naming_the_field(fields: dict[str, object
     with pytest.raises(error) as caught:
         WorkItem(**values)  # type: ignore[arg-type]
     assert caught.value.param == param
+    assert not isinstance(caught.value, InvalidCommand)  # a field of an item, even when a command checks it alike
     assert isinstance(caught.value, InvalidInput) and isinstance(caught.value, ValueError)
     assert caught.value.status_hint == 400
 
@@ -244,6 +252,24 @@ def test_default_policy_reproduces_the_spec() -> None:
 def test_bad_policies_are_refused(fields: dict[str, object]) -> None:
     with pytest.raises(InvalidPolicy):
         Policy(**fields)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("ttl", ["x", "60", float("nan"), float("inf"), 60.0, True, False, 0, -5, [60]])
+def test_clamp_ttl_refuses_what_a_heartbeat_refuses(ttl: object) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        DEFAULT_POLICY.clamp_ttl(ttl)  # type: ignore[arg-type]
+    assert caught.value.param == "desired_ttl_seconds"
+    with pytest.raises(InvalidInput) as also:
+        Heartbeat(None, ttl)  # type: ignore[arg-type]
+    assert also.value.param == "desired_ttl_seconds"  # the same rule as the heartbeat's (spec 4.3)
+
+
+@pytest.mark.parametrize(
+    ("ttl", "granted"), [(None, 60), (1, 10), (10, 10), (11, 11), (600, 600), (601, 600), (10**400, 600)]
+)
+def test_clamp_ttl_grants_what_a_heartbeat_grants(ttl: int | None, granted: int) -> None:
+    assert DEFAULT_POLICY.clamp_ttl(ttl) == granted
+    assert must(step(item_in(State.STARTING), Heartbeat(None, ttl), sec(5))).ttl_seconds == granted
 
 
 def test_policy_accepts_zero_reclaim_and_fractional_timeouts() -> None:
@@ -536,3 +562,10 @@ def test_metadata_updates_do_not_move_the_timeline() -> None:
     noted = must(step(active, UpdateMetadata({"a": "b"}), sec(20)))
     assert noted.clock == active.clock
     assert must(step(noted, Heartbeat(), sec(15))).latest_heartbeat_at == sec(15)
+
+
+@pytest.mark.parametrize("created_at", [None, "", 0])
+def test_an_item_without_a_usable_created_at_is_refused_by_name(created_at: object) -> None:
+    with pytest.raises(NaiveDatetime) as caught:
+        WorkItem(id=WORK, environment_id=ENV, session_id=SESS, created_at=created_at)  # type: ignore[arg-type]
+    assert caught.value.param == "created_at"

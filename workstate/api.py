@@ -20,7 +20,8 @@ Decisions taken here where the spec is silent:
   unknown parameters are ignored, a parameter the endpoint reads given twice is 400.
 - Headers: names are case-insensitive; values lose surrounding spaces and tabs; a header given
   twice with different values counts as malformed (``Authorization``: 401, ``Worker-ID``: 400,
-  ``x-request-id``: a request id is generated).
+  ``x-request-id``: a request id is generated), and so does a value holding CR, LF or NUL (which
+  HTTP cannot carry, but a recorded trace or a Python caller can). Unknown headers are ignored.
 - ``Authorization`` is ``Bearer`` (any case) and a token68; anything else is 401.
 - Bodies are strict JSON (see :mod:`workstate.codec`). Update metadata needs a JSON object whose
   only key is the optional ``metadata`` (another key, or ``"metadata": null``: 400); an empty body
@@ -95,6 +96,7 @@ _LAPSE = Lapse()
 _VISIBLE = re.compile(r"[\x21-\x7e]*")
 _HEX2 = re.compile(r"[0-9A-Fa-f]{2}")
 _DIGITS = re.compile(r"[0-9]+")
+_CR_LF_NUL = re.compile(r"[\r\n\x00]")
 _BEARER = re.compile(r"(?i:bearer) +([A-Za-z0-9\-._~+/]+=*)")
 _HUGE = 10**30  # integers longer than this are all "too large" alike (and Python parses at most 4300 digits)
 
@@ -651,8 +653,9 @@ class Server:
     ) -> None:
         if not isinstance(policy, Policy):
             raise InvalidInput(f"policy must be a Policy, got {policy!r}", param="policy")
-        if on_change is not None and not callable(on_change):
-            raise InvalidInput(f"on_change must be callable, got {on_change!r}", param="on_change")
+        for name, value in (("authorizer", authorizer), ("ids", ids), ("on_change", on_change)):
+            if value is not None and not callable(value):
+                raise InvalidInput(f"{name} must be callable or None, got {value!r}", param=name)
         self._on_change = on_change
         self.policy = policy
         self._authorizer = authorizer
@@ -790,22 +793,26 @@ class Server:
 
     def work(self, env_id: str, work_id: str) -> WorkItem | None:
         """The item ``work_id`` of environment ``env_id`` as it stands (no expiry applied), or None."""
-        environment = self._envs.get(env_id)
-        return None if environment is None else environment.items.get(work_id)
+        environment = self._envs.get(env_id) if isinstance(env_id, str) else None
+        return None if environment is None or not isinstance(work_id, str) else environment.items.get(work_id)
 
     def environment_kind(self, env_id: str) -> EnvironmentKind | None:
         """The kind of environment ``env_id``, or None when this server does not have it."""
-        environment = self._envs.get(env_id)
+        environment = self._envs.get(env_id) if isinstance(env_id, str) else None
         return None if environment is None else environment.kind
 
     def deliverable(self, env_id: str, now: datetime, reclaim_older_than_ms: int | None = None) -> str | None:
         """The id of the item a poll of ``env_id`` at ``now`` would deliver, or None; changes nothing.
 
-        (Expiry due at ``now`` is applied first, as every call does.)
+        (Expiry due at ``now`` is applied first, as every call does.) ``reclaim_older_than_ms`` is
+        None (the policy's) or what a poll accepts, a non-negative integer; anything else raises
+        :class:`~workstate.errors.InvalidInput` naming it.
         """
         now = aware(now)
+        if reclaim_older_than_ms is not None:
+            Deliver(reclaim_older_than_ms=reclaim_older_than_ms)  # the poll's own check of the window (spec 4.1)
         self.expire(now)
-        environment = self._envs.get(env_id)
+        environment = self._envs.get(env_id) if isinstance(env_id, str) else None
         if environment is None or environment.kind is not EnvironmentKind.SELF_HOSTED:
             return None
         window = self.policy.reclaim_older_than_ms if reclaim_older_than_ms is None else reclaim_older_than_ms
@@ -916,7 +923,7 @@ class Server:
         except _Refusal as refusal:
             request_id = headers.get("x-request-id")
             envelope = ErrorEnvelope(
-                request_id=request_id if request_id else self._ids("req_"),
+                request_id=request_id if request_id and not _CR_LF_NUL.search(request_id) else self._ids("req_"),
                 error_type=refusal.error_type,
                 message=refusal.message,
                 param=refusal.param,
@@ -1129,6 +1136,8 @@ def _worker(headers: dict[str, str | None]) -> str | None:
     value = headers["worker-id"]
     if not value:
         _bad("Worker-ID must be a non-empty header, given once", "Worker-ID")
+    if _CR_LF_NUL.search(value):
+        _bad(f"Worker-ID must not hold CR, LF or NUL, got {value!r}", "Worker-ID")
     return value
 
 

@@ -17,8 +17,16 @@ import attrs
 
 from ._time import EARLIEST, LATEST, MICROSECOND, UTC, aware, parse_timestamp, render_timestamp
 from ._values import picklable
-from .errors import InvalidCommand, InvalidId, InvalidItem, InvalidMetadata
-from .policy import DEFAULT_POLICY, LARGEST, OnLeaseExpiry, OnStartTimeout, Policy, TimestampMatch
+from .errors import InvalidCommand, InvalidId, InvalidInput, InvalidItem, InvalidMetadata
+from .policy import (
+    DEFAULT_POLICY,
+    LARGEST,
+    OnLeaseExpiry,
+    OnStartTimeout,
+    Policy,
+    TimestampMatch,
+    check_desired_ttl,
+)
 from .rules import (
     DECLARATION,
     Guard,
@@ -89,10 +97,11 @@ def _id(prefix: str, param: str) -> Callable[[Any, Any, Any], None]:
     return check
 
 
-def _worker_id(value: Any, param: str = "Worker-ID") -> str | None:
+def _worker_id(value: Any, param: str = "Worker-ID", error: type[InvalidInput] = InvalidCommand) -> str | None:
+    """A Worker-ID: a non-empty string, or None; anything else raises ``error`` (an item passes ``InvalidItem``)."""
     if value is None or (isinstance(value, str) and value):
         return value
-    raise InvalidCommand(f"{param} must be a non-empty string or None, got {value!r}", param=param)
+    raise error(f"{param} must be a non-empty string or None, got {value!r}", param=param)
 
 
 def _metadata(value: Any) -> Mapping[str, str]:
@@ -156,8 +165,9 @@ class WorkItem:
 
     @clock.default
     def _clock_default(self) -> datetime:
-        names = ("created_at", "delivered_at", *_TIMESTAMPS)
-        return max(aware(getattr(self, n), n) for n in names if getattr(self, n) is not None)
+        stamps = [aware(self.created_at, "created_at")]  # never None: that too is refused by name
+        stamps += [aware(getattr(self, n), n) for n in ("delivered_at", *_TIMESTAMPS) if getattr(self, n) is not None]
+        return max(stamps)
 
     def __attrs_post_init__(self) -> None:
         # Normalize and check every field here (not with attrs converters) so errors name the field.
@@ -169,12 +179,14 @@ class WorkItem:
                 fix(self, name, aware(getattr(self, name), name))
         fix(self, "metadata", _metadata(self.metadata))
         for name in ("worker_id", "delivered_to"):
-            _worker_id(getattr(self, name), name)
+            _worker_id(getattr(self, name), name, InvalidItem)
         if not isinstance(self.state, State):
             try:
                 object.__setattr__(self, "state", State(self.state))
             except ValueError:
-                raise InvalidItem(f"state must be one of {[s.value for s in State]}, got {self.state!r}") from None
+                raise InvalidItem(
+                    f"state must be one of {[s.value for s in State]}, got {self.state!r}", param="state"
+                ) from None
         for name, smallest in (("ttl_seconds", 1), ("version", 0)):
             value = getattr(self, name)
             if value is not None and (
@@ -337,11 +349,8 @@ class Heartbeat:
                 param="expected_last_heartbeat",
             )
         object.__setattr__(self, "expected_instant", instant)
-        ttl = self.desired_ttl_seconds
-        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 1):
-            raise InvalidCommand(
-                f"desired_ttl_seconds must be a positive integer, got {ttl!r}", param="desired_ttl_seconds"
-            )
+        if self.desired_ttl_seconds is not None:
+            check_desired_ttl(self.desired_ttl_seconds, InvalidCommand)
 
 
 @attrs.frozen

@@ -12,7 +12,7 @@ from typing import Any
 
 import attrs
 
-from .errors import InvalidPolicy
+from .errors import InvalidInput, InvalidPolicy
 
 __all__ = [
     "DEFAULT_POLICY",
@@ -85,6 +85,17 @@ def _check_number(field: attrs.Attribute[Any], value: Any) -> None:
         raise InvalidPolicy(
             f"Policy.{field.name} must be {what} from {smallest} to {LARGEST:,}, got {value!r}", param=field.name
         )
+
+
+def check_desired_ttl(value: Any, error: type[InvalidInput] = InvalidInput) -> int:
+    """``value`` if it is a heartbeat's ``desired_ttl_seconds`` as spec 4.3 has it (a positive integer), else ``error``.
+
+    The one statement of that rule: :class:`~workstate.Heartbeat` raises ``InvalidCommand`` with it,
+    :meth:`Policy.clamp_ttl` ``InvalidInput``, and the server answers 400 through the former.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise error(f"desired_ttl_seconds must be a positive integer, got {value!r}", param="desired_ttl_seconds")
+    return value
 
 
 @attrs.frozen(kw_only=True)
@@ -173,10 +184,15 @@ class Policy:
             raise InvalidPolicy("Policy needs list_default_limit <= list_max_limit", param="list_default_limit")
 
     def clamp_ttl(self, desired_ttl_seconds: int | None) -> int:
-        """The lease TTL a heartbeat gets: the default when absent, else clamped to the bounds."""
+        """The lease TTL a heartbeat gets: the default when absent, else clamped to the bounds.
+
+        ``desired_ttl_seconds`` is None or a positive integer, as a heartbeat's (spec 4.3); anything
+        else raises :class:`~workstate.errors.InvalidInput` naming it.
+        """
         if desired_ttl_seconds is None:
             return self.default_ttl_seconds
-        return min(max(desired_ttl_seconds, self.min_ttl_seconds), self.max_ttl_seconds)
+        ttl = check_desired_ttl(desired_ttl_seconds)
+        return min(max(ttl, self.min_ttl_seconds), self.max_ttl_seconds)
 
 
 DEFAULT_POLICY = Policy()
