@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import subprocess
+import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,7 +18,7 @@ from workstate import WorkItem
 from workstate.api import DuplicateId, Request, Server, SessionBusy, UnknownEnvironment
 from workstate.cli import main
 from workstate.errors import InvalidInput
-from workstate.trace import Kind, check_lines, parse_line
+from workstate.trace import Checker, Kind, check_lines, parse_line
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "trace.jsonl"
@@ -417,3 +421,351 @@ def test_adopt_holds_an_item_as_it_is_and_refuses_what_it_cannot() -> None:
     assert (
         server.handle(Request("GET", f"{BASE}/{ENV}/work", {"Authorization": "Bearer t"}), T).json["first_id"] == WORK
     )
+
+
+# --- hostile traces ------------------------------------------------------------------------------------------
+
+ACTIVE = work_object(
+    "active",
+    acknowledged_at="2026-07-01T08:13:22.000000Z",
+    started_at="2026-07-01T08:13:23.000000Z",
+    latest_heartbeat_at="2026-07-01T08:13:23.000000Z",
+)
+GET = f"{BASE}/{ENV}/work/{WORK}"
+# what must never reach a terminal raw: C0 (with NUL, ESC, CR, LF, tab), DEL, C1, lone surrogates, U+2028/2029
+RAW = set(map(chr, [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029, *range(0xD800, 0xE000)]))
+
+
+def run_check(path: Path, *options: str) -> tuple[int, str, str]:
+    """``workstate check`` in a child process whose stdout is strict UTF-8, as on a terminal."""
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+    done = subprocess.run(
+        [sys.executable, "-m", "workstate", "check", *options, str(path)],
+        capture_output=True,
+        env=env,
+        cwd=ROOT,
+    )
+    return done.returncode, done.stdout.decode("utf-8"), done.stderr.decode("utf-8")
+
+
+def printed(path: Path, *options: str, encoding: str = "utf-8") -> tuple[int, str]:
+    out = io.TextIOWrapper(io.BytesIO(), encoding=encoding, newline="")
+    status = main(["check", *options, str(path)], out)
+    out.flush()
+    assert isinstance(out.buffer, io.BytesIO)
+    return status, out.buffer.getvalue().decode(encoding)
+
+
+def assert_clean(text: str) -> None:
+    for line in text.split("\n"):
+        assert not RAW & set(line), repr(line)
+
+
+@pytest.mark.parametrize(
+    ("line", "why"),
+    [
+        (exchange(0, "GET", GET + "\ud800", 200, None), "lone surrogate"),
+        (exchange(0, "GET", GET, 200, work_object("act\udc00ive")), "lone surrogate"),
+        (exchange(0, "GET", GET, 200, {"\udfff": "x"}), "lone surrogate"),
+        (exchange(0, "GET", GET, 200, None).replace(WORK, WORK + "\udcff"), "not UTF-8"),  # a raw \xff, read
+        (exchange(0, "G\ud800T", GET, 200, None), "lone surrogate"),
+    ],
+)
+def test_lone_surrogates_and_bytes_that_are_not_utf8_make_a_line_malformed(line: str, why: str) -> None:
+    with pytest.raises(ValueError, match=why):
+        parse_line(line, 1)
+    report = check_lines([line])
+    assert [(f.line, f.kind) for f in report.findings] == [(1, Kind.MALFORMED)]
+
+
+def test_a_trace_with_lone_surrogates_or_invalid_utf8_is_reported_not_a_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    good = exchange(1, "GET", GET, 200, ACTIVE)
+    path.write_bytes(
+        b"\n".join(
+            [
+                exchange(0, "GET", GET + "\ud800", 200, None).encode(),
+                exchange(0, "GET", GET, 200, None).replace(WORK, WORK + "X").encode().replace(b"X", b"\xff"),
+                exchange(0, "GET", GET, 200, work_object("act\udc00ive")).encode(),
+                good.encode(),
+            ]
+        )
+        + b"\n"
+    )
+    status, out, err = run_check(path)
+    assert (status, err) == (1, "")
+    assert "FAIL: 1 exchanges on 4 lines: 0 divergent, 3 malformed" in out
+    for number in (1, 2, 3):
+        assert f"t.jsonl:{number}: malformed" in out
+    assert "the byte 0xff" in out
+
+
+@pytest.mark.parametrize("depth", [98, 99, 150, 989, 5000])
+def test_nesting_deeper_than_100_levels_is_malformed(depth: int) -> None:
+    body = "[" * depth + "]" * depth
+    line = exchange(0, "GET", GET, 200, None).replace('"body": null}}', f'"body": {body}}}}}')
+    lines = [exchange(0, "GET", GET, 200, ACTIVE), line]
+    report = check_lines(lines)  # never a RecursionError
+    levels = depth + 2  # the line's object and its response hold the body
+    if levels > 100:
+        assert [(f.line, f.kind) for f in report.findings] == [(2, Kind.MALFORMED)]
+        assert "nested deeper than 100 levels" in report.findings[0].differences[0]
+    else:
+        assert [(f.line, f.kind) for f in report.findings] == [(2, Kind.DIVERGENCE)]
+        assert report.findings[0].actual.startswith("200 [[[")
+
+
+def test_a_deep_body_is_reported_by_the_command(tmp_path: Path) -> None:
+    path = tmp_path / "deep.jsonl"
+    deep = exchange(1, "GET", GET, 200, None).replace('"body": null}}', '"body": ' + "[" * 989 + "]" * 989 + "}}")
+    path.write_text(exchange(0, "GET", GET, 200, ACTIVE) + "\n" + deep + "\n")
+    assert printed(path)[0] == 1
+    assert "deep.jsonl:2: malformed" in printed(path)[1]
+
+
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\x85", "\x0c", "\x0b", "\x1c", "\r"])
+def test_lines_are_split_on_newline_only(tmp_path: Path, separator: str) -> None:
+    """A line holding a character that str.splitlines splits on keeps its number, and so do the lines after."""
+    path = tmp_path / "t.jsonl"
+    odd = exchange(0, "GET", GET, 200, work_object("active", metadata={"note": "a" + separator + "b"}))
+    odd = odd.replace("\\u2028", "\u2028").replace("\\u2029", "\u2029").replace("\\u0085", "\x85")
+    odd = odd.replace("\\f", "\x0c").replace("\\u000b", "\x0b").replace("\\u001c", "\x1c").replace("\\r", "\r")
+    assert separator in odd
+    path.write_bytes(
+        "\r\n".join([odd, exchange(1, "GET", "/nowhere", 404, error("not_found_error")), "{oops", ""]).encode()
+    )
+    status, out = printed(path, "--format", "json")
+    data = json.loads(out)
+    assert status == 1 and data["lines"] == 3
+    lines = [f["line"] for f in data["findings"]]
+    assert lines[-1] == 3 and set(lines) <= {1, 3}  # line 1 may be malformed (a raw control character)
+
+
+def test_crlf_line_ends_are_stripped(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    path.write_bytes(b"\r\n".join(line.encode() for line in example_lines()) + b"\r\n")
+    status, out = printed(path)
+    assert status == 0 and out.startswith("OK: 23 exchanges on 23 lines")
+
+
+def test_a_bom_at_the_start_of_the_file_is_skipped(tmp_path: Path) -> None:
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + "\n".join(example_lines()).encode())
+    status, out = printed(path)
+    assert status == 0 and out.startswith("OK: 23 exchanges on 23 lines: 0 divergent, 0 malformed")
+    # anywhere else it is not JSON
+    lines = example_lines()
+    path.write_bytes("\n".join([lines[0], "\ufeff" + lines[1], *lines[2:]]).encode())
+    status, out = printed(path)
+    assert status == 1 and "bom.jsonl:2: malformed" in out
+    assert check_lines(["\ufeff" + lines[0]]).findings[0].kind is Kind.MALFORMED
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_are_not_json(constant: str) -> None:
+    for where in ('"body": null}}', '"status": 200'):
+        line = exchange(0, "GET", GET, 200, None)
+        line = line.replace(where, where.replace("null", constant).replace("200", constant))
+        assert constant in line
+        with pytest.raises(ValueError, match=f"not JSON: {constant} is not JSON"):
+            parse_line(line, 1)
+        assert check_lines([line]).findings[0].kind is Kind.MALFORMED
+    nested = exchange(0, "GET", GET, 200, {"a": [1, 2]}).replace("2]", f"{constant}]")
+    assert check_lines([nested]).findings[0].kind is Kind.MALFORMED
+
+
+@pytest.mark.parametrize("text", ["", "\n", "\n\n  \n\t\n", "\r\n", "\ufeff", "\ufeff\n  \n"])
+def test_an_empty_or_blank_trace_is_unusable_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str
+) -> None:
+    path = tmp_path / "empty.jsonl"
+    path.write_text(text, encoding="utf-8", newline="")
+    for options in ([], ["--format", "json"]):
+        assert main(["check", *options, str(path)]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        assert captured.err == f"workstate check: {path}: no exchange to check\n"
+
+
+def test_a_trace_of_malformed_lines_only_is_checked_not_refused(tmp_path: Path) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text("{oops\n\x0c\n")
+    status, out = printed(path)
+    assert status == 1 and "FAIL: 0 exchanges on 2 lines: 0 divergent, 2 malformed" in out
+
+
+def test_an_empty_path_is_named(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", ""]) == 2
+    err = capsys.readouterr().err
+    assert err == "workstate check: the TRACE path is empty\n"
+
+
+def test_a_directory_is_unreadable(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", str(tmp_path)]) == 2
+    assert "cannot read" in capsys.readouterr().err
+
+
+# --- impossible answers are divergences, whatever the trace never showed ------------------------------------
+
+
+def test_a_200_whose_body_is_not_a_work_object_is_a_divergence_even_mid_life() -> None:
+    lines = [
+        exchange(0, "GET", GET, 200, ACTIVE),  # seeded mid-life: its TTL is unknown
+        exchange(0.5, "GET", GET, 200, {"id": 5, "state": ["x"]}),
+        exchange(0.6, "GET", GET, 200, "<html>500</html>"),
+        exchange(0.7, "POST", GET, 200, "<html>500</html>"),  # update metadata
+        exchange(0.8, "POST", f"{GET}/stop", 200, [1]),
+        exchange(0.9, "POST", f"{GET}/ack", 200, "ok", {"Worker-ID": "w9"}),  # 409 or 200: the worker is unknown
+        exchange(1, "POST", f"{GET}/heartbeat", 200, ACTIVE),  # a work object where a heartbeat object is due
+        exchange(1.1, "GET", GET, 200, ACTIVE | {"id": "work_" + "2" * 32}),  # another item's object
+        exchange(1.2, "GET", GET, 200, ACTIVE | {"environment_id": "env_" + "f" * 32}),
+        exchange(1.25, "POST", f"{GET}/ack", 409, "<html>409</html>", {"Worker-ID": "w9"}),  # not an envelope
+        exchange(1.3, "GET", GET, 200, ACTIVE),
+    ]
+    report = check_lines(lines)
+    assert [(f.line, f.kind) for f in report.findings] == [(n, Kind.DIVERGENCE) for n in range(2, 11)]
+    by_line = {f.line: f for f in report.findings}
+    assert by_line[3].differences == ("body: not a work object: the value must be a JSON object, got str",)
+    assert by_line[3].rule == "4.5 get" and by_line[3].expected == "200 state=active"
+    assert "body: not a heartbeat object" in by_line[7].differences[-1]
+    assert by_line[8].differences == (f"id: expected {WORK} (the target's), got work_{'2' * 32}",)
+    assert by_line[9].differences == (f"environment_id: expected {ENV} (the target's), got env_{'f' * 32}",)
+    for finding in report.findings:
+        assert not any("first seen mid-life" in d for d in finding.differences), finding
+
+
+def test_a_200_not_a_work_object_about_an_item_never_shown_is_a_divergence() -> None:
+    for body in ("<html>oops</html>", {"id": 5}, None):
+        report = check_lines([exchange(0, "GET", GET, 200, body)])
+        assert [(f.kind, f.rule, f.expected) for f in report.findings] == [
+            (Kind.DIVERGENCE, "4.5 get", "200 work object")
+        ]
+        assert report.findings[0].differences[0].startswith("body: not a work object")
+        assert "never shown" not in str(report.findings[0])
+    other = exchange(0, "GET", GET, 200, work_object("queued", id="work_" + "2" * 32))
+    assert check_lines([other]).findings[0].differences == (f"id: expected {WORK} (the target's), got work_{'2' * 32}",)
+    elsewhere = exchange(0, "GET", GET, 200, work_object("queued", environment_id="env_" + "f" * 32))
+    assert [(f.kind, f.differences) for f in check_lines([elsewhere]).findings] == [
+        (Kind.DIVERGENCE, (f"environment_id: expected {ENV} (the target's), got env_{'f' * 32}",))
+    ]
+    html = check_lines([exchange(0, "POST", f"{GET}/ack", 409, "<html>409</html>")]).findings[0]
+    assert (html.kind, html.rule, html.expected) == (Kind.DIVERGENCE, "6 errors", "409 error envelope")
+    assert html.differences[0].startswith("body: not an error envelope")
+    beat = check_lines([exchange(0, "POST", f"{GET}/heartbeat", 200, "<html>")]).findings[0]
+    assert (beat.kind, beat.rule, beat.expected) == (Kind.DIVERGENCE, "4.3 heartbeat", "200 heartbeat object")
+    # a heartbeat's answer does not show the item: a good one is still not judged
+    ok_beat = {
+        "type": "work_heartbeat",
+        "last_heartbeat": "2026-07-01T08:15:01.000000Z",
+        "lease_extended": True,
+        "state": "active",
+        "ttl_seconds": 60,
+    }
+    assert check_lines([exchange(0, "POST", f"{GET}/heartbeat", 200, ok_beat)]).findings[0].kind is Kind.NOT_JUDGED
+
+
+def test_a_200_list_that_is_not_a_list_envelope_is_a_divergence_even_mid_life() -> None:
+    lines = [
+        exchange(0, "GET", GET, 200, ACTIVE),
+        exchange(1, "GET", f"{BASE}/{ENV}/work", 200, "<html>"),
+        exchange(2, "GET", f"{BASE}/{ENV}/work", 200, {"data": [ACTIVE]}),
+    ]
+    report = check_lines(lines)
+    assert [(f.line, f.kind) for f in report.findings] == [(2, Kind.DIVERGENCE), (3, Kind.DIVERGENCE)]
+    assert report.findings[0].differences == ("body: not a list envelope: the value must be a JSON object, got str",)
+    assert report.findings[1].differences[0].startswith("body: not a list envelope: the object lacks")
+
+
+# --- what the trace says is printed escaped -------------------------------------------------------------------
+
+FORGED = GET + "\x1b]0;pwned\x07\x1b[31mRED\r\nFAKE: OK\x00\x7f\x9b\u2028\u2029\t"
+
+
+def test_control_characters_from_a_trace_are_escaped(tmp_path: Path) -> None:
+    path = tmp_path / "ansi.jsonl"
+    path.write_text(
+        "\n".join(
+            [
+                exchange(0, "GET", FORGED, 200, ACTIVE),
+                exchange(1, "GE\x1bT", GET, 200, work_object("\x1b[2J")),
+                exchange(2, "GET", "/x\x9b", 404, {"error": "\x1b[2J\u2028"}, {"x-request-id": "\x1b\x9b"}),
+                exchange(3, "GET", "/y", 200, "\x1b[2J\x00"),
+                '{"time": "\\u001b[2J", "request": {}, "response": {}}',
+                exchange(5, "GET", "/nowhere", 404, error("not_found_error")).replace("{", "{\x1b", 1),
+            ]
+        )
+        + "\n"
+    )
+    status, out = printed(path)
+    assert status == 1
+    assert_clean(out)
+    assert "\\x1b]0;pwned\\x07\\x1b[31mRED\\r\\nFAKE: OK\\x00\\x7f\\x9b\\u2028\\u2029\\t" in out
+    assert not any(line.startswith("FAKE") for line in out.split("\n"))
+    assert "GE\\x1bT" in out and "\\x1b[2J" in out
+    status, code_out, err = run_check(path)
+    assert (status, err) == (1, "") and code_out == out
+    status, out = printed(path, "--format", "json")
+    assert_clean(out)
+    assert json.loads(out)["findings"][0]["request"] == "GET " + FORGED  # JSON escapes, losslessly
+
+
+def test_the_trace_path_is_printed_escaped(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "a\x1b[2Jb\udcff.jsonl"
+    try:
+        path.write_text(exchange(0, "GET", "/nowhere", 200, None) + "\n")
+    except (UnicodeEncodeError, OSError):
+        pytest.skip("the file system does not take such a name")
+    status, out = printed(path)
+    assert status == 1 and "a\\x1b[2Jb\\udcff.jsonl:1: divergence" in out
+    assert_clean(out)
+    missing = tmp_path / "gone\x1b\udcff.jsonl"
+    assert main(["check", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert_clean(err)
+    assert "gone\\x1b\\udcff.jsonl" in err
+
+
+def test_text_the_output_cannot_encode_is_escaped(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    path.write_text(exchange(0, "GET", "/caf\u00e9\U0001f600", 200, None) + "\n", encoding="utf-8")
+    status, out = printed(path, encoding="ascii")
+    assert status == 1 and "GET /caf\\xe9\\U0001f600" in out
+    status, out = printed(path)
+    assert "GET /caf\u00e9\U0001f600" in out  # printable text that can be encoded is printed as it is
+
+
+# --- misuse from Python ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("call", "param"),
+    [
+        (lambda: check_lines([], skew=5), "skew"),  # type: ignore[arg-type]
+        (lambda: check_lines([], skew=None), "skew"),  # type: ignore[arg-type]
+        (lambda: check_lines([], skew=timedelta(seconds=-1)), "skew"),
+        (lambda: check_lines([], skew=timedelta(days=2)), "skew"),
+        (lambda: check_lines([], policy="x"), "policy"),  # type: ignore[arg-type]
+        (lambda: check_lines([None]), "lines"),  # type: ignore[list-item]
+        (lambda: check_lines(["", b"{}"]), "lines"),  # type: ignore[list-item]
+        (lambda: check_lines(exchange(0, "GET", "/x", 404, None)), "lines"),
+        (lambda: check_lines(b"{}\n"), "lines"),  # type: ignore[arg-type]
+        (lambda: check_lines(5), "lines"),  # type: ignore[arg-type]
+        (lambda: Checker(skew=1.0), "skew"),  # type: ignore[arg-type]
+        (lambda: parse_line(5, 1), "text"),  # type: ignore[arg-type]
+    ],
+)
+def test_misuse_from_python_is_invalid_input_naming_the_argument(call: Any, param: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        call()
+    assert caught.value.param == param
+
+
+def test_skew_is_used_when_it_is_valid() -> None:
+    lines = [
+        exchange(0, "GET", GET, 200, ACTIVE),
+        exchange(
+            1, "POST", f"{GET}/stop", 200, ACTIVE | {"state": "stopping", "stop_requested_at": "2026-07-01T08:15:04Z"}
+        ),
+    ]
+    assert check_lines(lines, skew=timedelta(seconds=3)).findings == ()
+    assert check_lines(lines, skew=timedelta(0)).findings[0].kind is Kind.NOT_JUDGED

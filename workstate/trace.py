@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import enum
 import json
+import re
 import sys
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -44,7 +45,7 @@ from .api import (
 )
 from .cli import CliCommand
 from .codec import DecodeError, ErrorEnvelope, HeartbeatObject, ListEnvelope, StatsObject, WorkObject
-from .errors import WorkstateError
+from .errors import InvalidInput, WorkstateError
 from .model import Deliver, Rejected, WorkItem, step, valid_id
 from .policy import DEFAULT_POLICY, Policy
 from .rules import State
@@ -61,6 +62,16 @@ _UNKNOWN_BY_STATE: dict[State, frozenset[str]] = {
 }
 _STAMPS = ("acknowledged_at", "started_at", "latest_heartbeat_at", "stop_requested_at", "stopped_at")
 _LIVE_WORKED = (State.STARTING, State.ACTIVE, State.STOPPING)
+_MAX_SKEW = timedelta(days=1)
+# The spec section of each item operation: a 200 answer to it carries the object named here, whatever the item's state.
+_ANSWER_OF: dict[str, tuple[str, str]] = {
+    "ack": ("4.2 ack", "work object"),
+    "heartbeat": ("4.3 heartbeat", "heartbeat object"),
+    "stop": ("4.4 stop", "work object"),
+    "get": ("4.5 get", "work object"),
+    "update": ("4.5 update metadata", "work object"),
+    "list": ("4.6 list", "list envelope"),
+}
 
 
 class Kind(enum.StrEnum):
@@ -170,13 +181,73 @@ def _keys(obj: Any, where: str, required: tuple[str, ...]) -> dict[str, Any]:
     return obj
 
 
+_MAX_DEPTH = 100  # nesting levels of a line (its own object is level 1); a real exchange needs fewer than 10
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+_BLANK = " \t\r\n"  # JSON's whitespace: a line of nothing else is skipped
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_no_constants)
+
+
+def _not_text(text: str) -> str | None:
+    """Why ``text`` cannot be UTF-8 (a byte read with ``surrogateescape``, or a lone surrogate), else None."""
+    match = None if text.isascii() else _SURROGATE.search(text)
+    if match is None:
+        return None
+    code = ord(match.group())
+    where = f"at character {match.start() + 1}"
+    if 0xDC80 <= code <= 0xDCFF:
+        return f"not UTF-8: the byte 0x{code - 0xDC00:02x} {where}"
+    return f"not UTF-8: a lone surrogate {where}"
+
+
+def _check_value(value: Any, text: str) -> None:
+    """No string or key of ``value`` holds a lone surrogate, and it nests at most ``_MAX_DEPTH`` levels."""
+    surrogates = "\\u" in text  # only an escape makes a lone surrogate out of text that is UTF-8
+    deep = text.count("[") + text.count("{") > _MAX_DEPTH
+    if not (surrogates or deep):
+        return
+    todo: list[tuple[Any, int]] = [(value, 1)]
+    while todo:
+        node, depth = todo.pop()
+        if isinstance(node, str):
+            if surrogates and _SURROGATE.search(node):
+                raise _Malformed("a string holds a lone surrogate")
+        elif isinstance(node, (dict, list)):
+            if depth > _MAX_DEPTH:
+                raise _Malformed(f"the line is nested deeper than {_MAX_DEPTH} levels")
+            if isinstance(node, dict):
+                for key, item in node.items():
+                    if surrogates and _SURROGATE.search(key):
+                        raise _Malformed("a key holds a lone surrogate")
+                    todo.append((item, depth + 1))
+            else:
+                todo.extend((item, depth + 1) for item in node)
+
+
 def parse_line(text: str, line: int) -> Exchange:
-    """One trace line as an :class:`Exchange`; raise ``ValueError`` naming what is wrong."""
+    """One trace line as an :class:`Exchange`; raise ``ValueError`` naming what is wrong.
+
+    The line must be JSON text: no ``NaN`` or ``Infinity``, no lone surrogate (raw or escaped), no
+    byte that was not UTF-8 (read with ``surrogateescape``), and at most 100 levels of nesting.
+    """
+    if not isinstance(text, str):
+        raise InvalidInput(f"a trace line must be a str, got {type(text).__name__}", param="text")
+    problem = _not_text(text)
+    if problem is not None:
+        raise ValueError(problem)
     try:
-        value = json.loads(text)
-    except (ValueError, RecursionError) as exc:
+        value = _DECODER.decode(text)
+    except RecursionError:
+        raise ValueError(f"the line is nested deeper than {_MAX_DEPTH} levels") from None
+    except ValueError as exc:  # JSONDecodeError, NaN and Infinity, ints longer than Python parses
         raise ValueError(f"not JSON: {exc}") from None
     try:
+        _check_value(value, text)
         top = _keys(value, "", ("time", "request", "response"))
         if not isinstance(top["time"], str):
             raise _Malformed("time must be an RFC 3339 string")
@@ -253,6 +324,10 @@ class Checker:
     """Replays exchanges through a reference :class:`Server`, seeding what the trace first sees mid-life."""
 
     def __init__(self, policy: Policy = DEFAULT_POLICY, *, skew: timedelta = timedelta(seconds=1)) -> None:
+        if not isinstance(policy, Policy):
+            raise InvalidInput(f"policy must be a workstate.Policy, got {type(policy).__name__}", param="policy")
+        if not isinstance(skew, timedelta) or not timedelta(0) <= skew <= _MAX_SKEW:
+            raise InvalidInput(f"skew must be a datetime.timedelta from 0 to 1 day, got {skew!r}", param="skew")
         self.policy = policy
         self.skew = skew
         self._deny = False
@@ -368,7 +443,7 @@ class Checker:
             ex.line,
             kind,
             _rule_of(expected, operation),
-            f"{ex.method} {ex.target}",
+            _request(ex),
             _summary(expected.status, expected.json),
             _summary(ex.status, ex.response),
             tuple(differences),
@@ -390,9 +465,7 @@ class Checker:
         return [self._finding(ex, Kind.DIVERGENCE, expected, differences, operation)] if differences else []
 
     def _not_judged(self, ex: Exchange, why: str) -> Finding:
-        return Finding(
-            ex.line, Kind.NOT_JUDGED, "-", f"{ex.method} {ex.target}", "-", _summary(ex.status, ex.response), (why,)
-        )
+        return Finding(ex.line, Kind.NOT_JUDGED, "-", _request(ex), "-", _summary(ex.status, ex.response), (why,))
 
     def _compare_envelope(self, ex: Exchange, expected: Response) -> list[str]:
         """Status, and for errors ``error.type`` and the echoed request id."""
@@ -403,7 +476,7 @@ class Checker:
         try:
             envelope = ErrorEnvelope.from_json(ex.response)
         except DecodeError as exc:
-            return [f"body: not an error envelope: {exc.message}"]
+            return [f"body: not an error envelope: {_decode_problem(exc)}"]
         found = []
         if envelope.error_type != expected.json["error"]["type"]:
             found.append(f"error.type: expected {expected.json['error']['type']}, got {envelope.error_type}")
@@ -416,7 +489,7 @@ class Checker:
         try:
             obj = WorkObject.from_json(actual)
         except DecodeError as exc:
-            return [f"{where}body: not a work object: {exc.message} ({exc.param})"]
+            return [f"{where}body: not a work object: {_decode_problem(exc)}"]
         ref = WorkObject.from_json(expected)
         found = []
         for name in ("id", "environment_id", "session_id", "state", "created_at"):
@@ -459,6 +532,12 @@ class Checker:
         if self._transient(ex):
             return [self._not_judged(ex, "429 and 5xx are outside the model; assumed to change nothing")]
         pre = self.server.work(env_id, work_id)
+        impossible = None if pre is not None else _impossible_body(ex, operation, env_id, work_id)
+        if impossible is not None:  # no state of the item would explain it: a divergence
+            section, shape = _ANSWER_OF[operation] if ex.status == 200 else ("6 errors", "error envelope")
+            expected_text = f"{ex.status} {shape}"
+            actual = _summary(ex.status, ex.response)
+            return [Finding(ex.line, Kind.DIVERGENCE, section, _request(ex), expected_text, actual, (impossible,))]
         recorded_obj = None
         if pre is None and ex.status == 200 and operation != "heartbeat":
             recorded_obj = _work_object(ex.response)
@@ -483,7 +562,10 @@ class Checker:
         post = self.server.work(env_id, work_id)
         exact = expected.status == ex.status and expected.json == ex.response  # the common case, cheap
         differences = [] if exact else self._compare_envelope(ex, expected)
-        if not differences and not exact and expected.status == 200:
+        impossible = None if exact else _impossible_body(ex, operation, env_id, work_id)
+        if impossible is not None and not differences:
+            differences = [impossible]
+        elif not differences and not exact and expected.status == 200:
             if operation == "heartbeat":
                 differences = self._compare_heartbeat(expected.json, ex.response)
             else:
@@ -494,8 +576,13 @@ class Checker:
             if problem:
                 return [self._finding(ex, Kind.DIVERGENCE, expected, [problem], operation)]
             return []
-        # Only ack reads the bound Worker-ID and the delivery; a lapse (the lease TTL) can change any answer.
+        # Only ack reads the bound Worker-ID and the delivery; a lapse (the lease TTL) can change any answer,
+        # but no unknown explains a 200 whose body is not the operation's object (or is another item's).
         uncertain = self._uncertain(work_id, facts=("worker", "delivery", "ttl") if operation == "ack" else ("ttl",))
+        if uncertain and impossible is not None:
+            if impossible not in differences:
+                differences.append(impossible)
+            uncertain = None
         finding = self._finding(
             ex,
             Kind.NOT_JUDGED if uncertain else Kind.DIVERGENCE,
@@ -510,7 +597,7 @@ class Checker:
         try:
             obj = HeartbeatObject.from_json(actual)
         except DecodeError as exc:
-            return [f"body: not a heartbeat object: {exc.message} ({exc.param})"]
+            return [f"body: not a heartbeat object: {_decode_problem(exc)}"]
         ref = HeartbeatObject.from_json(expected)
         found = []
         for name in ("state", "ttl_seconds", "lease_extended"):
@@ -564,11 +651,11 @@ class Checker:
         self, ex: Exchange, operation: str, pre: WorkItem | None, post: WorkItem | None, expected: Response
     ) -> None:
         """After a disagreement, make the reference hold what the recorded server holds, as far as it shows."""
-        if ex.status == 200 and operation == "heartbeat" and post is not None:
+        beat = _heartbeat_object(ex.response) if ex.status == 200 and operation == "heartbeat" else None
+        if beat is not None and post is not None:
+            base = pre if pre is not None else post
+            acked = base.acknowledged_at or beat.last_heartbeat
             try:
-                beat = HeartbeatObject.from_json(ex.response)
-                base = pre if pre is not None else post
-                acked = base.acknowledged_at or beat.last_heartbeat
                 new = attrs.evolve(
                     base,
                     state=beat.state,
@@ -579,7 +666,7 @@ class Checker:
                     clock=max(base.clock, beat.last_heartbeat),
                     version=base.version + 1,
                 )
-            except (DecodeError, WorkstateError):
+            except WorkstateError:
                 return
             self._adopt(new)
             return
@@ -612,7 +699,10 @@ class Checker:
         expected = self._handle(ex)
         differences = self._compare_envelope(ex, expected)
         if differences:
-            uncertain = self._uncertain(pick, facts=("delivery",))
+            impossible = _impossible_body(ex, "poll")
+            uncertain = None if impossible else self._uncertain(pick, facts=("delivery",))
+            if impossible and impossible not in differences:
+                differences.append(impossible)
             if before is not None and expected.status == 200:
                 self._adopt(before)
             kind = Kind.NOT_JUDGED if uncertain else Kind.DIVERGENCE
@@ -659,7 +749,7 @@ class Checker:
             ex.line,
             Kind.NOT_JUDGED if uncertain else Kind.DIVERGENCE,
             rule,
-            f"{ex.method} {ex.target}",
+            _request(ex),
             _summary(expected.status, expected.json),
             _summary(ex.status, ex.response),
             tuple(differences + ([uncertain] if uncertain else [])),
@@ -686,21 +776,20 @@ class Checker:
                     self._seed_item(obj)
         expected = self._handle(ex)
         differences = self._compare_envelope(ex, expected)
+        impossible = _impossible_body(ex, "list")
+        if impossible is not None and impossible not in differences:
+            differences.append(impossible)
         if not differences and expected.status == 200:
-            try:
-                got = ListEnvelope.from_json(ex.response)
-            except DecodeError as exc:
-                differences = [f"body: not a list envelope: {exc.message} ({exc.param})"]
+            got = ListEnvelope.from_json(ex.response)  # a 200 whose body is not one is impossible, above
+            want_ids = [w["id"] for w in expected.json["data"]]
+            got_ids = [w.id for w in got.data]
+            if want_ids != got_ids:
+                differences.append(f"data ids: expected {want_ids}, got {got_ids}")
             else:
-                want_ids = [w["id"] for w in expected.json["data"]]
-                got_ids = [w.id for w in got.data]
-                if want_ids != got_ids:
-                    differences.append(f"data ids: expected {want_ids}, got {got_ids}")
-                else:
-                    for index, (want, value) in enumerate(zip(expected.json["data"], ex.response["data"], strict=True)):
-                        differences += self._compare_work(want, value, f"data[{index}].")
-                if expected.json["has_more"] != got.has_more:
-                    differences.append(f"has_more: expected {expected.json['has_more']}, got {got.has_more}")
+                for index, (want, value) in enumerate(zip(expected.json["data"], ex.response["data"], strict=True)):
+                    differences += self._compare_work(want, value, f"data[{index}].")
+            if expected.json["has_more"] != got.has_more:
+                differences.append(f"has_more: expected {expected.json['has_more']}, got {got.has_more}")
         if not differences:
             return []
         ids = (
@@ -712,6 +801,8 @@ class Checker:
             *[i for i in ids if isinstance(i, str)],
             *[w["id"] for w in expected.json.get("data", [])] if isinstance(expected.json, dict) else [],
         )
+        if impossible is not None:
+            uncertain = None
         kind = Kind.NOT_JUDGED if uncertain else Kind.DIVERGENCE
         return [self._finding(ex, kind, expected, differences + ([uncertain] if uncertain else []), "list")]
 
@@ -729,6 +820,48 @@ def _work_object(value: Any) -> WorkObject | None:
         return WorkObject.from_json(value)
     except DecodeError:
         return None
+
+
+def _heartbeat_object(value: Any) -> HeartbeatObject | None:
+    try:
+        return HeartbeatObject.from_json(value)
+    except DecodeError:
+        return None
+
+
+def _decode_problem(exc: DecodeError) -> str:
+    return f"{exc.message} ({exc.param})" if exc.param else exc.message
+
+
+def _impossible_body(ex: Exchange, operation: str, env_id: str = "", work_id: str | None = None) -> str | None:
+    """What makes an answer wrong whatever the trace has not shown: a 4xx whose body is not an error envelope
+    (spec section 6), or a 200 whose body is not the operation's object, or is another item's."""
+    try:
+        if 400 <= ex.status < 500 and ex.status != 429:
+            ErrorEnvelope.from_json(ex.response)
+        elif ex.status != 200:
+            return None
+        elif operation == "list":
+            ListEnvelope.from_json(ex.response)
+        elif operation == "heartbeat":
+            HeartbeatObject.from_json(ex.response)
+        elif operation == "poll":
+            if ex.response is not None and _work_object(ex.response) is None:
+                return "body: not a work object or null"
+        elif operation in _ANSWER_OF and work_id is not None:
+            obj = WorkObject.from_json(ex.response)
+            if obj.id != work_id:
+                return f"id: expected {work_id} (the target's), got {obj.id}"
+            if obj.environment_id != env_id:
+                return f"environment_id: expected {env_id} (the target's), got {obj.environment_id}"
+    except DecodeError as exc:
+        shape = "an error envelope" if ex.status != 200 else "a " + _ANSWER_OF.get(operation, ("", operation))[1]
+        return f"body: not {shape}: {_decode_problem(exc)}"
+    return None
+
+
+def _request(ex: Exchange) -> str:
+    return f"{ex.method} {ex.target}"
 
 
 def _header(ex: Exchange, name: str) -> str | None:
@@ -750,13 +883,28 @@ def _reclaim(target: str) -> int | None:
 def check_lines(
     lines: Iterable[str], policy: Policy = DEFAULT_POLICY, *, skew: timedelta = timedelta(seconds=1)
 ) -> Report:
-    """Check the lines of a trace (blank lines are skipped); the result lists every finding by line."""
+    """Check the lines of a trace (blank lines are skipped); the result lists every finding by line.
+
+    ``lines`` is an iterable of str, one line each (a trailing newline is allowed), e.g.
+    ``text.split("\\n")``; ``skew`` a ``timedelta`` from 0 to 1 day. Anything else raises
+    :class:`~workstate.errors.InvalidInput` naming the argument.
+    """
     checker = Checker(policy, skew=skew)
+    if isinstance(lines, (str, bytes, bytearray, memoryview)):
+        raise InvalidInput(
+            f"lines must be an iterable of lines, got one {type(lines).__name__}; split it first", param="lines"
+        )
+    try:
+        iterator = iter(lines)
+    except TypeError:
+        raise InvalidInput(f"lines must be an iterable of str, got {type(lines).__name__}", param="lines") from None
     findings: list[Finding] = []
     count = exchanges = 0
-    for number, text in enumerate(lines, 1):
+    for number, text in enumerate(iterator, 1):
+        if not isinstance(text, str):
+            raise InvalidInput(f"lines must hold str, got {type(text).__name__} at line {number}", param="lines")
         count = number
-        if not text.strip():
+        if not text.strip(_BLANK):
             continue
         try:
             exchange = parse_line(text, number)
@@ -766,6 +914,36 @@ def check_lines(
         exchanges += 1
         findings.extend(checker.check(exchange))
     return Report(count, exchanges, checker.seeded, tuple(findings))
+
+
+def _split_lines(text: str) -> list[str]:
+    """The lines of a trace's text: split on "\\n" only (never on U+2028, NEL or a form feed inside a
+    line), each without a trailing "\\r"; a final newline ends the last line."""
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
+_SHORT_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    return _SHORT_ESCAPES.get(char) or (f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}")
+
+
+def _printable(text: str, encoding: str | None = None) -> str:
+    """``text`` safe for a terminal: every control character (C0, DEL, C1), lone surrogate and U+2028/2029
+    becomes a ``\\xNN`` or ``\\uNNNN`` escape, and what ``encoding`` cannot encode a backslash escape."""
+    text = _UNPRINTABLE.sub(_escape, text)
+    if encoding is not None:
+        text = text.encode(encoding, "backslashreplace").decode(encoding)
+    return text
 
 
 # --- the command ------------------------------------------------------------------------------------------
@@ -795,7 +973,7 @@ def _policy(pairs: list[str]) -> Policy:
 
 
 def _configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("trace", type=Path, help="the trace: one JSON exchange per line (docs/trace.md)")
+    parser.add_argument("trace", metavar="TRACE", help="the trace: one JSON exchange per line (docs/trace.md)")
     parser.add_argument("--format", choices=("text", "json"), default="text", help="how to report (default: text)")
     parser.add_argument(
         "--skew", type=float, default=1.0, help="seconds a recorded timestamp may differ from the reference's (1)"
@@ -806,28 +984,43 @@ def _configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace, out: TextIO) -> int:
+    encoding = getattr(out, "encoding", None)
+
+    def emit(text: str) -> None:  # every line printed passes here: nothing from the trace reaches a terminal raw
+        out.write(_printable(text, encoding) + "\n")
+
+    def refuse(message: str) -> int:
+        sys.stderr.write(_printable(f"workstate check: {message}", getattr(sys.stderr, "encoding", None)) + "\n")
+        return 2
+
     try:
         policy = _policy(args.policy)
         if not 0 <= args.skew <= 86400:
             raise WorkstateError(f"--skew must be from 0 to 86400 seconds, got {args.skew}", param="skew")
-        text = args.trace.read_text(encoding="utf-8", errors="surrogateescape")
+        if not args.trace:
+            raise WorkstateError("the TRACE path is empty", param="trace")
+        data = Path(args.trace).read_bytes()
     except WorkstateError as exc:
-        sys.stderr.write(f"workstate check: {exc.message}\n")
-        return 2
+        return refuse(exc.message)
     except OSError as exc:
-        sys.stderr.write(f"workstate check: cannot read {args.trace}: {exc.strerror or exc}\n")
-        return 2
-    report = check_lines(text.splitlines(), policy, skew=timedelta(seconds=args.skew))
+        return refuse(f"cannot read {args.trace}: {exc.strerror or exc}")
+    # A byte-order mark at the start is skipped; a byte that is not UTF-8 makes its line malformed.
+    lines = _split_lines(data.decode("utf-8-sig", errors="surrogateescape"))
+    if not any(line.strip(_BLANK) for line in lines):
+        return refuse(f"{args.trace}: no exchange to check")
+    report = check_lines(lines, policy, skew=timedelta(seconds=args.skew))
     if args.format == "json":
-        out.write(json.dumps(report.to_json(), indent=2) + "\n")
+        out.write(json.dumps(report.to_json(), indent=2) + "\n")  # ASCII: JSON escapes what is not
         return report.exit_status
     for f in report.findings:
-        out.write(f"{args.trace}:{f.line}: {f.kind.value}: {f.request}\n")
+        emit(f"{args.trace}:{f.line}: {f.kind.value}: {f.request}")
         if f.kind is not Kind.MALFORMED:
-            out.write(f"    rule:     {f.rule}\n    expected: {f.expected}\n    actual:   {f.actual}\n")
+            emit(f"    rule:     {f.rule}")
+            emit(f"    expected: {f.expected}")
+            emit(f"    actual:   {f.actual}")
         for difference in f.differences:
-            out.write(f"    - {difference}\n")
-    out.write(("FAIL: " if report.exit_status else "OK: ") + report.summary() + "\n")
+            emit(f"    - {difference}")
+    emit(("FAIL: " if report.exit_status else "OK: ") + report.summary())
     return report.exit_status
 
 
@@ -839,6 +1032,6 @@ CLI_COMMANDS: tuple[CliCommand, ...] = (
         _run,
         "Replay every exchange of TRACE through the reference server and report each answer the spec does "
         "not allow, by line. Exit status: 0 every answer legal, 1 a divergence or a malformed line, 2 bad "
-        "arguments or an unreadable file.",
+        "arguments, or a file that cannot be read or holds no exchange.",
     ),
 )
