@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import attrs
 import pytest
 
 from workstate import (
@@ -1460,3 +1461,15 @@ def test_on_change_sees_every_write_in_order_and_they_add_up_to_the_snapshot() -
 def test_on_change_must_be_callable() -> None:
     with pytest.raises(InvalidInput, match="on_change"):
         Server(on_change="print")  # type: ignore[arg-type]
+
+
+def test_adopting_an_item_whose_session_is_live_under_the_same_id_in_another_environment_is_session_busy() -> None:
+    w = World()
+    a = w.work()
+    first = w.item(a)
+    other = w.server.create_environment(now=T)
+    twin = attrs.evolve(first, environment_id=other)  # same work id and session, another environment
+    before = w.server.snapshot()
+    with pytest.raises(SessionBusy) as caught:
+        w.server.adopt(twin)
+    assert caught.value.work_id == a and w.server.snapshot() == before

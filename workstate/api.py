@@ -776,7 +776,7 @@ class Server:
                 i.id
                 for e in self._envs.values()
                 for i in e.items.values()
-                if i.live and i.session_id == item.session_id and i.id != item.id
+                if i.live and i.session_id == item.session_id and not (e is environment and i.id == item.id)
             )
             raise SessionBusy(
                 f"session {item.session_id} already has a live work item ({holder})",
