@@ -1,5 +1,14 @@
+import errno
+import io
+import os
+import subprocess
+import sys
+from typing import TextIO
+
+import attrs
 import pytest
 
+from workstate import cli
 from workstate.cli import main
 from workstate.rules import DECLARATION
 
@@ -33,3 +42,72 @@ def test_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
         main(["fly"])
     assert exit_.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+class Refusing(io.StringIO):
+    """An output whose write (or, when ``on_flush``, whose flush) raises ``error``."""
+
+    def __init__(self, error: OSError, on_flush: bool = False) -> None:
+        super().__init__()
+        self.error = error
+        self.on_flush = on_flush
+
+    def write(self, text: str) -> int:
+        if not self.on_flush:
+            raise self.error
+        return super().write(text)
+
+    def flush(self) -> None:
+        if self.on_flush:
+            raise self.error
+
+
+@pytest.mark.parametrize("on_flush", [False, True])
+def test_a_closed_pipe_ends_quietly(capsys: pytest.CaptureFixture[str], on_flush: bool) -> None:
+    assert main(["rules"], Refusing(BrokenPipeError(errno.EPIPE, "Broken pipe"), on_flush)) == 141
+    assert capsys.readouterr() == ("", "")
+
+
+@pytest.mark.parametrize("on_flush", [False, True])
+@pytest.mark.parametrize("command", [["rules"], ["walk"], ["table"], ["diagram"]])
+def test_output_that_cannot_be_written_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], command: list[str], on_flush: bool
+) -> None:
+    assert main(command, Refusing(OSError(errno.ENOSPC, "No space left on device"), on_flush)) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == "workstate: cannot write output: No space left on device\n"
+
+
+def test_an_oserror_that_is_not_the_output_is_not_called_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    def reads(args: object, out: TextIO) -> int:
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", "x")
+
+    monkeypatch.setattr(cli, "CLI_COMMANDS", (attrs.evolve(cli.CLI_COMMANDS[1], run=reads),))
+    with pytest.raises(FileNotFoundError):
+        main(["rules"], io.StringIO())
+
+
+def _run_with_stdout(stdout: int, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "workstate", *argv], stdout=stdout, stderr=subprocess.PIPE, text=True, check=False
+    )
+
+
+def test_a_pipe_with_no_reader_ends_quietly_with_141() -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # nobody will ever read: the first write fails with EPIPE
+    try:
+        done = _run_with_stdout(write_end, "rules")
+    finally:
+        os.close(write_end)
+    assert (done.returncode, done.stderr) == (141, "")
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize("command", ["table", "rules", "walk", "diagram"])
+def test_a_full_device_gives_one_line_and_exit_2(command: str) -> None:
+    with open("/dev/full", "w") as full:
+        done = _run_with_stdout(full.fileno(), command)
+    assert done.returncode == 2
+    assert done.stderr == "workstate: cannot write output: No space left on device\n"

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from workstate import LIFECYCLE, explain
+from workstate import LIFECYCLE, InvalidInput, explain
 from workstate.testing.paths import Edge, Path, edges, shortest_paths
 
 PATHS = shortest_paths()
@@ -44,3 +44,21 @@ def test_paths_import_without_hypothesis() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert int(done.stdout) == len(PATHS)
+
+
+@pytest.mark.parametrize(
+    ("param", "kwargs"),
+    [
+        ("lifecycle", {"lifecycle": "x"}),
+        ("lifecycle", {"lifecycle": None}),
+        ("depth", {"depth": 5.0}),
+        ("depth", {"depth": True}),
+        ("depth", {"depth": -1}),
+        ("depth", {"depth": 1001}),
+    ],
+)
+def test_misuse_is_a_typed_error_naming_the_argument(param: str, kwargs: dict[str, object]) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        shortest_paths(**kwargs)  # type: ignore[arg-type]
+    assert caught.value.param == param
+    assert param in caught.value.message

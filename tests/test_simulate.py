@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import shlex
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 
 import workstate.simulate as sim
 from workstate.cli import main
+from workstate.errors import InvalidInput
 from workstate.simulate import Faults, SimConfig, simulate
 from workstate.worker import Worker
 
@@ -123,3 +125,157 @@ def test_bad_arguments_exit_2() -> None:
         with pytest.raises(SystemExit) as exc:
             main(["simulate", *bad], io.StringIO())
         assert exc.value.code == 2, bad
+
+
+def _rerun_the_printed_command(argv: list[str]) -> tuple[str, str]:
+    """Run ``simulate`` with ``argv``; re-run the command its report prints; both reports."""
+    out = io.StringIO()
+    main(["simulate", *argv, "--no-progress"], out)
+    first = out.getvalue()
+    words = shlex.split(first.splitlines()[0])
+    assert words[:2] == ["workstate", "simulate"]
+    again = io.StringIO()
+    main([*words[1:], "--no-progress"], again)
+    return first, again.getvalue()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--faults", "100", "--concurrency", "2", "--items", "60", "--workers", "3", "--duration", "20"],
+        ["--faults", "0.37", "--concurrency", "3", "--items", "50", "--workers", "2", "--duration", "12.345678901"],
+        ["--faults", "60", "--seed", "0", "--items", "40", "--workers", "5", "--duration", "15"],
+        ["--faults", "0", "--seed", "12", "--items", "30", "--workers", "1", "--duration", "0.5", "--concurrency", "7"],
+    ],
+)
+def test_the_printed_command_reproduces_the_run_exactly(argv: list[str]) -> None:
+    first, again = _rerun_the_printed_command(argv)
+    assert first == again
+    line = first.splitlines()[0]
+    for option, value in zip(argv[::2], argv[1::2], strict=True):
+        assert f"{option} {value}" in line, (option, line)  # the value asked for, not one worked back
+
+
+def test_a_config_the_command_line_cannot_express_says_so() -> None:
+    plain = simulate(attrs.evolve(SMALL, items=20)).render().splitlines()[0]
+    assert plain.startswith("workstate simulate ") and "cannot" not in plain
+    custom = Faults(lose_request=0.3)
+    text = simulate(attrs.evolve(SMALL, items=20, ttl_seconds=7, faults=custom, check=False)).render()
+    first, second = text.splitlines()[:2]
+    assert first.startswith("workstate simulate ") and "--faults" not in first
+    assert second == "  (set from Python; the command line cannot set: faults, ttl_seconds, check)"
+
+
+def test_fault_levels_are_told_apart_above_saturation() -> None:
+    # Faults.scaled saturates a rate at 0.5, so a level cannot be read off one rate: 50 and 100 differ.
+    assert Faults.scaled(50) != Faults.scaled(100)
+    assert sim._level(Faults.scaled(100)) == 100 and sim._level(Faults.scaled(50)) == 50
+    assert sim._level(Faults.scaled(0.1)) == 0.1 and sim._level(Faults.scaled(2.5)) == 2.5
+    assert sim._level(Faults(lose_request=0.3)) is None
+
+
+BAD_CONFIGS = [
+    ("seed", -7),
+    ("seed", None),
+    ("seed", 1.5),
+    ("seed", True),
+    ("workers", 0),
+    ("workers", 10_001),
+    ("workers", True),
+    ("workers", 2.0),
+    ("items", 0),
+    ("items", -1),
+    ("items", 1_000_001),
+    ("duration", float("nan")),
+    ("duration", float("inf")),
+    ("duration", 0),
+    ("duration", -1.0),
+    ("duration", 86_401),
+    ("duration", "60"),
+    ("faults", None),
+    ("faults", 1.0),
+    ("concurrency", 0),
+    ("concurrency", 1_001),
+    ("ttl_seconds", 0),
+    ("ttl_seconds", 1.5),
+    ("work_seconds", -1.0),
+    ("work_seconds", float("nan")),
+    ("request_timeout", 0),
+    ("request_timeout", float("inf")),
+    ("policy", None),
+    ("worker_factory", 5),
+    ("check", 1),
+    ("stop_at_first_violation", None),
+]
+
+
+@pytest.mark.parametrize(("field", "value"), BAD_CONFIGS, ids=[f"{f}={v!r}" for f, v in BAD_CONFIGS])
+def test_a_bad_config_is_a_typed_error_naming_the_field(field: str, value: object) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        SimConfig(**{field: value})  # type: ignore[arg-type]
+    assert caught.value.param == field
+    assert field in caught.value.message
+
+
+def test_a_large_run_is_refused_before_it_starts() -> None:
+    with pytest.raises(InvalidInput) as caught:
+        SimConfig(workers=10_000, duration=86_400)
+    assert caught.value.param == "workers"
+    assert "worker-seconds" in caught.value.message
+    SimConfig(workers=10_000, duration=1_000)  # each cap alone, and the product, within bounds
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("lose_request", -0.1),
+        ("slow", 1.5),
+        ("partition", float("nan")),
+        ("skew_seconds", -1),
+        ("crash_after_ack", "x"),
+    ],
+)
+def test_bad_fault_rates_are_typed_errors(field: str, value: object) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        Faults(**{field: value})  # type: ignore[arg-type]
+    assert caught.value.param == field
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        ["--seed", "-7"],
+        ["--workers", "10001"],
+        ["--items", "1000001"],
+        ["--duration", "86401"],
+        ["--concurrency", "1001"],
+        ["--workers", "10000", "--duration", "86400"],
+    ],
+)
+def test_arguments_past_the_caps_exit_2_naming_the_option(capsys: pytest.CaptureFixture[str], bad: list[str]) -> None:
+    out = io.StringIO()
+    try:
+        status = main(["simulate", *bad, "--no-progress"], out)
+    except SystemExit as exc:  # argparse: one option out of its range
+        status = exc.code  # type: ignore[assignment]
+    assert status == 2
+    assert out.getvalue() == ""  # refused before anything ran
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]  # argparse's usage may come first
+    assert last.startswith("workstate simulate: ") and bad[0] in last, err
+    assert "Traceback" not in err
+
+
+def test_the_caps_are_in_the_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["simulate", "--help"], io.StringIO())
+    text = " ".join(capsys.readouterr().out.split())
+    for cap in ("10,000", "1,000,000", "86,400", "1,000"):
+        assert cap in text
+
+
+@pytest.mark.parametrize("level", [float("nan"), float("inf"), -1, None, "1", True])
+def test_a_bad_fault_level_is_a_typed_error(level: object) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        Faults.scaled(level)  # type: ignore[arg-type]
+    assert caught.value.param == "level"

@@ -2,9 +2,11 @@
 finds none in the spec's rules, and writes traces the reference server answers identically."""
 
 import json
+import os
 import random
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from test_properties import BROKEN
@@ -260,3 +262,118 @@ def test_a_move_of_another_system_is_refused() -> None:
     system = System(1, 1)
     with pytest.raises(InvalidInput, match="not a move of this system"):
         system.apply(system.initial(), Move(MoveKind.ACK, worker=1, item=0))
+
+
+SMALL_RUN = ["verify", "--workers", "1", "--items", "1", "--depth", "2"]
+
+
+@pytest.mark.parametrize("where", ["missing/dir/t.jsonl", ".", ""])
+def test_an_unwritable_trace_path_exits_2_before_the_search(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, where: str
+) -> None:
+    path = "" if where == "" else str(tmp_path / where)
+    assert main([*SMALL_RUN, "--trace", path]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""  # nothing searched, nothing reported
+    lines = captured.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("workstate verify: --trace")
+    assert "Traceback" not in captured.err
+
+
+def test_the_trace_path_is_checked_but_not_touched_when_there_is_nothing_to_write(tmp_path: Path) -> None:
+    target = tmp_path / "t.jsonl"
+    assert main([*SMALL_RUN, "--quiet", "--trace", str(target)]) == 0
+    assert not target.exists()  # no counterexample: no file
+    target.write_text("kept\n")
+    assert main([*SMALL_RUN, "--quiet", "--trace", str(target)]) == 0
+    assert target.read_text() == "kept\n"
+
+
+def test_a_counterexample_trace_is_written_to_the_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import workstate.verify as verify_module
+
+    broken = BROKEN["ack replay answers 409"]()
+    real_explore, real_system = verify_module.explore, verify_module.System
+    monkeypatch.setattr(verify_module, "explore", lambda w, i, d, **kw: real_explore(w, i, d, broken, **kw))
+    monkeypatch.setattr(verify_module, "System", lambda w, i, *rest: real_system(w, i, *(rest or (broken,))))
+    target = tmp_path / "t.jsonl"
+    assert main(["verify", "--workers", "2", "--items", "1", "--depth", "3", "--quiet", "--trace", str(target)]) == 1
+    assert f"trace written to {target}" in capsys.readouterr().out
+    assert all(json.loads(line)["request"] for line in target.read_text().splitlines())
+
+
+def test_a_trace_that_fails_at_write_time_exits_2_without_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import workstate.verify as verify_module
+
+    broken = BROKEN["ack replay answers 409"]()
+    real_explore, real_system = verify_module.explore, verify_module.System
+    target = tmp_path / "t.jsonl"
+
+    def explore_then_lose_the_directory(w: int, i: int, d: int, **kw: object) -> object:
+        report = real_explore(w, i, d, broken, **kw)  # type: ignore[arg-type]
+        if os.geteuid() == 0:  # root writes whatever the modes say: put a directory in the file's way
+            target.mkdir()
+        else:
+            tmp_path.chmod(0o500)
+        return report
+
+    monkeypatch.setattr(verify_module, "explore", explore_then_lose_the_directory)
+    monkeypatch.setattr(verify_module, "System", lambda w, i, *rest: real_system(w, i, *(rest or (broken,))))
+    try:
+        assert (
+            main(["verify", "--workers", "2", "--items", "1", "--depth", "3", "--quiet", "--trace", str(target)]) == 2
+        )
+    finally:
+        tmp_path.chmod(0o700)
+    err = capsys.readouterr().err
+    assert err.startswith("workstate verify: --trace: cannot write ") and err.count("\n") == 1
+
+
+class NotALifecycle:
+    """Looks a little like a Lifecycle (it has a table), but is not one."""
+
+    table = ()
+
+
+MISUSES: list[tuple[str, Callable[[], object]]] = [
+    ("lifecycle", lambda: explore(1, 1, 1, lifecycle="x")),  # type: ignore[arg-type]
+    ("lifecycle", lambda: explore(1, 1, 1, lifecycle=NotALifecycle())),  # type: ignore[arg-type]
+    ("lifecycle", lambda: System(1, 1, "x")),  # type: ignore[arg-type]
+    ("policy", lambda: explore(1, 1, 1, policy="x")),  # type: ignore[arg-type]
+    ("policy", lambda: System(1, 1, policy=None)),  # type: ignore[arg-type]
+    ("progress", lambda: explore(1, 1, 1, progress=5)),  # type: ignore[arg-type]
+    ("on_step", lambda: explore(1, 1, 1, on_step=5)),  # type: ignore[arg-type]
+    ("parents", lambda: explore(1, 1, 1, parents=[])),  # type: ignore[arg-type]
+    ("stop_at_violation", lambda: explore(1, 1, 1, stop_at_violation="no")),  # type: ignore[arg-type]
+    ("workers", lambda: explore(True, 1, 1)),
+    ("items", lambda: explore(1, True, 1)),
+    ("workers", lambda: System(True, 1)),
+    ("items", lambda: System(1, False)),
+    ("items", lambda: System(1, 6)),
+    ("depth", lambda: explore(1, 1, 1001)),
+    ("depth", lambda: explore(1, 1, 2.0)),  # type: ignore[arg-type]
+]
+
+
+@pytest.mark.parametrize(("param", "call"), MISUSES, ids=[f"{p}-{n}" for n, (p, _) in enumerate(MISUSES)])
+def test_misuse_is_a_typed_error_naming_the_argument(param: str, call: Callable[[], object]) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        call()
+    assert caught.value.param == param
+    assert param in caught.value.message
+
+
+class Enough(Exception):
+    pass
+
+
+def test_depth_1000_is_the_cap_and_is_accepted() -> None:
+    def stop(level: int, states: int, transitions: int) -> None:
+        raise Enough  # the search started: the depth was accepted
+
+    with pytest.raises(Enough):
+        explore(1, 1, 1000, progress=stop)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import TextIO
+from typing import Any, TextIO, cast
 
 import attrs
 
@@ -162,12 +163,97 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Output:
+    """``out`` as a command sees it: writes go through, and an ``OSError`` raised while writing or flushing is
+    remembered, so :func:`main` tells a failure of the output from one a command met reading its input."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.failure: OSError | None = None
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except OSError as exc:
+            self.failure = exc
+            raise
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError as exc:
+            self.failure = exc
+            raise
+
+    def __getattr__(self, name: str) -> Any:  # encoding, isatty, ...: the stream's own
+        return getattr(self._stream, name)
+
+
+PIPE_CLOSED = 141
+"""The exit status when the reader of the output went away (``| head``): 128 + SIGPIPE, as a shell reports a
+command that the signal ended."""
+
+OUTPUT_FAILED = 2
+"""The exit status when the output cannot be written (a full disk, ``> /dev/full``): like bad arguments, the
+command could not do its job, and 0 or 1 would be taken for a verdict."""
+
+
+def _silence(stream: object) -> None:
+    """Point ``stream``'s file descriptor at /dev/null, so the interpreter's last flush of what is still
+    buffered for a dead pipe or a full disk fails nowhere (the recipe of Python's ``signal`` docs)."""
+    try:
+        fileno = stream.fileno()  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError):
+        return  # not a file (a StringIO, a test's capture): nothing buffered in a file
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fileno)
+    finally:
+        os.close(devnull)
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
-    """Run ``workstate``; bad arguments exit with status 2 (argparse's ``SystemExit``)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    run: Callable[[argparse.Namespace, TextIO], int] = getattr(args, "run", _run_walk)
-    return run(args, sys.stdout if out is None else out)
+    """Run ``workstate`` and return its exit status; the command writes to ``out`` (standard output by default).
+
+    Bad arguments exit with status 2 (argparse's ``SystemExit``). When the output's reader has gone away
+    (``workstate check t.jsonl | head``: ``BrokenPipeError``), the command ends quietly with status 141
+    (:data:`PIPE_CLOSED`, 128 + SIGPIPE, what a shell shows for a command ended by a closed pipe), after
+    pointing standard output at /dev/null as Python's documentation recommends. Any other ``OSError`` writing
+    the output (``> /dev/full``) prints one line, ``workstate: cannot write output: ...``, on standard error
+    and exits with status 2 (:data:`OUTPUT_FAILED`). Never a traceback for either.
+    """
+    stream = sys.stdout if out is None else out
+    sink = _Output(stream)
+    try:
+        try:
+            args = build_parser().parse_args(argv)
+        finally:
+            _flush_stdout(sink)  # argparse writes --help to sys.stdout
+        run: Callable[[argparse.Namespace, TextIO], int] = getattr(args, "run", _run_walk)
+        status = run(args, cast(TextIO, sink))
+        sink.flush()
+        return status
+    except BrokenPipeError:
+        _silence(stream)
+        return PIPE_CLOSED
+    except OSError as exc:
+        if exc is not sink.failure:
+            raise  # not the output: the command's own business
+        _silence(stream)
+        try:
+            sys.stderr.write(f"workstate: cannot write output: {exc.strerror or exc}\n")
+            sys.stderr.flush()
+        except OSError:
+            pass  # standard error is gone too: the status says it
+        return OUTPUT_FAILED
+
+
+def _flush_stdout(sink: _Output) -> None:
+    try:
+        sys.stdout.flush()
+    except OSError as exc:
+        sink.failure = exc
+        raise
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import argparse
 import heapq
+import math
 import random
+import shlex
 import sys
 from collections import Counter
 from collections.abc import Callable
@@ -33,6 +35,7 @@ from ._time import UTC
 from .api import Request, Response, Server
 from .cli import CliCommand
 from .codec import dumps
+from .errors import InvalidInput
 from .invariants import (
     Violation,
     item_problems,
@@ -53,26 +56,91 @@ _AUTH = {"Authorization": "Bearer operator"}
 _FORCE = dumps({"force": True})
 
 
+# The caps of a run, measured on a 2-core machine (docs/worker-guide.md): each one alone finishes within
+# minutes; 10,000 workers over 1,000 simulated seconds (10,000,000 worker-seconds) took about ten minutes,
+# 1,000,000 items about three minutes and 0.7 GB. Idle workers poll once a simulated second, so the cost of
+# a run grows with workers x duration, which has its own cap.
+MAX_WORKERS = 10_000
+MAX_ITEMS = 1_000_000
+MAX_DURATION = 86_400.0  # simulated seconds
+MAX_WORKER_SECONDS = 10_000_000  # workers x duration
+MAX_CONCURRENCY = 1_000
+MAX_FAULT_LEVEL = 100.0
+
+
+def _invalid(name: str, what: str, value: object) -> InvalidInput:
+    return InvalidInput(f"{name} must be {what}, got {value!r}", param=name)
+
+
+def _whole(low: int, high: int | None = None) -> Callable[[Any, Any, Any], None]:
+    """An attrs validator: an integer (not a bool) from ``low`` to ``high``."""
+    what = f"an integer >= {low:,}" if high is None else f"an integer from {low:,} to {high:,}"
+
+    def check(_instance: Any, attribute: Any, value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+            raise _invalid(attribute.name, what, value)
+
+    return check
+
+
+def _real(low: float, high: float, *, above_low: bool = False) -> Callable[[Any, Any, Any], None]:
+    """An attrs validator: a finite number (int or float, not a bool) in [low, high], or (low, high]."""
+    what = f"a number {'above' if above_low else 'from'} {low:,g} {'and at most' if above_low else 'to'} {high:,g}"
+
+    def check(_instance: Any, attribute: Any, value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise _invalid(attribute.name, what, value)
+        if value > high or value < low or (above_low and value == low):
+            raise _invalid(attribute.name, what, value)
+
+    return check
+
+
+def _of_type(kind: type, what: str) -> Callable[[Any, Any, Any], None]:
+    def check(_instance: Any, attribute: Any, value: Any) -> None:
+        if not isinstance(value, kind):
+            raise _invalid(attribute.name, what, value)
+
+    return check
+
+
+def _callable(_instance: Any, attribute: Any, value: Any) -> None:
+    if not callable(value):
+        raise _invalid(attribute.name, "callable (a Worker class or a function that makes one)", value)
+
+
+_RATE = _real(0.0, 1.0)
+
+
 @attrs.frozen
 class Faults:
-    """Fault rates; ``Faults.scaled(1.0)`` is the default mix, ``Faults.scaled(0)`` none at all."""
+    """Fault rates; ``Faults.scaled(1.0)`` is the default mix, ``Faults.scaled(0)`` none at all.
 
-    lose_request: float = 0.0
-    lose_response: float = 0.0
-    duplicate_request: float = 0.0
-    duplicate_response: float = 0.0
-    slow: float = 0.0  # a message delayed past the request timeout
-    server_error: float = 0.0  # the server answers 503 without handling the request
-    crash_after_ack: float = 0.0
-    crash_while_running: float = 0.0
-    crash_while_draining: float = 0.0
-    partition: float = 0.0  # per started item: the worker is cut off from the network for a while
-    outside_stop: float = 0.0  # per created item: an operator stops it at some point (a fifth forced)
-    skew_seconds: float = 0.0  # each worker's clock is off by up to this much, either way
+    Every rate is a probability from 0 to 1; ``skew_seconds`` from 0 to 86,400. Anything else raises
+    :class:`~workstate.errors.InvalidInput` naming the field.
+    """
+
+    lose_request: float = attrs.field(default=0.0, validator=_RATE)
+    lose_response: float = attrs.field(default=0.0, validator=_RATE)
+    duplicate_request: float = attrs.field(default=0.0, validator=_RATE)
+    duplicate_response: float = attrs.field(default=0.0, validator=_RATE)
+    slow: float = attrs.field(default=0.0, validator=_RATE)  # a message delayed past the request timeout
+    server_error: float = attrs.field(default=0.0, validator=_RATE)  # the server answers 503 without handling it
+    crash_after_ack: float = attrs.field(default=0.0, validator=_RATE)
+    crash_while_running: float = attrs.field(default=0.0, validator=_RATE)
+    crash_while_draining: float = attrs.field(default=0.0, validator=_RATE)
+    # per started item: the worker is cut off from the network for a while
+    partition: float = attrs.field(default=0.0, validator=_RATE)
+    # per created item: an operator stops it at some point (a fifth forced)
+    outside_stop: float = attrs.field(default=0.0, validator=_RATE)
+    # each worker's clock is off by up to this much, either way
+    skew_seconds: float = attrs.field(default=0.0, validator=_real(0.0, MAX_DURATION))
 
     @classmethod
     def scaled(cls, level: float) -> Faults:
-        level = max(0.0, level)
+        """The default mix times ``level``, a finite number >= 0: each rate capped at 0.5, the skew at 30 s."""
+        if isinstance(level, bool) or not isinstance(level, int | float) or not 0 <= level < math.inf:
+            raise _invalid("level", "a finite number >= 0", level)
 
         def p(rate: float) -> float:
             return min(0.5, rate * level)
@@ -98,19 +166,43 @@ WorkerFactory = Callable[..., Worker]
 
 @attrs.frozen
 class SimConfig:
-    seed: int = 1
-    workers: int = 25
-    items: int = 5000
-    duration: float = 600.0  # simulated seconds over which items arrive
-    faults: Faults = attrs.field(factory=lambda: Faults.scaled(1.0))
-    concurrency: int = 4
-    ttl_seconds: int = 10
-    work_seconds: float = 3.0  # mean time an item runs (exponential), a tenth of the items ten times longer
-    request_timeout: float = 2.0
-    policy: Policy = attrs.field(factory=lambda: Policy(start_timeout_seconds=20.0))
-    worker_factory: WorkerFactory = Worker
-    check: bool = True
-    stop_at_first_violation: bool = False
+    """One simulation. Every field is checked when the config is made: a value out of its domain raises
+    :class:`~workstate.errors.InvalidInput` naming the field, before anything runs.
+
+    ``seed`` an integer >= 0 (``random.Random`` gives a negative seed the run of its absolute value, so
+    negative seeds are refused); ``workers`` 1 to 10,000; ``items`` 1 to 1,000,000; ``duration`` more than 0
+    and at most 86,400 simulated seconds; ``workers * duration`` at most 10,000,000 worker-seconds (idle
+    workers poll every simulated second: that is about ten minutes of running); ``concurrency`` 1 to 1,000;
+    ``ttl_seconds`` 1 to 86,400; ``work_seconds`` 0 to 86,400; ``request_timeout`` more than 0 and at most
+    3,600; ``faults`` a :class:`Faults`; ``policy`` a :class:`~workstate.Policy`; ``worker_factory``
+    callable; ``check`` and ``stop_at_first_violation`` bools.
+    """
+
+    seed: int = attrs.field(default=1, validator=_whole(0))
+    workers: int = attrs.field(default=25, validator=_whole(1, MAX_WORKERS))
+    items: int = attrs.field(default=5000, validator=_whole(1, MAX_ITEMS))
+    # simulated seconds over which items arrive
+    duration: float = attrs.field(default=600.0, validator=_real(0.0, MAX_DURATION, above_low=True))
+    faults: Faults = attrs.field(factory=lambda: Faults.scaled(1.0), validator=_of_type(Faults, "a Faults value"))
+    concurrency: int = attrs.field(default=4, validator=_whole(1, MAX_CONCURRENCY))
+    ttl_seconds: int = attrs.field(default=10, validator=_whole(1, 86_400))
+    # mean time an item runs (exponential), a tenth of the items ten times longer
+    work_seconds: float = attrs.field(default=3.0, validator=_real(0.0, MAX_DURATION))
+    request_timeout: float = attrs.field(default=2.0, validator=_real(0.0, 3600.0, above_low=True))
+    policy: Policy = attrs.field(
+        factory=lambda: Policy(start_timeout_seconds=20.0), validator=_of_type(Policy, "a Policy")
+    )
+    worker_factory: WorkerFactory = attrs.field(default=Worker, validator=_callable)
+    check: bool = attrs.field(default=True, validator=_of_type(bool, "True or False"))
+    stop_at_first_violation: bool = attrs.field(default=False, validator=_of_type(bool, "True or False"))
+
+    def __attrs_post_init__(self) -> None:
+        if self.workers * self.duration > MAX_WORKER_SECONDS:
+            raise InvalidInput(
+                f"workers x duration must be at most {MAX_WORKER_SECONDS:,} worker-seconds (about ten minutes of "
+                f"running), got {self.workers:,} x {self.duration:,g}",
+                param="workers",
+            )
 
 
 @attrs.frozen
@@ -143,10 +235,11 @@ class Report:
         return data[min(len(data) - 1, int(q * len(data)))]
 
     def render(self) -> str:
-        c = self.config
-        lines = [
-            f"workstate simulate --seed {self.seed} --workers {c.workers} --items {c.items} "
-            f"--duration {c.duration:g} --faults {_level(c.faults)}",
+        command, unset = _command_line(self.config)
+        lines = [command]
+        if unset:
+            lines.append(f"  (set from Python; the command line cannot set: {', '.join(unset)})")
+        lines += [
             f"simulated {self.simulated_seconds:,.0f} s, {self.events:,} events, {self.requests:,} requests",
             "",
             f"work items created            {self.created:>8,}",
@@ -177,9 +270,61 @@ class Report:
         return "\n".join(lines)
 
 
-def _level(faults: Faults) -> str:
-    base = Faults.scaled(1.0).lose_request
-    return "0" if faults.lose_request == 0 else f"{faults.lose_request / base:g}"
+_CLI_FIELDS = ("seed", "workers", "items", "duration", "faults", "concurrency")
+
+
+def _command_line(config: SimConfig) -> tuple[str, tuple[str, ...]]:
+    """The ``workstate simulate`` command that makes ``config`` (every option that changes the run, with
+    values that read back exactly), and the fields it cannot set: when there are none, it reproduces the run."""
+    level = _level(config.faults)
+    words = ["workstate", "simulate", "--seed", str(config.seed), "--workers", str(config.workers)]
+    words += ["--items", str(config.items), "--duration", _exact(float(config.duration))]
+    if level is not None:
+        words += ["--faults", _exact(level)]
+    words += ["--concurrency", str(config.concurrency)]
+    default = type(config)()
+    unset = ["faults"] if level is None else []
+    unset += [
+        field.name
+        for field in attrs.fields(type(config))
+        if field.name not in _CLI_FIELDS and getattr(config, field.name) != getattr(default, field.name)
+    ]
+    return shlex.join(words), tuple(sorted(unset, key=[f.name for f in attrs.fields(type(config))].index))
+
+
+def _exact(value: float) -> str:
+    """``value`` in as few digits as read back to the very same float (``600`` rather than ``600.0``)."""
+    text = repr(value)  # the shortest digits that read back to the same float
+    return text.removesuffix(".0")
+
+
+# The rates of Faults.scaled(1); each saturates at 0.5 (and the skew at 30 s) as the level grows.
+_BASE = Faults.scaled(1.0)
+
+
+def _level(faults: Faults) -> float | None:
+    """The ``--faults`` level from 0 to 100 whose :meth:`Faults.scaled` mix is ``faults`` (the simplest such
+    number), or None when no level gives it. A rate alone will not do: ``scaled`` caps every rate at 0.5,
+    so 50 and 100 agree on ``lose_request``; the rates not yet capped tell them apart."""
+    if faults == Faults.scaled(0.0):
+        return 0.0
+    guesses = [MAX_FAULT_LEVEL]
+    for field in attrs.fields(Faults):
+        value, base = getattr(faults, field.name), getattr(_BASE, field.name)
+        cap = 30.0 if field.name == "skew_seconds" else 0.5
+        if base and 0 < value < cap:
+            guesses.append(value / base)
+    for guess in guesses:
+        if not 0 < guess <= MAX_FAULT_LEVEL:
+            continue
+        near, below, above = [guess], guess, guess  # the division may be a float or two off
+        for _ in range(4):
+            below, above = math.nextafter(below, 0.0), math.nextafter(above, math.inf)
+            near += [below, above]
+        for candidate in sorted(near, key=lambda x: len(_exact(x))):
+            if 0 < candidate <= MAX_FAULT_LEVEL and Faults.scaled(candidate) == faults:
+                return float(_exact(candidate))
+    return None
 
 
 # event kinds
@@ -637,31 +782,75 @@ def simulate(config: SimConfig, progress: Callable[[float, int, int], None] | No
 
 def _configure(parser: argparse.ArgumentParser) -> None:
     d = SimConfig()
-    parser.add_argument("--seed", type=int, default=d.seed, help=f"random seed (default {d.seed})")
-    parser.add_argument("--workers", type=_positive, default=d.workers, help=f"worker processes (default {d.workers})")
-    parser.add_argument("--items", type=_positive, default=d.items, help=f"work items created (default {d.items})")
+    parser.add_argument("--seed", type=_seed, default=d.seed, help=f"random seed, an integer >= 0 (default {d.seed})")
+    parser.add_argument(
+        "--workers",
+        type=_whole_option(MAX_WORKERS),
+        default=d.workers,
+        help=f"worker processes, 1 to {MAX_WORKERS:,} (default {d.workers})",
+    )
+    parser.add_argument(
+        "--items",
+        type=_whole_option(MAX_ITEMS),
+        default=d.items,
+        help=f"work items created, 1 to {MAX_ITEMS:,} (default {d.items})",
+    )
     parser.add_argument(
         "--duration",
         type=_duration,
         default=d.duration,
-        help=f"simulated seconds over which items arrive (default {d.duration:g})",
+        help=f"simulated seconds over which items arrive, more than 0, at most {MAX_DURATION:,.0f} "
+        f"(default {d.duration:g})",
     )
     parser.add_argument(
-        "--faults", type=_fault_level, default=1.0, help="fault level: 0 none, 1 the default mix, 2 twice as many, ..."
+        "--faults",
+        type=_fault_level,
+        default=1.0,
+        help="fault level from 0 to 100: 0 none, 1 the default mix (default), 2 twice as many, ...",
     )
-    parser.add_argument("--concurrency", type=_positive, default=d.concurrency, help="items per worker at once")
+    parser.add_argument(
+        "--concurrency",
+        type=_whole_option(MAX_CONCURRENCY),
+        default=d.concurrency,
+        help=f"items per worker at once, 1 to {MAX_CONCURRENCY:,} (default {d.concurrency})",
+    )
     parser.add_argument("--progress", action="store_true", help="show a progress bar on stderr even when not a TTY")
     parser.add_argument("--no-progress", action="store_true", help="never show a progress bar")
 
 
-def _positive(text: str) -> int:
+_DESCRIPTION = (
+    "Simulate a fleet of worker drivers against the reference server, under faults, checking every invariant "
+    "after every step; the report's first line is the command that reproduces the run exactly. "
+    f"Sizes are capped so that a run finishes: --workers at most {MAX_WORKERS:,}, --items at most {MAX_ITEMS:,}, "
+    f"--duration at most {MAX_DURATION:,.0f} simulated seconds, --concurrency at most {MAX_CONCURRENCY:,}, and "
+    f"--workers x --duration at most {MAX_WORKER_SECONDS:,} worker-seconds (idle workers poll every simulated "
+    "second; 10,000 workers over 1,000 s took about ten minutes on two cores, 1,000,000 items about three "
+    "minutes and 0.7 GB)."
+)
+
+
+def _integer(text: str) -> int:
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if not 1 <= value <= 10**7:
-        raise argparse.ArgumentTypeError(f"must be an integer from 1 to 10,000,000, got {text}")
+
+
+def _seed(text: str) -> int:
+    value = _integer(text)
+    if value < 0:  # random.Random(-7) is random.Random(7): a negative seed would only alias another
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
     return value
+
+
+def _whole_option(largest: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = _integer(text)
+        if not 1 <= value <= largest:
+            raise argparse.ArgumentTypeError(f"must be an integer from 1 to {largest:,}, got {text}")
+        return value
+
+    return parse
 
 
 def _number(text: str) -> float:
@@ -669,22 +858,22 @@ def _number(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value != value or value in (float("inf"), float("-inf")):
+    if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"must be finite, got {text}")
     return value
 
 
 def _duration(text: str) -> float:
     value = _number(text)
-    if not 0 < value <= 10**7:
-        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 10,000,000 seconds, got {text}")
+    if not 0 < value <= MAX_DURATION:
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most {MAX_DURATION:,.0f} seconds, got {text}")
     return value
 
 
 def _fault_level(text: str) -> float:
     value = _number(text)
-    if not 0 <= value <= 100:
-        raise argparse.ArgumentTypeError(f"must be from 0 (none) to 100, got {text}")
+    if not 0 <= value <= MAX_FAULT_LEVEL:
+        raise argparse.ArgumentTypeError(f"must be from 0 (none) to {MAX_FAULT_LEVEL:g}, got {text}")
     return value
 
 
@@ -699,14 +888,19 @@ def _progress_bar(stream: TextIO, duration: float) -> Callable[[float, int, int]
 
 
 def _run(args: argparse.Namespace, out: TextIO) -> int:
-    config = SimConfig(
-        seed=args.seed,
-        workers=args.workers,
-        items=args.items,
-        duration=args.duration,
-        faults=Faults.scaled(args.faults),
-        concurrency=args.concurrency,
-    )
+    try:
+        config = SimConfig(
+            seed=args.seed,
+            workers=args.workers,
+            items=args.items,
+            duration=args.duration,
+            faults=Faults.scaled(args.faults),
+            concurrency=args.concurrency,
+        )
+    except InvalidInput as exc:  # what no single option breaks: workers x duration
+        option = "--" + (exc.param or "workers").replace("_", "-")
+        sys.stderr.write(f"workstate simulate: {option}: {exc.message}\n")
+        return 2
     show = (args.progress or sys.stderr.isatty()) and not args.no_progress
     progress = _progress_bar(sys.stderr, args.duration) if show else None
     report = simulate(config, progress)
@@ -722,5 +916,6 @@ CLI_COMMANDS: tuple[CliCommand, ...] = (
         "simulate a fleet of workers against the reference server, under faults, checking every invariant",
         _configure,
         _run,
+        _DESCRIPTION,
     ),
 )

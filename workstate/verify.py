@@ -27,6 +27,7 @@ import enum
 import gc
 import itertools
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -182,16 +183,38 @@ def _worker_name(index: int) -> str:
     return f"w{index + 1}"
 
 
+MAX_SIZE = 5
+"""The most workers, and the most items, a :class:`System` has."""
+MAX_DEPTH = 1000
+"""The deepest search :func:`explore` (and ``workstate verify --depth``) accepts."""
+
+
+def _check_size(value: object, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SIZE:
+        raise InvalidInput(f"{name} must be an integer from 1 to {MAX_SIZE}, got {value!r}", param=name)
+
+
+def _check_rules(lifecycle: object, policy: object) -> None:
+    if not isinstance(lifecycle, Lifecycle):
+        raise InvalidInput(f"lifecycle must be a workstate.Lifecycle, got {lifecycle!r}", param="lifecycle")
+    if not isinstance(policy, Policy):
+        raise InvalidInput(f"policy must be a workstate.Policy, got {policy!r}", param="policy")
+
+
 class System:
-    """The environment under verification: ``workers`` workers, ``items`` items, a lifecycle and a policy."""
+    """The environment under verification: ``workers`` workers, ``items`` items, a lifecycle and a policy.
+
+    ``workers`` and ``items`` are integers from 1 to 5 (not bools), ``lifecycle`` a
+    :class:`~workstate.Lifecycle`, ``policy`` a :class:`~workstate.Policy`; anything else raises
+    :class:`~workstate.errors.InvalidInput` naming the argument.
+    """
 
     def __init__(
         self, workers: int, items: int, lifecycle: Lifecycle = LIFECYCLE, policy: Policy = DEFAULT_POLICY
     ) -> None:
-        if not (isinstance(workers, int) and 1 <= workers <= 5 and isinstance(items, int) and 1 <= items <= 5):
-            raise InvalidInput(
-                f"workers and items must be integers from 1 to 5, got {workers!r} and {items!r}", param="workers"
-            )
+        _check_size(workers, "workers")
+        _check_size(items, "items")
+        _check_rules(lifecycle, policy)
         self.workers = workers
         self.n_items = items
         self.lifecycle = lifecycle
@@ -729,9 +752,28 @@ def explore(
 
     ``parents``, when given, is filled with every visited key and the (parent key, move) that first reached
     it (for :func:`path_to`).
+
+    ``workers`` and ``items`` are integers from 1 to 5; ``depth`` an integer from 0 to 1000 (:data:`MAX_DEPTH`,
+    the cap of ``workstate verify --depth``: the states grow with every level, and even W=1, I=1 grows
+    linearly); ``lifecycle`` a :class:`~workstate.Lifecycle`; ``policy`` a :class:`~workstate.Policy`;
+    ``progress`` and ``on_step`` None or callable; ``stop_at_violation`` a bool; ``parents`` None or a dict.
+    Bools are not integers here. Anything else raises :class:`~workstate.errors.InvalidInput` naming the
+    argument, before the search starts.
     """
-    if not isinstance(depth, int) or isinstance(depth, bool) or depth < 0:
-        raise InvalidInput(f"depth must be a non-negative integer, got {depth!r}", param="depth")
+    if not isinstance(depth, int) or isinstance(depth, bool) or not 0 <= depth <= MAX_DEPTH:
+        raise InvalidInput(f"depth must be an integer from 0 to {MAX_DEPTH}, got {depth!r}", param="depth")
+    _check_size(workers, "workers")
+    _check_size(items, "items")
+    _check_rules(lifecycle, policy)
+    for name, given in (("progress", progress), ("on_step", on_step)):
+        if given is not None and not callable(given):
+            raise InvalidInput(f"{name} must be None or callable, got {given!r}", param=name)
+    if not isinstance(stop_at_violation, bool):
+        raise InvalidInput(
+            f"stop_at_violation must be True or False, got {stop_at_violation!r}", param="stop_at_violation"
+        )
+    if parents is not None and not isinstance(parents, dict):
+        raise InvalidInput(f"parents must be None or a dict (it is filled in), got {parents!r}", param="parents")
     return _search(workers, items, depth, lifecycle, policy, progress, on_step, stop_at_violation, parents)
 
 
@@ -943,8 +985,12 @@ def trace_lines(system: System, moves: Sequence[Move]) -> list[str]:
 def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=2, help="how many workers (default 2)")
     parser.add_argument("--items", type=int, default=2, help="how many work items (default 2)")
-    parser.add_argument("--depth", type=int, default=8, help="how many moves deep to search (default 8)")
-    parser.add_argument("--trace", metavar="FILE", help="write the counterexample's trace to FILE")
+    parser.add_argument("--depth", type=int, default=8, help="how many moves deep to search, 0 to 1000 (default 8)")
+    parser.add_argument(
+        "--trace",
+        metavar="FILE",
+        help="write the counterexample's trace to FILE (checked before the search; written only if one is found)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 
 
@@ -958,14 +1004,18 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO | None = None) -> int
     problems = [
         p
         for p in (
-            _positive(args.workers, "--workers", 5),
-            _positive(args.items, "--items", 5),
-            None if 0 <= args.depth <= 1000 else f"--depth must be from 0 to 1000, got {args.depth}",
+            _positive(args.workers, "--workers", MAX_SIZE),
+            _positive(args.items, "--items", MAX_SIZE),
+            None if 0 <= args.depth <= MAX_DEPTH else f"--depth must be from 0 to {MAX_DEPTH}, got {args.depth}",
         )
         if p
     ]
     if problems:
         err.write("workstate verify: " + "; ".join(problems) + "\n")
+        return 2
+    unwritable = _unwritable(args.trace)
+    if unwritable:
+        err.write(f"workstate verify: --trace: {unwritable}\n")
         return 2
     started = time.perf_counter()
 
@@ -984,13 +1034,40 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO | None = None) -> int
     if found is None:
         return 0
     lines = trace_lines(System(args.workers, args.items), found.moves)
-    if args.trace:
-        with open(args.trace, "w", encoding="utf-8") as handle:
-            handle.write("\n".join(lines) + "\n")
+    if args.trace is not None:
+        try:
+            with open(args.trace, "w", encoding="utf-8") as handle:
+                handle.write("\n".join(lines) + "\n")
+        except OSError as exc:  # the path was fine before the search; it is not any more
+            err.write(f"workstate verify: --trace: cannot write {args.trace!r}: {exc.strerror or exc}\n")
+            return 2
         out.write(f"trace written to {args.trace}\n")
     else:
         out.write("\n".join(lines) + "\n")
     return 1
+
+
+def _unwritable(path: str | None) -> str | None:
+    """Why the trace could not be written to ``path`` (None: it could, or there is no path), found before the
+    search and without touching the file: an existing file must be writable, a new one needs its directory
+    to exist and to be writable (what is left, e.g. a full disk, is caught when the trace is written)."""
+    if path is None:
+        return None
+    if not path:
+        return "the path is empty"
+    try:
+        if os.path.isdir(path):
+            return f"cannot write {path!r}: it is a directory"
+        if os.path.exists(path):
+            return None if os.access(path, os.W_OK) else f"cannot write {path!r}: permission denied"
+        directory = os.path.dirname(path) or "."
+        if not os.path.isdir(directory):
+            return f"cannot write {path!r}: no directory {directory!r}"
+        if not os.access(directory, os.W_OK | os.X_OK):
+            return f"cannot write {path!r}: permission denied in {directory!r}"
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        return f"cannot write {path!r}: {getattr(exc, 'strerror', None) or exc}"
+    return None
 
 
 def summary(report: Report, seconds: float | None = None) -> Iterator[str]:

@@ -26,10 +26,11 @@ from typing import Any
 
 import attrs
 
+from ..errors import InvalidInput
 from ..model import LIFECYCLE, Command, Lifecycle, Outcome, WorkItem
 from ..policy import DEFAULT_POLICY, OnLeaseExpiry, Policy
 from ..rules import RuleTable, State, Trigger
-from ..verify import Move, Result, System, explore, path_to, replay
+from ..verify import MAX_DEPTH, Move, Result, System, explore, path_to, replay
 
 __all__ = ["COVERAGE_POLICIES", "Edge", "Path", "edges", "shortest_paths"]
 
@@ -92,7 +93,15 @@ def shortest_paths(lifecycle: Lifecycle = LIFECYCLE, depth: int = 5) -> dict[Edg
 
     The policies of :data:`COVERAGE_POLICIES` are tried in order; a later one only adds the edges an
     earlier one did not reach, or reaches in fewer steps.
+
+    ``lifecycle`` must be a :class:`~workstate.Lifecycle` and ``depth`` an integer from 0 to 1000 (the cap of
+    :func:`workstate.verify.explore`; not a bool); anything else raises
+    :class:`~workstate.errors.InvalidInput` naming the argument.
     """
+    if not isinstance(lifecycle, Lifecycle):
+        raise InvalidInput(f"lifecycle must be a workstate.Lifecycle, got {lifecycle!r}", param="lifecycle")
+    if isinstance(depth, bool) or not isinstance(depth, int) or not 0 <= depth <= MAX_DEPTH:
+        raise InvalidInput(f"depth must be an integer from 0 to {MAX_DEPTH}, got {depth!r}", param="depth")
     if lifecycle is LIFECYCLE and depth == 5:
         return dict(_default_paths())
     return _search(lifecycle, depth)
