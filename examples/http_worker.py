@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from workstate.api import Request, Response
 from workstate.codec import DecodeError, loads
+from workstate.errors import InvalidInput
 from workstate.worker import Abort, Actions, Drain, Dropped, Finished, Halted, Send, StartWork, Worker
 
 
@@ -133,17 +134,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-seconds", type=float, default=300.0, help="exit after this long")
     parser.add_argument("--log", help="append the JSON lines here instead of stdout")
     args = parser.parse_args(argv)
-    driver = Worker(
-        args.environment,
-        args.worker_id,
-        token=args.token,
-        concurrency=args.concurrency,
-        ttl_seconds=args.ttl,
-        idle_poll_seconds=args.idle_poll_seconds,
-        lease_margin_seconds=0.5,
-        jitter=random.random,  # an edge may draw randomness; the driver only takes it
-    )
-    log = open(args.log, "a") if args.log else sys.stdout  # noqa: SIM115 - open for the life of the process
+    try:
+        driver = Worker(
+            args.environment,
+            args.worker_id,
+            token=args.token,
+            concurrency=args.concurrency,
+            ttl_seconds=args.ttl,
+            idle_poll_seconds=args.idle_poll_seconds,
+            lease_margin_seconds=0.5,
+            jitter=random.random,  # an edge may draw randomness; the driver only takes it
+        )
+    except InvalidInput as exc:  # the driver names the option it refuses
+        option = {"environment_id": "environment", "worker_id": "--worker-id"}.get(exc.param or "", exc.param)
+        parser.error(f"{option}: {exc.message}")
+    try:
+        log = open(args.log, "a") if args.log else sys.stdout  # noqa: SIM115 - open for the life of the process
+    except OSError as exc:
+        parser.error(f"--log: cannot open {args.log}: {exc.strerror}")
     return HttpWorker(args.url, driver, args.work_seconds, log).run(args.max_seconds)
 
 
