@@ -237,12 +237,13 @@ def test_explore_leaves_the_garbage_collector_alone_and_gc_paused_restores_it() 
     import gc
 
     assert gc.isenabled()
-    explore(1, 1, 2)
-    assert gc.isenabled()  # a library call has no process-wide effect
+    during: set[bool] = set()
+    explore(1, 1, 2, on_step=lambda *_: during.add(gc.isenabled()))
+    assert during == {True}  # a library call has no process-wide effect, even while it runs
+    during.clear()
     with gc_paused():
-        assert not gc.isenabled()
-        explore(1, 1, 2)
-    assert gc.isenabled()
+        explore(1, 1, 2, on_step=lambda *_: during.add(gc.isenabled()))
+    assert during == {False} and gc.isenabled()
     gc.disable()
     try:
         with gc_paused():

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
@@ -1059,11 +1061,11 @@ def test_retry_policy_refuses_bad_values(kwargs: dict[str, object]) -> None:
 
 
 def test_heartbeat_409_while_a_stop_is_retried_finishes_unconfirmed_without_a_stop() -> None:
-    rig = Rig(jitter=lambda: 0.0, retry=RetryPolicy(base_seconds=8, cap_seconds=8))
+    rig = Rig(jitter=lambda: 0.0, retry=RetryPolicy(base_seconds=16, cap_seconds=16))
     running(rig)
     rig.now = sec(4)
     rig.take(rig.worker.done(rig.work[0], rig.now))
-    rig.reply(503, {"type": "error"})  # the stop is retried at 12 s, after the lease's end at 9 s
+    rig.reply(503, {"type": "error"})  # the stop is retried at 12 s (8 s later), after the lease's end at 9 s
     assert rig.wake_at == sec(7)  # so the heartbeat due at 5 s goes, deferred halfway to the lease's end
     outside_stop(rig, sec(4.5), force=True)
     rig.take(rig.worker.wake(sec(7)))
@@ -1123,5 +1125,62 @@ def test_a_confirming_stop_whose_reply_was_lost_is_retried_before_any_heartbeat_
     rig.take(rig.worker.wake(sec(6.5)))  # even past the heartbeat's usual 5 s, the stop goes first
     assert names(rig.pending) == ["stop"]
     rig.answer(sec(6.5))  # 200 on a stopped item: confirmed
-    assert rig.of(Finished) == [Finished(rig.work[0], rig.of(Finished)[0].reason, confirmed=True)]
+    assert rig.of(Finished) == [Finished(rig.work[0], "completed", confirmed=True)]
     assert rig.targets() == ["ack", "heartbeat", "stop", "stop", "stop"] and rig.item().state is State.STOPPED  # type: ignore[attr-defined]
+
+
+def test_a_lost_confirmation_noticed_late_is_still_retried_before_the_heartbeat() -> None:
+    rig = Rig(jitter=lambda: 0.0, retry=RetryPolicy(base_seconds=0.25, cap_seconds=8))
+    running(rig)  # heartbeat at 0 s: next due at 5 s, lease believed until 9 s
+    rig.now = sec(0.5)
+    rig.take(rig.worker.done(rig.work[0], rig.now))
+    rig.answer(sec(0.5), only=1)  # graceful stop: stopping; the confirmation is sent
+    send = rig.pending.pop(0)
+    assert rig.server.handle(send.request, sec(1)).status == 200  # it took effect ...
+    rig.take(rig.worker.fail(send.id, sec(8)))  # ... and its loss is noticed only at 8 s (a long timeout)
+    assert rig.wake_at is not None and rig.wake_at < sec(9)
+    rig.take(rig.worker.wake(rig.wake_at))
+    assert names(rig.pending) == ["stop"]  # not the heartbeat, overdue since 5 s: it would meet a 409
+    rig.answer(rig.wake_at)
+    assert rig.of(Finished) == [Finished(rig.work[0], "completed", confirmed=True)]
+
+
+def reply_to(rig: Rig, mutate: Callable[[dict[str, Any]], None]) -> None:
+    """Answer the oldest pending send through the server, with its 200 body changed by ``mutate``."""
+    send = rig.pending.pop(0)
+    response = rig.server.handle(send.request, rig.now)
+    assert response.status == 200
+    body = dict(response.json)
+    mutate(body)
+    rig.take(rig.worker.receive(send.id, Response(200, body, dumps(body)), rig.now))
+
+
+def test_a_200_ack_that_is_not_this_items_work_object_is_retried() -> None:
+    rig = Rig(items=2)
+    rig.start()
+    rig.answer(T0, only=1)  # the poll: the first item, acked next
+    assert names(rig.pending) == ["ack"]
+    reply_to(rig, lambda body: body.update(id=rig.work[1]))
+    assert not rig.pending and "heartbeat" not in rig.targets()  # no heartbeat on someone else's answer
+    rig.take(rig.worker.wake(rig.wake_at))  # type: ignore[arg-type]
+    assert names(rig.pending) == ["ack"]  # the ack again
+
+
+def test_a_200_heartbeat_in_a_state_no_heartbeat_leaves_is_retried_not_started() -> None:
+    rig = Rig()
+    rig.start()
+    rig.answer(T0, only=2)  # poll, ack
+    assert names(rig.pending) == ["heartbeat"]
+    reply_to(rig, lambda body: body.update(state="stopped"))
+    assert not rig.of(StartWork) and not rig.pending
+
+
+def test_a_200_stop_that_shows_another_item_does_not_confirm() -> None:
+    rig = Rig(items=2)
+    running(rig)
+    rig.take(rig.worker.done(rig.work[0], T0))
+    rig.answer(T0, only=1)  # graceful stop: stopping; the confirmation is sent
+    reply_to(rig, lambda body: body.update(id=rig.work[1], state="stopped"))
+    assert not rig.of(Finished) and not rig.pending  # not confirmed by another item's answer ...
+    rig.take(rig.worker.wake(rig.wake_at))  # type: ignore[arg-type]
+    assert names(rig.pending) == ["stop"]  # ... the confirmation is asked again

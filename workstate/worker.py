@@ -50,7 +50,10 @@ from .api import _BEARER, Request, Response
 from .codec import DecodeError, HeartbeatObject, WorkObject
 from .errors import InvalidInput
 from .model import NO_HEARTBEAT, valid_id
-from .rules import State
+from .rules import RULE_TABLE, State, Trigger, edges
+
+_HEARTBEAT_STATES = frozenset(target for _, target, rule in edges(RULE_TABLE) if rule.trigger is Trigger.HEARTBEAT)
+"""The states a 200 heartbeat can leave an item in (from the lifecycle's own rules)."""
 
 __all__ = [
     "Abort",
@@ -469,7 +472,7 @@ class Worker:
             del self._sends[send_id]  # the item was given up (or taken again) since
             return
         kind = item.kind
-        verdict = self._judge(kind, response, reason, sent_at)
+        verdict = self._judge(kind, response, reason, sent_at, work_id)
         retrying = isinstance(verdict, _Retry) and not self._gives_up(item, kind)
         jitter = self._draw() if retrying else 0.0
         del self._sends[send_id]
@@ -483,8 +486,11 @@ class Worker:
         else:
             self._on_stop(item, verdict, now)
 
-    def _judge(self, kind: _Kind, response: Response | None, reason: str, sent_at: datetime) -> _Verdict:
-        """What an answer means, without changing anything."""
+    def _judge(
+        self, kind: _Kind, response: Response | None, reason: str, sent_at: datetime, work_id: str | None = None
+    ) -> _Verdict:
+        """What an answer means, without changing anything. A 200 that is not the answer the request owes
+        (another item, a heartbeat in a state no heartbeat answers) is malformed: retried like a 5xx."""
         if response is None:
             return _Retry(reason)
         status = response.status
@@ -494,10 +500,14 @@ class Worker:
             return _Refused(status, _error_message(response))
         body = response.json
         try:
-            if kind == "ack":
+            if kind == "ack":  # the driver reads nothing of the work object: only whose it is
+                if not isinstance(body, dict) or body.get("type") != "work" or body.get("id") != work_id:
+                    return _Retry(f"malformed ack reply: not the work object of {work_id}")
                 return None
             if kind == "heartbeat":
                 beat = HeartbeatObject.from_json(body)
+                if beat.state not in _HEARTBEAT_STATES:
+                    return _Retry(f"malformed heartbeat reply: a heartbeat never leaves an item {beat.state.value!r}")
                 lease = timedelta(seconds=beat.ttl_seconds)
                 lease_until = sent_at + lease - min(self._margin, lease / 4)
                 if lease_until > LATEST:
@@ -510,6 +520,8 @@ class Worker:
             return _Retry(f"malformed {kind} reply: ttl_seconds out of range")
         if work is not None and work.environment_id != self.environment_id:
             return _Retry(f"malformed {kind} reply: an item of environment {work.environment_id}")
+        if work is not None and work_id is not None and work.id != work_id:
+            return _Retry(f"malformed {kind} reply: the work object of {work.id}, not of {work_id}")
         return work
 
     def _draw(self) -> float:
@@ -719,11 +731,14 @@ def _error_message(response: Response) -> str:
 
 
 def _beat_at(item: _Item) -> datetime | None:
-    """When the item's next heartbeat goes. While a stop is being retried, its retries come first: the
-    heartbeat waits until halfway from its usual time to the end of the lease, so a stop whose reply was
-    lost is retried (and confirmed) before a heartbeat could meet the stopped item's 409, and a stop that
-    keeps failing still cannot let the lease run out."""
+    """When the item's next heartbeat goes (None: not now). While a stop is being retried, its retries come
+    first: a retry due while the lease holds goes before any heartbeat (a confirmation whose reply was lost
+    is confirmed by it, where a heartbeat would meet the stopped item's 409); only when the next retry falls
+    after the lease's end does the heartbeat go, halfway from its usual time to the end of the lease, so a
+    stop that keeps failing cannot let the lease run out."""
     beat = item.next_beat
     if beat is None or item.retry_at is None or item.phase is not Phase.STOPPING or item.lease_until is None:
         return beat
+    if item.retry_at < item.lease_until:
+        return None  # the stop's retry comes while the lease holds: it goes first, the heartbeat after its answer
     return max(beat, beat + (item.lease_until - beat) / 2)
