@@ -146,7 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             jitter=random.random,  # an edge may draw randomness; the driver only takes it
         )
     except InvalidInput as exc:  # the driver names the option it refuses
-        option = {"environment_id": "environment", "worker_id": "--worker-id"}.get(exc.param or "", exc.param)
+        names = {"environment_id": "environment", "ttl_seconds": "--ttl"}  # the rest: --the-parameter
+        option = names.get(exc.param or "", "--" + (exc.param or "option").replace("_", "-"))
         parser.error(f"{option}: {exc.message}")
     try:
         log = open(args.log, "a") if args.log else sys.stdout  # noqa: SIM115 - open for the life of the process
