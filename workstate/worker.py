@@ -680,7 +680,15 @@ class Worker:
 
     def _flush(self, now: datetime) -> Actions:
         for item in list(self._items.values()):
-            self._due(item, now)
+            lease, retry, beat = item.lease_until, item.retry_at, item.next_beat
+            if (
+                (lease is not None and now >= lease)  # a cheap look first: _due only where something may be due
+                or (
+                    item.inflight is None
+                    and ((retry is not None and now >= retry) or (beat is not None and now >= beat))
+                )
+            ):
+                self._due(item, now)
         if (
             not self._halted
             and self._poll_inflight is None
