@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import random
 import subprocess
 import sys
 from datetime import datetime, timedelta
@@ -769,3 +770,282 @@ def test_skew_is_used_when_it_is_valid() -> None:
     ]
     assert check_lines(lines, skew=timedelta(seconds=3)).findings == ()
     assert check_lines(lines, skew=timedelta(0)).findings[0].kind is Kind.NOT_JUDGED
+
+
+# --- which x-request-id an error echoes: one rule, the reference's (workstate.api.echoed_request_id) ---------
+
+
+@pytest.mark.parametrize(
+    ("headers", "echoed"),
+    [
+        ({"x-request-id": "mine"}, "mine"),
+        ({"X-Request-ID": " \tmine \t"}, "mine"),  # surrounding spaces and tabs go
+        ([("x-request-id", "a"), ("X-Request-Id", "a")], "a"),  # twice, the same value: one header
+        ({}, None),
+        ({"x-request-id": " \t"}, None),  # empty
+        ({"x-request-id": "abc\x00def"}, None),  # CR, LF or NUL: HTTP cannot carry it
+        ({"x-request-id": "a\r\nb"}, None),
+        ({"x-request-id": "a\nb"}, None),
+        ([("x-request-id", "a"), ("X-Request-Id", "b")], None),  # twice, different values: malformed
+        ({"x-request-id": "a", "X-Request-Id": "b"}, None),  # as a trace's headers object holds it
+    ],
+)
+def test_the_echoed_request_id_is_the_reference_servers_rule(headers: Any, echoed: str | None) -> None:
+    from workstate import api
+
+    assert "echoed_request_id" in api.__all__
+    assert api.echoed_request_id(headers) == echoed
+    server = Server()
+    pairs = list(headers.items()) if isinstance(headers, dict) else headers
+    refused = server.handle(Request("GET", "/nowhere", [("Authorization", "Bearer t"), *pairs]), T)
+    assert refused.status == 404
+    if echoed is None:
+        assert refused.json["request_id"] == "req_" + "0" * 31 + "1"  # generated
+    else:
+        assert refused.json["request_id"] == echoed
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"x-request-id": "abc\x00def"},
+        {"x-request-id": "a\r\nb"},
+        {"x-request-id": "a", "X-Request-Id": "b"},
+        {"x-request-id": ""},
+    ],
+)
+def test_an_x_request_id_the_reference_does_not_echo_needs_no_echo_in_a_trace(headers: dict[str, str]) -> None:
+    """The recorded server generated its own request id, as the reference does: legal (reviewer's crafted.py)."""
+    server = Server()
+    env = server.create_environment(now=T)
+    target = f"{BASE}/{env}/work/work_{'f' * 32}"
+    answer = server.handle(Request("GET", target, [("Authorization", "Bearer t"), *headers.items()]), T)
+    assert answer.status == 404 and answer.json["request_id"].startswith("req_")
+    for request_id in (answer.json["request_id"], "req_" + "a" * 32):  # the reference's, or a real server's own
+        body = answer.json | {"request_id": request_id}
+        assert check_lines([exchange(0, "GET", target, 404, body, headers)]).findings == ()
+    # an id that is echoed must still be echoed
+    echoed = check_lines([exchange(0, "GET", target, 404, answer.json, {"x-request-id": " abc\t"})])
+    assert echoed.findings[0].kind is Kind.DIVERGENCE
+    assert echoed.findings[0].differences == (
+        f"request_id: expected the x-request-id 'abc', got {answer.json['request_id']!r}",
+    )
+
+
+# --- lists: an item the trace never showed may exist --------------------------------------------------------
+
+
+class Recorder:
+    """The reference server, with the exchanges asked for recorded as trace lines; items are created off the
+    trace (as ``examples/http_server.py``'s test routes create them)."""
+
+    def __init__(self) -> None:
+        self.server = Server()
+        self.now = T
+        self.env = self.server.create_environment(now=T)
+        self.base = f"{BASE}/{self.env}/work"
+        self.sessions = 0
+
+    def create(self) -> str:
+        self.sessions += 1
+        return self.server.create_work(self.env, session_id=f"sess_{self.sessions:032x}", now=self.now)
+
+    def answer(self, method: str, target: str, headers: dict[str, str] | None = None, body: bytes = b"") -> Any:
+        self.now += timedelta(seconds=1)
+        request = Request(method, target, {"Authorization": "Bearer t", **(headers or {})}, body)
+        response = self.server.handle(request, self.now)
+        return {
+            "time": self.now.isoformat(),
+            "request": {
+                "method": method,
+                "target": target,
+                "headers": dict(request.headers),  # type: ignore[arg-type]
+                "body": body.decode() if body else None,
+            },
+            "response": {"status": response.status, "body": response.json},
+        }
+
+    def line(self, method: str, target: str, headers: dict[str, str] | None = None, body: bytes = b"") -> str:
+        return json.dumps(self.answer(method, target, headers, body))
+
+
+def test_a_list_is_not_judged_where_an_item_the_trace_never_showed_could_explain_it() -> None:
+    """Reviewer's trace t1.jsonl:55: items created off the trace make ``has_more`` true where the replay,
+    which knows only the items the trace showed, says false; that is legal, so not judged."""
+    rec = Recorder()
+    ids = [rec.create() for _ in range(5)]
+    lines = [
+        rec.line("GET", f"{rec.base}?limit=2"),  # 0 1, has_more: 2 3 4 are unseen
+        rec.line("GET", f"{rec.base}?limit=1&after_id={ids[0]}"),  # 1, has_more
+        rec.line("GET", f"{rec.base}?page={ids[1]}&limit=1"),  # 2, has_more
+        rec.line("GET", f"{rec.base}?before_id={ids[3]}&limit=10"),  # 0 1 2: not a full page, and 3 follows
+        rec.line("GET", f"{rec.base}?before_id={ids[4]}&limit=1"),  # 3, has_more: 4 follows, unseen
+        rec.line("GET", f"{rec.base}?limit=4"),  # 0 1 2 3: all known, 4 unseen
+        rec.line("GET", f"{rec.base}?after_id={ids[2]}"),  # 3 4: 4 seen now, nothing follows
+        rec.line("GET", f"{rec.base}?limit=4"),  # now judged: 4 is known
+    ]
+    report = check_lines(lines)
+    assert report.exit_status == 0
+    assert [(f.line, f.kind) for f in report.findings] == [(n, Kind.NOT_JUDGED) for n in (1, 2, 3, 4, 5, 6)]
+    for finding in report.findings:
+        assert finding.differences[0] == "has_more: expected False, got True"
+        assert "the trace never showed" in finding.differences[-1]
+    assert report.findings[0].differences[-1] == (
+        f"an item the trace never showed may follow {ids[1]} (the page holds the limit, 2 items)"
+    )
+    assert report.findings[3].differences[-1] == (
+        f"an item the trace never showed may be at or after before_id {ids[3]}"
+    )
+
+
+def list_line(rec: Recorder, target: str, change: Any) -> str:
+    """A list the reference answers, then changed as a wrong server would answer it (first/last/next kept in step)."""
+    value = rec.answer("GET", target)
+    page = value["response"]["body"]
+    change(page)
+    page["first_id"] = page["data"][0]["id"] if page["data"] else None
+    page["last_id"] = page["data"][-1]["id"] if page["data"] else None
+    page["next_page"] = page["last_id"] if page["has_more"] else None
+    return json.dumps(value)
+
+
+def test_what_no_unseen_item_can_explain_in_a_list_is_a_divergence() -> None:
+    rec = Recorder()
+    ids = [rec.create() for _ in range(4)]
+    everything = rec.line("GET", f"{rec.base}?limit=5")  # every item known from here on
+    shown = json.loads(everything)["response"]["body"]["data"]
+    stop = rec.answer("POST", f"{rec.base}/{ids[0]}/stop")  # a change the trace does not show
+    assert stop["response"]["status"] == 200
+    cases = {
+        # has_more on a page shorter than the limit: nothing can follow
+        "short": list_line(rec, f"{rec.base}?limit=3&after_id={ids[1]}", lambda p: p.update(has_more=True)),
+        # a known item follows, but has_more is false
+        "follows": list_line(rec, f"{rec.base}?limit=2", lambda p: p.update(has_more=False)),
+        # a known item skipped
+        "skipped": list_line(rec, f"{rec.base}?limit=2", lambda p: p["data"].__setitem__(1, shown[2])),
+        # more items than the limit
+        "limit": list_line(rec, f"{rec.base}?limit=1", lambda p: p["data"].append(shown[1])),
+        # creation order broken
+        "order": list_line(rec, f"{rec.base}?limit=2&after_id={ids[1]}", lambda p: p["data"].reverse()),
+        # a known (queued) item shown in another state: stopped by an exchange the trace does not show
+        "state": rec.line("GET", f"{rec.base}?limit=1"),
+        # has_more with an empty page
+        "empty": list_line(rec, f"{rec.base}?after_id={ids[3]}", lambda p: p.update(has_more=True)),
+    }
+    for name, line in cases.items():
+        report = check_lines([everything, line])
+        assert [(f.line, f.kind) for f in report.findings] == [(2, Kind.DIVERGENCE)], name
+    assert check_lines([everything, cases["short"]]).findings[0].differences == ("has_more: expected False, got True",)
+    assert check_lines([everything, cases["limit"]]).findings[0].differences[0] == (
+        "data: 2 items, more than the limit 1"
+    )
+    assert check_lines([everything, cases["state"]]).findings[0].differences == (
+        "data[0].state: expected queued, got stopped",
+        "data[0].stop_requested_at: expected null, got " + stop["response"]["body"]["stop_requested_at"],
+        "data[0].stopped_at: expected null, got " + stop["response"]["body"]["stopped_at"],
+    )
+    # without the line that showed every item, what an unseen item may explain is legal or not judged
+    alone = {name: check_lines([line]).exit_status for name, line in cases.items()}
+    assert alone == {"short": 1, "follows": 0, "skipped": 0, "limit": 1, "order": 1, "state": 0, "empty": 1}
+
+
+def legal_traffic(seed: int, exchanges: int = 150) -> list[str]:
+    """Random legal traffic of the reference server: items created off the trace, and some of the answers
+    that change nothing (get, list, stats) left out of it."""
+    rnd = random.Random(seed)
+    rec = Recorder()
+    items = [rec.create() for _ in range(8)]
+    tokens: dict[str, str] = {}
+    lines = []
+    for _ in range(exchanges):
+        rec.now += timedelta(seconds=rnd.choice([0, 0.3, 3, 40, 200]))
+        work = rnd.choice(items)
+        headers = {"Worker-ID": rnd.choice(["w1", "w2", "w3"])} if rnd.random() < 0.8 else {}
+        op = rnd.choice(["poll", "ack", "heartbeat", "heartbeat", "stop", "get", "list", "list", "stats", "create"])
+        if op == "create":
+            if len(items) < 30:
+                items.append(rec.create())
+            continue
+        if op == "poll":
+            value = rec.answer("GET", f"{rec.base}/poll?reclaim_older_than_ms={rnd.choice([0, 5000, 60000])}", headers)
+        elif op == "ack":
+            value = rec.answer("POST", f"{rec.base}/{work}/ack", headers)
+        elif op == "heartbeat":
+            token = tokens.get(work, "NO_HEARTBEAT").replace("+", "%2B")
+            value = rec.answer("POST", f"{rec.base}/{work}/heartbeat?expected_last_heartbeat={token}", headers)
+            if value["response"]["status"] == 200:
+                tokens[work] = value["response"]["body"]["last_heartbeat"]
+        elif op == "stop":
+            value = rec.answer("POST", f"{rec.base}/{work}/stop", headers, rnd.choice([b"", b'{"force": true}']))
+        elif op == "get":
+            value = rec.answer("GET", f"{rec.base}/{work}", headers)
+        elif op == "list":
+            cursor = rnd.choice(["", f"&after_id={work}", f"&before_id={work}", f"&page={work}"])
+            value = rec.answer("GET", f"{rec.base}?limit={rnd.choice([1, 2, 3, 20])}{cursor}", headers)
+        else:
+            value = rec.answer("GET", f"{rec.base}/stats", headers)
+        if op in ("get", "list", "stats") and rnd.random() < 0.3:
+            continue  # read-only: leaving it out of the trace changes nothing
+        lines.append(json.dumps(value))
+    return lines
+
+
+def test_legal_traffic_with_items_the_trace_never_showed_has_no_divergence() -> None:
+    """Like the reviewer's traces: legal traffic of the reference, items created off the trace."""
+    unseen = 0
+    for seed in range(12):
+        lines = legal_traffic(seed)
+        for start in (0, len(lines) // 3, 2 * len(lines) // 3):  # a trace may start anywhere
+            report = check_lines(lines[start:])
+            assert [f for f in report.findings if f.kind is not Kind.NOT_JUDGED] == [], (seed, start)
+            unseen += sum("has_more: expected False, got True" in f.differences for f in report.findings)
+    assert unseen >= 10  # the traffic does meet lists that items never shown make longer
+
+
+def test_a_poll_may_deliver_an_item_whose_lease_the_trace_never_saw_lapse() -> None:
+    """An item first seen ``active`` has an unknown TTL: its lease may have lapsed (60 s here, 600 s assumed),
+    so a poll that hands it out again is not judged; a poll handing out an item nothing can requeue still is."""
+    rec = Recorder()
+    first = rec.create()
+    rec.answer("GET", f"{rec.base}/poll", {"Worker-ID": "w1"})
+    rec.answer("POST", f"{rec.base}/{first}/ack", {"Worker-ID": "w1"})
+    rec.answer("POST", f"{rec.base}/{first}/heartbeat?expected_last_heartbeat=NO_HEARTBEAT", {"Worker-ID": "w1"})
+    shown = rec.line("GET", f"{rec.base}/{first}")  # the trace starts here: active, its TTL unknown
+    rec.now += timedelta(seconds=120)  # the 60 s lease lapses: requeued
+    poll = rec.line("GET", f"{rec.base}/poll", {"Worker-ID": "w2"})
+    assert json.loads(poll)["response"]["body"]["id"] == first
+    report = check_lines([shown, poll])
+    assert [(f.line, f.kind) for f in report.findings] == [(2, Kind.NOT_JUDGED)]
+    assert report.findings[0].differences == (
+        f"delivered: expected null, got {first}",
+        f"{first} is not deliverable: the work item is not deliverable now",
+        f"{first} was first seen mid-life; its ttl is unknown",
+    )
+    stopped = json.loads(shown)
+    stopped["response"]["body"].update(state="stopped", stopped_at=stopped["time"])
+    report = check_lines([json.dumps(stopped), poll])  # a stopped item is never delivered again
+    assert [(f.line, f.kind) for f in report.findings] == [(2, Kind.DIVERGENCE)]
+
+
+def test_a_list_showing_an_item_the_replay_cannot_adopt_is_not_judged() -> None:
+    other = "work_" + "2" * 32
+    lines = [
+        exchange(0, "GET", f"{BASE}/{ENV}/work/{WORK}", 200, work_object("queued")),
+        # another live item of the same session: the replay cannot hold both; as for a get or a poll, not judged
+        exchange(
+            1,
+            "GET",
+            f"{BASE}/{ENV}/work?after_id={WORK}",
+            200,
+            {
+                "data": [work_object("queued") | {"id": other}],
+                "first_id": other,
+                "last_id": other,
+                "has_more": False,
+                "next_page": None,
+            },
+        ),
+    ]
+    report = check_lines(lines)
+    assert [(f.line, f.kind) for f in report.findings] == [(2, Kind.NOT_JUDGED)]
+    assert report.findings[0].differences[0].startswith(f"could not seed {other}: ")

@@ -86,6 +86,7 @@ __all__ = [
     "SessionBusy",
     "UnknownEnvironment",
     "allow_any",
+    "echoed_request_id",
 ]
 
 BASE_PATH = "/api/v1/cloud/environments/"
@@ -373,6 +374,24 @@ def _read_headers(raw: Any) -> dict[str, str | None]:
         text = value.strip(" \t") if isinstance(value, str) else None
         found[key] = text if key not in found or found[key] == text else None
     return found
+
+
+def echoed_request_id(headers: Any) -> str | None:
+    """The ``x-request-id`` an error envelope echoes for a request with these headers, else None (the server
+    generates a request id).
+
+    ``headers`` as :class:`Request` takes them: a mapping or ``(name, value)`` pairs, names case-insensitive.
+    The value loses surrounding spaces and tabs; an empty value, one holding CR, LF or NUL, or the header
+    given twice with different values is not echoed. :meth:`Server.handle` and ``workstate check`` both
+    follow this rule.
+    """
+    return _echoed(_read_headers(headers))
+
+
+def _echoed(headers: dict[str, str | None]) -> str | None:
+    """:func:`echoed_request_id` of headers already read by :func:`_read_headers`."""
+    value = headers.get("x-request-id")
+    return value if value and not _CR_LF_NUL.search(value) else None
 
 
 def _body_json(body: Any) -> Any:
@@ -921,9 +940,8 @@ class Server:
         try:
             return self._dispatch(request, headers, now)
         except _Refusal as refusal:
-            request_id = headers.get("x-request-id")
             envelope = ErrorEnvelope(
-                request_id=request_id if request_id and not _CR_LF_NUL.search(request_id) else self._ids("req_"),
+                request_id=_echoed(headers) or self._ids("req_"),
                 error_type=refusal.error_type,
                 message=refusal.message,
                 param=refusal.param,

@@ -38,10 +38,12 @@ from .api import (
     Request,
     Response,
     Server,
+    _integer,
     _param,
     _parse_query,
     _Refusal,
     _route,
+    echoed_request_id,
 )
 from .cli import CliCommand
 from .codec import DecodeError, ErrorEnvelope, HeartbeatObject, ListEnvelope, StatsObject, WorkObject
@@ -480,8 +482,8 @@ class Checker:
         found = []
         if envelope.error_type != expected.json["error"]["type"]:
             found.append(f"error.type: expected {expected.json['error']['type']}, got {envelope.error_type}")
-        sent = dict((k.lower(), v) for k, v in ex.headers).get("x-request-id", "").strip(" \t")
-        if sent and envelope.request_id != sent:
+        sent = echoed_request_id(ex.headers)  # the reference's rule: None when it generates one
+        if sent is not None and envelope.request_id != sent:
             found.append(f"request_id: expected the x-request-id {sent!r}, got {envelope.request_id!r}")
         return found
 
@@ -744,7 +746,8 @@ class Checker:
                     differences.append(f"{rec_id} is not deliverable: {outcome.reason.message}")
                 elif ref_id is not None:
                     differences.append(f"{ref_id} is deliverable and older by creation order")
-        uncertain = self._uncertain(ref_id, rec_id, facts=("delivery",))
+        # an unknown delivery may make an item undeliverable now; an unknown TTL may have requeued the one handed out
+        uncertain = self._uncertain(ref_id, rec_id, facts=("delivery",)) or self._uncertain(rec_id, facts=("ttl",))
         finding = Finding(
             ex.line,
             Kind.NOT_JUDGED if uncertain else Kind.DIVERGENCE,
@@ -767,44 +770,69 @@ class Checker:
     # --- list ---
 
     def _judge_list(self, ex: Exchange, env_id: str) -> list[Finding]:
+        """A list is judged on the items the trace showed. An item it never showed may exist, and explains
+        ``has_more`` true where the replay says false when something may follow the page: after a full page
+        (``page``, ``after_id`` or no cursor), or at or after ``before_id`` (any page of at least one item).
+        Every item of the answer is seeded first, so the replay's page is the recorded one unless a known
+        item is missing or out of place, or the limit is exceeded: none of which an unseen item explains."""
         if self._transient(ex):
             return [self._not_judged(ex, "429 and 5xx are outside the model; assumed to change nothing")]
+        unseeded = None
         if ex.status == 200 and isinstance(ex.response, dict) and isinstance(ex.response.get("data"), list):
             for value in ex.response["data"]:
                 obj = _work_object(value)
                 if obj is not None and obj.environment_id == env_id and self.server.work(env_id, obj.id) is None:
-                    self._seed_item(obj)
+                    why = self._seed_item(obj)
+                    if why is not None and unseeded is None:
+                        unseeded = f"could not seed {obj.id}: {why}"
+        impossible = _impossible_body(ex, "list")
+        if unseeded is not None and impossible is None:
+            return [self._not_judged(ex, unseeded)]
         expected = self._handle(ex)
         differences = self._compare_envelope(ex, expected)
-        impossible = _impossible_body(ex, "list")
         if impossible is not None and impossible not in differences:
             differences.append(impossible)
+        unexplained = bool(differences)  # status, error.type, request id, body shape: nothing unseen explains them
+        explained: list[str] = []  # what the trace has not shown that may explain the rest
         if not differences and expected.status == 200:
             got = ListEnvelope.from_json(ex.response)  # a 200 whose body is not one is impossible, above
+            limit, before_id = _list_query(ex.target, self.policy)
             want_ids = [w["id"] for w in expected.json["data"]]
             got_ids = [w.id for w in got.data]
+            if len(got_ids) > limit:
+                differences.append(f"data: {len(got_ids)} items, more than the limit {limit}")
+                unexplained = True
             if want_ids != got_ids:
                 differences.append(f"data ids: expected {want_ids}, got {got_ids}")
+                unexplained = True
             else:
                 for index, (want, value) in enumerate(zip(expected.json["data"], ex.response["data"], strict=True)):
-                    differences += self._compare_work(want, value, f"data[{index}].")
+                    found = self._compare_work(want, value, f"data[{index}].")
+                    if found:
+                        differences += found
+                        uncertain = self._uncertain(want["id"], facts=("ttl",))  # a lapse the trace did not see
+                        unexplained = unexplained or uncertain is None
+                        if uncertain is not None and uncertain not in explained:
+                            explained.append(uncertain)
             if expected.json["has_more"] != got.has_more:
                 differences.append(f"has_more: expected {expected.json['has_more']}, got {got.has_more}")
+                unseen = None
+                if got.has_more and got.data:  # the replay knows no item after the page; the server may
+                    if before_id is not None:
+                        unseen = f"an item the trace never showed may be at or after before_id {before_id}"
+                    elif len(got.data) == limit:
+                        unseen = (
+                            f"an item the trace never showed may follow {got.last_id} "
+                            f"(the page holds the limit, {limit} items)"
+                        )
+                unexplained = unexplained or unseen is None
+                if unseen is not None:
+                    explained.append(unseen)
         if not differences:
             return []
-        ids = (
-            [w.get("id") for w in (ex.response or {}).get("data", []) if isinstance(w, dict)]
-            if isinstance(ex.response, dict)
-            else []
-        )
-        uncertain = self._uncertain(
-            *[i for i in ids if isinstance(i, str)],
-            *[w["id"] for w in expected.json.get("data", [])] if isinstance(expected.json, dict) else [],
-        )
-        if impossible is not None:
-            uncertain = None
-        kind = Kind.NOT_JUDGED if uncertain else Kind.DIVERGENCE
-        return [self._finding(ex, kind, expected, differences + ([uncertain] if uncertain else []), "list")]
+        if unexplained:
+            return [self._finding(ex, Kind.DIVERGENCE, expected, differences, "list")]
+        return [self._finding(ex, Kind.NOT_JUDGED, expected, differences + explained, "list")]
 
 
 def _show(value: Any) -> str:
@@ -878,6 +906,18 @@ def _reclaim(target: str) -> int | None:
     except _Refusal:
         return None
     return int(text) if text is not None and text.isdigit() and len(text) < 18 else None
+
+
+def _list_query(target: str, policy: Policy) -> tuple[int, str | None]:
+    """The page size and the ``before_id`` of a list the reference answered 200 (so its query is valid)."""
+    query = target.partition("?")[2]
+    try:
+        params = _parse_query(query) if query else {}
+        text = _param(params, "limit")
+        limit = policy.list_default_limit if text is None else _integer(text, "limit", "a positive integer")
+        return min(limit, policy.list_max_limit), _param(params, "before_id")
+    except _Refusal:  # not reached: the reference refused nothing
+        return policy.list_default_limit, None
 
 
 def check_lines(
