@@ -34,7 +34,7 @@ from types import TracebackType
 from typing import Any, TextIO
 
 from workstate import Policy, parse_timestamp, render_timestamp
-from workstate.api import Request, Response, Server
+from workstate.api import Request, Response, Server, echoed_request_id
 from workstate.codec import DecodeError, ErrorEnvelope, dumps, loads
 from workstate.errors import WorkstateError
 
@@ -103,7 +103,7 @@ class ExampleHttpServer:
 
     def answer(self, method: str, target: str, headers: list[tuple[str, str]], body: bytes) -> Response:
         named = {name.lower(): value for name, value in headers}
-        request_id = named.get("x-request-id")
+        request_id = echoed_request_id(headers)
         now = self.clock()
         if self.test_clock and NOW_HEADER.lower() in named:
             try:

@@ -46,6 +46,7 @@ from workstate.api import (
     Server,
     SessionBusy,
     UnknownEnvironment,
+    bearer_token,
 )
 from workstate.codec import ErrorEnvelope, HeartbeatObject, ListEnvelope, StatsObject, WorkObject, loads
 
@@ -1473,3 +1474,15 @@ def test_adopting_an_item_whose_session_is_live_under_the_same_id_in_another_env
     with pytest.raises(SessionBusy) as caught:
         w.server.adopt(twin)
     assert caught.value.work_id == a and w.server.snapshot() == before
+
+
+@pytest.mark.parametrize(
+    ("value", "token"),
+    [("Bearer t", "t"), ("bearer   a.b-c~d+e/f==", "a.b-c~d+e/f=="), ("Bearer", None), ("Basic t", None),
+     ("Bearer a b", None), ("Bearer =x", None), (None, None), (5, None)],
+)  # fmt: skip
+def test_bearer_token_is_the_rule_handle_answers_401_by(value: object, token: str | None) -> None:
+    assert bearer_token(value) == token  # type: ignore[arg-type]
+    headers = {} if not isinstance(value, str) else {"Authorization": value}
+    response = Server().handle(Request("GET", "/api/v1/cloud/environments/env_" + "0" * 32 + "/work", headers), T)
+    assert (response.status == 401) is (token is None)  # 404 (no such environment) once authenticated

@@ -86,6 +86,7 @@ __all__ = [
     "SessionBusy",
     "UnknownEnvironment",
     "allow_any",
+    "bearer_token",
     "echoed_request_id",
 ]
 
@@ -228,9 +229,9 @@ class Access:
 
 Authorizer: TypeAlias = Callable[[Access], bool]
 IdSource: TypeAlias = Callable[[str], str]
+"""Given a prefix (``env_``, ``work_`` or ``req_``), a new id with that prefix."""
 OnChange: TypeAlias = Callable[[str, "WorkItem | None", "WorkItem"], None]
 """Called with (environment id, the item before or None when created, the item after) for every item written."""
-"""Given a prefix (``env_``, ``work_`` or ``req_``), a new id with that prefix."""
 
 
 def allow_any(access: Access) -> bool:
@@ -374,6 +375,13 @@ def _read_headers(raw: Any) -> dict[str, str | None]:
         text = value.strip(" \t") if isinstance(value, str) else None
         found[key] = text if key not in found or found[key] == text else None
     return found
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization`` value the server accepts (``Bearer`` in any case, then a token68),
+    else None (the server answers 401)."""
+    match = _BEARER.fullmatch(authorization) if isinstance(authorization, str) else None
+    return None if match is None else match[1]
 
 
 def echoed_request_id(headers: Any) -> str | None:
@@ -955,10 +963,10 @@ class Server:
         path, _, query = target.partition("?")
         operation, env_id, work_id = _route(method, path)
 
-        match = _BEARER.fullmatch(headers.get("authorization") or "")
-        if match is None:
+        token = bearer_token(headers.get("authorization"))
+        if token is None:
             raise _Refusal(401, "authentication_error", "send Authorization: Bearer <token>")
-        if self._authorizer is not None and not self._authorizer(Access(match[1], operation, env_id, work_id)):
+        if self._authorizer is not None and not self._authorizer(Access(token, operation, env_id, work_id)):
             raise _Refusal(403, "permission_error", f"not authorized to {operation} in {env_id}")
         env = self._envs.get(env_id)
         if env is None:

@@ -46,7 +46,7 @@ from urllib.parse import quote
 import attrs
 
 from ._time import LATEST, aware
-from .api import _BEARER, Request, Response
+from .api import Request, Response, bearer_token
 from .codec import DecodeError, HeartbeatObject, WorkObject
 from .errors import InvalidInput
 from .model import NO_HEARTBEAT, valid_id
@@ -328,7 +328,7 @@ class Worker:
                 f"worker_id must be a header value (visible ASCII, spaces or tabs only inside), got {worker_id!r}",
                 "worker_id",
             )
-        if not isinstance(token, str) or _BEARER.fullmatch(f"Bearer {token}") is None:
+        if not isinstance(token, str) or bearer_token(f"Bearer {token}") != token:
             raise _bad("token must be a bearer token68 (letters, digits, -._~+/ then any '=')", "token")
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise _bad(f"concurrency must be a positive integer, got {concurrency!r}", "concurrency")

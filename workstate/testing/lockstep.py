@@ -43,7 +43,7 @@ from hypothesis.stateful import (
 )
 
 from .._time import UTC, parse_timestamp, render_timestamp
-from ..api import Request, Response, Server
+from ..api import Request, Response, Server, echoed_request_id
 from ..errors import WorkstateError
 from ..model import (
     NO_HEARTBEAT,
@@ -427,10 +427,7 @@ class LockstepMachine(RuleBasedStateMachine):
         """Where ``actual`` differs from ``expected`` (after mapping ids and instants), or None."""
         if actual.status != expected.status:
             return f"status {actual.status}, expected {expected.status}"
-        sent_id = None
-        for name, value in dict(request.headers or {}).items():
-            if name.lower() == "x-request-id":
-                sent_id = value.strip(" \t")
+        sent_id = echoed_request_id(request.headers or ())  # the reference's own rule of what is echoed
         return self._diff(expected.json, actual.json, "$", sent_id)
 
     def _diff(self, want: Any, got: Any, path: str, sent_id: str | None) -> str | None:
