@@ -22,6 +22,7 @@ from workstate.codec import (
     dumps,
     encode_work,
     loads,
+    work_state,
 )
 
 # --- strategies ------------------------------------------------------------------------------------------
@@ -432,3 +433,20 @@ def test_loads_accepts_what_json_is() -> None:
 def test_dumps_and_loads_round_trip_any_json_value(value: Any) -> None:
     wire = dumps(value)
     assert wire.isascii() and loads(wire) == value
+
+
+def test_work_state_reads_only_whose_object_it_is_and_its_state() -> None:
+    work, env = "work_" + "1" * 32, "env_" + "2" * 32
+    good = {"type": "work", "id": work, "environment_id": env, "state": "stopping", "created_at": "not read"}
+    assert work_state(good, work, env) is State.STOPPING
+    for bad in (
+        None,
+        [],
+        {**good, "type": "work_heartbeat"},
+        {**good, "id": "work_" + "3" * 32},
+        {**good, "environment_id": "env_" + "3" * 32},
+        {**good, "state": "paused"},
+        {k: v for k, v in good.items() if k != "state"},
+    ):
+        with pytest.raises(DecodeError):
+            work_state(bad, work, env)

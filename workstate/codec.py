@@ -45,6 +45,7 @@ __all__ = [
     "dumps",
     "encode_work",
     "loads",
+    "work_state",
 ]
 
 ERROR_TYPES = frozenset(
@@ -307,6 +308,21 @@ class WorkObject:
     @classmethod
     def from_bytes(cls, data: bytes) -> WorkObject:
         return cls.from_json(loads(data))
+
+
+def work_state(value: Any, work_id: str, environment_id: str) -> State:
+    """The ``state`` of ``value``, the work object of item ``work_id`` in ``environment_id``, checking only what
+    that reading needs: a JSON object of ``type`` ``work`` with those ids and a known ``state``. How a worker reads
+    the answer to an ack or a stop, where the rest of the object is never used; else :class:`DecodeError`."""
+    if not isinstance(value, dict) or value.get("type") != "work":
+        raise DecodeError("the answer must be a work object", param=None)
+    if value.get("id") != work_id or value.get("environment_id") != environment_id:
+        raise DecodeError(
+            f"the answer is the work object of {value.get('id')!r} in {value.get('environment_id')!r},"
+            f" not of {work_id} in {environment_id}",
+            param="id",
+        )
+    return _state(value.get("state"), "state")
 
 
 def decode_poll(data: bytes) -> WorkObject | None:

@@ -47,7 +47,7 @@ import attrs
 
 from ._time import LATEST, aware
 from .api import Request, Response, bearer_token
-from .codec import DecodeError, HeartbeatObject, WorkObject
+from .codec import DecodeError, HeartbeatObject, WorkObject, work_state
 from .errors import InvalidInput
 from .model import NO_HEARTBEAT, valid_id
 from .rules import RULE_TABLE, State, Trigger, edges
@@ -221,7 +221,7 @@ class _Beat:
 
 
 _Kind: TypeAlias = Literal["poll", "ack", "heartbeat", "stop"]
-_Verdict: TypeAlias = _Retry | _Refused | _Beat | WorkObject | None
+_Verdict: TypeAlias = _Retry | _Refused | _Beat | WorkObject | State | None
 
 
 # --- the driver ----------------------------------------------------------------------------------------
@@ -500,10 +500,10 @@ class Worker:
             return _Refused(status, _error_message(response))
         body = response.json
         try:
-            if kind == "ack":  # the driver reads nothing of the work object: only whose it is
-                if not isinstance(body, dict) or body.get("type") != "work" or body.get("id") != work_id:
-                    return _Retry(f"malformed ack reply: not the work object of {work_id}")
-                return None
+            if kind == "ack" or kind == "stop":  # the driver reads only whose work object it is, and its state
+                assert work_id is not None
+                state = work_state(body, work_id, self.environment_id)
+                return None if kind == "ack" else state
             if kind == "heartbeat":
                 beat = HeartbeatObject.from_json(body)
                 if beat.state not in _HEARTBEAT_STATES:
@@ -513,15 +513,13 @@ class Worker:
                 if lease_until > LATEST:
                     raise OverflowError
                 return _Beat(beat, body["last_heartbeat"], sent_at, lease_until)
-            work = None if body is None and kind == "poll" else WorkObject.from_json(body)
+            work = None if body is None else WorkObject.from_json(body)  # a poll's answer: null or an item
         except DecodeError as exc:
             return _Retry(f"malformed {kind} reply: {exc.message}")
         except OverflowError:
             return _Retry(f"malformed {kind} reply: ttl_seconds out of range")
         if work is not None and work.environment_id != self.environment_id:
             return _Retry(f"malformed {kind} reply: an item of environment {work.environment_id}")
-        if work is not None and work_id is not None and work.id != work_id:
-            return _Retry(f"malformed {kind} reply: the work object of {work.id}, not of {work_id}")
         return work
 
     def _draw(self) -> float:
@@ -622,15 +620,15 @@ class Worker:
             message = f"stop answered {verdict.status}: {verdict.message}"
             self._finish(item, message, confirmed=False)
             return
-        assert isinstance(verdict, WorkObject)
-        if verdict.state is State.STOPPED:
+        assert isinstance(verdict, State)
+        if verdict is State.STOPPED:
             self._finish(
                 item, "drained" if item.drained else "completed" if item.started else "stopped before it started"
             )
-        elif verdict.state is State.STOPPING:
+        elif verdict is State.STOPPING:
             self._begin_stop(item, now)  # the graceful stop took: confirm it (a new stop)
         else:
-            self._finish(item, f"stop left the item {verdict.state.value!r}", confirmed=False)
+            self._finish(item, f"stop left the item {verdict.value!r}", confirmed=False)
 
     # --- sending ---
 
