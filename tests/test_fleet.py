@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT / "examples"))
 
 from http_server import serve  # noqa: E402
 
-TTL = 2
+TTL = 4  # heartbeats every 2 s, a lease believed for 3.5 s: 1.5 s of slack for a loaded machine
 WORK_SECONDS = 3.0
 DEADLINE = 60.0  # generous: only "eventually" is asserted
 
