@@ -192,7 +192,16 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-_DECODER = json.JSONDecoder(parse_constant=_no_constants)
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        seen: set[str] = set()
+        twice = next(key for key, _ in pairs if key in seen or seen.add(key))  # type: ignore[func-returns-value]
+        raise ValueError(f"the key {twice!r} appears twice in one object")
+    return found
+
+
+_DECODER = json.JSONDecoder(parse_constant=_no_constants, object_pairs_hook=_unique_keys)
 
 
 def _not_text(text: str) -> str | None:
@@ -234,8 +243,9 @@ def _check_value(value: Any, text: str) -> None:
 def parse_line(text: str, line: int) -> Exchange:
     """One trace line as an :class:`Exchange`; raise ``ValueError`` naming what is wrong.
 
-    The line must be JSON text: no ``NaN`` or ``Infinity``, no lone surrogate (raw or escaped), no
-    byte that was not UTF-8 (read with ``surrogateescape``), and at most 100 levels of nesting.
+    The line must be JSON text: no ``NaN`` or ``Infinity``, no key twice in one object, no lone surrogate
+    (raw or escaped), no byte that was not UTF-8 (read with ``surrogateescape``), and at most 100 levels of
+    nesting.
     """
     if not isinstance(text, str):
         raise InvalidInput(f"a trace line must be a str, got {type(text).__name__}", param="text")
