@@ -1065,12 +1065,12 @@ def test_heartbeat_409_while_a_stop_is_retried_finishes_unconfirmed_without_a_st
     running(rig)
     rig.now = sec(4)
     rig.take(rig.worker.done(rig.work[0], rig.now))
-    rig.reply(503, {"type": "error"})  # the stop is retried at 12 s (8 s later), after the lease's end at 9 s
-    assert rig.wake_at == sec(7)  # so the heartbeat due at 5 s goes, deferred halfway to the lease's end
+    rig.reply(503, {"type": "error"})  # the graceful stop is retried at 12 s; the heartbeat keeps its 5 s
+    assert rig.wake_at == sec(5)
     outside_stop(rig, sec(4.5), force=True)
-    rig.take(rig.worker.wake(sec(7)))
+    rig.take(rig.worker.wake(sec(5)))
     assert names(rig.pending) == ["heartbeat"]
-    rig.answer(sec(7))  # 409: stopped by someone
+    rig.answer(sec(5))  # 409: stopped by someone
     assert rig.of(Finished) == [Finished(rig.work[0], "stop not confirmed: 409: the item moved on", confirmed=False)]
     assert not rig.of(Abort) and rig.targets().count("stop") == 1 and rig.worker.items == ()
 
@@ -1184,3 +1184,32 @@ def test_a_200_stop_that_shows_another_item_does_not_confirm() -> None:
     assert not rig.of(Finished) and not rig.pending  # not confirmed by another item's answer ...
     rig.take(rig.worker.wake(rig.wake_at))  # type: ignore[arg-type]
     assert names(rig.pending) == ["stop"]  # ... the confirmation is asked again
+
+
+def test_while_a_graceful_stop_keeps_failing_heartbeats_keep_the_lease_for_every_attempt() -> None:
+    # The reviewer's case: every stop fails and its failure is noticed 1 s after sending; the server still
+    # holds the item active, so a lapse would re-queue finished work: heartbeats must go on at their times.
+    rig = Rig(jitter=lambda: 0.0, lease_margin_seconds=0)
+    running(rig)  # lease believed until 10 s, next heartbeat at 5 s
+    rig.now = sec(1)
+    rig.take(rig.worker.done(rig.work[0], rig.now))
+    log = []
+    for _ in range(200):
+        while rig.pending:  # answered (or failed) in the order sent, each at the time it was sent
+            send = rig.pending.pop(0)
+            name = names([send])[0]
+            log.append(name)
+            if name == "stop":
+                rig.now += timedelta(seconds=1)
+                rig.take(rig.worker.fail(send.id, rig.now))  # no answer, noticed 1 s later
+            else:
+                rig.take(rig.worker.receive(send.id, rig.server.handle(send.request, rig.now), rig.now))
+        if rig.of(Finished):
+            break
+        assert rig.wake_at is not None and rig.wake_at >= rig.now
+        rig.now = rig.wake_at
+        rig.take(rig.worker.wake(rig.now))
+    (finished,) = rig.of(Finished)
+    assert not finished.confirmed and "8 attempts" in finished.reason  # every attempt used, the lease held
+    assert log.count("stop") == 8 and log.count("heartbeat") >= 2
+    assert rig.item().state is State.ACTIVE  # type: ignore[attr-defined]

@@ -241,6 +241,7 @@ class _Item:
     __slots__ = (
         "attempt",
         "beat_attempt",
+        "confirming",
         "drained",
         "inflight",
         "kind",
@@ -272,6 +273,7 @@ class _Item:
         self.kind: _Kind | None = None  # what that request is
         self.started = False  # StartWork emitted
         self.drained = False  # Drain emitted
+        self.confirming = False  # the server holds it stopping: a stop now confirms (a lapse would only stop it)
 
 
 def _bad(message: str, param: str) -> InvalidInput:
@@ -405,7 +407,7 @@ class Worker:
             if item.lease_until is None or now >= item.lease_until:
                 self._lose(item, now, "the lease ran out before the stop was sent")
             else:
-                self._begin_stop(item, now)  # sent once no heartbeat is in flight
+                self._begin_stop(item, now, confirming=item.phase is Phase.DRAINING)  # once no heartbeat is in flight
         return self._flush(now)
 
     # --- what the driver holds, for the caller and for checks ---
@@ -605,7 +607,7 @@ class Worker:
         stopping = beat.state is State.STOPPING
         if item.phase is Phase.FIRST_BEAT:
             if stopping:  # stopped before it began: nothing to drain, confirm the stop
-                self._begin_stop(item, now)
+                self._begin_stop(item, now, confirming=True)
                 return
             item.phase = Phase.RUNNING
             item.started = True
@@ -626,7 +628,7 @@ class Worker:
                 item, "drained" if item.drained else "completed" if item.started else "stopped before it started"
             )
         elif verdict is State.STOPPING:
-            self._begin_stop(item, now)  # the graceful stop took: confirm it (a new stop)
+            self._begin_stop(item, now, confirming=True)  # the graceful stop took: confirm it (a new stop)
         else:
             self._finish(item, f"stop left the item {verdict.value!r}", confirmed=False)
 
@@ -650,9 +652,10 @@ class Worker:
         item.kind = kind
         item.inflight = self._send_request(Request("POST", target, self._headers()), item.work_id, now)
 
-    def _begin_stop(self, item: _Item, now: datetime) -> None:
+    def _begin_stop(self, item: _Item, now: datetime, *, confirming: bool) -> None:
         """A new stop (graceful, or the confirmation): due now, with its own attempts."""
         item.phase = Phase.STOPPING
+        item.confirming = confirming
         item.attempt = 0
         item.retry_at = now
 
@@ -737,14 +740,18 @@ def _error_message(response: Response) -> str:
 
 
 def _beat_at(item: _Item) -> datetime | None:
-    """When the item's next heartbeat goes (None: not now). While a stop is being retried, its retries come
-    first: a retry due while the lease holds goes before any heartbeat (a confirmation whose reply was lost
-    is confirmed by it, where a heartbeat would meet the stopped item's 409); only when the next retry falls
-    after the lease's end does the heartbeat go, halfway from its usual time to the end of the lease, so a
-    stop that keeps failing cannot let the lease run out."""
+    """When the item's next heartbeat goes (None: not now).
+
+    While a graceful stop is retried the server may still hold the item ``active``, and a lapse would
+    re-queue work the application has finished: heartbeats keep their usual times. Once the server holds
+    it ``stopping`` (the stop being retried is the confirmation), a lapse would only stop it, and a
+    confirmation whose reply was lost has stopped it already (a heartbeat would meet a 409 and leave the
+    worker unsure): a retry due while the lease holds goes first, and only when the next retry falls after
+    the lease's end does a heartbeat go, halfway from its usual time to the end of the lease.
+    """
     beat = item.next_beat
-    if beat is None or item.retry_at is None or item.phase is not Phase.STOPPING or item.lease_until is None:
+    if beat is None or item.retry_at is None or not item.confirming or item.lease_until is None:
         return beat
     if item.retry_at < item.lease_until:
-        return None  # the stop's retry comes while the lease holds: it goes first, the heartbeat after its answer
+        return None
     return max(beat, beat + (item.lease_until - beat) / 2)
