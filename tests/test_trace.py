@@ -15,7 +15,7 @@ from typing import Any
 import attrs
 import pytest
 
-from workstate import WorkItem
+from workstate import WorkItem, render_timestamp
 from workstate.api import DuplicateId, Request, Server, SessionBusy, UnknownEnvironment
 from workstate.cli import main
 from workstate.errors import InvalidInput
@@ -1060,3 +1060,61 @@ def test_a_key_given_twice_in_one_object_makes_the_line_malformed() -> None:
     header_twice = good.replace('"headers":{', '"headers":{"Worker-ID":"w1","Worker-ID":"w2",', 1)
     report = check_lines([good, header_twice])
     assert [(f.line, f.kind) for f in report.findings] == [(2, Kind.MALFORMED)]
+
+
+def _recorded(server: Server, lines: list[str], at: float, request: Request, body: Any = None) -> Any:
+    """Send ``request`` at T + ``at`` and record the exchange (with ``body`` in place of the answer's, if given)."""
+    response = server.handle(request, T + timedelta(seconds=at))
+    shown = response.json if body is None else body
+    lines.append(
+        json.dumps(
+            {
+                "time": render_timestamp(T + timedelta(seconds=at)),
+                "request": {"method": request.method, "target": request.target, "headers": dict(request.headers),
+                            "body": request.body.decode() if request.body else None},
+                "response": {"status": response.status, "body": shown},
+            }
+        )
+    )  # fmt: skip
+    return response.json
+
+
+@pytest.mark.parametrize("stop", ["none", "graceful", "forced"])
+def test_no_unseen_lapse_makes_a_stopped_stopping_or_freshly_leased_item_deliverable(stop: str) -> None:
+    server = Server()
+    env = server.create_environment(now=T)
+    work = server.create_work(env, session_id="sess_" + "1" * 32, now=T)
+    base = f"/api/v1/cloud/environments/{env}/work"
+    w1, w2 = {"Authorization": "Bearer t", "Worker-ID": "w1"}, {"Authorization": "Bearer t", "Worker-ID": "w2"}
+    for at, request in [(0, Request("GET", base + "/poll", w1)), (1, Request("POST", f"{base}/{work}/ack", w1)),
+                        (2, Request("POST", f"{base}/{work}/heartbeat", w1))]:  # fmt: skip
+        assert server.handle(request, T + timedelta(seconds=at)).status == 200  # off the trace
+    lines: list[str] = []
+    shown = _recorded(server, lines, 3, Request("GET", f"{base}/{work}", w1))  # seen mid-life, TTL unknown
+    if stop != "none":
+        body = b'{"force": true}' if stop == "forced" else b""
+        shown = _recorded(server, lines, 4, Request("POST", f"{base}/{work}/stop", w1, body))
+    # a wrong server hands the item out at 5 s: stopped and stopping items never lapse into the queue, and an
+    # active item heartbeated at 2 s holds its lease until at least 2 s + the shortest TTL (10 s)
+    _recorded(server, lines, 5, Request("GET", base + "/poll", w2), body=shown)
+    report = check_lines(lines)
+    assert [(f.line, f.kind) for f in report.findings] == [(len(lines), Kind.DIVERGENCE)]
+
+
+@pytest.mark.parametrize("change", [{"metadata": {"k": "v"}}, {"state": "starting"}])
+def test_an_unseen_lapse_explains_no_change_a_lapse_cannot_make_in_a_list(change: dict[str, Any]) -> None:
+    server = Server()
+    env = server.create_environment(now=T)
+    work = server.create_work(env, session_id="sess_" + "1" * 32, now=T)
+    base = f"/api/v1/cloud/environments/{env}/work"
+    w1 = {"Authorization": "Bearer t", "Worker-ID": "w1"}
+    for at, request in [(0, Request("GET", base + "/poll", w1)), (1, Request("POST", f"{base}/{work}/ack", w1)),
+                        (2, Request("POST", f"{base}/{work}/heartbeat", w1))]:  # fmt: skip
+        assert server.handle(request, T + timedelta(seconds=at)).status == 200
+    lines: list[str] = []
+    _recorded(server, lines, 3, Request("GET", f"{base}/{work}", w1))  # active, TTL unknown
+    listed = server.handle(Request("GET", base, w1), T + timedelta(seconds=600)).json  # long after any lease
+    wrong = {**listed, "data": [{**listed["data"][0], **change}]}
+    _recorded(server, lines, 600, Request("GET", base, w1), body=wrong)
+    report = check_lines(lines)
+    assert [(f.line, f.kind) for f in report.findings] == [(2, Kind.DIVERGENCE)]

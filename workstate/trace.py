@@ -48,7 +48,7 @@ from .api import (
 from .cli import CliCommand
 from .codec import DecodeError, ErrorEnvelope, HeartbeatObject, ListEnvelope, StatsObject, WorkObject
 from .errors import InvalidInput, WorkstateError
-from .model import Deliver, Rejected, WorkItem, step, valid_id
+from .model import Deliver, Lapse, Rejected, WorkItem, step, valid_id
 from .policy import DEFAULT_POLICY, Policy
 from .rules import State
 
@@ -523,6 +523,18 @@ class Checker:
                 return f"{work_id} was first seen mid-life; its {missing} is unknown"
         return None
 
+    def _unseen_lapse(self, env_id: str, work_id: str, shown: State, now: datetime) -> str | None:
+        """Why a lapse the trace did not see may explain that the recorded server holds ``work_id`` in ``shown``
+        at ``now``, or None when none can: its TTL must be unknown, and the replay's item, given the shortest
+        TTL the policy grants, must have lapsed by ``now`` into ``shown`` (the core decides what a lapse does)."""
+        reason = self._uncertain(work_id, facts=("ttl",))
+        item = self.server.work(env_id, work_id) if reason else None
+        if item is None or item.latest_heartbeat_at is None:
+            return None
+        shortest = attrs.evolve(item, ttl_seconds=self.policy.min_ttl_seconds)
+        lapsed = step(shortest, Lapse(), now, self.policy).item  # the item as it stands at now, after any lapse due
+        return reason if lapsed.state is shown and lapsed.state is not item.state else None
+
     def _adopt_object(
         self, obj: WorkObject, base: WorkItem | None, *, worker: str | None = None, delivered: datetime | None = None
     ) -> str | None:
@@ -757,7 +769,9 @@ class Checker:
                 elif ref_id is not None:
                     differences.append(f"{ref_id} is deliverable and older by creation order")
         # an unknown delivery may make an item undeliverable now; an unknown TTL may have requeued the one handed out
-        uncertain = self._uncertain(ref_id, rec_id, facts=("delivery",)) or self._uncertain(rec_id, facts=("ttl",))
+        uncertain = self._uncertain(ref_id, rec_id, facts=("delivery",))
+        if uncertain is None and rec_id is not None:
+            uncertain = self._unseen_lapse(env_id, rec_id, State.QUEUED, ex.time)
         finding = Finding(
             ex.line,
             Kind.NOT_JUDGED if uncertain else Kind.DIVERGENCE,
@@ -820,7 +834,11 @@ class Checker:
                     found = self._compare_work(want, value, f"data[{index}].")
                     if found:
                         differences += found
-                        uncertain = self._uncertain(want["id"], facts=("ttl",))  # a lapse the trace did not see
+                        uncertain = None  # a lapse the trace did not see changes state and stamps, nothing else
+                        if not any(
+                            f.startswith((f"data[{index}].metadata", f"data[{index}].session_id")) for f in found
+                        ):
+                            uncertain = self._unseen_lapse(env_id, want["id"], got.data[index].state, ex.time)
                         unexplained = unexplained or uncertain is None
                         if uncertain is not None and uncertain not in explained:
                             explained.append(uncertain)
