@@ -35,6 +35,7 @@ from .rules import State
 
 __all__ = [
     "ERROR_TYPES",
+    "STRICT_JSON",
     "DecodeError",
     "ErrorEnvelope",
     "HeartbeatObject",
@@ -86,7 +87,9 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+STRICT_JSON = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+"""The strict decoder (no ``NaN``/``Infinity``, no key twice in one object); :func:`loads` and ``workstate check``
+use it. Its ``decode`` raises ``ValueError``."""
 _ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
@@ -111,7 +114,7 @@ def loads(data: bytes | bytearray | memoryview | str, param: str | None = None) 
     """Decode one JSON text strictly (see the module docstring); raise :class:`DecodeError`."""
     try:
         text = data if isinstance(data, str) else bytes(data).decode("utf-8")
-        value = _DECODER.decode(text)
+        value = STRICT_JSON.decode(text)
         if "\\u" in text:  # only an escape can make a lone surrogate out of valid UTF-8
             _check_strings(value)
         return value

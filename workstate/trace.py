@@ -46,7 +46,7 @@ from .api import (
     echoed_request_id,
 )
 from .cli import CliCommand
-from .codec import DecodeError, ErrorEnvelope, HeartbeatObject, ListEnvelope, StatsObject, WorkObject
+from .codec import STRICT_JSON, DecodeError, ErrorEnvelope, HeartbeatObject, ListEnvelope, StatsObject, WorkObject
 from .errors import InvalidInput, WorkstateError
 from .model import Deliver, Lapse, Rejected, WorkItem, step, valid_id
 from .policy import DEFAULT_POLICY, Policy
@@ -188,22 +188,6 @@ _SURROGATE = re.compile(r"[\ud800-\udfff]")
 _BLANK = " \t\r\n"  # JSON's whitespace: a line of nothing else is skipped
 
 
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    found = dict(pairs)
-    if len(found) != len(pairs):
-        seen: set[str] = set()
-        twice = next(key for key, _ in pairs if key in seen or seen.add(key))  # type: ignore[func-returns-value]
-        raise ValueError(f"the key {twice!r} appears twice in one object")
-    return found
-
-
-_DECODER = json.JSONDecoder(parse_constant=_no_constants, object_pairs_hook=_unique_keys)
-
-
 def _not_text(text: str) -> str | None:
     """Why ``text`` cannot be UTF-8 (a byte read with ``surrogateescape``, or a lone surrogate), else None."""
     match = None if text.isascii() else _SURROGATE.search(text)
@@ -253,7 +237,7 @@ def parse_line(text: str, line: int) -> Exchange:
     if problem is not None:
         raise ValueError(problem)
     try:
-        value = _DECODER.decode(text)
+        value = STRICT_JSON.decode(text)
     except RecursionError:
         raise ValueError(f"the line is nested deeper than {_MAX_DEPTH} levels") from None
     except ValueError as exc:  # JSONDecodeError, NaN and Infinity, ints longer than Python parses
