@@ -1,4 +1,4 @@
-"""The wire codec: every object both ways, and strict in what it accepts."""
+"""The wire codec: every object both ways; strict JSON and required keys, tolerant of keys it does not know."""
 
 import json
 from datetime import UTC, datetime, timedelta, timezone
@@ -22,6 +22,7 @@ from workstate.codec import (
     dumps,
     encode_work,
     loads,
+    unknown_keys,
     work_state,
 )
 
@@ -216,7 +217,6 @@ def work_json(**changes: Any) -> dict[str, Any]:
     [
         ([], None),
         (work_json(id=KeyError), "id"),
-        (work_json(extra=1), "extra"),
         (work_json(id="work_1"), "id"),
         (work_json(id="work_" + "A" * 32), "id"),
         (work_json(environment_id="work_" + "0" * 32), "environment_id"),
@@ -233,7 +233,6 @@ def work_json(**changes: Any) -> dict[str, Any]:
         (work_json(data={"type": "session"}), "data.id"),
         (work_json(data={"type": "job", "id": "sess_" + "0" * 32}), "data.type"),
         (work_json(data={"type": "session", "id": "sess_x"}), "data.id"),
-        (work_json(data={"type": "session", "id": "sess_" + "0" * 32, "x": 1}), "data.x"),
         (work_json(data=None), "data"),
     ],
 )
@@ -346,18 +345,6 @@ def test_work_objects_are_decoded_strictly(value: Any, param: str | None) -> Non
         ),
         (
             ListEnvelope,
-            {
-                "data": [work_json()],
-                "first_id": work_json()["id"],
-                "last_id": work_json()["id"],
-                "has_more": False,
-                "next_page": None,
-                "x": 1,
-            },
-            "x",
-        ),
-        (
-            ListEnvelope,
             {"data": [work_json(state="x")], "first_id": None, "last_id": None, "has_more": False, "next_page": None},
             "data[0].state",
         ),
@@ -380,11 +367,6 @@ def test_work_objects_are_decoded_strictly(value: Any, param: str | None) -> Non
         ),
         (ErrorEnvelope, {"type": "error", "request_id": 5, "error": {"type": "t", "message": "m"}}, "request_id"),
         (ErrorEnvelope, {"type": "error", "request_id": "r", "error": {"type": "t"}}, "error.message"),
-        (
-            ErrorEnvelope,
-            {"type": "error", "request_id": "r", "error": {"type": "t", "message": "m", "code": 1}},
-            "error.code",
-        ),
         (ErrorEnvelope, {"type": "err", "request_id": "r", "error": {"type": "t", "message": "m"}}, "type"),
     ],
 )
@@ -450,3 +432,159 @@ def test_work_state_reads_only_whose_object_it_is_and_its_state() -> None:
     ):
         with pytest.raises(DecodeError):
             work_state(bad, work, env)
+
+
+# --- issue 11: replies are read tolerantly (unknown keys ignored), JSON syntax stays strict ----------------
+
+EXTRA_KEYS = st.dictionaries(
+    st.sampled_from(["secret", "extra", "details", "x", "lease_updated_at", "request-id"]),
+    st.none() | st.booleans() | st.integers() | TEXT | st.lists(st.integers(), max_size=2),
+    min_size=1,
+    max_size=3,
+)
+
+
+def nested_objects(kind: Any, value: dict[str, Any], path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    """Every JSON object of a reply, with its path: where a server might add keys."""
+    found = [(path, value)]
+    prefix = f"{path}." if path else ""
+    if kind is WorkObject:
+        found.append((f"{prefix}data", value["data"]))
+    elif kind is ListEnvelope:
+        for i, item in enumerate(value["data"]):
+            found += nested_objects(WorkObject, item, f"{prefix}data[{i}]")
+    elif kind is ErrorEnvelope:
+        found.append((f"{prefix}error", value["error"]))
+    return found
+
+
+@pytest.mark.parametrize(
+    ("kind", "strategy"),
+    [
+        (WorkObject, WORK_OBJECTS),
+        (HeartbeatObject, HEARTBEATS),
+        (StatsObject, STATS),
+        (ListEnvelope, LISTS),
+        (ErrorEnvelope, ERRORS),
+    ],
+)
+def test_issue11_1_reply_decoders_ignore_unknown_keys(kind: Any, strategy: Any) -> None:
+    @given(strategy, st.data())
+    def tolerant(value: Any, data: st.DataObject) -> None:
+        wire = value.to_json()
+        added = []
+        for path, obj in nested_objects(kind, wire):
+            extra = {k: v for k, v in (data.draw(st.none() | EXTRA_KEYS) or {}).items() if k not in obj}
+            obj.update(extra)
+            added += [f"{path}.{key}" if path else key for key in extra]
+        assert kind.from_json(wire) == value  # the unknown keys are ignored ...
+        assert kind.from_bytes(dumps(wire)) == value
+        assert sorted(unknown_keys(wire, kind)) == sorted(added)  # ... and named, for a checker's notes
+
+    tolerant()
+
+
+def test_issue11_1_a_poll_answer_with_a_secret_is_read() -> None:
+    item = item_in(State.QUEUED)
+    value = {**encode_work(item), "secret": None}
+    assert decode_poll(dumps(value)) == WorkObject.of(item)
+    assert unknown_keys(value, WorkObject) == ("secret",)
+    assert work_state({**value, "secret": "s3cr3t"}, item.id, item.environment_id) is State.QUEUED
+
+
+def test_issue11_1_unknown_keys_names_every_path() -> None:
+    work = {**work_json(secret=None), "data": {"type": "session", "id": "sess_" + "0" * 32, "extra": 1}}
+    assert unknown_keys(work, WorkObject) == ("data.extra", "secret")  # in the order they appear
+    page = {
+        "data": [work_json(), work_json(secret="s")],
+        "first_id": None,
+        "last_id": None,
+        "has_more": False,
+        "next_page": None,
+        "total": 2,
+    }
+    assert unknown_keys(page, ListEnvelope) == ("data[1].secret", "total")
+    error = {"type": "error", "request_id": "r", "error": {"type": "t", "message": "m", "details": {"a": 1}}}
+    assert unknown_keys(error, ErrorEnvelope) == ("error.details",)
+    assert unknown_keys({**error, "error": {"type": "t", "message": "m", "param": "p"}}, ErrorEnvelope) == ()
+    beat = {**HeartbeatObject.of(item_in(State.ACTIVE)).to_json(), "lease_updated_at": None}
+    assert unknown_keys(beat, HeartbeatObject) == ("lease_updated_at",)
+    stats = {"type": "work_queue_stats", "depth": 0, "pending": 0, "oldest_queued_at": None, "workers_polling": 0}
+    assert unknown_keys({**stats, "x": []}, StatsObject) == ("x",)
+    assert unknown_keys(encode_work(item_in(State.ACTIVE)), WorkObject) == ()
+    # what is not an object (a poll's null, a malformed reply) has no keys to name; decoding judges its shape
+    for odd in (None, [], "work", {**work_json(), "data": None}, {**work_json(), "data": ["x"]}):
+        assert unknown_keys(odd, WorkObject) == ()
+    assert unknown_keys({**page, "data": {"x": 1}}, ListEnvelope) == ("total",)  # data is no array: not looked into
+    assert unknown_keys({**page, "data": [None, 1, {"secret": 1}]}, ListEnvelope) == ("data[2].secret", "total")
+    with pytest.raises(InvalidInput) as caught:
+        unknown_keys({}, dict)
+    assert caught.value.param == "kind"
+
+
+@pytest.mark.parametrize(
+    ("kind", "value", "param"),
+    [
+        (WorkObject, work_json(secret=None, id=KeyError), "id"),
+        (WorkObject, work_json(secret=None, state=1), "state"),
+        (WorkObject, work_json(secret=None, data={"type": "session", "x": 1}), "data.id"),
+        (
+            ListEnvelope,
+            {"data": [work_json(secret=None, metadata=None)], "first_id": None, "last_id": None, "has_more": False},
+            "next_page",
+        ),
+        (
+            ListEnvelope,
+            {
+                "data": [work_json(secret=None, metadata=None)],
+                "first_id": None,
+                "last_id": None,
+                "has_more": False,
+                "next_page": None,
+                "x": 1,
+            },
+            "data[0].metadata",
+        ),
+        (ErrorEnvelope, {"type": "error", "request_id": "r", "error": {"details": {}, "message": "m"}}, "error.type"),
+        (ErrorEnvelope, {"type": "error", "error": {"type": "t", "message": "m"}, "x": 1}, "request_id"),
+        (
+            HeartbeatObject,
+            {
+                "type": "work_heartbeat",
+                "last_heartbeat": "x",
+                "lease_extended": True,
+                "state": "active",
+                "ttl_seconds": 1,
+                "x": 1,
+            },
+            "last_heartbeat",
+        ),
+        (
+            StatsObject,
+            {"type": "work_queue_stats", "depth": 0, "pending": 0, "oldest_queued_at": None, "x": 0},
+            "workers_polling",
+        ),
+    ],
+)
+def test_issue11_1_tolerant_decoding_still_demands_the_known_keys_with_their_types(
+    kind: Any, value: Any, param: str
+) -> None:
+    with pytest.raises(DecodeError) as caught:
+        kind.from_json(value)
+    assert caught.value.param == param
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"id": 1, "secret": NaN}',
+        b'{"secret": null, "secret": null}',
+        b'{"data": {"type": "session", "type": "session"}}',
+        b'{"secret": Infinity}',
+    ],
+)
+def test_issue11_1_json_syntax_stays_strict_for_replies(data: bytes) -> None:
+    with pytest.raises(DecodeError):
+        loads(data)
+    with pytest.raises(DecodeError):
+        decode_poll(data)

@@ -1,13 +1,28 @@
 """The wire codec: the JSON objects of the Work API (spec sections 2, 4 and 6), both ways.
 
-Encoding renders what the reference server answers; decoding is strict, so that a worker (or a
-conformance test reading a real server's replies) learns of every deviation at once:
+Encoding renders what the reference server answers. Decoding is strict about JSON syntax and about
+requests, and tolerant about the keys of replies; this is which is which.
 
-- :func:`loads` accepts UTF-8 JSON only: no byte-order mark, no ``NaN``/``Infinity``, no duplicate
-  object keys, no lone surrogates, no nesting deep enough to exhaust the stack.
-- ``from_json`` of each object demands exactly its keys, each of its type; ids carry their prefix
-  and 32 lowercase hex digits; timestamps are RFC 3339 with an offset (the spec's parse rule; they
-  are always rendered ``YYYY-MM-DDTHH:MM:SS.ffffffZ``).
+Strict:
+
+- JSON syntax, for requests and replies alike: :func:`loads` (and :data:`STRICT_JSON`, with which
+  ``workstate check`` reads trace lines and :class:`~workstate.testing.http.HttpTarget` reads reply
+  bodies) accepts UTF-8 JSON only: no byte-order mark, no ``NaN``/``Infinity``, no duplicate object
+  keys, no lone surrogates, no nesting deep enough to exhaust the stack.
+- Request bodies: the reference server (:mod:`workstate.api`, ``_object_body``, after :func:`loads`)
+  refuses every key a request does not take with 400 (spec 4.4: "another key"), so a client learns
+  of its mistake at once. Nothing in this module parses a request body's keys.
+
+Tolerant (replies, as a client reads them: the worker driver, ``HttpTarget``, ``workstate check``):
+
+- ``from_json``/``from_bytes`` of each object, :func:`decode_poll` and :func:`work_state` ignore
+  keys they do not know, at the top and in nested objects (a work object's ``data``, an error's
+  ``error``, every item of a list's ``data``): other servers of this API family add fields (e.g. a
+  poll answer's ``secret``, an error's ``details``). :func:`unknown_keys` names those keys by path
+  (``secret``, ``data[0].secret``, ``error.details``), for a checker to note.
+- They still demand every known required key, each of its type: ids carry their prefix and 32
+  lowercase hex digits; timestamps are RFC 3339 with an offset (the spec's parse rule; they are
+  always rendered ``YYYY-MM-DDTHH:MM:SS.ffffffZ``).
 - The codec checks shapes, not the lifecycle: a decoded work object whose timestamps contradict its
   state is returned as it is, for the caller to judge (``workstate.model.consistency_problems``
   judges model items).
@@ -46,6 +61,7 @@ __all__ = [
     "dumps",
     "encode_work",
     "loads",
+    "unknown_keys",
     "work_state",
 ]
 
@@ -140,7 +156,8 @@ def _path(base: str, key: str | int) -> str:
     return f"{base}.{key}" if base else key
 
 
-def _object(value: Any, path: str, required: Sequence[str], optional: Sequence[str] = ()) -> dict[str, Any]:
+def _object(value: Any, path: str, required: Sequence[str]) -> dict[str, Any]:
+    """A JSON object holding every key of ``required``; keys it holds besides are ignored (a reply's)."""
     if not isinstance(value, dict):
         raise DecodeError(
             f"{path or 'the value'} must be a JSON object, got {type(value).__name__}", param=path or None
@@ -148,9 +165,6 @@ def _object(value: Any, path: str, required: Sequence[str], optional: Sequence[s
     missing = [key for key in required if key not in value]
     if missing:
         raise DecodeError(f"{path or 'the object'} lacks {missing}", param=_path(path, missing[0]))
-    extra = sorted(set(value) - set(required) - set(optional))
-    if extra:
-        raise DecodeError(f"{path or 'the object'} has unknown keys {extra}", param=_path(path, extra[0]))
     return value
 
 
@@ -235,6 +249,7 @@ _WORK_KEYS = (
     "stopped_at",
     "metadata",
 )
+_SESSION_KEYS = ("type", "id")
 
 
 def _work_json(item: Any) -> dict[str, Any]:
@@ -292,7 +307,7 @@ class WorkObject:
         obj = _object(value, path, _WORK_KEYS)
         _literal(obj["type"], "work", _path(path, "type"))
         data_path = _path(path, "data")
-        data = _object(obj["data"], data_path, ("type", "id"))
+        data = _object(obj["data"], data_path, _SESSION_KEYS)
         _literal(data["type"], "session", _path(data_path, "type"))
         return cls(
             id=_id(obj["id"], "work_", _path(path, "id")),
@@ -337,6 +352,9 @@ def decode_poll(data: bytes) -> WorkObject | None:
 # --- the heartbeat object (spec 4.3) ----------------------------------------------------------------
 
 
+_HEARTBEAT_KEYS = ("type", "last_heartbeat", "lease_extended", "state", "ttl_seconds")
+
+
 @attrs.frozen(kw_only=True)
 class HeartbeatObject:
     """The reply of an accepted heartbeat: ``last_heartbeat`` is the lease's fencing token."""
@@ -368,7 +386,7 @@ class HeartbeatObject:
 
     @classmethod
     def from_json(cls, value: Any, path: str = "") -> HeartbeatObject:
-        obj = _object(value, path, ("type", "last_heartbeat", "lease_extended", "state", "ttl_seconds"))
+        obj = _object(value, path, _HEARTBEAT_KEYS)
         _literal(obj["type"], "work_heartbeat", _path(path, "type"))
         return cls(
             last_heartbeat=_timestamp(obj["last_heartbeat"], _path(path, "last_heartbeat")),
@@ -383,6 +401,9 @@ class HeartbeatObject:
 
 
 # --- the queue stats object (spec 4.7) -------------------------------------------------------------
+
+
+_STATS_KEYS = ("type", "depth", "pending", "oldest_queued_at", "workers_polling")
 
 
 @attrs.frozen(kw_only=True)
@@ -407,7 +428,7 @@ class StatsObject:
 
     @classmethod
     def from_json(cls, value: Any, path: str = "") -> StatsObject:
-        obj = _object(value, path, ("type", "depth", "pending", "oldest_queued_at", "workers_polling"))
+        obj = _object(value, path, _STATS_KEYS)
         _literal(obj["type"], "work_queue_stats", _path(path, "type"))
         return cls(
             depth=_count(obj["depth"], _path(path, "depth")),
@@ -422,6 +443,9 @@ class StatsObject:
 
 
 # --- the list envelope (spec 4.6) ------------------------------------------------------------------
+
+
+_LIST_KEYS = ("data", "first_id", "last_id", "has_more", "next_page")
 
 
 @attrs.frozen(kw_only=True)
@@ -458,7 +482,7 @@ class ListEnvelope:
 
     @classmethod
     def from_json(cls, value: Any, path: str = "") -> ListEnvelope:
-        obj = _object(value, path, ("data", "first_id", "last_id", "has_more", "next_page"))
+        obj = _object(value, path, _LIST_KEYS)
         data_path = _path(path, "data")
         if not isinstance(obj["data"], list):
             raise DecodeError(f"{data_path} must be a JSON array", param=data_path)
@@ -484,6 +508,11 @@ class ListEnvelope:
 # --- the error envelope (spec section 6) -----------------------------------------------------------
 
 
+_ERROR_KEYS = ("type", "request_id", "error")
+_ERROR_DETAIL_KEYS = ("type", "message")
+"""The keys an ``error`` object must hold; ``param`` is optional."""
+
+
 @attrs.frozen(kw_only=True)
 class ErrorEnvelope:
     """``{"type": "error", "request_id", "error": {"type", "message", "param"?}}``."""
@@ -503,10 +532,10 @@ class ErrorEnvelope:
 
     @classmethod
     def from_json(cls, value: Any, path: str = "") -> ErrorEnvelope:
-        obj = _object(value, path, ("type", "request_id", "error"))
+        obj = _object(value, path, _ERROR_KEYS)
         _literal(obj["type"], "error", _path(path, "type"))
         error_path = _path(path, "error")
-        error = _object(obj["error"], error_path, ("type", "message"), ("param",))
+        error = _object(obj["error"], error_path, _ERROR_DETAIL_KEYS)
         error_type = _string(error["type"], _path(error_path, "type"))
         if not error_type:
             raise DecodeError(f"{_path(error_path, 'type')} must not be empty", param=_path(error_path, "type"))
@@ -520,3 +549,64 @@ class ErrorEnvelope:
     @classmethod
     def from_bytes(cls, data: bytes) -> ErrorEnvelope:
         return cls.from_json(loads(data))
+
+
+# --- keys a reply holds that the codec does not know ----------------------------------------------
+
+
+@attrs.frozen
+class _Shape:
+    """The keys the codec knows in one JSON object, and the known keys whose values are objects
+    (or, with ``True``, arrays of objects) it knows the keys of."""
+
+    keys: frozenset[str]
+    nested: Mapping[str, tuple[_Shape, bool]] = attrs.field(factory=dict)
+
+
+_WORK_SHAPE = _Shape(frozenset(_WORK_KEYS), MappingProxyType({"data": (_Shape(frozenset(_SESSION_KEYS)), False)}))
+_SHAPES: Mapping[type, _Shape] = MappingProxyType(
+    {
+        WorkObject: _WORK_SHAPE,
+        HeartbeatObject: _Shape(frozenset(_HEARTBEAT_KEYS)),
+        StatsObject: _Shape(frozenset(_STATS_KEYS)),
+        ListEnvelope: _Shape(frozenset(_LIST_KEYS), MappingProxyType({"data": (_WORK_SHAPE, True)})),
+        ErrorEnvelope: _Shape(
+            frozenset(_ERROR_KEYS),
+            MappingProxyType({"error": (_Shape(frozenset((*_ERROR_DETAIL_KEYS, "param"))), False)}),
+        ),
+    }
+)
+
+
+def unknown_keys(value: Any, kind: type) -> tuple[str, ...]:
+    """The paths of the keys in ``value``, a decoded reply meant as a ``kind`` object (:class:`WorkObject`,
+    :class:`HeartbeatObject`, :class:`StatsObject`, :class:`ListEnvelope` or :class:`ErrorEnvelope`), that the
+    codec does not know and its decoders ignore: e.g. ``("secret", "data.extra")``, ``("data[0].secret",)``,
+    ``("error.details",)``, in the order they appear. Only objects where the codec expects them are looked
+    into; what is not an object there (a poll's ``null``, a malformed reply) has no unknown keys, and its
+    shape is for ``kind.from_json`` to judge. A ``kind`` that is none of these raises
+    :class:`~workstate.errors.InvalidInput`."""
+    shape = _SHAPES.get(kind) if isinstance(kind, type) else None
+    if shape is None:
+        raise InvalidInput(f"kind must be one of {', '.join(k.__name__ for k in _SHAPES)}, got {kind!r}", param="kind")
+    found: list[str] = []
+    _unknown(value, shape, "", found)
+    return tuple(found)
+
+
+def _unknown(value: Any, shape: _Shape, path: str, found: list[str]) -> None:
+    if not isinstance(value, dict):
+        return
+    for key, item in value.items():
+        if key not in shape.keys:
+            found.append(_path(path, key))
+            continue
+        nested = shape.nested.get(key)
+        if nested is None:
+            continue
+        inner, many = nested
+        if not many:
+            _unknown(item, inner, _path(path, key), found)
+        elif isinstance(item, list):
+            for i, element in enumerate(item):
+                _unknown(element, inner, _path(_path(path, key), i), found)
