@@ -20,6 +20,12 @@ from workstate.testing.mutants import StopStoppedConflicts
 from workstate.testing.target import ReferenceTarget, Target
 
 T = datetime(2026, 7, 1, 8, 15, 1, tzinfo=UTC)
+ODD_REPLIES = {
+    "/extra-key": b'{"type": "work", "state": "queued", "secret": null, "data": {"type": "session", "x": [1]}}',
+    "/duplicate-key": b'{"state": "queued", "state": "active"}',
+    "/nan": b'{"ttl_seconds": NaN}',
+    "/surrogate": b'{"id": "\\ud800"}',
+}
 
 
 class Stub:
@@ -71,6 +77,8 @@ class Stub:
             return 201, json.dumps({"id": work}).encode()
         if path == "/not-json":
             return 502, b"<html>bad gateway</html>"
+        if path in ODD_REPLIES:
+            return 200, ODD_REPLIES[path]
         response = self.target.send(Request(method, path, headers, body), now)
         return response.status, response.body
 
@@ -132,3 +140,19 @@ def test_the_kit_catches_a_wrong_server_over_http() -> None:
         wrong.http.server_close()
     assert len(caught.value.requests) == 2  # stop, stop again
     assert "4.4 stop-stopped" in caught.value.rule or "4.4 force-stop-stopped" in caught.value.rule
+
+
+def test_issue11_1_http_target_passes_unknown_keys_through(stub: Stub) -> None:
+    with HttpTarget("127.0.0.1", stub.port) as target:
+        response = target.send(Request("GET", "/extra-key", {}), T)
+    assert response.status == 200 and response.body == ODD_REPLIES["/extra-key"]
+    assert response.json == json.loads(ODD_REPLIES["/extra-key"])  # unchanged: a client reads unknown keys tolerantly
+
+
+@pytest.mark.parametrize("path", ["/duplicate-key", "/nan", "/surrogate"])
+def test_issue11_1_http_target_reads_json_syntax_strictly(stub: Stub, path: str) -> None:
+    # Tolerant of keys, strict about JSON: a reply the codec refuses is kept as text, not silently mangled
+    # (json.loads would keep the last of two "state" keys and read NaN as a float).
+    with HttpTarget("127.0.0.1", stub.port) as target:
+        response = target.send(Request("GET", path, {}), T)
+    assert response.status == 200 and response.json == NotJson(ODD_REPLIES[path].decode())

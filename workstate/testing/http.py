@@ -1,7 +1,8 @@
 """A Work API server over HTTP as a :class:`~workstate.testing.target.Target` (standard library only).
 
 :class:`HttpTarget` sends each :class:`~workstate.api.Request` with :mod:`http.client` and turns
-the reply into a :class:`~workstate.api.Response`. The kit's simulated clock reaches the server
+the reply into a :class:`~workstate.api.Response` (its body read as strict JSON with
+:func:`workstate.codec.loads`, keys a server adds kept as they came). The kit's simulated clock reaches the server
 through one request header, and the platform's creation hooks through two test-only routes:
 
 - ``X-Workstate-Now: <RFC 3339 UTC>`` on every request (rendered by
@@ -27,6 +28,7 @@ import attrs
 
 from .._time import render_timestamp
 from ..api import Headers, Request, Response
+from ..codec import DecodeError, loads
 from ..errors import WorkstateError
 
 __all__ = ["NOW_HEADER", "CreationFailed", "HttpTarget", "NotJson"]
@@ -134,7 +136,10 @@ class HttpTarget:
 
 
 def _decode(data: bytes) -> Any:
+    """The reply's JSON value as it came, unknown keys and all; a body that is not strict JSON (see
+    :func:`workstate.codec.loads`: e.g. a key twice, which ``json.loads`` would silently read as its last
+    value, or ``NaN``) is kept as text, so a comparison shows it rather than a mangled value."""
     try:
-        return json.loads(data)
-    except ValueError:
+        return loads(data)
+    except DecodeError:
         return NotJson(data.decode("utf-8", "replace"))
