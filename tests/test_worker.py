@@ -1213,3 +1213,81 @@ def test_while_a_graceful_stop_keeps_failing_heartbeats_keep_the_lease_for_every
     assert not finished.confirmed and "8 attempts" in finished.reason  # every attempt used, the lease held
     assert log.count("stop") == 8 and log.count("heartbeat") >= 2
     assert rig.item().state is State.ACTIVE  # type: ignore[attr-defined]
+
+
+# --- issue 11 ---
+
+
+def test_issue11_1_driver_ignores_unknown_reply_keys() -> None:
+    # Other servers of this API family send e.g. "secret": null in a poll's answer: the driver must claim the item.
+    rig = Rig()
+    rig.start()
+    reply_to(rig, lambda body: body.update(secret=None))  # the poll's answer, one key more
+    assert names(rig.pending) == ["ack"]
+    reply_to(rig, lambda body: body.update(secret=None, extra={"x": 1}))  # the ack's answer
+    assert names(rig.pending) == ["heartbeat"]
+    reply_to(rig, lambda body: body.update(lease_updated_at="2026-07-01T08:15:01Z"))  # the heartbeat's answer
+    assert [type(e) for e in rig.events] == [StartWork] and rig.item().state is State.ACTIVE  # type: ignore[attr-defined]
+    rig.take(rig.worker.done(rig.work[0], T0))
+    reply_to(rig, lambda body: body.update(secret=None))  # graceful stop: stopping
+    reply_to(rig, lambda body: body.update(secret=None))  # the confirmation: stopped
+    assert rig.of(Finished) == [Finished(rig.work[0], "completed")]
+    assert rig.item().state is State.STOPPED  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("status", [100, 204, 301, 304, 408])
+def test_issue11_5c_poll_answered_an_unexpected_status_is_retried(status: int) -> None:
+    rig = Rig(jitter=lambda: 0.0, retry=RetryPolicy(base_seconds=2, cap_seconds=8))
+    rig.start()
+    rig.reply(status, None)
+    assert not rig.worker.halted and not rig.of(Halted) and rig.pending == [] and rig.wake_at == sec(1)
+    rig.take(rig.worker.wake(sec(1)))
+    assert names(rig.pending) == ["poll"]
+    rig.answer(sec(1))
+    assert rig.of(StartWork) and not rig.of(Halted)
+
+
+def test_issue11_5c_poll_keeps_polling_through_1xx_204_and_3xx_answers() -> None:
+    rig = Rig(jitter=lambda: 0.0, retry=RetryPolicy(base_seconds=1, cap_seconds=1))
+    rig.start()
+    for status in (100, 204, 301, 304):
+        rig.reply(status, None)
+        assert not rig.worker.halted and rig.wake_at is not None
+        rig.now = rig.wake_at
+        rig.take(rig.worker.wake(rig.now))
+        assert names(rig.pending) == ["poll"]
+    rig.answer(rig.now)
+    assert rig.of(StartWork) and not rig.of(Halted) and rig.item().state is State.ACTIVE  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("status", [101, 204, 302, 304, 408])
+def test_issue11_5c_ack_heartbeat_and_stop_answered_an_unexpected_status_are_retried(status: int) -> None:
+    rig = Rig(jitter=lambda: 0.0, retry=RetryPolicy(base_seconds=1, cap_seconds=1))
+    rig.start()
+    rig.answer(T0, only=1)  # the poll
+    for expected in ("ack", "heartbeat"):  # the ack, then the first heartbeat, each answered oddly once
+        assert names(rig.pending) == [expected]
+        rig.reply(status, None)
+        assert rig.events == [] and rig.pending == [] and rig.wake_at is not None
+        rig.now = rig.wake_at
+        rig.take(rig.worker.wake(rig.now))
+        assert names(rig.pending) == [expected]
+        rig.answer(rig.now, only=1)
+    assert rig.of(StartWork)
+    rig.now += timedelta(seconds=5)  # a later heartbeat
+    rig.take(rig.worker.wake(rig.now))
+    assert names(rig.pending) == ["heartbeat"]
+    rig.reply(status, None)
+    assert not rig.of(Abort) and rig.wake_at is not None
+    rig.now = rig.wake_at
+    rig.take(rig.worker.wake(rig.now))
+    rig.answer(rig.now, only=1)
+    rig.take(rig.worker.done(rig.work[0], rig.now))  # the graceful stop
+    assert names(rig.pending) == ["stop"]
+    rig.reply(status, None)
+    assert not rig.of(Finished) and rig.wake_at is not None
+    rig.now = rig.wake_at
+    rig.take(rig.worker.wake(rig.now))
+    assert names(rig.pending) == ["stop"]
+    rig.answer(rig.now)
+    assert rig.of(Finished) == [Finished(rig.work[0], "completed")] and not rig.of(Abort)

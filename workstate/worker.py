@@ -26,8 +26,11 @@ The loop (spec section 8):
 - on completion (:meth:`Worker.done` while running) a graceful stop, then a confirming stop;
   a stop is only sent while the lease is believed held (stop checks no lease on the server), and
   heartbeats go on while a stop is retried (one request per item in flight at a time);
-- 429, 5xx, network faults and malformed replies are retried with capped exponential backoff and
-  jitter from an injected source; any other 4xx is final.
+- 408, 429, 5xx, network faults, malformed replies and any status the request does not owe that
+  is no 4xx (1xx, a 2xx other than 200, 3xx: a proxy's or a misconfigured server's answer) are
+  retried with capped exponential backoff and jitter from an injected source; any other 4xx is
+  final (spec section 8: "treat other 4xx as final"). A reply is read tolerantly: keys the driver
+  does not know (e.g. a ``secret``) are ignored (see :mod:`workstate.codec`).
 
 The driver reads no clock, draws no random number (``jitter`` is injected), and never sleeps.
 Bad arguments raise :class:`~workstate.errors.InvalidInput` and change nothing.
@@ -190,8 +193,10 @@ class RetryPolicy:
         return d / 2 + jitter * d / 2
 
 
-def _retryable(status: int) -> bool:
-    return status == 429 or status >= 500
+def _final(status: int) -> bool:
+    """Whether a status other than 200 is final: a 4xx, but for 408 and 429. Every other status (5xx, and the
+    1xx, 2xx and 3xx no request of the Work API owes) is a fault, retried (spec section 8 makes only 4xx final)."""
+    return 400 <= status < 500 and status not in (408, 429)
 
 
 # --- what a reply means, judged before anything changes -------------------------------------------------
@@ -199,14 +204,15 @@ def _retryable(status: int) -> bool:
 
 @attrs.frozen
 class _Retry:
-    """No response, 429, 5xx or a malformed reply: try again after a backoff."""
+    """No response, 408, 429, 5xx, another status that is neither 200 nor a 4xx, or a malformed reply: try again
+    after a backoff."""
 
     reason: str
 
 
 @attrs.frozen
 class _Refused:
-    """A final answer other than 200 (another 4xx, or an unexpected status)."""
+    """A final answer: a 4xx other than 408 and 429."""
 
     status: int
     message: str
@@ -492,14 +498,15 @@ class Worker:
         self, kind: _Kind, response: Response | None, reason: str, sent_at: datetime, work_id: str | None = None
     ) -> _Verdict:
         """What an answer means, without changing anything. A 200 that is not the answer the request owes
-        (another item, a heartbeat in a state no heartbeat answers) is malformed: retried like a 5xx."""
+        (another item, a heartbeat in a state no heartbeat answers) is malformed: retried like a 5xx. Keys the
+        answer holds besides those the driver reads are ignored."""
         if response is None:
             return _Retry(reason)
         status = response.status
-        if _retryable(status):
-            return _Retry(f"{status}: {_error_message(response)}")
         if status != 200:
-            return _Refused(status, _error_message(response))
+            if _final(status):
+                return _Refused(status, _error_message(response))
+            return _Retry(f"{status}: {_error_message(response)}")
         body = response.json
         try:
             if kind == "ack" or kind == "stop":  # the driver reads only whose work object it is, and its state
@@ -559,7 +566,7 @@ class Worker:
         return item.attempt + 1 >= self.retry.max_attempts
 
     def _retry(self, item: _Item, kind: _Kind, reason: str, jitter: float, now: datetime) -> None:
-        """A retryable failure (429, 5xx, no response, malformed reply) of the item's request."""
+        """A retryable failure (see :class:`_Retry`) of the item's request."""
         if self._gives_up(item, kind):
             n = (item.beat_attempt if kind == "heartbeat" else item.attempt) + 1
             attempts = f"{n} attempt{'' if n == 1 else 's'}"
