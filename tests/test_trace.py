@@ -15,7 +15,8 @@ from typing import Any
 import attrs
 import pytest
 
-from workstate import WorkItem, render_timestamp
+from workstate import OnLeaseExpiry, Policy, WorkItem, render_timestamp
+from workstate._time import parse_timestamp
 from workstate.api import DuplicateId, Request, Server, SessionBusy, UnknownEnvironment
 from workstate.cli import main
 from workstate.errors import InvalidInput
@@ -1118,3 +1119,185 @@ def test_an_unseen_lapse_explains_no_change_a_lapse_cannot_make_in_a_list(change
     _recorded(server, lines, 600, Request("GET", base, w1), body=wrong)
     report = check_lines(lines)
     assert [(f.line, f.kind) for f in report.findings] == [(2, Kind.DIVERGENCE)]
+
+
+# --- issue 11, point 2: legal traffic the checker called wrong --------------------------------------------------
+
+
+def _leased(rec: Recorder, *, stop: bool) -> tuple[str, str, list[str]]:
+    """An item polled, acked and heartbeated (the default TTL, 60 s) off the trace, then (if ``stop``) asked to
+    stop; the trace starts with a get of it, so its TTL is unknown to the checker. Returns the item, its
+    ``last_heartbeat`` and the trace so far."""
+    work = rec.create()
+    w1 = {"Worker-ID": "w1"}
+    rec.answer("GET", f"{rec.base}/poll", w1)
+    rec.answer("POST", f"{rec.base}/{work}/ack", w1)
+    beat = rec.answer("POST", f"{rec.base}/{work}/heartbeat?expected_last_heartbeat=NO_HEARTBEAT", w1)
+    assert beat["response"]["body"]["ttl_seconds"] == 60
+    if stop:
+        rec.answer("POST", f"{rec.base}/{work}/stop", w1)
+    return work, beat["response"]["body"]["last_heartbeat"], [rec.line("GET", f"{rec.base}/{work}")]
+
+
+@pytest.mark.parametrize("seen", ["stopping", "active, the lease lapse stops it"])
+def test_issue11_2a_unknown_ttl_lapse_of_stopping_not_judged(seen: str) -> None:
+    """Seen ``stopping`` with its TTL unknown, the item lapses into ``stopped`` at heartbeat + 60 s (the default
+    TTL). A list long after shows it so: legal for a TTL in the policy's range, though the replay, which assumes
+    the largest TTL, lapsed it at heartbeat + 600 s. Not judged, and reported once. (The same for an ``active``
+    item under ``on_lease_expiry=stop``.)"""
+    policy = Policy(on_lease_expiry=OnLeaseExpiry.STOP) if seen.startswith("active") else Policy()
+    rec = Recorder()
+    rec.server = Server(policy)
+    rec.env = rec.server.create_environment(now=rec.now)
+    rec.base = f"{BASE}/{rec.env}/work"
+    work, beat, lines = _leased(rec, stop=seen == "stopping")
+    rec.now += timedelta(seconds=700)  # past heartbeat + 600 s: the replay lapsed it too, later
+    lines += [rec.line("GET", rec.base), rec.line("GET", rec.base), rec.line("GET", f"{rec.base}/{work}")]
+    shown = json.loads(lines[1])["response"]["body"]["data"][0]
+    assert shown["state"] == "stopped"
+    assert parse_timestamp(shown["stopped_at"], "x") == parse_timestamp(beat, "x") + timedelta(seconds=60)
+    report = check_lines(lines, policy)
+    assert [(f.line, f.kind) for f in report.findings] == [(2, Kind.NOT_JUDGED)]
+    assert report.exit_status == 0
+    # a stop time no TTL of the policy's range explains (heartbeat + 5 s; the shortest TTL is 10 s) still diverges
+    early = json.loads(lines[1])
+    early["response"]["body"]["data"][0]["stopped_at"] = render_timestamp(
+        parse_timestamp(beat, "x") + timedelta(seconds=5)
+    )
+    report = check_lines([lines[0], json.dumps(early)], policy)
+    assert [(f.line, f.kind) for f in report.findings] == [(2, Kind.DIVERGENCE)]
+
+
+def test_issue11_2b_times_behind_created_at_keep_the_poll_delivery() -> None:
+    """The trace's clock is 1 ms behind the server that stamped ``created_at``: the poll's delivery to w1 (at
+    the item's own clock, as the core keeps timelines monotonic) must not be lost, so w2's ack owes 409."""
+    older_id = "work_" + "0" * 32
+    older = work_object("queued", id=older_id, data={"type": "session", "id": "sess_" + "9" * 32})
+    younger = work_object("queued", created_at=render_timestamp(T + timedelta(milliseconds=1)))
+    lines = [
+        exchange(-1, "GET", f"{BASE}/{ENV}/work/{older_id}", 200, older),  # its delivery unknown
+        exchange(0, "GET", f"{BASE}/{ENV}/work/poll", 200, younger, {"Worker-ID": "w1"}),  # older may be taken
+        exchange(
+            0.5, "POST", f"{BASE}/{ENV}/work/{WORK}/ack", 409, error("invalid_request_error"), {"Worker-ID": "w2"}
+        ),
+    ]
+    report = check_lines(lines)
+    assert [(f.line, f.kind) for f in report.findings] == [(2, Kind.NOT_JUDGED)]
+    # and a 200 for w2 is the divergence
+    lines[2] = exchange(0.5, "POST", f"{BASE}/{ENV}/work/{WORK}/ack", 200, younger, {"Worker-ID": "w2"})
+    report = check_lines(lines)
+    assert [(f.line, f.kind, f.rule) for f in report.findings][1:] == [
+        (3, Kind.DIVERGENCE, "4.2 ack-claimed-by-another")
+    ]
+
+
+@pytest.mark.parametrize("first", ["get", "ack", "stop", "heartbeat", "update", "unauthorized"])
+def test_issue11_2c_environment_seen_only_through_a_404_is_not_assumed(first: str) -> None:
+    """An empty self_hosted environment answers an item lookup 404 too: such an answer does not show that the
+    environment exists, so a later 404 to a poll, a list or stats is legal."""
+    gone = "env_" + "d" * 32
+    item = f"{BASE}/{gone}/work/{WORK}"
+    method, target = {
+        "get": ("GET", item),
+        "ack": ("POST", item + "/ack"),
+        "stop": ("POST", item + "/stop"),
+        "heartbeat": ("POST", item + "/heartbeat"),
+        "update": ("POST", item),
+        "unauthorized": ("GET", item),
+    }[first]
+    seen = exchange(0, method, target, 404, error("not_found_error"))
+    if first == "update":  # with a valid body: without one, an existing environment answers 400 first
+        seen = seen.replace('"body": null}, "response"', '"body": "{}"}, "response"')
+    if first == "unauthorized":  # a 401 is decided before the environment: it does not show it either
+        seen = json.dumps(json.loads(seen) | {"response": {"status": 401, "body": error("authentication_error")}})
+        seen = seen.replace('"Authorization": "Bearer t"', '"Authorization": "Basic x"')
+    lines = [
+        seen,
+        exchange(1, "GET", f"{BASE}/{gone}/work/poll", 404, error("not_found_error")),
+        exchange(2, "GET", f"{BASE}/{gone}/work", 404, error("not_found_error")),
+        exchange(3, "GET", f"{BASE}/{gone}/work/stats", 404, error("not_found_error")),
+        exchange(4, "GET", item, 404, error("not_found_error")),
+    ]
+    report = check_lines(lines)
+    assert report.findings == ()
+    # an environment that does exist (created off the trace) is still seeded from the first answer showing it
+    report = check_lines([lines[0], exchange(1, "GET", f"{BASE}/{gone}/work/poll", 200, None), *lines[2:]])
+    assert [(f.line, f.kind) for f in report.findings] == [(3, Kind.DIVERGENCE), (4, Kind.DIVERGENCE)]
+
+
+def test_issue11_2d_body_less_204_stop_is_reported_once() -> None:
+    """A 204 with no body where the stop's 200 was owed is one divergence; the recorded server did stop the
+    item (a 2xx), so the reference keeps its change and the later lines that show it agree."""
+    rec = Recorder()
+    work = rec.create()
+    w1 = {"Worker-ID": "w1"}
+    lines = [
+        rec.line("GET", f"{rec.base}/poll", w1),
+        rec.line("POST", f"{rec.base}/{work}/ack", w1),
+        rec.line("POST", f"{rec.base}/{work}/heartbeat?expected_last_heartbeat=NO_HEARTBEAT", w1),
+    ]
+    stop = rec.answer("POST", f"{rec.base}/{work}/stop", w1)
+    assert stop["response"]["body"]["state"] == "stopping"
+    stop["response"] = {"status": 204, "body": None}
+    lines += [
+        json.dumps(stop),
+        rec.line("GET", f"{rec.base}/{work}"),
+        rec.line("POST", f"{rec.base}/{work}/ack", w1),
+        rec.line("GET", rec.base),
+        rec.line("POST", f"{rec.base}/{work}/stop", w1),
+        rec.line("GET", f"{rec.base}/{work}"),
+    ]
+    report = check_lines(lines)
+    assert [(f.line, f.kind, f.differences) for f in report.findings] == [
+        (4, Kind.DIVERGENCE, ("status: expected 200, got 204",))
+    ]
+
+
+def test_issue11_2e_poll_skipping_an_older_known_deliverable_item_is_a_divergence() -> None:
+    """An older item whose delivery the trace showed is deliverable again (its reclaim window passed); a poll
+    that hands out a younger item first seen there cannot be justified by the younger item's unknown history."""
+    older = work_object("queued")
+    younger = work_object("queued", id="work_" + "2" * 32, created_at="2026-07-01T08:10:00.000000Z")
+    younger["data"] = {"type": "session", "id": "sess_" + "6" * 32}
+    lines = [
+        exchange(0, "GET", f"{BASE}/{ENV}/work/poll", 200, older, {"Worker-ID": "w1"}),  # delivered: known
+        exchange(10, "GET", f"{BASE}/{ENV}/work/poll", 200, younger, {"Worker-ID": "w2"}),  # older waits since 5 s
+    ]
+    report = check_lines(lines)
+    assert [(f.line, f.kind, f.rule) for f in report.findings] == [
+        (2, Kind.DIVERGENCE, "4.1 poll: the oldest deliverable item by creation order, else null")
+    ]
+    assert f"{WORK} is deliverable and older by creation order" in report.findings[0].differences
+    # an older item with an unknown delivery in between excuses only itself, not the known one
+    oldest = work_object("queued", id="work_" + "0" * 32, created_at="2026-07-01T07:00:00.000000Z")
+    oldest["data"] = {"type": "session", "id": "sess_" + "7" * 32}
+    report = check_lines([exchange(-1, "GET", f"{BASE}/{ENV}/work/{oldest['id']}", 200, oldest), *lines])
+    assert [(f.line, f.kind) for f in report.findings] == [(2, Kind.NOT_JUDGED), (3, Kind.DIVERGENCE)]
+    assert f"{WORK} is deliverable and older by creation order" in report.findings[1].differences
+    # ... while unknown deliveries of every older deliverable item still leave the pick not judged
+    report = check_lines([exchange(-1, "GET", f"{BASE}/{ENV}/work/{WORK}", 200, older), lines[1]])
+    assert [(f.line, f.kind) for f in report.findings] == [(2, Kind.NOT_JUDGED)]
+
+
+def test_issue11_2b_times_behind_a_heartbeat_of_a_stopping_item_starts_nothing() -> None:
+    """Also found with a trace clock behind the server's: a heartbeat that leaves an item ``stopping`` (stopped
+    before it started) sets no ``started_at``; taking the recorded ``last_heartbeat`` must not invent one."""
+    server = Server()
+    env = server.create_environment(now=T)
+    work = server.create_work(env, session_id="sess_" + "1" * 32, now=T)
+    base = f"/api/v1/cloud/environments/{env}/work"
+    w1 = {"Authorization": "Bearer t", "Worker-ID": "w1"}
+    lines: list[str] = []
+    for at, request in [
+        (1, Request("GET", base + "/poll", w1)),
+        (2, Request("POST", f"{base}/{work}/ack", w1)),
+        (3, Request("POST", f"{base}/{work}/stop", w1)),  # stopping, never started
+        (4, Request("POST", f"{base}/{work}/heartbeat?expected_last_heartbeat=NO_HEARTBEAT", w1)),
+        (30, Request("POST", f"{base}/{work}/stop", w1)),  # the confirmation
+    ]:
+        _recorded(server, lines, at, request)
+    behind = [json.loads(line) for line in lines]
+    for value in behind:  # the trace's clock is 1 ms behind the server that stamped the answers
+        value["time"] = render_timestamp(parse_timestamp(value["time"], "time") - timedelta(milliseconds=1))
+    assert json.loads(lines[-1])["response"]["body"]["started_at"] is None
+    assert check_lines([json.dumps(value) for value in behind]).findings == ()

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import enum
 import json
+import math
 import re
 import sys
 from collections.abc import Iterable
@@ -327,27 +328,38 @@ class Checker:
         self.policy = policy
         self.skew = skew
         self._deny = False
-        self.server = Server(policy, authorizer=lambda access: not self._deny)
+        self._leased: dict[tuple[str, str], WorkItem] = {}  # (env, work) -> the item as it last held a lease
+        self.server = Server(policy, authorizer=lambda access: not self._deny, on_change=self._changed)
         self._envs_seen: set[str] = set()
         self.unknown: dict[str, set[str]] = {}  # work id -> facts the trace has not shown
         self.seeded = 0
 
     # --- seeding ---
 
-    def _seed_environment(self, ex: Exchange, env_id: str, operation: str) -> None:
-        self._envs_seen.add(env_id)
+    def _seed_environment(self, ex: Exchange, env_id: str) -> None:
+        """Seed ``env_id`` from the first answer that shows whether it exists, and its kind.
+
+        An answer decided before the environment (401, 403) or outside the model (429, 5xx) shows neither,
+        nor does a 404 that an empty ``self_hosted`` environment gives too (an item lookup's): the
+        environment stays unseen, and a later answer seeds it."""
         if not valid_id("env_", env_id):
+            self._envs_seen.add(env_id)
+            return
+        if ex.status in (401, 403) or self._transient(ex):
             return
         # What a self_hosted environment with nothing in it answers decides the kind (or the absence).
         scratch = Server(self.policy)
         scratch.adopt_environment(env_id, now=ex.time)
         answer = scratch.handle(ex.request, ex.time)
+        if ex.status == 404 and answer.status == 404:
+            return  # an unknown item in an existing environment, or an unknown environment: not shown
+        self._envs_seen.add(env_id)
         recorded = ex.response if isinstance(ex.response, dict) else {}
         error = recorded.get("error")
         if ex.status == 400 and not (isinstance(error, dict) and "param" in error) and answer.status != 400:
             self.server.adopt_environment(env_id, EnvironmentKind.CLOUD, now=ex.time)
-        elif ex.status == 404 and operation in ("poll", "list", "stats") and answer.status != 404:
-            return  # the recorded server does not have it
+        elif ex.status == 404:
+            return  # an empty environment would not give it: the recorded server does not have it
         else:
             self.server.adopt_environment(env_id, now=ex.time)
 
@@ -363,17 +375,20 @@ class Checker:
                 worker_id = base.worker_id
             elif worker is not None:
                 worker_id = worker
+        stamps = [getattr(obj, n) for n in _STAMPS if getattr(obj, n) is not None]
+        clock = max([obj.created_at, *stamps] + ([base.clock] if base else []))
         delivered_at = delivered_to = None
         if obj.state is State.QUEUED:
             if delivered is not None:
-                delivered_at, delivered_to = delivered, worker
+                # As the core stamps a delivery: at the trace's time, or the item's clock when that is later
+                # (a trace whose clock is behind the recorded server's created_at keeps the delivery).
+                delivered_at, delivered_to = max(delivered, clock), worker
+                clock = delivered_at
             elif kept is not None:
-                delivered_at, delivered_to = kept.delivered_at, kept.delivered_to
+                delivered_at, delivered_to = kept.delivered_at, kept.delivered_to  # within base.clock
         ttl = None
         if obj.latest_heartbeat_at is not None:
             ttl = base.ttl_seconds if base is not None and base.ttl_seconds else self.policy.max_ttl_seconds
-        stamps = [getattr(obj, n) for n in _STAMPS if getattr(obj, n) is not None]
-        clock = max([obj.created_at, *stamps] + ([delivered] if delivered else []) + ([base.clock] if base else []))
         return WorkItem(
             id=obj.id,
             environment_id=obj.environment_id,
@@ -410,7 +425,7 @@ class Checker:
         except _Refusal:
             operation, env_id, work_id = None, None, None
         if env_id is not None and env_id not in self._envs_seen and operation is not None:
-            self._seed_environment(ex, env_id, operation)
+            self._seed_environment(ex, env_id)
         if (
             operation is None
             or env_id is None
@@ -491,10 +506,8 @@ class Checker:
         for name in ("id", "environment_id", "session_id", "state", "created_at"):
             if getattr(ref, name) != getattr(obj, name):
                 found.append(f"{where}{name}: expected {_show(getattr(ref, name))}, got {_show(getattr(obj, name))}")
-        for name in _STAMPS:
-            want, got = getattr(ref, name), getattr(obj, name)
-            if (want is None) != (got is None) or (want is not None and abs(want - got) > self.skew):
-                found.append(f"{where}{name}: expected {_show(want)}, got {_show(got)}")
+        for name in self._stamps_differ(ref, obj):
+            found.append(f"{where}{name}: expected {_show(getattr(ref, name))}, got {_show(getattr(obj, name))}")
         if dict(ref.metadata) != dict(obj.metadata):
             found.append(f"{where}metadata: expected {dict(ref.metadata)}, got {dict(obj.metadata)}")
         return found
@@ -507,17 +520,47 @@ class Checker:
                 return f"{work_id} was first seen mid-life; its {missing} is unknown"
         return None
 
-    def _unseen_lapse(self, env_id: str, work_id: str, shown: State, now: datetime) -> str | None:
-        """Why a lapse the trace did not see may explain that the recorded server holds ``work_id`` in ``shown``
-        at ``now``, or None when none can: its TTL must be unknown, and the replay's item, given the shortest
-        TTL the policy grants, must have lapsed by ``now`` into ``shown`` (the core decides what a lapse does)."""
-        reason = self._uncertain(work_id, facts=("ttl",))
-        item = self.server.work(env_id, work_id) if reason else None
-        if item is None or item.latest_heartbeat_at is None:
+    def _stamps_differ(self, ref: WorkItem | WorkObject, obj: WorkItem | WorkObject) -> list[str]:
+        """The timestamps set in one and not the other, or more than the skew apart."""
+        found = []
+        for name in _STAMPS:
+            want, got = getattr(ref, name), getattr(obj, name)
+            if (want is None) != (got is None) or (want is not None and abs(want - got) > self.skew):
+                found.append(name)
+        return found
+
+    def _changed(self, env_id: str, old: WorkItem | None, new: WorkItem) -> None:
+        """The replay's ``on_change``: remember each item as it last held a lease (what an unseen lapse lapses)."""
+        if new.latest_heartbeat_at is not None and (new.state is State.ACTIVE or new.state is State.STOPPING):
+            self._leased[env_id, new.id] = new
+
+    def _unseen_lapse(self, env_id: str, shown: WorkObject, now: datetime) -> str | None:
+        """Why a lapse the trace did not see may explain that the recorded server holds ``shown`` at ``now``, or
+        None when none can. Its TTL must be unknown, and for some TTL of the policy's range (the shortest, or the
+        one ``shown``'s ``stopped_at`` implies) the core must lapse the item, as it last held its lease, by ``now``
+        into ``shown``'s state and stamps (within the skew). The replay, which assumes the largest TTL, may have
+        lapsed it since, later: that lapse is its own guess, not a fact the recorded item must agree with."""
+        reason = self._uncertain(shown.id, facts=("ttl",))
+        leased = self._leased.get((env_id, shown.id)) if reason else None
+        current = self.server.work(env_id, shown.id)
+        if leased is None or leased.latest_heartbeat_at is None or current is None:
             return None
-        shortest = attrs.evolve(item, ttl_seconds=self.policy.min_ttl_seconds)
-        lapsed = step(shortest, Lapse(), now, self.policy).item  # the item as it stands at now, after any lapse due
-        return reason if lapsed.state is shown and lapsed.state is not item.state else None
+        if current != leased and current != step(leased, Lapse(), now, self.policy).item:
+            return None  # the item moved on since, by a request of the trace
+        low, high = self.policy.min_ttl_seconds, self.policy.max_ttl_seconds
+        ttls = {low}
+        if shown.stopped_at is not None:
+            seconds = (shown.stopped_at - leased.latest_heartbeat_at) / timedelta(seconds=1)
+            ttls |= {math.floor(seconds), math.ceil(seconds)}
+        for ttl in sorted(t for t in ttls if low <= t <= high):
+            lapsed = step(attrs.evolve(leased, ttl_seconds=ttl), Lapse(), now, self.policy).item
+            if (
+                lapsed.state is not leased.state
+                and lapsed.state is shown.state
+                and not self._stamps_differ(lapsed, shown)
+            ):
+                return reason
+        return None
 
     def _adopt_object(
         self, obj: WorkObject, base: WorkItem | None, *, worker: str | None = None, delivered: datetime | None = None
@@ -632,7 +675,8 @@ class Checker:
             if post.latest_heartbeat_at == beat.last_heartbeat:
                 new = post
             else:
-                first = pre is not None and pre.started_at is None
+                # the heartbeat set started_at when it moved the item to active (never one that stays stopping)
+                first = pre is not None and pre.started_at is None and post.started_at is not None
                 new = attrs.evolve(
                     post,
                     latest_heartbeat_at=beat.last_heartbeat,
@@ -686,8 +730,10 @@ class Checker:
                 return
             self._adopt(new)
             return
-        if pre is not None and expected.status == 200 and post is not pre:
+        if pre is not None and expected.status == 200 and post is not pre and not 200 <= ex.status < 300:
             self._adopt(pre)  # the recorded server refused: undo the reference's change
+        # A 2xx that does not show the item (a body-less 204): the recorded server did what was asked, as far
+        # as anything shows, so the reference keeps its change and later lines are judged against it.
 
     # --- poll ---
 
@@ -741,21 +787,33 @@ class Checker:
                 self._adopt_object(recorded_obj, post, worker=worker, delivered=ex.time)
             return [*findings, self._finding(ex, Kind.DIVERGENCE, expected, differences, "poll")]
         # Different items (or one and null): which rule decided the reference's answer?
+        if before is not None:
+            self._adopt(before)  # undo the reference's delivery: what follows reads the queue as the poll met it
         differences = [f"delivered: expected {ref_id or 'null'}, got {rec_id or 'null'}"]
         rule = _rule_of(expected, "poll")
-        if rec_id is not None:
-            other = self.server.work(env_id, rec_id)
-            if other is not None:
-                outcome = step(other, Deliver(worker, reclaim), ex.time, self.policy)
-                if isinstance(outcome, Rejected):
-                    rule = f"{outcome.rule.section} {outcome.rule.name}"
-                    differences.append(f"{rec_id} is not deliverable: {outcome.reason.message}")
-                elif ref_id is not None:
-                    differences.append(f"{ref_id} is deliverable and older by creation order")
-        # an unknown delivery may make an item undeliverable now; an unknown TTL may have requeued the one handed out
-        uncertain = self._uncertain(ref_id, rec_id, facts=("delivery",))
-        if uncertain is None and rec_id is not None:
-            uncertain = self._unseen_lapse(env_id, rec_id, State.QUEUED, ex.time)
+        other = None if rec_id is None else self.server.work(env_id, rec_id)
+        handed_out = False  # whether the replay could deliver the recorded item now
+        if other is not None:
+            outcome = step(other, Deliver(worker, reclaim), ex.time, self.policy)
+            if isinstance(outcome, Rejected):
+                rule = f"{outcome.rule.section} {outcome.rule.name}"
+                differences.append(f"{rec_id} is not deliverable: {outcome.reason.message}")
+            else:
+                handed_out = True
+        # Only the items the recorded server passed over (every one the replay would deliver before the recorded
+        # item, or before null: all of them) can excuse the pick, each by an unknown delivery; the recorded
+        # item's own history cannot. An item the replay cannot deliver may have been requeued by an unseen lapse.
+        until = None if recorded_obj is None else (recorded_obj.created_at, recorded_obj.id)
+        known, excuse = self._passed_over(env_id, ex.time, reclaim, until)
+        uncertain = None
+        if known is not None:
+            if handed_out or known != ref_id:
+                differences.append(f"{known} is deliverable" + (" and older by creation order" if rec_id else ""))
+        elif handed_out or rec_id is None:
+            uncertain = excuse
+        elif recorded_obj is not None:
+            lapse = self._unseen_lapse(env_id, recorded_obj, ex.time)
+            uncertain = None if lapse is None else "; ".join(r for r in (excuse, lapse) if r)
         finding = Finding(
             ex.line,
             Kind.NOT_JUDGED if uncertain else Kind.DIVERGENCE,
@@ -765,8 +823,6 @@ class Checker:
             _summary(ex.status, ex.response),
             tuple(differences + ([uncertain] if uncertain else [])),
         )
-        if before is not None:
-            self._adopt(before)  # undo the reference's delivery
         if recorded_obj is not None and rec_id is not None:
             base = self.server.work(env_id, rec_id)
             if base is not None:
@@ -774,6 +830,35 @@ class Checker:
                 if rec_id in self.unknown:
                     self.unknown[rec_id].discard("delivery")
         return [*findings, finding]
+
+    def _passed_over(
+        self, env_id: str, now: datetime, reclaim: int | None, until: tuple[datetime, str] | None
+    ) -> tuple[str | None, str | None]:
+        """Walk the items the replay would deliver at ``now`` before the creation key ``until`` (None: all of
+        them), oldest first, as if each were just delivered elsewhere. Returns the first whose delivery the trace
+        showed (nothing excuses passing it over), else None; and why the first unknown delivery may excuse it."""
+        window = self.policy.reclaim_older_than_ms if reclaim is None else reclaim
+        masked: list[WorkItem] = []
+        excuse = None
+        try:
+            while True:
+                pick = self.server.deliverable(env_id, now, reclaim)
+                item = None if pick is None else self.server.work(env_id, pick)
+                if item is None or (until is not None and (item.created_at, item.id) >= until):
+                    return None, excuse
+                why = self._uncertain(item.id, facts=("delivery",))
+                if why is None or window == 0:  # with no reclaim window, no delivery makes an item undeliverable
+                    return item.id, excuse
+                excuse = excuse or why
+                at = max(now, item.clock)
+                try:
+                    self.server.adopt(attrs.evolve(item, delivered_at=at, delivered_to=None, clock=at))
+                except WorkstateError:  # not reached (the item is the replay's own); then it is not excused
+                    return item.id, excuse
+                masked.append(item)
+        finally:
+            for item in reversed(masked):
+                self.server.adopt(item)
 
     # --- list ---
 
@@ -802,6 +887,7 @@ class Checker:
             differences.append(impossible)
         unexplained = bool(differences)  # status, error.type, request id, body shape: nothing unseen explains them
         explained: list[str] = []  # what the trace has not shown that may explain the rest
+        lapsed: list[WorkObject] = []  # items shown as an unseen lapse left them: the replay follows
         if not differences and expected.status == 200:
             got = ListEnvelope.from_json(ex.response)  # a 200 whose body is not one is impossible, above
             limit, before_id = _list_query(ex.target, self.policy)
@@ -822,10 +908,12 @@ class Checker:
                         if not any(
                             f.startswith((f"data[{index}].metadata", f"data[{index}].session_id")) for f in found
                         ):
-                            uncertain = self._unseen_lapse(env_id, want["id"], got.data[index].state, ex.time)
+                            uncertain = self._unseen_lapse(env_id, got.data[index], ex.time)
                         unexplained = unexplained or uncertain is None
-                        if uncertain is not None and uncertain not in explained:
-                            explained.append(uncertain)
+                        if uncertain is not None:
+                            lapsed.append(got.data[index])
+                            if uncertain not in explained:
+                                explained.append(uncertain)
             if expected.json["has_more"] != got.has_more:
                 differences.append(f"has_more: expected {expected.json['has_more']}, got {got.has_more}")
                 unseen = None
@@ -842,6 +930,8 @@ class Checker:
                     explained.append(unseen)
         if not differences:
             return []
+        for obj in lapsed:  # reported once: later lines are judged against the item as the recorded server shows it
+            self._adopt_object(obj, self.server.work(env_id, obj.id))
         if unexplained:
             return [self._finding(ex, Kind.DIVERGENCE, expected, differences, "list")]
         return [self._finding(ex, Kind.NOT_JUDGED, expected, differences + explained, "list")]
