@@ -46,6 +46,7 @@ from workstate import (
     render_timestamp,
     step,
 )
+from workstate._time import SHOWN, read_timestamp, shown
 
 # --- WorkItem -----------------------------------------------------------------------------------
 
@@ -213,6 +214,62 @@ def test_rfc3339_forms_parse_to_the_same_instant(text: str) -> None:
 def test_bad_timestamps_are_refused(text: str) -> None:
     with pytest.raises(InvalidTimestamp):
         parse_timestamp(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-07-01T08:15:01.0000001Z",  # RFC 3339, but finer than a microsecond
+        "2016-12-31T23:59:60Z",  # a leap second
+        "2026-07-01T08:15:60.25+05:30",
+        "0000-01-01T00:00:00Z",  # year 0: datetime has none
+        "0999-12-31T23:59:59.999999Z",  # before EARLIEST
+        "9000-01-01T00:00:00.000001Z",  # after LATEST
+        "9999-12-31T23:59:59.999999-01:00",  # past datetime.max once in UTC
+        "0001-01-01T00:00:00+01:00",  # before datetime.min once in UTC
+    ],
+)
+def test_issue11_5a_an_rfc3339_timestamp_no_instant_can_hold_is_read_as_none(text: str) -> None:
+    assert read_timestamp(text) is None
+    with pytest.raises(InvalidTimestamp, match="cannot hold"):
+        parse_timestamp(text)  # what must be an instant (a body's timestamp, a trace's time) still refuses it
+    command = Heartbeat(text)
+    assert command.matches_nothing and command.expected_instant is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-02-29T00:00:00Z",
+        "2100-02-29T00:00:00Z",
+        "2026-04-31T00:00:00Z",
+        "2026-07-01T08:15:61Z",
+        "2026-07-00T00:00:00Z",
+    ],
+)
+def test_issue11_5a_what_is_not_rfc3339_still_raises(text: str) -> None:
+    with pytest.raises(InvalidTimestamp):
+        read_timestamp(text)
+    with pytest.raises(InvalidTimestamp):
+        Heartbeat(text)
+
+
+def test_leap_days_follow_the_gregorian_calendar() -> None:
+    for text in ("2024-02-29T00:00:00Z", "2000-02-29T00:00:00Z", "0000-02-29T00:00:00Z"):
+        read_timestamp(text)  # valid (the last one names no instant workstate holds)
+    assert read_timestamp("2000-02-29T00:00:00+23:59") == datetime(2000, 2, 28, 0, 1, tzinfo=UTC)
+    assert not Heartbeat(render_timestamp(T0)).matches_nothing
+    assert not Heartbeat(NO_HEARTBEAT).matches_nothing and not Heartbeat().matches_nothing
+
+
+def test_shown_values_are_short_and_escaped() -> None:
+    assert shown("abc") == "'abc'"
+    assert shown("a\nb\x00\ud800") == "'a\\nb\\x00\\ud800'"
+    long = shown("x" * 8_000_000)
+    assert long == repr("x" * SHOWN) + "... (8,000,000 characters)"
+    assert len(shown(list(range(10**6)))) < 2 * SHOWN
+    assert len(shown({"k" * 10**6: ["v" * 10**6] * 10})) < 4 * SHOWN
+    assert len(shown(10**4000)) <= SHOWN
 
 
 def test_rendering_has_six_digits_and_z() -> None:

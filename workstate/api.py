@@ -21,11 +21,21 @@ Decisions taken here where the spec is silent:
 - Headers: names are case-insensitive; values lose surrounding spaces and tabs; a header given
   twice with different values counts as malformed (``Authorization``: 401, ``Worker-ID``: 400,
   ``x-request-id``: a request id is generated), and so does a value holding CR, LF or NUL (which
-  HTTP cannot carry, but a recorded trace or a Python caller can). Unknown headers are ignored.
+  HTTP cannot carry, but a recorded trace or a Python caller can). An ``x-request-id`` holding a
+  lone surrogate (no UTF-8 carries one, and the codec refuses it in a body) is not echoed either.
+  Unknown headers are ignored.
 - ``Authorization`` is ``Bearer`` (any case) and a token68; anything else is 401.
-- Bodies are strict JSON (see :mod:`workstate.codec`). Update metadata needs a JSON object whose
-  only key is the optional ``metadata`` (another key, or ``"metadata": null``: 400); an empty body
-  there is 400 too.
+- Bodies are strict JSON (see :mod:`workstate.codec`); every bytes-like body of no bytes (``b""``,
+  ``bytearray()``, an empty ``memoryview``) is an empty body. Update metadata needs a JSON object
+  whose only key is the optional ``metadata`` (another key, or ``"metadata": null``: 400); an empty
+  body there is 400 too.
+- Error messages show every value they were given through :func:`workstate._time.shown`:
+  ``repr``-escaped and cut to its first 64 characters (with how many there were), so an 8 MB target
+  gets an answer of a few hundred bytes; a message is never longer than 1,024 characters.
+- ``expected_last_heartbeat``: a valid RFC 3339 timestamp that names no instant workstate can hold
+  (finer than a microsecond, a leap second, a year out of range) is a precondition that matches no
+  heartbeat: 412 after the state's 409s, as the core has it (:class:`~workstate.Heartbeat`); a
+  string that is not RFC 3339 is 400.
 - List: ``has_more`` says whether items follow ``last_id`` (for every cursor, ``before_id``
   included), so ``next_page`` always continues forward; cursors must be well-formed work ids but
   need not exist.
@@ -46,7 +56,7 @@ from typing import Any, NoReturn, TypeAlias
 
 import attrs
 
-from ._time import aware
+from ._time import SHOWN, aware, shown
 from .codec import DecodeError, ErrorEnvelope, HeartbeatObject, ListEnvelope, StatsObject, dumps, encode_work, loads
 from .errors import InvalidId, InvalidInput, InvalidMetadata, WorkstateError
 from .model import (
@@ -99,8 +109,10 @@ _VISIBLE = re.compile(r"[\x21-\x7e]*")
 _HEX2 = re.compile(r"[0-9A-Fa-f]{2}")
 _DIGITS = re.compile(r"[0-9]+")
 _CR_LF_NUL = re.compile(r"[\r\n\x00]")
+_NOT_ECHOED = re.compile(r"[\r\n\x00\ud800-\udfff]")  # CR, LF, NUL and lone surrogates
 _BEARER = re.compile(r"(?i:bearer) +([A-Za-z0-9\-._~+/]+=*)")
 _HUGE = 10**30  # integers longer than this are all "too large" alike (and Python parses at most 4300 digits)
+_MESSAGE_LIMIT = 1024  # the longest error message answered (every value in one is cut short by _time.shown)
 
 
 # --- typed errors of the server's own operations -------------------------------------------------
@@ -341,7 +353,7 @@ def _param(params: dict[str, str], name: str) -> str | None:
 def _integer(text: str, name: str, what: str) -> int:
     """A decimal integer written with ASCII digits only (no sign, no spaces, no exponent)."""
     if not _DIGITS.fullmatch(text):
-        _bad(f"{name} must be {what}, got {text!r}", name)
+        _bad(f"{name} must be {what}, got {shown(text)}", name)
     digits = text.lstrip("0") or "0"
     return _HUGE if len(digits) > 30 else int(digits)
 
@@ -389,9 +401,9 @@ def echoed_request_id(headers: Any) -> str | None:
     generates a request id).
 
     ``headers`` as :class:`Request` takes them: a mapping or ``(name, value)`` pairs, names case-insensitive.
-    The value loses surrounding spaces and tabs; an empty value, one holding CR, LF or NUL, or the header
-    given twice with different values is not echoed. :meth:`Server.handle` and ``workstate check`` both
-    follow this rule.
+    The value loses surrounding spaces and tabs; an empty value, one holding CR, LF or NUL or a lone
+    surrogate (which no UTF-8 carries, and which the codec refuses in a body), or the header given twice
+    with different values is not echoed. :meth:`Server.handle` and ``workstate check`` both follow this rule.
     """
     return _echoed(_read_headers(headers))
 
@@ -399,7 +411,14 @@ def echoed_request_id(headers: Any) -> str | None:
 def _echoed(headers: dict[str, str | None]) -> str | None:
     """:func:`echoed_request_id` of headers already read by :func:`_read_headers`."""
     value = headers.get("x-request-id")
-    return value if value and not _CR_LF_NUL.search(value) else None
+    return value if value and not _NOT_ECHOED.search(value) else None
+
+
+def _empty(body: Any) -> bool:
+    """Whether ``body`` is an empty body: any bytes-like value of no bytes (``b""``, ``bytearray()``, ...)."""
+    if isinstance(body, bytes | bytearray):
+        return not body
+    return isinstance(body, memoryview) and body.nbytes == 0
 
 
 def _body_json(body: Any) -> Any:
@@ -413,7 +432,7 @@ def _body_json(body: Any) -> Any:
 
 def _no_body(body: Any) -> None:
     """Endpoints without a body accept an empty one or ``{}`` (spec section 4)."""
-    if isinstance(body, bytes) and not body:
+    if _empty(body):
         return
     if _body_json(body) != {}:
         _bad("this endpoint takes no body: send none, or {}")
@@ -648,7 +667,7 @@ def _environment_kind(kind: EnvironmentKind | str) -> EnvironmentKind:
         return EnvironmentKind(kind)
     except ValueError:
         kinds = [k.value for k in EnvironmentKind]
-        raise InvalidInput(f"kind must be one of {kinds}, got {kind!r}", param="kind") from None
+        raise InvalidInput(f"kind must be one of {kinds}, got {shown(kind)}", param="kind") from None
 
 
 def _is_fresh(item: WorkItem | None) -> bool:
@@ -679,10 +698,10 @@ class Server:
         on_change: OnChange | None = None,
     ) -> None:
         if not isinstance(policy, Policy):
-            raise InvalidInput(f"policy must be a Policy, got {policy!r}", param="policy")
+            raise InvalidInput(f"policy must be a Policy, got {shown(policy)}", param="policy")
         for name, value in (("authorizer", authorizer), ("ids", ids), ("on_change", on_change)):
             if value is not None and not callable(value):
-                raise InvalidInput(f"{name} must be callable or None, got {value!r}", param=name)
+                raise InvalidInput(f"{name} must be callable or None, got {shown(value)}", param=name)
         self._on_change = on_change
         self.policy = policy
         self._authorizer = authorizer
@@ -703,7 +722,7 @@ class Server:
         env_kind = _environment_kind(kind)
         env_id = self._ids("env_")
         if not valid_id("env_", env_id):
-            raise InvalidId(f"the id source gave {env_id!r}, not 'env_' and 32 lowercase hex digits", param="env")
+            raise InvalidId(f"the id source gave {shown(env_id)}, not 'env_' and 32 lowercase hex digits", param="env")
         if env_id in self._envs:
             raise DuplicateId(f"the id source gave {env_id} twice", param="env")
         self._envs[env_id] = _Environment(env_id, env_kind, now)
@@ -721,7 +740,7 @@ class Server:
         now = aware(now)
         environment = self._envs.get(env) if isinstance(env, str) else None
         if environment is None:
-            raise UnknownEnvironment(f"environment {env!r} not found", param="env")
+            raise UnknownEnvironment(f"environment {shown(env)} not found", param="env")
         if environment.kind is not EnvironmentKind.SELF_HOSTED:
             raise NotSelfHosted(f"environment {env} is {environment.kind.value}, not self_hosted", param="env")
         self.expire(now)  # whether the session's item is still live is a question about `now`
@@ -746,7 +765,7 @@ class Server:
             )
         work_id = self._ids("work_")
         if not valid_id("work_", work_id):
-            raise InvalidId(f"the id source gave {work_id!r}, not 'work_' and 32 lowercase hex digits", param="id")
+            raise InvalidId(f"the id source gave {shown(work_id)}, not 'work_' and 32 lowercase hex digits", param="id")
         if work_id in environment.items:
             raise DuplicateId(f"the id source gave {work_id} twice", param="id")
         item = attrs.evolve(item, id=work_id)
@@ -772,7 +791,7 @@ class Server:
         now = aware(now)
         env_kind = _environment_kind(kind)
         if not valid_id("env_", env_id):
-            raise InvalidId(f"env must be 'env_' and 32 lowercase hex digits, got {env_id!r}", param="env")
+            raise InvalidId(f"env must be 'env_' and 32 lowercase hex digits, got {shown(env_id)}", param="env")
         if env_id in self._envs:
             raise DuplicateId(f"environment {env_id} exists already", param="env")
         self._envs[env_id] = _Environment(env_id, env_kind, now)
@@ -788,10 +807,10 @@ class Server:
         item is live and its session has another live item; nothing changes then.
         """
         if type(item) is not WorkItem:
-            raise InvalidInput(f"item must be a WorkItem, got {item!r}", param="item")
+            raise InvalidInput(f"item must be a WorkItem, got {shown(item)}", param="item")
         environment = self._envs.get(item.environment_id)
         if environment is None:
-            raise UnknownEnvironment(f"environment {item.environment_id!r} not found", param="env")
+            raise UnknownEnvironment(f"environment {shown(item.environment_id)} not found", param="env")
         if environment.kind is not EnvironmentKind.SELF_HOSTED:
             raise NotSelfHosted(f"environment {item.environment_id} is {environment.kind.value}", param="env")
         old = environment.items.get(item.id)
@@ -948,10 +967,13 @@ class Server:
         try:
             return self._dispatch(request, headers, now)
         except _Refusal as refusal:
+            message = refusal.message
+            if len(message) > _MESSAGE_LIMIT:  # every value we embed is short (shown); this bounds the codec's too
+                message = message[:_MESSAGE_LIMIT] + "..."
             envelope = ErrorEnvelope(
                 request_id=_echoed(headers) or self._ids("req_"),
                 error_type=refusal.error_type,
-                message=refusal.message,
+                message=message,
                 param=refusal.param,
             ).to_json()
             return Response(refusal.status, envelope, dumps(envelope), rule=refusal.rule)
@@ -967,10 +989,10 @@ class Server:
         if token is None:
             raise _Refusal(401, "authentication_error", "send Authorization: Bearer <token>")
         if self._authorizer is not None and not self._authorizer(Access(token, operation, env_id, work_id)):
-            raise _Refusal(403, "permission_error", f"not authorized to {operation} in {env_id}")
+            raise _Refusal(403, "permission_error", f"not authorized to {operation} in {shown(env_id)}")
         env = self._envs.get(env_id)
         if env is None:
-            _not_found(f"environment {env_id!r} not found")
+            _not_found(f"environment {shown(env_id)} not found")
         if env.kind is not EnvironmentKind.SELF_HOSTED:
             _bad(f"environment {env_id} is {env.kind.value}: the work endpoints need a self_hosted environment")
 
@@ -1000,7 +1022,7 @@ class Server:
         assert work_id is not None
         item = env.items.get(work_id)
         if item is None:
-            _not_found(f"work item {work_id!r} not found in {env_id}")
+            _not_found(f"work item {shown(work_id)} not found in {env_id}")
         if command is None:  # get
             return _ok(encode_work(item))
         outcome = step(item, command, now, self.policy)
@@ -1025,7 +1047,7 @@ class Server:
         """Poll (spec 4.1): the oldest deliverable item by creation order, or ``null``."""
         block = _param(params, "block_ms")
         if block is not None and not 1 <= _integer(block, "block_ms", "an integer from 1 to 999") <= 999:
-            _bad(f"block_ms must be an integer from 1 to 999, got {block!r}", "block_ms")
+            _bad(f"block_ms must be an integer from 1 to 999, got {shown(block)}", "block_ms")
         reclaim_text = _param(params, "reclaim_older_than_ms")
         reclaim = None
         if reclaim_text is not None:
@@ -1094,17 +1116,17 @@ class Server:
         if limit_text is not None:
             limit = _integer(limit_text, "limit", "a positive integer")
             if limit < 1:
-                _bad(f"limit must be a positive integer, got {limit_text!r}", "limit")
+                _bad(f"limit must be a positive integer, got {shown(limit_text)}", "limit")
             if limit > policy.list_max_limit:
                 if policy.list_limit_over_max is LimitOverMax.REJECT:
-                    _bad(f"limit must be at most {policy.list_max_limit}, got {limit_text!r}", "limit")
+                    _bad(f"limit must be at most {policy.list_max_limit}, got {shown(limit_text)}", "limit")
                 limit = policy.list_max_limit
         cursors = {}
         for name in ("page", "before_id", "after_id"):
             value = _param(params, name)
             if value is not None:
                 if not valid_id("work_", value):
-                    _bad(f"{name} must be a work id ('work_' and 32 lowercase hex digits), got {value!r}", name)
+                    _bad(f"{name} must be a work id ('work_' and 32 lowercase hex digits), got {shown(value)}", name)
                 cursors[name] = value
         if len(cursors) > 1:
             names = sorted(cursors)
@@ -1153,7 +1175,7 @@ def _route(method: str, path: str) -> tuple[str, str, str | None]:
             return "update", env_id, segment
     elif method == "POST" and parts[3] in ("ack", "heartbeat", "stop") and parts[2] not in ("poll", "stats"):
         return parts[3], env_id, parts[2]
-    _not_found(f"no route for {method} {path}")
+    _not_found(f"no route for {shown(method)} {shown(path)}")
 
 
 def _worker(headers: dict[str, str | None]) -> str | None:
@@ -1163,7 +1185,7 @@ def _worker(headers: dict[str, str | None]) -> str | None:
     if not value:
         _bad("Worker-ID must be a non-empty header, given once", "Worker-ID")
     if _CR_LF_NUL.search(value):
-        _bad(f"Worker-ID must not hold CR, LF or NUL, got {value!r}", "Worker-ID")
+        _bad(f"Worker-ID must not hold CR, LF or NUL, got {shown(value)}", "Worker-ID")
     return value
 
 
@@ -1177,6 +1199,11 @@ def _heartbeat(params: dict[str, str]) -> Heartbeat:
         _bad(exc.message, exc.param)
 
 
+def _param_name(key: str) -> str | None:
+    """The envelope's ``param`` for a key of a body: the key itself, unless it is too long to echo."""
+    return key if len(key) <= SHOWN else None
+
+
 def _object_body(body: Any, what: str, key: str, example: str) -> dict[str, Any]:
     """A JSON object body whose only (optional) key is ``key``."""
     value = _body_json(body)
@@ -1184,12 +1211,12 @@ def _object_body(body: Any, what: str, key: str, example: str) -> dict[str, Any]
         _bad(f"the {what} body must be a JSON object, e.g. {example}")
     extra = sorted(set(value) - {key})
     if extra:
-        _bad(f"the {what} body takes only {key}, got {extra[0]!r}", extra[0])
+        _bad(f"the {what} body takes only {key}, got {shown(extra[0])}", _param_name(extra[0]))
     return value
 
 
 def _stop(body: Any) -> Stop:
-    if isinstance(body, bytes) and not body:
+    if _empty(body):
         return Stop()
     value = _object_body(body, "stop", "force", '{} or {"force": true|false}')
     try:

@@ -15,7 +15,7 @@ from typing import Any, ClassVar, TypeAlias
 
 import attrs
 
-from ._time import EARLIEST, LATEST, MICROSECOND, UTC, aware, parse_timestamp, render_timestamp
+from ._time import EARLIEST, LATEST, MICROSECOND, UTC, aware, read_timestamp, render_timestamp, shown
 from ._values import picklable
 from .errors import InvalidCommand, InvalidId, InvalidInput, InvalidItem, InvalidMetadata
 from .policy import (
@@ -91,7 +91,7 @@ def _id(prefix: str, param: str) -> Callable[[Any, Any, Any], None]:
     def check(_instance: Any, _attribute: Any, value: Any) -> None:
         if not isinstance(value, str) or pattern.fullmatch(value) is None:
             raise InvalidId(
-                f"{param} must be {prefix!r} followed by 32 lowercase hex digits, got {value!r}", param=param
+                f"{param} must be {prefix!r} followed by 32 lowercase hex digits, got {shown(value)}", param=param
             )
 
     return check
@@ -101,25 +101,27 @@ def _worker_id(value: Any, param: str = "Worker-ID", error: type[InvalidInput] =
     """A Worker-ID: a non-empty string, or None; anything else raises ``error`` (an item passes ``InvalidItem``)."""
     if value is None or (isinstance(value, str) and value):
         return value
-    raise error(f"{param} must be a non-empty string or None, got {value!r}", param=param)
+    raise error(f"{param} must be a non-empty string or None, got {shown(value)}", param=param)
 
 
 def _metadata(value: Any) -> Mapping[str, str]:
     if not isinstance(value, Mapping):
-        raise InvalidMetadata(f"metadata must be a mapping of strings to strings, got {value!r}", param="metadata")
+        raise InvalidMetadata(f"metadata must be a mapping of strings to strings, got {shown(value)}", param="metadata")
     for key, item in value.items():
         if not isinstance(key, str) or not isinstance(item, str):
-            raise InvalidMetadata(f"metadata keys and values must be strings, got {key!r}: {item!r}", param="metadata")
+            raise InvalidMetadata(
+                f"metadata keys and values must be strings, got {shown(key)}: {shown(item)}", param="metadata"
+            )
     return MappingProxyType(dict(value)) if value else _EMPTY
 
 
 def _metadata_patch(value: Any) -> Mapping[str, str | None]:
     if not isinstance(value, Mapping):
-        raise InvalidMetadata(f"metadata must be a mapping, got {value!r}", param="metadata")
+        raise InvalidMetadata(f"metadata must be a mapping, got {shown(value)}", param="metadata")
     for key, item in value.items():
         if not isinstance(key, str) or not (item is None or isinstance(item, str)):
             raise InvalidMetadata(
-                f"metadata maps string keys to a string (upsert) or None (delete), got {key!r}: {item!r}",
+                f"metadata maps string keys to a string (upsert) or None (delete), got {shown(key)}: {shown(item)}",
                 param="metadata",
             )
     return MappingProxyType(dict(value))
@@ -185,7 +187,7 @@ class WorkItem:
                 object.__setattr__(self, "state", State(self.state))
             except ValueError:
                 raise InvalidItem(
-                    f"state must be one of {[s.value for s in State]}, got {self.state!r}", param="state"
+                    f"state must be one of {[s.value for s in State]}, got {shown(self.state)}", param="state"
                 ) from None
         for name, smallest in (("ttl_seconds", 1), ("version", 0)):
             value = getattr(self, name)
@@ -193,7 +195,7 @@ class WorkItem:
                 isinstance(value, bool) or not isinstance(value, int) or not smallest <= value <= LARGEST
             ):
                 raise InvalidItem(
-                    f"{name} must be an integer from {smallest} to {LARGEST:,}, got {value!r}", param=name
+                    f"{name} must be an integer from {smallest} to {LARGEST:,}, got {shown(value)}", param=name
                 )
         problems = consistency_problems(self)
         if problems:
@@ -277,9 +279,9 @@ def next_deadline(item: WorkItem, policy: Policy = DEFAULT_POLICY) -> datetime |
 
 def _check_operands(item: object, policy: object) -> None:
     if type(item) is not WorkItem:
-        raise InvalidCommand(f"item must be a WorkItem, got {item!r}", param="item")
+        raise InvalidCommand(f"item must be a WorkItem, got {shown(item)}", param="item")
     if type(policy) is not Policy and not isinstance(policy, Policy):
-        raise InvalidCommand(f"policy must be a Policy, got {policy!r}", param="policy")
+        raise InvalidCommand(f"policy must be a Policy, got {shown(policy)}", param="policy")
 
 
 def _next_deadline(item: WorkItem, policy: Policy) -> datetime | None:
@@ -309,7 +311,8 @@ class Deliver:
     def _check(self, _attribute: Any, value: Any) -> None:
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
             raise InvalidCommand(
-                f"reclaim_older_than_ms must be a non-negative integer, got {value!r}", param="reclaim_older_than_ms"
+                f"reclaim_older_than_ms must be a non-negative integer, got {shown(value)}",
+                param="reclaim_older_than_ms",
             )
 
 
@@ -326,13 +329,21 @@ class Heartbeat:
     """Heartbeat, optionally conditional on ``expected_last_heartbeat`` (spec 4.3).
 
     ``expected_last_heartbeat`` is None (unconditional), :data:`NO_HEARTBEAT`, an aware
-    ``datetime``, or an RFC 3339 string (kept as given, for ``TimestampMatch.EXACT``).
+    ``datetime``, or an RFC 3339 string (kept as given, for ``TimestampMatch.EXACT``). A string that
+    is valid RFC 3339 but names an instant workstate cannot hold (finer than a microsecond, a leap
+    second, a year out of range: :func:`~workstate._time.read_timestamp`) is a precondition that
+    matches no heartbeat (spec 4.3: 412, never 400); a string that is not RFC 3339 raises
+    :class:`~workstate.errors.InvalidTimestamp`.
     """
 
     expected_last_heartbeat: datetime | str | None = None
     desired_ttl_seconds: int | None = None
     expected_instant: datetime | None = attrs.field(init=False, eq=False, repr=False)
-    """The instant ``expected_last_heartbeat`` names (None for absent and ``NO_HEARTBEAT``)."""
+    """The instant ``expected_last_heartbeat`` names: None when absent, ``NO_HEARTBEAT``, or a timestamp no
+    stored heartbeat can equal (see :attr:`matches_nothing`)."""
+    matches_nothing: bool = attrs.field(init=False, eq=False, repr=False)
+    """Whether ``expected_last_heartbeat`` is a timestamp that names no instant workstate can hold: it
+    equals no stored heartbeat, so the precondition fails wherever it is checked."""
     trigger: ClassVar[Trigger] = Trigger.HEARTBEAT
 
     def __attrs_post_init__(self) -> None:
@@ -342,12 +353,15 @@ class Heartbeat:
             instant = aware(expected, "expected_last_heartbeat")
         elif isinstance(expected, str):
             if expected != NO_HEARTBEAT:
-                instant = parse_timestamp(expected, "expected_last_heartbeat")
+                instant = read_timestamp(expected, "expected_last_heartbeat")
         elif expected is not None:
             raise InvalidCommand(
-                f"expected_last_heartbeat must be None, NO_HEARTBEAT, a datetime or a timestamp, got {expected!r}",
+                f"expected_last_heartbeat must be None, NO_HEARTBEAT, a datetime or a timestamp, got {shown(expected)}",
                 param="expected_last_heartbeat",
             )
+        object.__setattr__(
+            self, "matches_nothing", isinstance(expected, str) and expected != NO_HEARTBEAT and instant is None
+        )
         object.__setattr__(self, "expected_instant", instant)
         if self.desired_ttl_seconds is not None:
             check_desired_ttl(self.desired_ttl_seconds, InvalidCommand)
@@ -362,7 +376,7 @@ class Stop:
     @force.validator
     def _check(self, _attribute: Any, value: Any) -> None:
         if not isinstance(value, bool):
-            raise InvalidCommand(f"force must be a boolean, got {value!r}", param="force")
+            raise InvalidCommand(f"force must be a boolean, got {shown(value)}", param="force")
 
     @property
     def trigger(self) -> Trigger:
@@ -516,7 +530,7 @@ def _precondition_holds(item: WorkItem, cmd: Heartbeat, at: datetime, policy: Po
     latest = item.latest_heartbeat_at
     if expected is NO_HEARTBEAT or expected == NO_HEARTBEAT:
         return latest is None
-    if latest is None:
+    if latest is None or cmd.matches_nothing:  # a timestamp workstate cannot hold equals no heartbeat
         return False
     if policy.timestamp_match is TimestampMatch.EXACT:
         text = expected if isinstance(expected, str) else render_timestamp(expected)
@@ -789,7 +803,7 @@ class Lifecycle:
             _check_operands(item, policy)
         kind = type(command)
         if kind not in _COMMAND_TYPES:
-            raise InvalidCommand(f"not a command: {command!r}", param="command")
+            raise InvalidCommand(f"not a command: {shown(command)}", param="command")
         if kind is Lapse:
             return self._apply(item, command, now, policy, ())
         mode = self._lapse_mode[item.state]

@@ -12,6 +12,7 @@ from typing import Any
 
 import attrs
 
+from ._time import shown
 from .errors import InvalidInput, InvalidPolicy
 
 __all__ = [
@@ -83,7 +84,7 @@ def _check_number(field: attrs.Attribute[Any], value: Any) -> None:
     if not ok or not smallest <= value <= LARGEST:
         what = "an integer" if integral else "a number"
         raise InvalidPolicy(
-            f"Policy.{field.name} must be {what} from {smallest} to {LARGEST:,}, got {value!r}", param=field.name
+            f"Policy.{field.name} must be {what} from {smallest} to {LARGEST:,}, got {shown(value)}", param=field.name
         )
 
 
@@ -94,7 +95,7 @@ def check_desired_ttl(value: Any, error: type[InvalidInput] = InvalidInput) -> i
     :meth:`Policy.clamp_ttl` ``InvalidInput``, and the server answers 400 through the former.
     """
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise error(f"desired_ttl_seconds must be a positive integer, got {value!r}", param="desired_ttl_seconds")
+        raise error(f"desired_ttl_seconds must be a positive integer, got {shown(value)}", param="desired_ttl_seconds")
     return value
 
 
@@ -168,12 +169,12 @@ class Policy:
             if isinstance(field.default, enum.Enum):
                 if not isinstance(value, type(field.default)):
                     raise InvalidPolicy(
-                        f"Policy.{field.name} must be a {type(field.default).__name__}, got {value!r}",
+                        f"Policy.{field.name} must be a {type(field.default).__name__}, got {shown(value)}",
                         param=field.name,
                     )
             elif isinstance(field.default, bool):
                 if not isinstance(value, bool):
-                    raise InvalidPolicy(f"Policy.{field.name} must be a bool, got {value!r}", param=field.name)
+                    raise InvalidPolicy(f"Policy.{field.name} must be a bool, got {shown(value)}", param=field.name)
             else:
                 _check_number(field, value)
         if not self.min_ttl_seconds <= self.default_ttl_seconds <= self.max_ttl_seconds:
