@@ -181,7 +181,8 @@ class ServerMachine(RuleBasedStateMachine):
         query = {"block_ms": "999"} | ({} if reclaim is None else {"reclaim_older_than_ms": reclaim})
         response = self.send("GET", target, "/poll", query, worker=worker)
         assert response.status == 200
-        self.polls[target][worker] = max(self.polls[target].get(worker, self.now), self.now)
+        newest = max(self.polls[target].values(), default=self.now)  # a poll is stamped never behind the newest
+        self.polls[target][worker] = max(newest, self.now)
         if expected is None:
             assert response.json is None
             return
@@ -341,7 +342,8 @@ class ServerMachine(RuleBasedStateMachine):
         queued = [i for i in self.items().values() if i.environment_id == target and i.state is State.QUEUED]
         depth = sum(deliverable(i, None, self.now, self.policy) for i in queued)
         window = timedelta(seconds=self.policy.workers_polling_window_seconds)
-        polling = sum(1 for at in self.polls[target].values() if at > self.now - window)
+        end = max([self.now, *self.polls[target].values()])  # now, or the newest poll when the clock went back
+        polling = sum(1 for at in self.polls[target].values() if at > end - window)
         response = self.send("GET", target, "/stats")
         assert StatsObject.from_json(response.json) == StatsObject(
             depth=depth,
@@ -406,6 +408,11 @@ class ServerMachine(RuleBasedStateMachine):
             stats = StatsObject.from_json(self.send("GET", env, "/stats").json)
             assert stats_problems(env, stats.depth, stats.pending, queued_listed) == []
         assert listed == self.created
+        # one live item per session, and the server's index of them (what create_work and adopt read) agrees
+        live_items = [i for i in items.values() if i.state is not State.STOPPED]
+        live = {i.session_id: (i.environment_id, i.id) for i in live_items}
+        assert len(live) == len(live_items)
+        assert self.server._live == live == self.twin._live
         # 7: lease exclusivity among protocol-following workers (judged on the workers' monotonic clock)
         holders = [(worker, work, until) for (worker, work), until in self.leases.items()]
         assert lease_problems(holders, self.worker_clock) == []

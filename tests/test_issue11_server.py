@@ -1,21 +1,28 @@
-"""Issue 11, the reference server's points: 3 (the server half: what an error message echoes), 5a (an RFC 3339
-timestamp workstate cannot hold is 412) and 5d (empty bytes-like bodies, lone surrogates in x-request-id).
+"""Issue 11, the reference server's points: 3 (the server half: what an error message echoes), 4 (memory and
+cost bounded by what matters), 5a (an RFC 3339 timestamp workstate cannot hold is 412) and 5d (empty
+bytes-like bodies, lone surrogates in x-request-id).
 
 Every test is named after its point; each failed before the change it covers. Complexity is shown by
 counting what a call touches or by the size of the server's structures, never by timing.
 """
 
 import io
+from collections import OrderedDict
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import attrs
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from test_api import World, assert_error, check_response
 
 from workstate import (
     NO_HEARTBEAT,
     Ack,
     Heartbeat,
+    OnLeaseExpiry,
     Policy,
     State,
     TimestampMatch,
@@ -25,7 +32,7 @@ from workstate import (
     render_timestamp,
     step,
 )
-from workstate.api import Request
+from workstate.api import Request, Server, SessionBusy
 from workstate.codec import loads
 
 T = datetime(2026, 7, 1, 8, 15, 1, tzinfo=UTC)
@@ -34,6 +41,197 @@ AUTH = {"Authorization": "Bearer t"}
 
 def at(seconds: float) -> datetime:
     return T + timedelta(seconds=seconds)
+
+
+# --- 4a: workers_polling --------------------------------------------------------------------------------------
+
+
+def test_issue11_4_workers_polling_memory_is_pruned() -> None:
+    """10,000 Worker-IDs poll one a second: the server keeps only those inside the 30 s window, and
+    stats count them right (before: every id ever seen was kept, and stats walked them all)."""
+    w = World()
+    for i in range(10_000):
+        assert w.poll(f"w{i}", seconds=i).status == 200
+        if i % 1000 == 999:
+            assert len(w.server._envs[w.env].polls) <= 31
+    assert w.stats(seconds=9_999).workers_polling == 30  # polled at 9,970 .. 9,999 s
+    assert w.stats(seconds=10_010).workers_polling == 19
+    assert w.stats(seconds=10_029).workers_polling == 0
+    (snapshot,) = w.server.snapshot()
+    assert len(snapshot.polls) <= 31
+
+
+class _Counting(OrderedDict[str, datetime]):
+    """The poll record, counting the entries a walk over it reads."""
+
+    read = 0
+
+    def __iter__(self) -> Iterator[str]:
+        for key in super().__iter__():
+            type(self).read += 1
+            yield key
+
+    def __reversed__(self) -> Iterator[str]:
+        for key in super().__reversed__():
+            type(self).read += 1
+            yield key
+
+
+def test_issue11_4_stats_touch_only_the_worker_ids_inside_the_window() -> None:
+    w = World()
+    for i in range(2_000):
+        w.poll(f"w{i}", seconds=i / 100)  # 20 s of polls
+    for i in range(20):
+        w.poll(f"late{i}", seconds=100 + i)  # everything before is out of the window now
+    polls = w.server._envs[w.env].polls
+    counting = _Counting(polls._latest)
+    polls._latest = counting
+    for seconds in (119, 125, 140, 200):
+        _Counting.read = 0
+        found = w.stats(seconds=seconds).workers_polling
+        assert found == sum(1 for i in range(20) if 100 + i > seconds - 30)
+        assert _Counting.read <= 21  # at most the ids inside the window, and one more
+
+
+@attrs.frozen
+class _Poll:
+    worker: str
+    seconds: float
+
+
+@attrs.frozen
+class _Stats:
+    seconds: float
+
+
+def _straightforward(events: list[Any], window: float) -> list[int]:
+    """workers_polling as stated (api.py's docstring), computed from every poll ever made: a poll is stamped
+    at ``now`` or at the environment's latest poll, whichever is later; stats count the Worker-IDs whose
+    latest stamp is less than the window before ``now`` or that latest poll, whichever is later."""
+    latest: dict[str, float] = {}
+    answers = []
+    for event in events:
+        newest = max(latest.values(), default=None)
+        end = event.seconds if newest is None or event.seconds > newest else newest
+        if isinstance(event, _Poll):
+            latest[event.worker] = end
+        else:
+            answers.append(sum(1 for stamp in latest.values() if stamp > end - window))
+    return answers
+
+
+EVENTS = st.lists(
+    st.one_of(
+        st.builds(_Poll, st.sampled_from(["a", "b", "c", "d", "e"]), st.integers(0, 120).map(lambda s: s / 2)),
+        st.builds(_Stats, st.integers(0, 120).map(lambda s: s / 2)),
+    ),
+    max_size=40,
+)
+
+
+def _served(events: list[Any], window: float) -> list[int]:
+    w = World(Policy(workers_polling_window_seconds=window))
+    answers = []
+    for event in events:
+        if isinstance(event, _Poll):
+            assert w.poll(event.worker, seconds=event.seconds).status == 200
+        else:
+            answers.append(w.stats(seconds=event.seconds).workers_polling)
+        assert len(w.server._envs[w.env].polls) <= 5
+    return answers
+
+
+@given(events=EVENTS, window=st.sampled_from([1.0, 5.0, 30.0]))
+def test_issue11_4_workers_polling_answers_as_the_straightforward_count(events: list[Any], window: float) -> None:
+    """Any sequence, the clock jumping both ways: the pruned record answers what every poll ever made says."""
+    assert _served(events, window) == _straightforward(events, window)
+
+
+@given(events=EVENTS, window=st.sampled_from([1.0, 5.0, 30.0]))
+def test_issue11_4_workers_polling_with_a_clock_that_never_goes_back_is_unchanged(
+    events: list[Any], window: float
+) -> None:
+    """While ``now`` never goes back, the answers are the old ones: the ids whose latest poll is less than
+    the window before ``now``."""
+    events = sorted(events, key=lambda e: e.seconds)
+    latest: dict[str, float] = {}
+    old = []
+    for event in events:
+        if isinstance(event, _Poll):
+            latest[event.worker] = event.seconds
+        else:
+            old.append(sum(1 for stamp in latest.values() if stamp > event.seconds - window))
+    assert _served(events, window) == old
+
+
+# --- 4b: one live item per session, found without a scan --------------------------------------------------------
+
+
+class _Items(dict[str, WorkItem]):
+    """An environment's items, counting every walk over them."""
+
+    walks = 0
+
+    def values(self) -> Any:
+        type(self).walks += 1
+        return super().values()
+
+    def items(self) -> Any:
+        type(self).walks += 1
+        return super().items()
+
+    def __iter__(self) -> Iterator[str]:
+        type(self).walks += 1
+        return super().__iter__()
+
+
+def test_issue11_4_create_work_and_adopt_for_a_busy_session_touch_no_other_item() -> None:
+    server = Server()
+    envs = [server.create_environment(now=T) for _ in range(2)]
+    busy = "sess_" + "b" * 32
+    for n in range(500):
+        server.create_work(envs[n % 2], session_id=f"sess_{n:032x}", now=T)
+    holder = server.create_work(envs[1], session_id=busy, now=T)
+    for env in envs:
+        server._envs[env].items = _Items(server._envs[env].items)
+    _Items.walks = 0
+    with pytest.raises(SessionBusy) as caught:
+        server.create_work(envs[0], session_id=busy, now=T)
+    assert caught.value.work_id == holder
+    stranger = WorkItem(id="work_" + "e" * 32, environment_id=envs[0], session_id=busy, created_at=T)
+    with pytest.raises(SessionBusy) as caught:
+        server.adopt(stranger)
+    assert caught.value.work_id == holder
+    assert _Items.walks == 0  # before: every item of every environment was looked at
+    server.adopt(attrs.evolve(server.work(envs[1], holder), metadata={"k": "v"}))  # its own item: no conflict
+    assert _Items.walks == 0
+
+
+def test_issue11_4_the_session_index_follows_every_write_including_expiry() -> None:
+    server = Server(Policy(on_lease_expiry=OnLeaseExpiry.STOP))
+    env = server.create_environment(now=T)
+    session = "sess_" + "a" * 32
+    work = server.create_work(env, session_id=session, now=T)
+    base = f"/api/v1/cloud/environments/{env}/work"
+    assert server.handle(Request("GET", base + "/poll", AUTH), at(1)).status == 200
+    assert server.handle(Request("POST", f"{base}/{work}/ack", AUTH), at(2)).status == 200
+    beat = server.handle(Request("POST", f"{base}/{work}/heartbeat?desired_ttl_seconds=10", AUTH), at(3))
+    assert beat.status == 200
+    with pytest.raises(SessionBusy):
+        server.create_work(env, session_id=session, now=at(12.999))
+    second = server.create_work(env, session_id=session, now=at(13))  # the lease lapsed to stopped at 13 s
+    assert server.work(env, work).state is State.STOPPED
+    with pytest.raises(SessionBusy):  # the index moved to the new item
+        server.create_work(env, session_id=session, now=at(14))
+    # adopt: replacing a live item by a stopped one frees its session; by one of another session moves it
+    server.adopt(attrs.evolve(server.work(env, second), state=State.STOPPED, stopped_at=at(15), clock=at(15)))
+    other = "sess_" + "c" * 32
+    third = server.create_work(env, session_id=session, now=at(16))
+    server.adopt(attrs.evolve(server.work(env, third), session_id=other))
+    fourth = server.create_work(env, session_id=session, now=at(17))
+    with pytest.raises(SessionBusy) as caught:
+        server.create_work(env, session_id=other, now=at(17))
+    assert caught.value.work_id == third and fourth != third
 
 
 # --- 5a: an RFC 3339 timestamp workstate cannot hold ------------------------------------------------------------

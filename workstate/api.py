@@ -39,8 +39,15 @@ Decisions taken here where the spec is silent:
 - List: ``has_more`` says whether items follow ``last_id`` (for every cursor, ``before_id``
   included), so ``next_page`` always continues forward; cursors must be well-formed work ids but
   need not exist.
-- ``workers_polling`` counts Worker-IDs whose latest poll is less than the window before ``now``
-  (a poll "later" than ``now``, when the clock went back, still counts).
+- ``workers_polling``: a poll is stamped at ``now``, or at the environment's newest poll stamp when
+  ``now`` is behind it (stamps never go backwards, like an item's timeline); stats count the
+  Worker-IDs whose latest stamp is less than the window before ``now`` or that newest stamp,
+  whichever is later. While ``now`` never goes back, that is "polled in the window before ``now``";
+  when it went back, a poll "later" than ``now`` still counts. An id stamped a window or more before
+  the newest stamp can never count again and is forgotten, so memory and the cost of stats are
+  those of the ids inside one window.
+- ``create_work`` and ``adopt`` find a session's live item through an index (session -> live
+  item) that every write keeps, expiry included: O(1), however many items there are.
 """
 
 from __future__ import annotations
@@ -49,7 +56,7 @@ import bisect
 import enum
 import heapq
 import re
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any, NoReturn, TypeAlias
@@ -572,6 +579,65 @@ class _Delivered:
         return total
 
 
+# --- the Worker-IDs that polled ----------------------------------------------------------------------------
+
+
+class _Polls:
+    """One environment's Worker-IDs and their latest poll, keeping only those inside the polling window.
+
+    Polls are stamped like an item's timeline: at ``now``, or at the newest stamp when ``now`` is behind it,
+    so stamps never go backwards and the record, each id moved to its end when it polls, stays ordered by
+    stamp. Stats count the ids stamped less than the window before ``now`` or the newest stamp, whichever is
+    later; so an id stamped ``window`` or more before the newest can never count again, and is forgotten
+    when a poll moves the newest stamp on. Memory is the ids of one window; a count reads at most those.
+    """
+
+    __slots__ = ("_latest", "_window")
+
+    def __init__(self, window: timedelta) -> None:
+        self._window = window
+        self._latest: OrderedDict[str, datetime] = OrderedDict()  # Worker-ID -> stamp, oldest first
+
+    def __len__(self) -> int:
+        return len(self._latest)
+
+    def items(self) -> Iterable[tuple[str, datetime]]:
+        return self._latest.items()
+
+    def newest(self) -> datetime | None:
+        latest = self._latest
+        return latest[next(reversed(latest))] if latest else None
+
+    def record(self, worker: str, now: datetime) -> None:
+        """``worker`` polled at ``now``."""
+        latest = self._latest
+        newest = self.newest()
+        stamp = now if newest is None or now > newest else newest
+        latest[worker] = stamp
+        latest.move_to_end(worker)
+        if newest is None or stamp == newest:
+            return  # the window did not move: nothing left it
+        cutoff = stamp - self._window
+        while True:  # the first id is the oldest: forget every one the window left behind (never `worker`)
+            oldest = next(iter(latest))
+            if latest[oldest] > cutoff:
+                return
+            del latest[oldest]
+
+    def count(self, now: datetime) -> int:
+        """How many ids are stamped less than the window before ``now`` or the newest stamp, whichever is later."""
+        latest = self._latest
+        newest = self.newest()
+        if newest is None or now <= newest:
+            return len(latest)  # everything kept is inside the window before the newest stamp
+        cutoff, found = now - self._window, 0
+        for worker in reversed(latest):  # newest first: stop at the first one outside the window
+            if latest[worker] <= cutoff:
+                break
+            found += 1
+        return found
+
+
 # --- environments -------------------------------------------------------------------------------------------
 
 
@@ -583,7 +649,7 @@ class EnvironmentSnapshot:
     kind: EnvironmentKind
     created_at: datetime
     items: tuple[WorkItem, ...]  # ascending id
-    polls: tuple[tuple[str, datetime], ...]  # (Worker-ID, latest poll), by Worker-ID
+    polls: tuple[tuple[str, datetime], ...]  # (Worker-ID, latest poll as stamped), by Worker-ID: those that may count
 
 
 class _Environment:
@@ -603,7 +669,7 @@ class _Environment:
         "requeued",
     )
 
-    def __init__(self, env_id: str, kind: EnvironmentKind, created_at: datetime) -> None:
+    def __init__(self, env_id: str, kind: EnvironmentKind, created_at: datetime, polling_window: timedelta) -> None:
         self.id = env_id
         self.kind = kind
         self.created_at = created_at
@@ -617,7 +683,7 @@ class _Environment:
         self.requeued: list[_Key] = []
         self.n_fresh = 0
         self.delivered = _Delivered()  # queued items delivered by a poll
-        self.polls: dict[str, datetime] = {}  # Worker-ID -> latest poll
+        self.polls = _Polls(polling_window)  # Worker-ID -> latest poll, inside the workers-polling window
 
     def oldest_fresh(self) -> WorkItem | None:
         items, fresh, heap = self.items, self.fresh, self.requeued
@@ -707,7 +773,8 @@ class Server:
         self._authorizer = authorizer
         self._ids: IdSource = CounterIds() if ids is None else ids
         self._envs: dict[str, _Environment] = {}
-        self._live_sessions: set[str] = set()
+        # session id -> (environment id, work id) of its live item (spec section 1: at most one), kept by _store
+        self._live: dict[str, tuple[str, str]] = {}
         self._deadlines: list[tuple[datetime, str, str]] = []  # (deadline, work id, environment id)
         self._timed = 0  # how many items have a deadline
         # A policy's numbers are at most a billion (policy.LARGEST): these never overflow.
@@ -725,7 +792,7 @@ class Server:
             raise InvalidId(f"the id source gave {shown(env_id)}, not 'env_' and 32 lowercase hex digits", param="env")
         if env_id in self._envs:
             raise DuplicateId(f"the id source gave {env_id} twice", param="env")
-        self._envs[env_id] = _Environment(env_id, env_kind, now)
+        self._envs[env_id] = _Environment(env_id, env_kind, now, self._polling_window)
         return env_id
 
     def create_work(
@@ -756,10 +823,9 @@ class Server:
             fits = step(item, _NO_PATCH, now, self.policy)
             if isinstance(fits, Rejected):
                 raise InvalidMetadata(f"{fits.reason.message} [{fits.rule.section} {fits.rule.name}]", param="metadata")
-        if session_id in self._live_sessions:
-            holder = next(
-                i.id for e in self._envs.values() for i in e.items.values() if i.live and i.session_id == session_id
-            )
+        live = self._live.get(session_id)
+        if live is not None:
+            holder = live[1]
             raise SessionBusy(
                 f"session {session_id} already has a live work item ({holder})", session_id=session_id, work_id=holder
             )
@@ -774,7 +840,6 @@ class Server:
             order.append(work_id)
         else:
             bisect.insort(order, work_id)
-        self._live_sessions.add(session_id)
         self._store(environment, None, item)
         return work_id
 
@@ -794,7 +859,7 @@ class Server:
             raise InvalidId(f"env must be 'env_' and 32 lowercase hex digits, got {shown(env_id)}", param="env")
         if env_id in self._envs:
             raise DuplicateId(f"environment {env_id} exists already", param="env")
-        self._envs[env_id] = _Environment(env_id, env_kind, now)
+        self._envs[env_id] = _Environment(env_id, env_kind, now, self._polling_window)
         return env_id
 
     def adopt(self, item: WorkItem) -> None:
@@ -816,14 +881,9 @@ class Server:
         old = environment.items.get(item.id)
         if old is not None and old.created_at != item.created_at:
             raise InvalidInput(f"created_at of {item.id} cannot change", param="created_at")
-        was_live = old is not None and old.live and old.session_id == item.session_id
-        if item.live and not was_live and item.session_id in self._live_sessions:
-            holder = next(
-                i.id
-                for e in self._envs.values()
-                for i in e.items.values()
-                if i.live and i.session_id == item.session_id and not (e is environment and i.id == item.id)
-            )
+        live = self._live.get(item.session_id)
+        if item.live and live is not None and live != (environment.id, item.id):
+            holder = live[1]
             raise SessionBusy(
                 f"session {item.session_id} already has a live work item ({holder})",
                 session_id=item.session_id,
@@ -831,10 +891,6 @@ class Server:
             )
         if old is None:
             bisect.insort(environment.order, item.id)
-        elif old.live and (not item.live or old.session_id != item.session_id):
-            self._live_sessions.discard(old.session_id)
-        if item.live:
-            self._live_sessions.add(item.session_id)
         self._store(environment, old, item)
 
     def work(self, env_id: str, work_id: str) -> WorkItem | None:
@@ -945,8 +1001,13 @@ class Server:
                 heapq.heappush(self._deadlines, (deadline, new.id, env.id))
                 if len(self._deadlines) > 2 * self._timed + 64:
                     self._compact_deadlines()
-        if old is not None and old.live and not new.live:
-            self._live_sessions.discard(new.session_id)
+        if old is None or not old.live or old.session_id != new.session_id:  # the session index follows
+            if old is not None and old.live:
+                del self._live[old.session_id]  # it held this item: a session has one live item at most
+            if new.live:
+                self._live[new.session_id] = (env.id, new.id)
+        elif not new.live:
+            del self._live[old.session_id]
         if self._on_change is not None:
             self._on_change(env.id, old, new)
 
@@ -1057,9 +1118,7 @@ class Server:
 
         found = self._deliverable(env, self.policy.reclaim_older_than_ms if reclaim is None else reclaim, now)
         if worker is not None:
-            latest = env.polls.get(worker)
-            if latest is None or now > latest:
-                env.polls[worker] = now
+            env.polls.record(worker, now)
         if found is None:
             return _ok(None)
         item = env.items[found[1]]
@@ -1099,13 +1158,11 @@ class Server:
         reclaimable = delivered if not window else env.delivered.count(now - window)
         pending = delivered - reclaimable
         oldest = env.oldest_queued()
-        since = now - self._polling_window
-        polling = sum(1 for at in env.polls.values() if at > since)
         return StatsObject(
             depth=env.n_fresh + delivered - pending,
             pending=pending,
             oldest_queued_at=None if oldest is None else oldest[0],
-            workers_polling=polling,
+            workers_polling=env.polls.count(now),
         )
 
     def _list(self, env: _Environment, params: dict[str, str], body: Any) -> Response:
