@@ -327,15 +327,20 @@ class ServerMachine(RuleBasedStateMachine):
         if cursor is not None and position is not None:
             query[cursor] = position
         response = self.send("GET", target, "", query)
-        page = ListEnvelope.from_json(response.json)
+        value = response.json
         size = min(int(limit or 20), 100)
-        if cursor == "before_id" and position is not None:
+        if cursor == "before_id" and position is not None:  # a backward page: more means items before it
             expected = [i for i in ids if i < position][-size:]
+            more = bool(expected) and ids[0] < expected[0]
+            assert value["next_page"] == (expected[0] if more else None)
+            value = {**value, "next_page": value["last_id"] if more else None}  # ListEnvelope reads forward pages
         else:
             after = position if cursor in ("page", "after_id") else None
             expected = [i for i in ids if after is None or i > after][:size]
+            more = bool(expected) and ids[-1] > expected[-1]
+        page = ListEnvelope.from_json(value)
         assert [x.id for x in page.data] == expected
-        assert page.has_more == bool(expected and ids and ids[-1] > expected[-1])
+        assert page.has_more == more
 
     def stats(self, env: int) -> None:
         target = self.env_of(env)

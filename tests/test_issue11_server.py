@@ -1,6 +1,6 @@
 """Issue 11, the reference server's points: 3 (the server half: what an error message echoes), 4 (memory and
-cost bounded by what matters), 5a (an RFC 3339 timestamp workstate cannot hold is 412) and 5d (empty
-bytes-like bodies, lone surrogates in x-request-id).
+cost bounded by what matters), 5a (an RFC 3339 timestamp workstate cannot hold is 412), 5b (a backward
+page's ``next_page`` walks backwards) and 5d (empty bytes-like bodies, lone surrogates in x-request-id).
 
 Every test is named after its point; each failed before the change it covers. Complexity is shown by
 counting what a call touches or by the size of the server's structures, never by timing.
@@ -311,6 +311,49 @@ def test_issue11_5a_holdable_spellings_still_match() -> None:
     work = w.bring("active")  # last heartbeat at 3 s
     token = render_timestamp(at(3)).replace("Z", "000Z")  # nine fraction digits, the extra ones zero
     assert w.heartbeat(work, seconds=4, expected_last_heartbeat=token).status == 200
+
+
+# --- 5b: a backward page's next_page walks backwards ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("limit", [2, 3])
+def test_issue11_5b_following_next_page_as_before_id_walks_backwards(limit: int) -> None:
+    """7 items; from the end, follow next_page as before_id (as the typed client qca-sdk does): every
+    item exactly once, the pages in reverse order, each page still ascending."""
+    w = World()
+    works = [w.work() for _ in range(7)]
+    pages: list[list[str]] = []
+    query: dict[str, Any] = {"limit": str(limit), "before_id": "work_" + "f" * 32}
+    while True:
+        page = w.list(**query).json
+        ids = [item["id"] for item in page["data"]]
+        assert ids == sorted(ids)
+        pages.append(ids)
+        assert page["has_more"] == (works.index(ids[0]) > 0)  # items precede first_id
+        if not page["has_more"]:
+            assert page["next_page"] is None
+            break
+        assert page["next_page"] == page["first_id"]
+        query["before_id"] = page["next_page"]
+    assert [i for ids in reversed(pages) for i in ids] == works
+    assert len(pages) == -(-7 // limit)
+
+
+def test_issue11_5b_forward_pages_are_unchanged() -> None:
+    w = World()
+    works = [w.work() for _ in range(7)]
+    seen: list[str] = []
+    query: dict[str, Any] = {"limit": "3"}
+    while True:
+        page = w.list(**query).json
+        seen += [item["id"] for item in page["data"]]
+        if page["next_page"] is None:
+            break
+        assert page["next_page"] == page["last_id"]
+        query["page"] = page["next_page"]
+    assert seen == works
+    empty = w.list(before_id=works[0]).json
+    assert empty["data"] == [] and not empty["has_more"] and empty["next_page"] is None
 
 
 # --- 5d: empty bodies and lone surrogates ----------------------------------------------------------------------

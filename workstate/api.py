@@ -36,9 +36,12 @@ Decisions taken here where the spec is silent:
   (finer than a microsecond, a leap second, a year out of range) is a precondition that matches no
   heartbeat: 412 after the state's 409s, as the core has it (:class:`~workstate.Heartbeat`); a
   string that is not RFC 3339 is 400.
-- List: ``has_more`` says whether items follow ``last_id`` (for every cursor, ``before_id``
-  included), so ``next_page`` always continues forward; cursors must be well-formed work ids but
-  need not exist.
+- List: pages go in the direction of their cursor. For ``page``, ``after_id`` or no cursor,
+  ``has_more`` says whether items follow ``last_id`` and ``next_page`` is ``last_id`` (follow it as
+  ``page`` or ``after_id``); for ``before_id`` (the ``limit`` items just before it, ascending),
+  ``has_more`` says whether items precede ``first_id`` and ``next_page`` is ``first_id`` (follow it
+  as ``before_id``, and the pages walk backwards). ``next_page`` is null without ``has_more``.
+  Cursors must be well-formed work ids but need not exist.
 - ``workers_polling``: a poll is stamped at ``now``, or at the environment's newest poll stamp when
   ``now`` is behind it (stamps never go backwards, like an item's timeline); stats count the
   Worker-IDs whose latest stamp is less than the window before ``now`` or that newest stamp,
@@ -1191,7 +1194,8 @@ class Server:
         _no_body(body)
 
         order = env.order
-        if "before_id" in cursors:
+        backward = "before_id" in cursors
+        if backward:
             end = bisect.bisect_left(order, cursors["before_id"])
             start = max(0, end - limit)
         else:
@@ -1199,8 +1203,13 @@ class Server:
             start = 0 if after is None else bisect.bisect_right(order, after)
             end = min(len(order), start + limit)
         ids = order[start:end]
-        page = ListEnvelope.of([env.items[i] for i in ids], has_more=bool(ids) and end < len(order))
-        return _ok(page.to_json())
+        # has_more: whether items lie beyond the page in the direction it was asked for (after last_id, or
+        # for before_id before first_id); next_page is the cursor that continues in that direction.
+        more = bool(ids) and (start > 0 if backward else end < len(order))
+        page = ListEnvelope.of([env.items[i] for i in ids], has_more=more).to_json()
+        if backward and more:
+            page["next_page"] = page["first_id"]  # followed as before_id, it gives the page before this one
+        return _ok(page)
 
 
 def _ok(value: Any, effects: tuple[Effect, ...] = (), rule: Rule | None = None) -> Response:
