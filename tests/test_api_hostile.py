@@ -507,3 +507,32 @@ def test_lookups_by_ids_of_any_type_answer_none(env_id: Any, work_id: Any) -> No
     assert server.work(env_id, work_id) is None or (env_id, work_id) == (names["env"], work_id)
     assert server.environment_kind(env_id) is None or env_id in names.values()
     assert server.deliverable(env_id, T) is None or env_id == names["env"]
+
+
+@given(
+    method=METHOD,
+    target=with_query(ROUTE_PATH),
+    body=BODY,
+    where=st.sampled_from(["path", "limit", "block_ms", "expected_last_heartbeat", "before_id", "worker", "body"]),
+    filler=st.sampled_from(["x", "9", "%", "%41", "\n", "\u00e9", "\ud800", "'\\"]),
+    now=NOW,
+)
+def test_issue11_3_a_refusal_echoes_a_short_excerpt_however_long_the_input(
+    method: Any, target: str, body: Any, where: str, filler: str, now: datetime
+) -> None:
+    """An input of 20,000 repetitions in any place a message may show it: the answer stays small."""
+    server, _ = populated()
+    long = filler * 20_000
+    headers = {"Authorization": "Bearer t"}
+    if where == "path":
+        target = target.partition("?")[0] + long
+    elif where == "worker":
+        headers["Worker-ID"] = long
+    elif where == "body":
+        body = b'{"' + long.encode("utf-8", "surrogatepass") + b'": 1}'
+    else:
+        target += ("&" if "?" in target else "?") + f"{where}={long}"
+    response = server.handle(Request(method, target, headers, body), now)
+    check_response(response)
+    if response.status != 200:
+        assert len(response.body) < 2048, response.body[:200]
