@@ -1301,3 +1301,66 @@ def test_issue11_2b_times_behind_a_heartbeat_of_a_stopping_item_starts_nothing()
         value["time"] = render_timestamp(parse_timestamp(value["time"], "time") - timedelta(milliseconds=1))
     assert json.loads(lines[-1])["response"]["body"]["started_at"] is None
     assert check_lines([json.dumps(value) for value in behind]).findings == ()
+
+
+# --- issue 11, point 1: replies are read tolerantly ------------------------------------------------------------
+
+
+def test_issue11_1_unknown_reply_keys_are_notes_not_divergences(tmp_path: Path) -> None:
+    """Other servers of this API family add keys to their replies (a poll answer's ``"secret": null``, an
+    error's ``details``): not a divergence. The checker notes each unknown key path once per kind of object,
+    and judges the answer by the fields it knows."""
+    rec = Recorder()
+    work = rec.create()
+    w1, w2 = {"Worker-ID": "w1"}, {"Worker-ID": "w2"}
+    values = [
+        rec.answer("GET", f"{rec.base}/poll", w1),
+        rec.answer("POST", f"{rec.base}/{work}/ack", w1),
+        rec.answer("POST", f"{rec.base}/{work}/ack", w2),  # 409
+        rec.answer("POST", f"{rec.base}/{work}/heartbeat?expected_last_heartbeat=NO_HEARTBEAT", w1),
+        rec.answer("GET", f"{rec.base}/{work}"),
+        rec.answer("GET", rec.base),
+        rec.answer("GET", f"{rec.base}/stats"),
+        rec.answer("POST", f"{rec.base}/{work}/stop", w1),
+        rec.answer("GET", f"{rec.base}/{work}"),
+    ]
+    assert [v["response"]["status"] for v in values] == [200, 200, 409, 200, 200, 200, 200, 200, 200]
+    bodies = [v["response"]["body"] for v in values]
+    bodies[0] |= {"secret": None}
+    bodies[0]["data"] |= {"extra": 1}
+    bodies[1] |= {"secret": None}
+    bodies[2] |= {"details": "x"}
+    bodies[2]["error"] |= {"code": "claimed"}
+    bodies[3] |= {"lease_id": "l1"}
+    bodies[4] |= {"secret": "s"}
+    bodies[5] |= {"object": "list"}
+    bodies[5]["data"][0] |= {"secret": None}
+    bodies[6] |= {"queue": "default"}
+    bodies[7] |= {"secret": None}
+    bodies[8] |= {"secret": None, "region": "eu"}
+    lines = [json.dumps(v) for v in values]
+    report = check_lines(lines)
+    assert report.exit_status == 0
+    work_keys, error_keys, list_keys = ("data.extra", "secret"), ("error.code", "details"), ("data[0].secret", "object")
+    assert [(f.line, f.kind.value, f.differences) for f in report.findings] == [
+        (1, "note", tuple(f"unknown key {key} in a work object: ignored" for key in work_keys)),
+        (3, "note", tuple(f"unknown key {key} in an error envelope: ignored" for key in error_keys)),
+        (4, "note", ("unknown key lease_id in a heartbeat object: ignored",)),
+        (6, "note", tuple(f"unknown key {key} in a list envelope: ignored" for key in list_keys)),
+        (7, "note", ("unknown key queue in a stats object: ignored",)),
+        (9, "note", ("unknown key region in a work object: ignored",)),
+    ]
+    assert report.to_json()["notes"] == 6 and report.to_json()["divergences"] == 0
+    assert report.summary().endswith(", 6 notes")
+    path = tmp_path / "t.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    status, out = printed(path)
+    assert (
+        status == 0 and "t.jsonl:1: note: GET " in out and "    - unknown key secret in a work object: ignored" in out
+    )
+    # read tolerantly, judged by what is known: a wrong answer with an unknown key is still a divergence
+    wrong = json.loads(lines[2])
+    wrong["response"] = {"status": 200, "body": bodies[1]}
+    report = check_lines([*lines[:2], json.dumps(wrong)])
+    assert [(f.line, f.kind) for f in report.findings] == [(1, Kind.NOTE), (3, Kind.DIVERGENCE)]
+    assert report.findings[1].rule == "4.2 ack-bound-to-another"

@@ -12,7 +12,9 @@ as the real ones (the reference adopts them). What a mid-life object does not sh
 Worker-ID, the delivery, the lease TTL) is left unknown, and a disagreement that an unknown could
 explain is reported as "not judged", never as a divergence. After any disagreement the reference
 follows the recorded server (it adopts the recorded object, or undoes its own change), so one wrong
-answer is reported once, not on every later line.
+answer is reported once, not on every later line. Replies are read tolerantly, as a client reads them:
+a key the codec does not know is ignored, noted once per key path and kind of object (a ``note``,
+never a divergence), and the answer is judged by the fields the codec knows.
 
 This module is pure: it reads the lines it is given and never a clock. The command is the edge
 that opens the file.
@@ -29,7 +31,7 @@ import sys
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeAlias
 
 import attrs
 
@@ -47,7 +49,16 @@ from .api import (
     echoed_request_id,
 )
 from .cli import CliCommand
-from .codec import STRICT_JSON, DecodeError, ErrorEnvelope, HeartbeatObject, ListEnvelope, StatsObject, WorkObject
+from .codec import (
+    STRICT_JSON,
+    DecodeError,
+    ErrorEnvelope,
+    HeartbeatObject,
+    ListEnvelope,
+    StatsObject,
+    WorkObject,
+    unknown_keys,
+)
 from .errors import InvalidInput, WorkstateError
 from .model import Deliver, Lapse, Rejected, WorkItem, step, valid_id
 from .policy import DEFAULT_POLICY, Policy
@@ -81,6 +92,7 @@ class Kind(enum.StrEnum):
     DIVERGENCE = "divergence"  # the recorded answer is not the one the spec owes
     MALFORMED = "malformed"  # the line is not an exchange of the trace format
     NOT_JUDGED = "not_judged"  # the answer depends on something the trace never showed
+    NOTE = "note"  # worth knowing, not wrong: a reply's key the codec does not know (read tolerantly, ignored)
 
 
 @attrs.frozen
@@ -137,14 +149,15 @@ class Report:
 
     @property
     def exit_status(self) -> int:
-        """1 when some answer diverged or some line is malformed, else 0."""
-        return 1 if any(f.kind is not Kind.NOT_JUDGED for f in self.findings) else 0
+        """1 when some answer diverged or some line is malformed, else 0 (not judged lines and notes pass)."""
+        return 1 if any(f.kind is Kind.DIVERGENCE or f.kind is Kind.MALFORMED for f in self.findings) else 0
 
     def summary(self) -> str:
         count = {kind: len(self.of_kind(kind)) for kind in Kind}
         return (
             f"{self.exchanges} exchanges on {self.lines} lines: {count[Kind.DIVERGENCE]} divergent, "
             f"{count[Kind.MALFORMED]} malformed, {count[Kind.NOT_JUDGED]} not judged, {self.seeded} seeded"
+            + (f", {count[Kind.NOTE]} notes" if count[Kind.NOTE] else "")
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -155,6 +168,7 @@ class Report:
             "divergences": len(self.of_kind(Kind.DIVERGENCE)),
             "malformed": len(self.of_kind(Kind.MALFORMED)),
             "not_judged": len(self.of_kind(Kind.NOT_JUDGED)),
+            "notes": len(self.of_kind(Kind.NOTE)),
             "exit_status": self.exit_status,
             "findings": [f.to_json() for f in self.findings],
         }
@@ -332,6 +346,7 @@ class Checker:
         self.server = Server(policy, authorizer=lambda access: not self._deny, on_change=self._changed)
         self._envs_seen: set[str] = set()
         self.unknown: dict[str, set[str]] = {}  # work id -> facts the trace has not shown
+        self._noted: set[tuple[str, str]] = set()  # (kind of object, key path without indexes) noted already
         self.seeded = 0
 
     # --- seeding ---
@@ -424,6 +439,34 @@ class Checker:
             operation, env_id, work_id = _route(ex.method, ex.target.partition("?")[0])
         except _Refusal:
             operation, env_id, work_id = None, None, None
+        notes = self._notes(ex, operation)
+        return (
+            [*notes, *self._judge(ex, operation, env_id, work_id)]
+            if notes
+            else self._judge(ex, operation, env_id, work_id)
+        )
+
+    def _notes(self, ex: Exchange, operation: str | None) -> list[Finding]:
+        """A note of each key of the reply that the codec does not know, the first time its path (without list
+        indexes) is seen in that kind of object. Replies are read tolerantly: such keys are ignored, and the
+        answer is judged by the fields the codec knows."""
+        kind = _reply_kind(ex, operation)
+        if kind is None or not isinstance(ex.response, dict):
+            return []
+        paths = unknown_keys(ex.response, kind)
+        if not paths or not _decodes(ex.response, kind):
+            return []  # a body that is not the object at all has no unknown keys: its shape is judged instead
+        new = []
+        for path in paths:
+            key = (kind.__name__, _INDEX.sub("[]", path))
+            if key not in self._noted:
+                self._noted.add(key)
+                new.append(f"unknown key {path} in {_REPLY_NAMES[kind]}: ignored")
+        if not new:
+            return []
+        return [Finding(ex.line, Kind.NOTE, "-", _request(ex), "-", _summary(ex.status, ex.response), tuple(new))]
+
+    def _judge(self, ex: Exchange, operation: str | None, env_id: str | None, work_id: str | None) -> list[Finding]:
         if env_id is not None and env_id not in self._envs_seen and operation is not None:
             self._seed_environment(ex, env_id)
         if (
@@ -937,6 +980,47 @@ class Checker:
         return [self._finding(ex, Kind.NOT_JUDGED, expected, differences + explained, "list")]
 
 
+_INDEX = re.compile(r"\[\d+\]")
+_ReplyKind: TypeAlias = (
+    type[WorkObject] | type[HeartbeatObject] | type[ListEnvelope] | type[StatsObject] | type[ErrorEnvelope]
+)
+_REPLY_NAMES: dict[_ReplyKind, str] = {
+    WorkObject: "a work object",
+    HeartbeatObject: "a heartbeat object",
+    ListEnvelope: "a list envelope",
+    StatsObject: "a stats object",
+    ErrorEnvelope: "an error envelope",
+}
+_REPLY_OF: dict[str, _ReplyKind] = {
+    "poll": WorkObject,
+    "ack": WorkObject,
+    "stop": WorkObject,
+    "get": WorkObject,
+    "update": WorkObject,
+    "heartbeat": HeartbeatObject,
+    "list": ListEnvelope,
+    "stats": StatsObject,
+}
+
+
+def _reply_kind(ex: Exchange, operation: str | None) -> _ReplyKind | None:
+    """The object the recorded reply is meant as: an error envelope for a 4xx (but 429), the operation's
+    object for a 200, else None (429 and 5xx are outside the model; other statuses carry none)."""
+    if 400 <= ex.status < 500 and ex.status != 429:
+        return ErrorEnvelope
+    if ex.status == 200 and operation is not None:
+        return _REPLY_OF.get(operation)
+    return None
+
+
+def _decodes(value: Any, kind: _ReplyKind) -> bool:
+    try:
+        kind.from_json(value)
+    except DecodeError:
+        return False
+    return True
+
+
 def _show(value: Any) -> str:
     if isinstance(value, datetime):
         return render_timestamp(value)
@@ -1156,7 +1240,7 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
         return report.exit_status
     for f in report.findings:
         emit(f"{args.trace}:{f.line}: {f.kind.value}: {f.request}")
-        if f.kind is not Kind.MALFORMED:
+        if f.kind is not Kind.MALFORMED and f.kind is not Kind.NOTE:
             emit(f"    rule:     {f.rule}")
             emit(f"    expected: {f.expected}")
             emit(f"    actual:   {f.actual}")
