@@ -7,7 +7,21 @@ opens sockets and starts a thread); the lifecycle is all in ``workstate``.
     python examples/http_server.py --port 8080 --test-clock --record traffic.jsonl
 
 prints ``listening on http://HOST:PORT`` and serves until killed. ``--record`` writes every Work API
-exchange as one line of the trace format (``docs/trace.md``), which ``workstate check`` judges.
+exchange as one line of the trace format (``docs/trace.md``), which ``workstate check`` judges: the
+request as received (every header, in order; a header given twice is recorded under two spellings of
+its name, ``Worker-ID`` and ``worker-id``, which the format reads as the same header twice; the target
+as sent, also a leading ``//``). A request the format cannot hold unaltered (a body that is not UTF-8,
+a target that does not start with ``/``, a header given more often than its name has spellings) is
+refused with 400 and neither served nor recorded while recording.
+
+The edge refuses, and then closes the connection, what it cannot frame for sure, so that nothing that
+follows on the connection is read as a request: a Transfer-Encoding (411: send a Content-Length), a
+Content-Length that is not ASCII digits or is given twice with different values (400), a body over
+1 MiB (413), a header block with a line that is not a header field, or one that never ended (400), and
+a body that ended (400) or stalled (408) before its Content-Length: such a request is never executed.
+A connection silent for ``--timeout`` seconds (default 30) is closed; the listen backlog is 1024; a
+HEAD is answered as the reference answers it (404: no route), without a body. What an answer of this
+server shows of a client's input is cut short, and only calls of the reference hold the lock.
 
 In test-clock mode (``--test-clock``) a request header ``X-Workstate-Now: <RFC 3339>`` sets ``now``
 for that request. Test-only routes (``--test-clock`` or ``--test-routes``) create what the platform
@@ -22,45 +36,131 @@ creates outside the Work API:
 from __future__ import annotations
 
 import argparse
+import email.errors
 import json
+import re
+import socket
 import sys
 import threading
+import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 from workstate import Policy, parse_timestamp, render_timestamp
 from workstate.api import Request, Response, Server, echoed_request_id
 from workstate.codec import DecodeError, ErrorEnvelope, dumps, loads
 from workstate.errors import WorkstateError
+from workstate.model import valid_id
 
-__all__ = ["ExampleHttpServer", "main", "serve"]
+__all__ = ["DEFAULT_TIMEOUT", "REQUEST_QUEUE_SIZE", "ExampleHttpServer", "main", "serve"]
 
 NOW_HEADER = "X-Workstate-Now"
 TEST_PREFIX = "/_test/environments"
+DEFAULT_TIMEOUT = 30.0
+"""Seconds a connection may stay silent (between requests, or in the middle of one) before it is closed."""
+REQUEST_QUEUE_SIZE = 1024
+"""The listen backlog: connections the kernel queues while every accept is still to come."""
 _MAX_BODY = 1 << 20
+_MAX_SHOWN = 100  # characters of a client's input an answer of this server shows
+_MAX_MESSAGE = 300  # characters of any message this server answers with
+_LINGER_BYTES = 1 << 16  # what is read and thrown away after a refusal, so that the close does not reset the answer
+_LINGER_SECONDS = 1.0
+_DIGITS = re.compile(r"[0-9]+")  # Content-Length = 1*DIGIT (RFC 9110 8.6), ASCII digits only
+_NOT_A_HEADER_BLOCK = (email.errors.MissingHeaderBodySeparatorDefect, email.errors.FirstHeaderLineIsContinuationDefect)
+_JSON_TYPE = {dict: "an object", list: "an array", bool: "a boolean", int: "a number", float: "a number"}
 
 
 def _wall_clock() -> datetime:
     return datetime.now(UTC)
 
 
+def _shown(value: object) -> str:
+    """A client's value as an answer may show it: a string quoted and cut short, anything else by its JSON type."""
+    if not isinstance(value, str):
+        return "null" if value is None else _JSON_TYPE.get(type(value), type(value).__name__)
+    if len(value) <= _MAX_SHOWN:
+        return repr(value)
+    return f"{value[:_MAX_SHOWN]!r}... ({len(value)} characters)"
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _error(status: int, error_type: str, message: str, request_id: str | None, param: str | None = None) -> Response:
+    """An error envelope; whatever the message and the param echo is cut short (they may carry a client's input)."""
     envelope = ErrorEnvelope(
-        request_id=request_id or "req_" + uuid.uuid4().hex, error_type=error_type, message=message, param=param
+        request_id=request_id or "req_" + uuid.uuid4().hex,
+        error_type=error_type,
+        message=_cut(message, _MAX_MESSAGE),
+        param=None if param is None else _cut(param, _MAX_SHOWN),
     ).to_json()
     return Response(status, envelope, dumps(envelope))
+
+
+def _bad(message: str, request_id: str | None, param: str | None = None) -> Response:
+    return _error(400, "invalid_request_error", message, request_id, param)
 
 
 _ERROR_TYPES = {400: "invalid_request_error", 404: "not_found_error", 409: "invalid_request_error"}
 
 
+def _spelling(name: str, taken: Mapping[str, str]) -> str | None:
+    """``name``, or when a header of that name is already taken, the first spelling of it in other letter cases
+    that is not; None when every one is.
+
+    Header names are case-insensitive (and so are the trace format's), and the trace format's headers are a JSON
+    object, whose keys must differ: ``Worker-ID`` and ``worker-id`` are the same header given twice.
+    """
+    if name not in taken:
+        return name
+    letters = [i for i, char in enumerate(name) if char.isascii() and char.isalpha()][:10]
+    for mask in range(1, 1 << len(letters)):
+        chars = list(name)
+        for bit, i in enumerate(letters):
+            if mask >> bit & 1:
+                chars[i] = chars[i].swapcase()
+        spelled = "".join(chars)
+        if spelled not in taken:
+            return spelled
+    return None
+
+
+def _recordable(
+    target: str, headers: Iterable[tuple[str, str]], body: bytes
+) -> tuple[dict[str, str], str | None] | str:
+    """The request's headers and body as a trace line holds them (every header as received, in order, each
+    repeated one under another spelling of its name; the body as its text), or why the trace format cannot hold
+    this request without altering it."""
+    if not target.startswith("/"):
+        return f"the trace format records targets that start with /, not {_shown(target)}: not served while recording"
+    try:
+        text = body.decode("utf-8") if body else None
+    except UnicodeDecodeError:
+        return "the body is not UTF-8, which the trace format cannot record: not served while recording"
+    recorded: dict[str, str] = {}
+    for name, value in headers:
+        key = _spelling(name, recorded)
+        if key is None:
+            return f"header {_shown(name)} is given more often than the trace format can record: not served"
+        recorded[key] = value
+    return recorded, text
+
+
 class ExampleHttpServer:
-    """A running server: ``url``, ``reference`` (the :class:`Server`), ``lock``; ``close()`` stops it."""
+    """A running server: ``url``, ``reference`` (the :class:`Server`), ``lock``; ``close()`` stops it.
+
+    ``lock`` is held only around calls of the reference (``handle``, ``create_environment``, ``create_work``):
+    reading and checking a request, answering what this server refuses itself, and writing the record all happen
+    outside it, so that a client sending large or hostile requests holds no one else up. Record lines are written
+    in the order the reference handled the requests.
+    """
 
     def __init__(
         self,
@@ -71,15 +171,22 @@ class ExampleHttpServer:
         test_clock: bool,
         test_routes: bool,
         record: TextIO | None,
+        timeout: float | None = DEFAULT_TIMEOUT,
     ) -> None:
+        if timeout is not None and not timeout > 0:
+            raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
         self.reference = reference
         self.lock = threading.Lock()
         self.clock = clock
         self.test_clock = test_clock
         self.test_routes = test_routes
         self.record = record
-        self._httpd = ThreadingHTTPServer((host, port), _handler_for(self))
-        self._httpd.daemon_threads = True
+        self.timeout = timeout
+        self._record_lock = threading.Lock()
+        self._handled = 0  # tickets, taken under `lock` in the order the reference handled requests
+        self._written = 0  # the next ticket whose line is written
+        self._pending: dict[int, str | None] = {}
+        self._httpd = _HTTPServer((host, port), _handler_for(self))
         bound_host, bound_port = self._httpd.server_address[:2]
         self.host, self.port = str(bound_host), int(bound_port)
         self.url = f"http://{self.host}:{self.port}"
@@ -102,63 +209,108 @@ class ExampleHttpServer:
     # --- answering ---
 
     def answer(self, method: str, target: str, headers: list[tuple[str, str]], body: bytes) -> Response:
-        named = {name.lower(): value for name, value in headers}
         request_id = echoed_request_id(headers)
-        now = self.clock()
-        if self.test_clock and NOW_HEADER.lower() in named:
-            try:
-                now = parse_timestamp(named[NOW_HEADER.lower()].strip(), NOW_HEADER)
-            except WorkstateError as exc:
-                return _error(400, "invalid_request_error", exc.message, request_id, NOW_HEADER)
-        if (self.test_clock or self.test_routes) and target.partition("?")[0].startswith(TEST_PREFIX):
-            with self.lock:
-                return self._create(method, target.partition("?")[0], body, request_id, now)
+        now: datetime | None = None  # None: the clock's, read under the lock (so time runs forward in the record)
+        if self.test_clock:
+            given = {value.strip() for name, value in headers if name.lower() == NOW_HEADER.lower()}
+            if len(given) > 1:
+                return _bad(f"{NOW_HEADER} is given more than once, with different values", request_id, NOW_HEADER)
+            if given:
+                try:
+                    now = parse_timestamp(given.pop(), NOW_HEADER)
+                except WorkstateError as exc:
+                    return _bad(exc.message, request_id, NOW_HEADER)
+        path = target.partition("?")[0]
+        if (self.test_clock or self.test_routes) and path.startswith(TEST_PREFIX):
+            return self._create(method, path, body, request_id, now)
+        recorded = None
+        if self.record is not None:
+            recordable = _recordable(target, headers, body)
+            if isinstance(recordable, str):
+                return _bad(recordable, request_id)
+            recorded = recordable
         request = Request(method, target, headers, body)
         with self.lock:
-            response = self.reference.handle(request, now)
-            if self.record is not None:
-                self._write(now, request, named, body, response)
+            at = self.clock() if now is None else now
+            response = self.reference.handle(request, at)
+            ticket = self._handled
+            self._handled += 1
+        if recorded is not None:
+            self._write(ticket, at, method, target, recorded, response)
         return response
 
-    def _write(self, now: datetime, request: Request, named: dict[str, str], body: bytes, response: Response) -> None:
+    def _write(
+        self,
+        ticket: int,
+        now: datetime,
+        method: str,
+        target: str,
+        recorded: tuple[dict[str, str], str | None],
+        response: Response,
+    ) -> None:
+        """Write the line of ``ticket`` once every earlier ticket's line is written (or theirs with it)."""
         assert self.record is not None
-        headers = {name: value for name, value in dict(request.headers or {}).items() if name.lower() != "host"}
-        line = {
-            "time": render_timestamp(now),
-            "request": {
-                "method": request.method,
-                "target": request.target,
-                "headers": headers,
-                "body": body.decode("utf-8", "replace") if body else None,
-            },
-            "response": {"status": response.status, "body": response.json},
-        }
-        self.record.write(json.dumps(line, separators=(",", ":")) + "\n")
-        self.record.flush()
+        line = None
+        try:
+            headers, body = recorded
+            exchange = {
+                "time": render_timestamp(now),
+                "request": {"method": method, "target": target, "headers": headers, "body": body},
+                "response": {"status": response.status, "body": response.json},
+            }
+            line = json.dumps(exchange, separators=(",", ":")) + "\n"
+        finally:  # a ticket is always settled, or every later line would wait for it forever
+            with self._record_lock:
+                self._pending[ticket] = line
+                while self._written in self._pending:
+                    text = self._pending.pop(self._written)
+                    self._written += 1
+                    if text is not None:
+                        self.record.write(text)
+                self.record.flush()
 
-    def _create(self, method: str, path: str, body: bytes, request_id: str | None, now: datetime) -> Response:
+    def _create(self, method: str, path: str, body: bytes, request_id: str | None, now: datetime | None) -> Response:
+        """A test route: the body is read and checked here, outside the lock; only the creation holds it."""
         parts = path[len(TEST_PREFIX) :].strip("/").split("/")
         if method != "POST" or not (parts == [""] or (len(parts) == 2 and parts[1] == "work")):
-            return _error(404, "not_found_error", f"no test route for {method} {path}", request_id)
+            return _error(404, "not_found_error", f"no test route for {_shown(method)} {_shown(path)}", request_id)
         try:
             value: Any = loads(body) if body else {}
         except DecodeError as exc:
-            return _error(400, "invalid_request_error", exc.message, request_id)
+            return _bad(exc.message, request_id)
         if not isinstance(value, dict):
-            return _error(400, "invalid_request_error", "the body must be a JSON object", request_id)
+            return _bad("the body must be a JSON object", request_id)
+        extra = set(value) - ({"kind"} if parts == [""] else {"session_id", "metadata"})
+        if extra:
+            key = min(extra)
+            return _bad(f"unknown key {_shown(key)}", request_id, key)
+        create: Callable[[datetime], str]
+        if parts == [""]:
+            kind = value.get("kind", "self_hosted")
+            if not isinstance(kind, str) or kind not in ("self_hosted", "cloud"):
+                return _bad(f"kind must be 'self_hosted' or 'cloud', got {_shown(kind)}", request_id, "kind")
+
+            def create(at: datetime) -> str:
+                return self.reference.create_environment(kind, now=at)
+
+        else:
+            env, session, metadata = parts[0], value.get("session_id"), value.get("metadata")
+            if not valid_id("env_", env):
+                return _error(404, "not_found_error", f"environment {_shown(env)} not found", request_id, "env")
+            if not isinstance(session, str) or not valid_id("sess_", session):
+                message = f"session_id must be 'sess_' and 32 lowercase hex digits, got {_shown(session)}"
+                return _bad(message, request_id, "session_id")
+            if metadata is not None and not (
+                isinstance(metadata, dict) and all(isinstance(v, str) for v in metadata.values())
+            ):
+                return _bad("metadata must be an object of strings", request_id, "metadata")
+
+            def create(at: datetime) -> str:
+                return self.reference.create_work(env, session_id=session, metadata=metadata, now=at)
+
         try:
-            if parts == [""]:
-                extra = sorted(set(value) - {"kind"})
-                if extra:
-                    return _error(400, "invalid_request_error", f"unknown key {extra[0]!r}", request_id, extra[0])
-                created = self.reference.create_environment(value.get("kind", "self_hosted"), now=now)
-            else:
-                extra = sorted(set(value) - {"session_id", "metadata"})
-                if extra:
-                    return _error(400, "invalid_request_error", f"unknown key {extra[0]!r}", request_id, extra[0])
-                created = self.reference.create_work(
-                    parts[0], session_id=value.get("session_id", ""), metadata=value.get("metadata"), now=now
-                )
+            with self.lock:
+                created = create(self.clock() if now is None else now)
         except WorkstateError as exc:
             status = exc.status_hint if exc.status_hint in _ERROR_TYPES else 400
             return _error(status, _ERROR_TYPES[status], exc.message, request_id, exc.param)
@@ -166,46 +318,156 @@ class ExampleHttpServer:
         return Response(201, reply, dumps(reply))
 
 
-def _handler_for(owner: ExampleHttpServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        server_version = "workstate-example"
-        disable_nagle_algorithm = True  # else each keep-alive reply waits for the client's delayed ACK
+# --- HTTP/1.1 framing -----------------------------------------------------------------------------------------
 
-        def _serve(self) -> None:
-            length_text = self.headers.get("Content-Length", "0") or "0"
-            try:
-                length = int(length_text)
-            except ValueError:
-                length = -1
-            if not 0 <= length <= _MAX_BODY:
-                self._send(_error(400, "invalid_request_error", "bad Content-Length", None))
-                return
+
+def _framing(headers: Message) -> int | Response:
+    """The length of the request's body, or the answer refusing a request whose end cannot be told for sure.
+
+    The body is read by one Content-Length of ASCII digits (RFC 9112 6.3), at most 1 MiB; Transfer-Encoding
+    (chunked or any) is refused with 411 rather than supported, and so is a header block with a line that is not
+    a header field (http.server's parser would drop every header after it). After a refusal the connection is
+    closed: what follows on it is never read as requests.
+    """
+    request_id = echoed_request_id(headers.items())
+    if any(isinstance(defect, _NOT_A_HEADER_BLOCK) for defect in headers.defects):
+        return _bad("the header block holds a line that is not a header field", request_id)
+    if headers.get_all("Transfer-Encoding"):
+        message = "Transfer-Encoding is not supported: send the body with a Content-Length"
+        return _error(411, "invalid_request_error", message, request_id, "Transfer-Encoding")
+    lengths = set()
+    for value in headers.get_all("Content-Length") or ():
+        text = value.strip(" \t")
+        if not _DIGITS.fullmatch(text):
+            return _bad(f"Content-Length must be decimal digits, got {_shown(value)}", request_id, "Content-Length")
+        lengths.add(text.lstrip("0") or "0")
+    if len(lengths) > 1:
+        message = "Content-Length is given more than once, with different values"
+        return _bad(message, request_id, "Content-Length")
+    digits = lengths.pop() if lengths else "0"
+    if len(digits) > len(str(_MAX_BODY)) or int(digits) > _MAX_BODY:
+        message = f"the body is over {_MAX_BODY} bytes: {_shown(digits)}"
+        return _error(413, "invalid_request_error", message, request_id, "Content-Length")
+    return int(digits)
+
+
+class _Lines:
+    """The request stream, remembering the last line read (a header block is complete only at its blank line)."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self.last = b""
+
+    def readline(self, limit: int = -1) -> bytes:
+        self.last = self._stream.readline(limit)
+        return self.last
+
+    def read(self, size: int = -1) -> bytes:
+        return self._stream.read(size)
+
+    def close(self) -> None:
+        self._stream.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._stream.closed
+
+    def headers_ended(self) -> bool:
+        return self.last in (b"\r\n", b"\n")
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = REQUEST_QUEUE_SIZE
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], OSError):
+            return  # a client that went away (reset, broken pipe) or stalled (timeout): nothing to tell anyone
+        super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "workstate-example"
+    disable_nagle_algorithm = True  # else each keep-alive reply waits for the client's delayed ACK
+    owner: ExampleHttpServer
+    rfile: Any
+
+    def setup(self) -> None:
+        super().setup()  # applies `timeout` to the socket: a silent client loses its connection and its thread
+        self.rfile = _Lines(self.rfile)
+
+    def handle_expect_100(self) -> bool:
+        if isinstance(_framing(self.headers), Response) or not self.rfile.headers_ended():
+            return True  # no "100 Continue" invites a body that is refused anyway (in _serve)
+        return super().handle_expect_100()
+
+    def _serve(self) -> None:
+        if not self.rfile.headers_ended():  # the client closed in the middle of the header block
+            self._refuse(_bad("the header block ended before its blank line: not executed", None), unread=False)
+            return
+        length = _framing(self.headers)
+        if isinstance(length, Response):
+            self._refuse(length, unread=True)
+            return
+        try:
             body = self.rfile.read(length) if length else b""
-            try:
-                response = owner.answer(self.command, self.path, list(self.headers.items()), body)
-            except Exception as exc:  # a bug behind the server: answer 500 rather than drop the connection
-                response = _error(500, "api_error", f"internal error: {type(exc).__name__}", None)
-            self._send(response)
+        except TimeoutError:
+            message = f"the body did not arrive within {self.owner.timeout} s: not executed"
+            self._refuse(_error(408, "invalid_request_error", message, None), unread=False)
+            return
+        if len(body) < length:  # the client closed before the whole body came: nothing of it is executed
+            self._refuse(_bad(f"the body ended after {len(body)} of {length} bytes: not executed", None), unread=False)
+            return
+        target = self.requestline.split()[1]  # as sent: http.server rewrites a leading // in self.path
+        try:
+            response = self.owner.answer(self.command, target, list(self.headers.items()), body)
+        except Exception as exc:  # a bug behind the server: answer 500 rather than drop the connection
+            response = _error(500, "api_error", f"internal error: {type(exc).__name__}", None)
+        self._send(response)
 
-        def _send(self, response: Response) -> None:
-            self.send_response(response.status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(response.body)))
-            self.end_headers()
+    def _send(self, response: Response, close: bool = False) -> None:
+        self.send_response(response.status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(response.body)))
+        if close:
+            self.send_header("Connection", "close")  # also sets close_connection
+        self.end_headers()
+        if self.command != "HEAD":  # HEAD: the headers of the answer a GET would get here, without its body
             self.wfile.write(response.body)
 
-        def __getattr__(self, name: str) -> Any:
-            # Every method (also an odd one, such as "get" or "BREW") is answered by the reference server,
-            # which knows which routes exist: http.server alone would answer an unknown method with 501 HTML.
-            if name.startswith("do_"):
-                return self._serve
-            raise AttributeError(name)
-
-        def log_message(self, format: str, *args: Any) -> None:
+    def _refuse(self, response: Response, *, unread: bool) -> None:
+        """Answer and close the connection; with ``unread`` bytes of the request possibly still coming, read and
+        drop some first (a bounded amount, for a bounded time), so that the close does not reset the connection
+        before the client has read the answer. Nothing read here is ever a request."""
+        self._send(response, close=True)
+        if not unread:
+            return
+        try:
+            self.connection.shutdown(socket.SHUT_WR)
+            deadline, left = time.monotonic() + _LINGER_SECONDS, _LINGER_BYTES
+            while left > 0 and (wait := deadline - time.monotonic()) > 0:
+                self.connection.settimeout(wait)
+                chunk = self.connection.recv(min(left, 1 << 14))
+                if not chunk:
+                    break
+                left -= len(chunk)
+        except OSError:
             pass
 
-    return Handler
+    def __getattr__(self, name: str) -> Any:
+        # Every method (also an odd one, such as "get" or "BREW") is answered by the reference server,
+        # which knows which routes exist: http.server alone would answer an unknown method with 501 HTML.
+        if name.startswith("do_"):
+            return self._serve
+        raise AttributeError(name)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def _handler_for(owner: ExampleHttpServer) -> type[BaseHTTPRequestHandler]:
+    return type("Handler", (_Handler,), {"owner": owner, "timeout": owner.timeout})
 
 
 def serve(
@@ -217,11 +479,13 @@ def serve(
     test_clock: bool = False,
     test_routes: bool = False,
     record: TextIO | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT,
 ) -> ExampleHttpServer:
     """Serve ``server`` (a new default :class:`Server` when None) over HTTP from a daemon thread.
 
     ``port=0`` picks a free port (read ``.url``). ``record``, when given, receives one trace line per
-    Work API exchange.
+    Work API exchange. ``timeout`` is how many seconds a connection may stay silent before it is closed
+    (None: forever).
     """
     return ExampleHttpServer(
         Server() if server is None else server,
@@ -231,6 +495,7 @@ def serve(
         test_clock,
         test_routes,
         record,
+        timeout,
     )
 
 
@@ -260,7 +525,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--start-timeout", type=float, help="seconds an acked item waits for its first heartbeat")
     parser.add_argument("--reclaim-ms", type=int, help="default reclaim_older_than_ms of a poll")
     parser.add_argument("--record", type=Path, help="append every exchange to this trace file (JSON lines)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        help=f"seconds a connection may stay silent before it is closed (default {DEFAULT_TIMEOUT:g})",
+    )
     args = parser.parse_args(argv)
+    if not args.timeout > 0:
+        parser.error(f"--timeout must be a positive number of seconds, got {args.timeout:g}")
     try:
         policy = policy_of(args)
     except WorkstateError as exc:
@@ -273,6 +546,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         test_clock=args.test_clock,
         test_routes=args.test_routes,
         record=record,
+        timeout=args.timeout,
     )
     print(f"listening on {running.url}", flush=True)
     try:

@@ -171,6 +171,8 @@ def test_the_command_line_serves_with_a_policy(tmp_path: Path) -> None:
             "--test-clock",
             "--ttl",
             "2",
+            "--timeout",
+            "5",
             "--record",
             str(trace),
         ],
@@ -202,3 +204,9 @@ def test_the_command_line_serves_with_a_policy(tmp_path: Path) -> None:
         ).returncode
         == 0
     )
+
+
+def test_the_command_line_refuses_a_bad_timeout() -> None:
+    command = [sys.executable, str(ROOT / "examples" / "http_server.py"), "--port", "0", "--timeout", "0"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "--timeout must be a positive number" in result.stderr
