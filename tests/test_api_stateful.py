@@ -415,7 +415,7 @@ class ServerMachine(RuleBasedStateMachine):
         assert listed == self.created
         # one live item per session, and the server's index of them (what create_work and adopt read) agrees
         live_items = [i for i in items.values() if i.state is not State.STOPPED]
-        live = {i.session_id: (i.environment_id, i.id) for i in live_items}
+        live = {i.session_id: i.id for i in live_items}
         assert len(live) == len(live_items)
         assert self.server._live == live == self.twin._live
         # 7: lease exclusivity among protocol-following workers (judged on the workers' monotonic clock)

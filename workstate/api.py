@@ -776,8 +776,8 @@ class Server:
         self._authorizer = authorizer
         self._ids: IdSource = CounterIds() if ids is None else ids
         self._envs: dict[str, _Environment] = {}
-        # session id -> (environment id, work id) of its live item (spec section 1: at most one), kept by _store
-        self._live: dict[str, tuple[str, str]] = {}
+        # session id -> the id of its live item (spec section 1: at most one), kept by _store on every write
+        self._live: dict[str, str] = {}
         self._deadlines: list[tuple[datetime, str, str]] = []  # (deadline, work id, environment id)
         self._timed = 0  # how many items have a deadline
         # A policy's numbers are at most a billion (policy.LARGEST): these never overflow.
@@ -826,9 +826,8 @@ class Server:
             fits = step(item, _NO_PATCH, now, self.policy)
             if isinstance(fits, Rejected):
                 raise InvalidMetadata(f"{fits.reason.message} [{fits.rule.section} {fits.rule.name}]", param="metadata")
-        live = self._live.get(session_id)
-        if live is not None:
-            holder = live[1]
+        holder = self._live.get(session_id)
+        if holder is not None:
             raise SessionBusy(
                 f"session {session_id} already has a live work item ({holder})", session_id=session_id, work_id=holder
             )
@@ -884,9 +883,9 @@ class Server:
         old = environment.items.get(item.id)
         if old is not None and old.created_at != item.created_at:
             raise InvalidInput(f"created_at of {item.id} cannot change", param="created_at")
-        live = self._live.get(item.session_id)
-        if item.live and live is not None and live != (environment.id, item.id):
-            holder = live[1]
+        holder = self._live.get(item.session_id)
+        was_live = old is not None and old.live and old.session_id == item.session_id  # then it is the holder
+        if item.live and holder is not None and not was_live:
             raise SessionBusy(
                 f"session {item.session_id} already has a live work item ({holder})",
                 session_id=item.session_id,
@@ -1008,7 +1007,7 @@ class Server:
             if old is not None and old.live:
                 del self._live[old.session_id]  # it held this item: a session has one live item at most
             if new.live:
-                self._live[new.session_id] = (env.id, new.id)
+                self._live[new.session_id] = new.id
         elif not new.live:
             del self._live[old.session_id]
         if self._on_change is not None:
