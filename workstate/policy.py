@@ -134,7 +134,11 @@ class Policy:
         5000, "4.1", "documented", "Default of poll's `reclaim_older_than_ms` (also the stats window).", minimum=0
     )
     workers_polling_window_seconds: float = _doc(
-        30.0, "4.7", "silent", "Window in which a polling Worker-ID counts for `workers_polling`."
+        30.0,
+        "4.7",
+        "silent",
+        "Window in which a polling Worker-ID counts for `workers_polling` (before `now`, or before the newest poll "
+        "when `now` is behind it).",
     )
     metadata_max_keys: int = _doc(16, "4.5", "silent", "Most metadata keys an item may hold after a merge.")
     metadata_max_key_length: int = _doc(64, "4.5", "silent", "Longest metadata key, in characters.")
