@@ -588,3 +588,21 @@ def test_issue11_1_json_syntax_stays_strict_for_replies(data: bytes) -> None:
         loads(data)
     with pytest.raises(DecodeError):
         decode_poll(data)
+
+
+def test_issue11_5b_a_backward_page_names_its_first_item_as_next_page() -> None:
+    items = [
+        WorkObject.of(
+            WorkItem(id=f"work_{i:032x}", environment_id="env_" + "0" * 32, session_id=f"sess_{i:032x}", created_at=T0)
+        )
+        for i in range(3)
+    ]
+    page = ListEnvelope(data=tuple(items[1:]), has_more=True, backward=True)
+    assert page.to_json()["next_page"] == items[1].id
+    again = ListEnvelope.from_json(page.to_json())
+    assert again == page and again.backward
+    forward = ListEnvelope(data=tuple(items[1:]), has_more=True)
+    assert ListEnvelope.from_json(forward.to_json()) == forward and forward.next_page == items[2].id
+    wrong = dict(page.to_json(), next_page="work_" + "f" * 32)
+    with pytest.raises(DecodeError):
+        ListEnvelope.from_json(wrong)

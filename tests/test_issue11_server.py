@@ -443,3 +443,18 @@ def test_issue11_3_an_excerpt_says_what_was_cut_and_escapes_it() -> None:
     assert "'" + "9" * 64 + "'... (1,000 characters)" in message
     response = w.raw(Request("GET", w.target("/poll"), {**AUTH, "Worker-ID": "a\nb"}), T)
     assert "'a\\nb'" in response.json["error"]["message"]
+
+
+def test_issue11_3_an_overlong_request_id_is_not_echoed() -> None:
+    """No answer echoes unbounded input: an x-request-id over REQUEST_ID_MAX_LENGTH gets a generated id."""
+    from workstate.api import REQUEST_ID_MAX_LENGTH, Request, Server
+
+    server = Server()
+    for length, echoed in ((REQUEST_ID_MAX_LENGTH, True), (REQUEST_ID_MAX_LENGTH + 1, False), (8 << 20, False)):
+        rid = "r" * length
+        resp = server.handle(
+            Request("GET", "/nowhere", headers={"x-request-id": rid}), now=datetime(2026, 7, 1, tzinfo=UTC)
+        )
+        assert resp.status == 404
+        assert (resp.json["request_id"] == rid) is echoed
+        assert len(resp.body) < 2048 or echoed

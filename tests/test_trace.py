@@ -879,24 +879,43 @@ def test_a_list_is_not_judged_where_an_item_the_trace_never_showed_could_explain
         rec.line("GET", f"{rec.base}?limit=2"),  # 0 1, has_more: 2 3 4 are unseen
         rec.line("GET", f"{rec.base}?limit=1&after_id={ids[0]}"),  # 1, has_more
         rec.line("GET", f"{rec.base}?page={ids[1]}&limit=1"),  # 2, has_more
-        rec.line("GET", f"{rec.base}?before_id={ids[3]}&limit=10"),  # 0 1 2: not a full page, and 3 follows
-        rec.line("GET", f"{rec.base}?before_id={ids[4]}&limit=1"),  # 3, has_more: 4 follows, unseen
+        rec.line("GET", f"{rec.base}?before_id={ids[3]}&limit=10"),  # 0 1 2: nothing precedes 0, agreed
+        rec.line("GET", f"{rec.base}?before_id={ids[4]}&limit=1"),  # 3, has_more: 0 1 2 precede, known
         rec.line("GET", f"{rec.base}?limit=4"),  # 0 1 2 3: all known, 4 unseen
         rec.line("GET", f"{rec.base}?after_id={ids[2]}"),  # 3 4: 4 seen now, nothing follows
         rec.line("GET", f"{rec.base}?limit=4"),  # now judged: 4 is known
     ]
     report = check_lines(lines)
     assert report.exit_status == 0
-    assert [(f.line, f.kind) for f in report.findings] == [(n, Kind.NOT_JUDGED) for n in (1, 2, 3, 4, 5, 6)]
+    assert [(f.line, f.kind) for f in report.findings] == [(n, Kind.NOT_JUDGED) for n in (1, 2, 3, 6)]
     for finding in report.findings:
         assert finding.differences[0] == "has_more: expected False, got True"
         assert "the trace never showed" in finding.differences[-1]
     assert report.findings[0].differences[-1] == (
         f"an item the trace never showed may follow {ids[1]} (the page holds the limit, 2 items)"
     )
-    assert report.findings[3].differences[-1] == (
-        f"an item the trace never showed may be at or after before_id {ids[3]}"
+
+
+def test_issue11_5b_a_backward_page_is_judged_in_its_own_direction() -> None:
+    """A ``before_id`` page's ``has_more`` says whether items precede ``first_id`` (its ``next_page``): an unseen
+    item may explain it on a full page; on a short page nothing can precede, so it is a divergence."""
+    rec = Recorder()
+    ids = [rec.create() for _ in range(3)]
+    short = rec.answer("GET", f"{rec.base}?before_id={ids[2]}&limit=5")  # 0 1: nothing precedes 0
+    short["response"]["body"].update(has_more=True, next_page=ids[0])
+    lines = [
+        rec.line("GET", f"{rec.base}?before_id={ids[2]}&limit=1"),  # 1, has_more: 0 precedes, unseen
+        rec.line("GET", f"{rec.base}?before_id={ids[2]}&limit=2"),  # 0 1: 0 seen now, nothing precedes it
+        json.dumps(short),
+    ]
+    first = json.loads(lines[0])["response"]["body"]
+    assert first["has_more"] is True and first["next_page"] == ids[1] == first["first_id"]
+    report = check_lines(lines)
+    assert [(f.line, f.kind) for f in report.findings] == [(1, Kind.NOT_JUDGED), (3, Kind.DIVERGENCE)]
+    assert report.findings[0].differences[-1] == (
+        f"an item the trace never showed may precede {ids[1]} (the page holds the limit, 1 items)"
     )
+    assert "has_more: expected False, got True" in report.findings[1].differences
 
 
 def list_line(rec: Recorder, target: str, change: Any) -> str:

@@ -90,6 +90,7 @@ from .rules import Reason, Rule, State
 
 __all__ = [
     "PARAM_OF_REASON",
+    "REQUEST_ID_MAX_LENGTH",
     "Access",
     "Authorizer",
     "CounterIds",
@@ -406,13 +407,18 @@ def bearer_token(authorization: str | None) -> str | None:
     return None if match is None else match[1]
 
 
+REQUEST_ID_MAX_LENGTH = 256
+"""The longest ``x-request-id`` an answer echoes; a longer one is replaced by a generated id."""
+
+
 def echoed_request_id(headers: Any) -> str | None:
     """The ``x-request-id`` an error envelope echoes for a request with these headers, else None (the server
     generates a request id).
 
     ``headers`` as :class:`Request` takes them: a mapping or ``(name, value)`` pairs, names case-insensitive.
     The value loses surrounding spaces and tabs; an empty value, one holding CR, LF or NUL or a lone
-    surrogate (which no UTF-8 carries, and which the codec refuses in a body), or the header given twice
+    surrogate (which no UTF-8 carries, and which the codec refuses in a body), one longer than
+    :data:`REQUEST_ID_MAX_LENGTH` characters (no answer echoes unbounded input), or the header given twice
     with different values is not echoed. :meth:`Server.handle` and ``workstate check`` both follow this rule.
     """
     return _echoed(_read_headers(headers))
@@ -421,7 +427,9 @@ def echoed_request_id(headers: Any) -> str | None:
 def _echoed(headers: dict[str, str | None]) -> str | None:
     """:func:`echoed_request_id` of headers already read by :func:`_read_headers`."""
     value = headers.get("x-request-id")
-    return value if value and not _NOT_ECHOED.search(value) else None
+    if not value or len(value) > REQUEST_ID_MAX_LENGTH or _NOT_ECHOED.search(value):
+        return None
+    return value
 
 
 def _empty(body: Any) -> bool:
@@ -1205,10 +1213,7 @@ class Server:
         # has_more: whether items lie beyond the page in the direction it was asked for (after last_id, or
         # for before_id before first_id); next_page is the cursor that continues in that direction.
         more = bool(ids) and (start > 0 if backward else end < len(order))
-        page = ListEnvelope.of([env.items[i] for i in ids], has_more=more).to_json()
-        if backward and more:
-            page["next_page"] = page["first_id"]  # followed as before_id, it gives the page before this one
-        return _ok(page)
+        return _ok(ListEnvelope.of([env.items[i] for i in ids], has_more=more, backward=backward).to_json())
 
 
 def _ok(value: Any, effects: tuple[Effect, ...] = (), rule: Rule | None = None) -> Response:

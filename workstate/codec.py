@@ -450,14 +450,22 @@ _LIST_KEYS = ("data", "first_id", "last_id", "has_more", "next_page")
 
 @attrs.frozen(kw_only=True)
 class ListEnvelope:
-    """One page of a list. ``first_id``, ``last_id`` and ``next_page`` follow from the data."""
+    """One page of a list. ``first_id``, ``last_id`` and ``next_page`` follow from the data and the direction.
+
+    ``has_more`` says whether items lie beyond the page in the direction it was asked for: after ``last_id``
+    for a forward page (no cursor, ``page``, ``after_id``), before ``first_id`` for a ``before_id`` page
+    (``backward``). ``next_page`` is the cursor that continues that way: ``last_id``, or ``first_id`` (to be
+    sent back as ``before_id``), and null when nothing is left. A decoded page is ``backward`` when its
+    ``next_page`` names its first item and that is not also its last (a one-item page reads the same either
+    way)."""
 
     data: tuple[WorkObject, ...]
     has_more: bool
+    backward: bool = False
 
     @classmethod
-    def of(cls, items: Sequence[Any], has_more: bool) -> ListEnvelope:
-        return cls(data=tuple(WorkObject.of(item) for item in items), has_more=has_more)
+    def of(cls, items: Sequence[Any], has_more: bool, backward: bool = False) -> ListEnvelope:
+        return cls(data=tuple(WorkObject.of(item) for item in items), has_more=has_more, backward=backward)
 
     @property
     def first_id(self) -> str | None:
@@ -469,7 +477,9 @@ class ListEnvelope:
 
     @property
     def next_page(self) -> str | None:
-        return self.last_id if self.has_more else None
+        if not self.has_more:
+            return None
+        return self.first_id if self.backward else self.last_id
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -487,7 +497,10 @@ class ListEnvelope:
         if not isinstance(obj["data"], list):
             raise DecodeError(f"{data_path} must be a JSON array", param=data_path)
         data = tuple(WorkObject.from_json(item, _path(data_path, i)) for i, item in enumerate(obj["data"]))
-        page = cls(data=data, has_more=_boolean(obj["has_more"], _path(path, "has_more")))
+        has_more = _boolean(obj["has_more"], _path(path, "has_more"))
+        next_page = obj["next_page"]
+        backward = has_more and bool(data) and next_page == data[0].id and next_page != data[-1].id
+        page = cls(data=data, has_more=has_more, backward=backward)
         for key in ("first_id", "last_id", "next_page"):
             found = _optional_id(obj[key], "work_", _path(path, key))
             if found != getattr(page, key):

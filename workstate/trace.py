@@ -907,8 +907,8 @@ class Checker:
 
     def _judge_list(self, ex: Exchange, env_id: str) -> list[Finding]:
         """A list is judged on the items the trace showed. An item it never showed may exist, and explains
-        ``has_more`` true where the replay says false when something may follow the page: after a full page
-        (``page``, ``after_id`` or no cursor), or at or after ``before_id`` (any page of at least one item).
+        ``has_more`` true where the replay says false when something may lie beyond a full page in its direction:
+        after ``last_id`` (``page``, ``after_id`` or no cursor), or before ``first_id`` (``before_id``).
         Every item of the answer is seeded first, so the replay's page is the recorded one unless a known
         item is missing or out of place, or the limit is exceeded: none of which an unseen item explains."""
         if self._transient(ex):
@@ -960,10 +960,13 @@ class Checker:
             if expected.json["has_more"] != got.has_more:
                 differences.append(f"has_more: expected {expected.json['has_more']}, got {got.has_more}")
                 unseen = None
-                if got.has_more and got.data:  # the replay knows no item after the page; the server may
+                if got.has_more and len(got.data) == limit:  # the replay knows no item beyond a full page
                     if before_id is not None:
-                        unseen = f"an item the trace never showed may be at or after before_id {before_id}"
-                    elif len(got.data) == limit:
+                        unseen = (
+                            f"an item the trace never showed may precede {got.first_id} "
+                            f"(the page holds the limit, {limit} items)"
+                        )
+                    else:
                         unseen = (
                             f"an item the trace never showed may follow {got.last_id} "
                             f"(the page holds the limit, {limit} items)"
