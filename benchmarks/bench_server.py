@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 
 from workstate import NO_HEARTBEAT, Ack, Deliver, Heartbeat, Stop, WorkItem, step
 from workstate.api import Request, Server
-from workstate.codec import HeartbeatObject, dumps, encode_work
+from workstate.api.codec import HeartbeatObject, dumps, encode_work
 
 T0 = datetime(2026, 7, 1, 8, 15, 1, tzinfo=UTC)
 AUTH = {"Authorization": "Bearer token", "Worker-ID": "w1"}

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import attrs
 
-import workstate.simulate as sim
+import workstate.tools.simulate as sim
 from workstate.api import Request, Server
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -54,7 +54,7 @@ from typing import Any, BinaryIO, TextIO
 
 from workstate import Policy, parse_timestamp, render_timestamp
 from workstate.api import Request, Response, Server, echoed_request_id
-from workstate.codec import DecodeError, ErrorEnvelope, dumps, loads
+from workstate.api.codec import DecodeError, ErrorEnvelope, dumps, loads
 from workstate.errors import WorkstateError
 from workstate.model import valid_id
 

@@ -22,7 +22,7 @@ from typing import TextIO
 from urllib.parse import urlsplit
 
 from workstate.api import Request, Response
-from workstate.codec import DecodeError, loads
+from workstate.api.codec import DecodeError, loads
 from workstate.errors import InvalidInput
 from workstate.worker import Abort, Actions, Drain, Dropped, Finished, Halted, Send, StartWork, Worker
 

@@ -1,6 +1,11 @@
 """Shared builders for the tests: items in every state, made only through the public step function."""
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, Phase, settings
 
 from workstate import (
     DEFAULT_POLICY,
@@ -15,6 +20,10 @@ from workstate import (
     WorkItem,
     step,
 )
+from workstate.model import ACTIONS, Action, Lifecycle
+from workstate.rules import Kind, Reason
+
+ROOT = Path(__file__).resolve().parent.parent
 
 T0 = datetime(2026, 7, 1, 8, 15, 1, tzinfo=UTC)
 WORK = "work_" + "0" * 31 + "1"
@@ -72,3 +81,61 @@ def declaration(replace: dict[str, tuple[object, ...] | None], prepend: tuple[tu
 
     kept = [replace.get(old[0], old) for old in DECLARATION]
     return (*prepend, *[new for new in kept if new is not None])
+
+
+# --- teeth: broken rule sets the property suite and the model checker must catch ---------------------------
+
+
+def _requeue_keeping_worker(
+    item: WorkItem, cmd: Any, at: datetime, policy: Policy, ch: dict[str, Any], fx: list[Any]
+) -> None:
+    ACTIONS["requeue"].run(item, cmd, at, policy, ch, fx)
+    ch["worker_id"] = item.worker_id  # the bug: the bound Worker-ID survives the re-queue
+
+
+BROKEN: dict[str, Callable[[], Lifecycle]] = {
+    "heartbeat ignores the precondition": lambda: Lifecycle(declaration({"heartbeat-precondition-failed": None})),
+    "ack succeeds in stopping": lambda: Lifecycle(
+        declaration(
+            {"ack-after-stop": line("ack-after-stop", source=State.STOPPED)},
+            prepend=(
+                line("ack", name="ack-in-stopping", source=State.STOPPING, actions="bind_worker stamp_acknowledged"),
+            ),
+        )
+    ),
+    "a lapse forgets to clear the bound Worker-ID": lambda: Lifecycle(
+        actions={**ACTIONS, "requeue": Action(_requeue_keeping_worker, ACTIONS["requeue"].writes)}
+    ),
+    "a lapsed lease is never re-queued": lambda: Lifecycle(
+        declaration({"lease-expired": line("lease-expired", dest=None, outcome=Kind.REPLAY, actions="")})
+    ),
+    "ack replay answers 409": lambda: Lifecycle(
+        declaration({"ack-replay": line("ack-replay", outcome=Reason.WORKER_CONFLICT)})
+    ),
+}
+
+
+# --- the lockstep kit's settings in these tests, and the rule each old mutant breaks ----------------------
+
+# Finding: up to 100 sequences of up to 30 steps. The kit's own reduction (one-step deletions, replayed)
+# makes the counterexample short, so hypothesis' slow shrink phase is left out here (one test keeps it).
+FIND = settings(
+    max_examples=100,
+    stateful_step_count=30,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    report_multiple_bugs=False,
+    suppress_health_check=list(HealthCheck),
+    phases=[Phase.explicit, Phase.generate],
+)
+PASS = settings(FIND, max_examples=200, stateful_step_count=30)
+
+EXPECTED_RULE = {
+    "AckReplayConflicts": "4.2 ack-replay",
+    "HeartbeatIgnoresPrecondition": "4.3 heartbeat-precondition-failed",
+    "LeaseNeverLapses": "5 lease-expired",
+    "LifoPoll": "4.1 poll",
+    "StopStoppedConflicts": "stop",  # stop-stopped or force-stop-stopped
+    "AckIgnoresWorkerId": "4.2 ack-",  # claimed by another / bound to another
+}

@@ -48,13 +48,13 @@ def test_there_are_examples() -> None:
 
 
 def test_generated_docs_match_the_code() -> None:
-    from workstate.docgen import drifted
+    from workstate.tools.docgen import drifted
 
-    assert drifted(ROOT) == [], "run: python -m workstate.docgen"
+    assert drifted(ROOT) == [], "run: python -m workstate.tools.docgen"
 
 
 def test_drift_is_detected(tmp_path: Path) -> None:
-    from workstate.docgen import GENERATED, drifted, main
+    from workstate.tools.docgen import GENERATED, drifted, main
 
     (tmp_path / "docs").mkdir()
     assert sorted(drifted(tmp_path)) == sorted(GENERATED)  # nothing written yet
@@ -77,7 +77,7 @@ def test_the_diagram_has_every_state_and_the_table_every_rule() -> None:
 
 
 def test_one_command_regenerates_every_generated_doc(tmp_path: Path) -> None:
-    from workstate.docgen import GENERATED, main
+    from workstate.tools.docgen import GENERATED, main
 
     assert {"docs/lifecycle.md", "docs/policy.md", "docs/errors.md", "docs/lifecycle.svg"} <= set(GENERATED)
     assert main(["--check", "--root", str(ROOT)]) == 0
@@ -88,7 +88,7 @@ def test_one_command_regenerates_every_generated_doc(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", ["docs/errors.md", "docs/lifecycle.svg", "docs/policy.md"])
 def test_drift_of_each_generated_file_is_detected(tmp_path: Path, name: str) -> None:
-    from workstate.docgen import drifted, main
+    from workstate.tools.docgen import drifted, main
 
     main(["--root", str(tmp_path)])
     (tmp_path / name).write_text((tmp_path / name).read_text() + " ")

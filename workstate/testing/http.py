@@ -28,7 +28,7 @@ import attrs
 
 from .._time import render_timestamp
 from ..api import Headers, Request, Response
-from ..codec import DecodeError, loads
+from ..api.codec import DecodeError, loads
 from ..errors import WorkstateError
 
 __all__ = ["NOW_HEADER", "CreationFailed", "HttpTarget", "NotJson"]

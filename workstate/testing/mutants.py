@@ -21,8 +21,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from urllib.parse import parse_qsl
 
-from ..api import CounterIds, Request, Response, Server, _Environment, _Key
-from ..codec import ErrorEnvelope, dumps
+from ..api.codec import ErrorEnvelope, dumps
+from ..api.server import CounterIds, Request, Response, Server, _Environment, _Key
 from ..model import Accepted, Deliver, WorkItem, step
 from ..policy import DEFAULT_POLICY, LARGEST, Policy
 from ..rules import State

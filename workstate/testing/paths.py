@@ -30,7 +30,7 @@ from ..errors import InvalidInput
 from ..model import LIFECYCLE, Command, Lifecycle, Outcome, WorkItem
 from ..policy import DEFAULT_POLICY, OnLeaseExpiry, Policy
 from ..rules import RuleTable, State, Trigger
-from ..verify import MAX_DEPTH, Move, Result, System, explore, path_to, replay
+from ..tools.verify import MAX_DEPTH, Move, Result, System, explore, path_to, replay
 
 __all__ = ["COVERAGE_POLICIES", "Edge", "Path", "edges", "shortest_paths"]
 

@@ -1,0 +1,1303 @@
+"""The reference server: the whole Work API as a sans-I/O request -> response model.
+
+:class:`Server` takes HTTP-shaped :class:`Request` values and returns HTTP-shaped :class:`Response`
+values for every endpoint of ``work-api.md`` section 4 (the public contract is
+``reference-server.md``). It reads no clock, opens no socket, starts no thread and draws no random
+number: time comes in as ``now``, ids come from an injectable, deterministic source. Every rule of
+the lifecycle is the core's (:func:`workstate.step`); this module adds only what an HTTP surface
+and a collection of items need: routing, parsing, the check order, the queue and the clock.
+
+Decisions taken here where the spec is silent:
+
+- Check order: an unknown route (or a known path with another method) is 404 before anything
+  else; then 401, 403, 404 environment, 400 not ``self_hosted``, 400 parameters (query in the
+  endpoint's order, then ``Worker-ID``, then the body), 404 work item, then the rules.
+- Every call first applies the expiry due at ``now`` to every item (:meth:`Server.expire`, driven by
+  a deadline heap), so the lazy path and the eager sweep cannot disagree. Time passing is not a
+  change a request makes: "a rejected request changes nothing" holds for the state at ``now``.
+- A rejected request (any 4xx) records nothing, not even a poll for ``workers_polling``.
+- Query strings decode ``+`` as a space and ``%XX`` as UTF-8 (invalid escapes or UTF-8: 400);
+  unknown parameters are ignored, a parameter the endpoint reads given twice is 400.
+- Headers: names are case-insensitive; values lose surrounding spaces and tabs; a header given
+  twice with different values counts as malformed (``Authorization``: 401, ``Worker-ID``: 400,
+  ``x-request-id``: a request id is generated), and so does a value holding CR, LF or NUL (which
+  HTTP cannot carry, but a recorded trace or a Python caller can). An ``x-request-id`` holding a
+  lone surrogate (no UTF-8 carries one, and the codec refuses it in a body) is not echoed either.
+  Unknown headers are ignored.
+- ``Authorization`` is ``Bearer`` (any case) and a token68; anything else is 401.
+- Bodies are strict JSON (see :mod:`workstate.codec`); every bytes-like body of no bytes (``b""``,
+  ``bytearray()``, an empty ``memoryview``) is an empty body. Update metadata needs a JSON object
+  whose only key is the optional ``metadata`` (another key, or ``"metadata": null``: 400); an empty
+  body there is 400 too.
+- Error messages show every value they were given through :func:`workstate._time.shown`:
+  ``repr``-escaped and cut to its first 64 characters (with how many there were), so an 8 MB target
+  gets an answer of a few hundred bytes; a message is never longer than 1,024 characters.
+- ``expected_last_heartbeat``: a valid RFC 3339 timestamp that names no instant workstate can hold
+  (finer than a microsecond, a leap second, a year out of range) is a precondition that matches no
+  heartbeat: 412 after the state's 409s, as the core has it (:class:`~workstate.Heartbeat`); a
+  string that is not RFC 3339 is 400.
+- List: pages go in the direction of their cursor. For ``page``, ``after_id`` or no cursor,
+  ``has_more`` says whether items follow ``last_id`` and ``next_page`` is ``last_id`` (follow it as
+  ``page`` or ``after_id``); for ``before_id`` (the ``limit`` items just before it, ascending),
+  ``has_more`` says whether items precede ``first_id`` and ``next_page`` is ``first_id`` (follow it
+  as ``before_id``, and the pages walk backwards). ``next_page`` is null without ``has_more``.
+  Cursors must be well-formed work ids but need not exist.
+- ``workers_polling``: a poll is stamped at ``now``, or at the environment's newest poll stamp when
+  ``now`` is behind it (stamps never go backwards, like an item's timeline); stats count the
+  Worker-IDs whose latest stamp is less than the window before ``now`` or that newest stamp,
+  whichever is later. While ``now`` never goes back, that is "polled in the window before ``now``";
+  when it went back, a poll "later" than ``now`` still counts. An id stamped a window or more before
+  the newest stamp can never count again and is forgotten, so memory and the cost of stats are
+  those of the ids inside one window.
+- ``create_work`` and ``adopt`` find a session's live item through an index (session -> live
+  item) that every write keeps, expiry included: O(1), however many items there are.
+"""
+
+from __future__ import annotations
+
+import bisect
+import enum
+import heapq
+import re
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import datetime, timedelta
+from typing import Any, NoReturn, TypeAlias
+
+import attrs
+
+from .._time import SHOWN, aware, shown
+from ..errors import InvalidId, InvalidInput, InvalidMetadata, WorkstateError
+from ..model import (
+    Accepted,
+    Ack,
+    Command,
+    Deliver,
+    Effect,
+    Heartbeat,
+    Lapse,
+    Rejected,
+    Stop,
+    UpdateMetadata,
+    WorkItem,
+    next_deadline,
+    step,
+    valid_id,
+)
+from ..policy import DEFAULT_POLICY, LimitOverMax, Policy
+from ..rules import Reason, Rule, State
+from .codec import DecodeError, ErrorEnvelope, HeartbeatObject, ListEnvelope, StatsObject, dumps, encode_work, loads
+
+__all__ = [
+    "PARAM_OF_REASON",
+    "REQUEST_ID_MAX_LENGTH",
+    "Access",
+    "Authorizer",
+    "CounterIds",
+    "DuplicateId",
+    "EnvironmentKind",
+    "EnvironmentSnapshot",
+    "Headers",
+    "IdSource",
+    "OnChange",
+    "NotSelfHosted",
+    "Request",
+    "Response",
+    "Server",
+    "SessionBusy",
+    "UnknownEnvironment",
+    "allow_any",
+    "bearer_token",
+    "echoed_request_id",
+]
+
+BASE_PATH = "/api/v1/cloud/environments/"
+_PLACEHOLDER = "work_" + "0" * 32
+_NO_PATCH = UpdateMetadata({})
+_QUEUED = State.QUEUED
+_LAPSE = Lapse()
+_VISIBLE = re.compile(r"[\x21-\x7e]*")
+_HEX2 = re.compile(r"[0-9A-Fa-f]{2}")
+_DIGITS = re.compile(r"[0-9]+")
+_CR_LF_NUL = re.compile(r"[\r\n\x00]")
+_NOT_ECHOED = re.compile(r"[\r\n\x00\ud800-\udfff]")  # CR, LF, NUL and lone surrogates
+_BEARER = re.compile(r"(?i:bearer) +([A-Za-z0-9\-._~+/]+=*)")
+_HUGE = 10**30  # integers longer than this are all "too large" alike (and Python parses at most 4300 digits)
+_MESSAGE_LIMIT = 1024  # the longest error message answered (every value in one is cut short by _time.shown)
+
+
+# --- typed errors of the server's own operations -------------------------------------------------
+
+
+class UnknownEnvironment(WorkstateError):
+    """``create_work`` named an environment this server does not have."""
+
+    status_hint = 404
+
+
+class NotSelfHosted(WorkstateError):
+    """Work was created in an environment that is not ``self_hosted`` (spec section 1)."""
+
+    status_hint = 400
+
+
+class SessionBusy(WorkstateError):
+    """The session already has a live (not ``stopped``) work item (spec section 1)."""
+
+    status_hint = 409
+
+    def __init__(self, message: str, *, session_id: str, work_id: str) -> None:
+        super().__init__(message, param="session_id")
+        self.session_id = session_id
+        self.work_id = work_id
+
+
+class DuplicateId(WorkstateError):
+    """The id source handed out an id that is already in use."""
+
+    status_hint = 500
+
+
+# --- requests and responses ------------------------------------------------------------------------
+
+
+class Headers(Mapping[str, str]):
+    """An immutable header map whose lookups ignore the case of names."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Mapping[str, str] | Iterable[tuple[str, str]] = ()) -> None:
+        pairs = items.items() if isinstance(items, Mapping) else items
+        self._items = {name.lower(): (name, value) for name, value in pairs}
+
+    def __getitem__(self, name: str) -> str:
+        return self._items[name.lower()][1]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name, _ in self._items.values())
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Mapping):
+            try:
+                return {k.lower(): v for k, v in other.items()} == {k: v for k, (_, v) in self._items.items()}
+            except AttributeError:
+                return False
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(frozenset((k, v) for k, (_, v) in self._items.items()))
+
+    def __repr__(self) -> str:
+        return f"Headers({dict(self._items.values())!r})"
+
+
+JSON_HEADERS = Headers({"content-type": "application/json"})
+
+
+@attrs.frozen
+class Request:
+    """An HTTP request: ``target`` is path plus optional ``?query`` as on the wire, ``body`` raw bytes.
+
+    ``headers`` is a mapping or a sequence of ``(name, value)`` pairs; names are case-insensitive.
+    Nothing is checked here: :meth:`Server.handle` answers any value, malformed ones with a 4xx.
+    """
+
+    method: str
+    target: str
+    headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None
+    body: bytes = b""
+
+
+@attrs.frozen
+class Response:
+    """An HTTP response: ``json`` is the decoded body (``None`` for ``null``), ``body`` its bytes.
+
+    ``effects`` are the core's effects of the request, as data (e.g. the dispatch pass an ack
+    requests), for a server that wraps this model. ``rule`` is the lifecycle rule that decided the
+    answer, when one did (None for routing, authentication, parsing, poll, get, list and stats);
+    it takes no part in equality.
+    """
+
+    status: int
+    json: Any
+    body: bytes = attrs.field(repr=False)
+    headers: Mapping[str, str] = JSON_HEADERS
+    effects: tuple[Effect, ...] = ()
+    rule: Rule | None = attrs.field(default=None, eq=False, repr=False)
+
+
+# --- pluggable parts ----------------------------------------------------------------------------------
+
+
+class EnvironmentKind(enum.StrEnum):
+    SELF_HOSTED = "self_hosted"
+    CLOUD = "cloud"
+
+
+@attrs.frozen
+class Access:
+    """What an authorizer judges: who (the bearer token) wants to do what, where."""
+
+    token: str
+    operation: str  # poll, ack, heartbeat, stop, get, update, list, stats
+    environment_id: str
+    work_id: str | None
+
+
+Authorizer: TypeAlias = Callable[[Access], bool]
+IdSource: TypeAlias = Callable[[str], str]
+"""Given a prefix (``env_``, ``work_`` or ``req_``), a new id with that prefix."""
+OnChange: TypeAlias = Callable[[str, "WorkItem | None", "WorkItem"], None]
+"""Called with (environment id, the item before or None when created, the item after) for every item written."""
+
+
+def allow_any(access: Access) -> bool:
+    """The default authorizer: every well-formed bearer token may do everything."""
+    return True
+
+
+class CounterIds:
+    """The default id source: a counter per prefix, rendered as 32 lowercase hex digits.
+
+    Deterministic (two sources given the same calls give the same ids) and sorting in creation order.
+    """
+
+    __slots__ = ("_next", "_start")
+
+    def __init__(self, start: int = 1) -> None:
+        self._next: dict[str, int] = {}
+        self._start = start
+
+    def __call__(self, prefix: str) -> str:
+        number = self._next.get(prefix, self._start)
+        self._next[prefix] = number + 1
+        return f"{prefix}{number:032x}"
+
+
+# --- the internal answer of a refused request ----------------------------------------------------------
+
+
+class _Refusal(Exception):
+    def __init__(
+        self, status: int, error_type: str, message: str, param: str | None = None, rule: Rule | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_type = error_type
+        self.message = message
+        self.param = param
+        self.rule = rule
+
+
+def _bad(message: str, param: str | None = None) -> NoReturn:
+    raise _Refusal(400, "invalid_request_error", message, param)
+
+
+def _not_found(message: str) -> NoReturn:
+    raise _Refusal(404, "not_found_error", message)
+
+
+# The error envelope's `param` for a rejection of the lifecycle (other rejections name none).
+PARAM_OF_REASON = {
+    Reason.METADATA_LIMITS: "metadata",
+    Reason.PRECONDITION_FAILED: "expected_last_heartbeat",
+    Reason.WORKER_CONFLICT: "Worker-ID",
+}
+
+
+# --- parsing ------------------------------------------------------------------------------------------
+
+_MALFORMED = "\x00malformed"  # markers of a query parameter that cannot be read, compared by identity
+_DUPLICATE = "\x00duplicate"
+
+
+def _percent_decode(text: str, plus: bool) -> str | None:
+    """Strict percent-decoding: visible ASCII in, valid ``%XX`` escapes, UTF-8 out; else None."""
+    if not _VISIBLE.fullmatch(text):
+        return None
+    if plus:
+        text = text.replace("+", " ")
+    if "%" not in text:
+        return text
+    head, *rest = text.split("%")
+    out = bytearray(head.encode("ascii"))
+    for part in rest:
+        if not _HEX2.match(part):
+            return None
+        out.append(int(part[:2], 16))
+        out += part[2:].encode("ascii")
+    try:
+        return out.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _parse_query(query: str) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for part in query.split("&"):
+        if not part:
+            continue
+        raw_name, _, raw_value = part.partition("=")
+        name = _percent_decode(raw_name, plus=True)
+        if name is None:
+            continue  # a name that decodes to nothing readable names no parameter of ours
+        value = _percent_decode(raw_value, plus=True)
+        params[name] = _DUPLICATE if name in params else _MALFORMED if value is None else value
+    return params
+
+
+def _param(params: dict[str, str], name: str) -> str | None:
+    value = params.get(name)
+    if value is _MALFORMED:
+        _bad(f"query parameter {name} is not validly percent-encoded UTF-8", name)
+    if value is _DUPLICATE:
+        _bad(f"query parameter {name} is given more than once", name)
+    return value
+
+
+def _integer(text: str, name: str, what: str) -> int:
+    """A decimal integer written with ASCII digits only (no sign, no spaces, no exponent)."""
+    if not _DIGITS.fullmatch(text):
+        _bad(f"{name} must be {what}, got {shown(text)}", name)
+    digits = text.lstrip("0") or "0"
+    return _HUGE if len(digits) > 30 else int(digits)
+
+
+def _read_headers(raw: Any) -> dict[str, str | None]:
+    """Header names lower-cased, values stripped of spaces and tabs.
+
+    A name that is not a ``str`` names no header of ours (ignored); a value that is not a ``str``,
+    or a header given twice with different values, maps to None (malformed).
+    """
+    if type(raw) is dict:  # the common case: one pass, no repeated names
+        try:
+            found: dict[str, str | None] = {name.lower(): value.strip(" \t") for name, value in raw.items()}
+        except (AttributeError, TypeError):
+            pass
+        else:
+            if len(found) == len(raw):
+                return found
+    if isinstance(raw, Mapping):
+        pairs: Iterable[Any] = raw.items()
+    elif isinstance(raw, list | tuple):
+        pairs = raw
+    else:
+        return {}
+    found = {}
+    for pair in pairs:
+        if not isinstance(pair, tuple | list) or len(pair) != 2 or not isinstance(pair[0], str):
+            continue
+        name, value = pair
+        key = name.lower()
+        text = value.strip(" \t") if isinstance(value, str) else None
+        found[key] = text if key not in found or found[key] == text else None
+    return found
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization`` value the server accepts (``Bearer`` in any case, then a token68),
+    else None (the server answers 401)."""
+    match = _BEARER.fullmatch(authorization) if isinstance(authorization, str) else None
+    return None if match is None else match[1]
+
+
+REQUEST_ID_MAX_LENGTH = 256
+"""The longest ``x-request-id`` an answer echoes; a longer one is replaced by a generated id."""
+
+
+def echoed_request_id(headers: Any) -> str | None:
+    """The ``x-request-id`` an error envelope echoes for a request with these headers, else None (the server
+    generates a request id).
+
+    ``headers`` as :class:`Request` takes them: a mapping or ``(name, value)`` pairs, names case-insensitive.
+    The value loses surrounding spaces and tabs; an empty value, one holding CR, LF or NUL or a lone
+    surrogate (which no UTF-8 carries, and which the codec refuses in a body), one longer than
+    :data:`REQUEST_ID_MAX_LENGTH` characters (no answer echoes unbounded input), or the header given twice
+    with different values is not echoed. :meth:`Server.handle` and ``workstate check`` both follow this rule.
+    """
+    return _echoed(_read_headers(headers))
+
+
+def _echoed(headers: dict[str, str | None]) -> str | None:
+    """:func:`echoed_request_id` of headers already read by :func:`_read_headers`."""
+    value = headers.get("x-request-id")
+    if not value or len(value) > REQUEST_ID_MAX_LENGTH or _NOT_ECHOED.search(value):
+        return None
+    return value
+
+
+def _empty(body: Any) -> bool:
+    """Whether ``body`` is an empty body: any bytes-like value of no bytes (``b""``, ``bytearray()``, ...)."""
+    if isinstance(body, bytes | bytearray):
+        return not body
+    return isinstance(body, memoryview) and body.nbytes == 0
+
+
+def _body_json(body: Any) -> Any:
+    if not isinstance(body, bytes | bytearray | memoryview):
+        _bad("the body must be bytes")
+    try:
+        return loads(body)
+    except DecodeError as exc:
+        _bad(exc.message)
+
+
+def _no_body(body: Any) -> None:
+    """Endpoints without a body accept an empty one or ``{}`` (spec section 4)."""
+    if _empty(body):
+        return
+    if _body_json(body) != {}:
+        _bad("this endpoint takes no body: send none, or {}")
+
+
+def _minus(now: datetime, delta: timedelta) -> datetime | None:
+    """``now - delta``, or None when that is before the first representable instant."""
+    try:
+        return now - delta
+    except OverflowError:
+        return None
+
+
+def _window(milliseconds: int) -> timedelta | None:
+    """A reclaim window, or None when it is longer than any timeline (nothing delivered is reclaimable)."""
+    try:
+        return timedelta(milliseconds=milliseconds)
+    except OverflowError:
+        return None
+
+
+# --- the index of delivered, unacked items ----------------------------------------------------------------
+
+_Key: TypeAlias = tuple[datetime, str]  # (created_at, id): creation order
+
+
+class _Node:
+    __slots__ = ("at", "key", "least", "left", "prio", "right", "size")
+
+    def __init__(self, at: datetime, key: _Key, prio: int) -> None:
+        self.at = at
+        self.key = key
+        self.prio = prio
+        self.left: _Node | None = None
+        self.right: _Node | None = None
+        self.least = key
+        self.size = 1
+
+
+def _fix(node: _Node) -> _Node:
+    least, size = node.key, 1
+    for child in (node.left, node.right):
+        if child is not None:
+            size += child.size
+            if child.least < least:
+                least = child.least
+    node.least, node.size = least, size
+    return node
+
+
+def _merge(a: _Node | None, b: _Node | None) -> _Node | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    if a.prio > b.prio:
+        a.right = _merge(a.right, b)
+        return _fix(a)
+    b.left = _merge(a, b.left)
+    return _fix(b)
+
+
+def _split(node: _Node | None, at: datetime, key: _Key) -> tuple[_Node | None, _Node | None]:
+    """(nodes ordered before (at, key), the rest)."""
+    if node is None:
+        return None, None
+    if (node.at, node.key) < (at, key):
+        node.right, rest = _split(node.right, at, key)
+        return _fix(node), rest
+    before, node.left = _split(node.left, at, key)
+    return before, _fix(node)
+
+
+def _remove(node: _Node | None, at: datetime, key: _Key) -> _Node | None:
+    if node is None:
+        raise KeyError(key)
+    if node.at == at and node.key == key:
+        return _merge(node.left, node.right)
+    if (at, key) < (node.at, node.key):
+        node.left = _remove(node.left, at, key)
+    else:
+        node.right = _remove(node.right, at, key)
+    return _fix(node)
+
+
+class _Delivered:
+    """Queued items a poll delivered, ordered by delivery time (a treap).
+
+    Each subtree knows its size and its oldest item by creation order, so "the oldest item
+    delivered at or before t" and "how many were delivered at or before t" cost O(log n) however
+    many items are pending. Priorities come from a counter (deterministic; no randomness).
+    """
+
+    __slots__ = ("_seq", "root")
+
+    def __init__(self) -> None:
+        self.root: _Node | None = None
+        self._seq = 0
+
+    def __len__(self) -> int:
+        return 0 if self.root is None else self.root.size
+
+    def insert(self, at: datetime, key: _Key) -> None:
+        self._seq += 1
+        node = _Node(at, key, (self._seq * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF)
+        before, rest = _split(self.root, at, key)
+        self.root = _merge(_merge(before, node), rest)
+
+    def remove(self, at: datetime, key: _Key) -> None:
+        self.root = _remove(self.root, at, key)
+
+    def oldest(self, until: datetime | None = None) -> _Key | None:
+        """The oldest (by creation) item delivered at or before ``until`` (of every item when None)."""
+        node = self.root
+        if until is None or node is None:
+            return None if node is None else node.least
+        best: _Key | None = None
+        while node is not None:
+            if node.at <= until:
+                found = node.key if node.left is None or node.key < node.left.least else node.left.least
+                if best is None or found < best:
+                    best = found
+                node = node.right
+            else:
+                node = node.left
+        return best
+
+    def count(self, until: datetime) -> int:
+        """How many items were delivered at or before ``until``."""
+        node, total = self.root, 0
+        while node is not None:
+            if node.at <= until:
+                total += 1 + (0 if node.left is None else node.left.size)
+                node = node.right
+            else:
+                node = node.left
+        return total
+
+
+# --- the Worker-IDs that polled ----------------------------------------------------------------------------
+
+
+class _Polls:
+    """One environment's Worker-IDs and their latest poll, keeping only those inside the polling window.
+
+    Polls are stamped like an item's timeline: at ``now``, or at the newest stamp when ``now`` is behind it,
+    so stamps never go backwards and the record, each id moved to its end when it polls, stays ordered by
+    stamp. Stats count the ids stamped less than the window before ``now`` or the newest stamp, whichever is
+    later; so an id stamped ``window`` or more before the newest can never count again, and is forgotten
+    when a poll moves the newest stamp on. Memory is the ids of one window; a count reads at most those.
+    """
+
+    __slots__ = ("_latest", "_window")
+
+    def __init__(self, window: timedelta) -> None:
+        self._window = window
+        self._latest: OrderedDict[str, datetime] = OrderedDict()  # Worker-ID -> stamp, oldest first
+
+    def __len__(self) -> int:
+        return len(self._latest)
+
+    def items(self) -> Iterable[tuple[str, datetime]]:
+        return self._latest.items()
+
+    def newest(self) -> datetime | None:
+        latest = self._latest
+        return latest[next(reversed(latest))] if latest else None
+
+    def record(self, worker: str, now: datetime) -> None:
+        """``worker`` polled at ``now``."""
+        latest = self._latest
+        newest = self.newest()
+        stamp = now if newest is None or now > newest else newest
+        latest[worker] = stamp
+        latest.move_to_end(worker)
+        if newest is None or stamp == newest:
+            return  # the window did not move: nothing left it
+        cutoff = stamp - self._window
+        while True:  # the first id is the oldest: forget every one the window left behind (never `worker`)
+            oldest = next(iter(latest))
+            if latest[oldest] > cutoff:
+                return
+            del latest[oldest]
+
+    def count(self, now: datetime) -> int:
+        """How many ids are stamped less than the window before ``now`` or the newest stamp, whichever is later."""
+        latest = self._latest
+        newest = self.newest()
+        if newest is None or now <= newest:
+            return len(latest)  # everything kept is inside the window before the newest stamp
+        cutoff, found = now - self._window, 0
+        for worker in reversed(latest):  # newest first: stop at the first one outside the window
+            if latest[worker] <= cutoff:
+                break
+            found += 1
+        return found
+
+
+# --- environments -------------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class EnvironmentSnapshot:
+    """Everything a response can depend on about one environment (see :meth:`Server.snapshot`)."""
+
+    id: str
+    kind: EnvironmentKind
+    created_at: datetime
+    items: tuple[WorkItem, ...]  # ascending id
+    polls: tuple[tuple[str, datetime], ...]  # (Worker-ID, latest poll as stamped), by Worker-ID: those that may count
+
+
+class _Environment:
+    """One environment's items and the indexes over them (all derived from ``items``, but ``polls``)."""
+
+    __slots__ = (
+        "created_at",
+        "delivered",
+        "fresh",
+        "fresh_tail",
+        "id",
+        "items",
+        "kind",
+        "n_fresh",
+        "order",
+        "polls",
+        "requeued",
+    )
+
+    def __init__(self, env_id: str, kind: EnvironmentKind, created_at: datetime, polling_window: timedelta) -> None:
+        self.id = env_id
+        self.kind = kind
+        self.created_at = created_at
+        self.items: dict[str, WorkItem] = {}
+        self.order: list[str] = []  # every id, ascending: the list endpoint
+        # Queued items never delivered ("fresh"), oldest first: those created in creation order sit in
+        # a deque; the rest (created out of order, or re-queued by a lapse) in a heap. Entries are
+        # dropped lazily when their item is no longer fresh.
+        self.fresh: deque[str] = deque()
+        self.fresh_tail: _Key | None = None
+        self.requeued: list[_Key] = []
+        self.n_fresh = 0
+        self.delivered = _Delivered()  # queued items delivered by a poll
+        self.polls = _Polls(polling_window)  # Worker-ID -> latest poll, inside the workers-polling window
+
+    def oldest_fresh(self) -> WorkItem | None:
+        items, fresh, heap = self.items, self.fresh, self.requeued
+        while fresh:
+            item = items[fresh[0]]
+            if item.state is _QUEUED and item.delivered_at is None:
+                break
+            fresh.popleft()
+        while heap:
+            item = items[heap[0][1]]
+            if item.state is _QUEUED and item.delivered_at is None:
+                break
+            heapq.heappop(heap)
+        first = items[fresh[0]] if fresh else None
+        if not heap:
+            return first
+        second = items[heap[0][1]]
+        if first is None or (second.created_at, second.id) < (first.created_at, first.id):
+            return second
+        return first
+
+    def add_fresh(self, item: WorkItem) -> None:
+        key = (item.created_at, item.id)
+        self.n_fresh += 1
+        if self.fresh_tail is None or key > self.fresh_tail:
+            self.fresh.append(item.id)
+            self.fresh_tail = key
+            return
+        heapq.heappush(self.requeued, key)
+        if len(self.requeued) > 2 * self.n_fresh + 64:  # drop stale and repeated entries, amortized O(1)
+            items = self.items
+            self.requeued = sorted(
+                {k for k in self.requeued if items[k[1]].state is _QUEUED and items[k[1]].delivered_at is None}
+            )
+
+    def oldest_queued(self) -> _Key | None:
+        fresh = self.oldest_fresh()
+        found = None if fresh is None else (fresh.created_at, fresh.id)
+        delivered = self.delivered.oldest()
+        if delivered is not None and (found is None or delivered < found):
+            return delivered
+        return found
+
+
+def _environment_kind(kind: EnvironmentKind | str) -> EnvironmentKind:
+    try:
+        return EnvironmentKind(kind)
+    except ValueError:
+        kinds = [k.value for k in EnvironmentKind]
+        raise InvalidInput(f"kind must be one of {kinds}, got {shown(kind)}", param="kind") from None
+
+
+def _is_fresh(item: WorkItem | None) -> bool:
+    return item is not None and item.state is _QUEUED and item.delivered_at is None
+
+
+# --- the server -----------------------------------------------------------------------------------------------
+
+
+class Server:
+    """The reference server. ``Server()`` uses the spec's policy and accepts any non-empty bearer token.
+
+    ``authorizer`` decides 403s (it sees an :class:`Access`); ``ids`` hands out ids (default
+    :class:`CounterIds`). State changes only through :meth:`create_environment`,
+    :meth:`create_work`, :meth:`handle` and :meth:`expire`.
+
+    ``on_change`` (an :data:`OnChange`) is told of every item the server writes -- created, moved by a
+    request, or lapsed by time -- right after the write, in the order they happen: the place to persist
+    items or to audit them. It must not raise: an exception propagates to the caller and the write stands.
+    """
+
+    def __init__(
+        self,
+        policy: Policy = DEFAULT_POLICY,
+        *,
+        authorizer: Authorizer | None = None,
+        ids: IdSource | None = None,
+        on_change: OnChange | None = None,
+    ) -> None:
+        if not isinstance(policy, Policy):
+            raise InvalidInput(f"policy must be a Policy, got {shown(policy)}", param="policy")
+        for name, value in (("authorizer", authorizer), ("ids", ids), ("on_change", on_change)):
+            if value is not None and not callable(value):
+                raise InvalidInput(f"{name} must be callable or None, got {shown(value)}", param=name)
+        self._on_change = on_change
+        self.policy = policy
+        self._authorizer = authorizer
+        self._ids: IdSource = CounterIds() if ids is None else ids
+        self._envs: dict[str, _Environment] = {}
+        # session id -> the id of its live item (spec section 1: at most one), kept by _store on every write
+        self._live: dict[str, str] = {}
+        self._deadlines: list[tuple[datetime, str, str]] = []  # (deadline, work id, environment id)
+        self._timed = 0  # how many items have a deadline
+        # A policy's numbers are at most a billion (policy.LARGEST): these never overflow.
+        self._stats_window = timedelta(milliseconds=policy.reclaim_older_than_ms)
+        self._polling_window = timedelta(seconds=policy.workers_polling_window_seconds)
+
+    # --- what the platform does (not through the endpoints) ---
+
+    def create_environment(self, kind: EnvironmentKind | str = EnvironmentKind.SELF_HOSTED, *, now: datetime) -> str:
+        """Create an environment (``self_hosted`` or ``cloud``) and return its id."""
+        now = aware(now)
+        env_kind = _environment_kind(kind)
+        env_id = self._ids("env_")
+        if not valid_id("env_", env_id):
+            raise InvalidId(f"the id source gave {shown(env_id)}, not 'env_' and 32 lowercase hex digits", param="env")
+        if env_id in self._envs:
+            raise DuplicateId(f"the id source gave {env_id} twice", param="env")
+        self._envs[env_id] = _Environment(env_id, env_kind, now, self._polling_window)
+        return env_id
+
+    def create_work(
+        self, env: str, *, session_id: str, metadata: Mapping[str, str] | None = None, now: datetime
+    ) -> str:
+        """Create a ``queued`` work item for ``session_id`` in ``env`` and return its id.
+
+        Raises :class:`UnknownEnvironment`, :class:`NotSelfHosted`, :class:`SessionBusy` (the session
+        has a live item at ``now``), or an :class:`~workstate.errors.InvalidInput` for a malformed
+        session id or metadata (:class:`~workstate.errors.InvalidMetadata` also over the policy's limits).
+        """
+        now = aware(now)
+        environment = self._envs.get(env) if isinstance(env, str) else None
+        if environment is None:
+            raise UnknownEnvironment(f"environment {shown(env)} not found", param="env")
+        if environment.kind is not EnvironmentKind.SELF_HOSTED:
+            raise NotSelfHosted(f"environment {env} is {environment.kind.value}, not self_hosted", param="env")
+        self.expire(now)  # whether the session's item is still live is a question about `now`
+        # One item is built (and checked) before an id is spent; then it gets its id (checked again).
+        item = WorkItem(
+            id=_PLACEHOLDER,
+            environment_id=env,
+            session_id=session_id,
+            created_at=now,
+            metadata={} if metadata is None else metadata,
+        )
+        if item.metadata:  # the limits are the core's rule: an empty patch leaves exactly this metadata to judge
+            fits = step(item, _NO_PATCH, now, self.policy)
+            if isinstance(fits, Rejected):
+                raise InvalidMetadata(f"{fits.reason.message} [{fits.rule.section} {fits.rule.name}]", param="metadata")
+        holder = self._live.get(session_id)
+        if holder is not None:
+            raise SessionBusy(
+                f"session {session_id} already has a live work item ({holder})", session_id=session_id, work_id=holder
+            )
+        work_id = self._ids("work_")
+        if not valid_id("work_", work_id):
+            raise InvalidId(f"the id source gave {shown(work_id)}, not 'work_' and 32 lowercase hex digits", param="id")
+        if work_id in environment.items:
+            raise DuplicateId(f"the id source gave {work_id} twice", param="id")
+        item = attrs.evolve(item, id=work_id)
+        order = environment.order
+        if not order or work_id > order[-1]:
+            order.append(work_id)
+        else:
+            bisect.insort(order, work_id)
+        self._store(environment, None, item)
+        return work_id
+
+    # --- adopting state that exists elsewhere (a recorded trace, a persisted store) ---
+
+    def adopt_environment(
+        self, env_id: str, kind: EnvironmentKind | str = EnvironmentKind.SELF_HOSTED, *, now: datetime
+    ) -> str:
+        """Add an environment under an id chosen elsewhere (e.g. seen in a recorded trace); return it.
+
+        Raises :class:`~workstate.errors.InvalidId` for a malformed id, :class:`DuplicateId` for one
+        this server already has, :class:`~workstate.errors.InvalidInput` for an unknown kind.
+        """
+        now = aware(now)
+        env_kind = _environment_kind(kind)
+        if not valid_id("env_", env_id):
+            raise InvalidId(f"env must be 'env_' and 32 lowercase hex digits, got {shown(env_id)}", param="env")
+        if env_id in self._envs:
+            raise DuplicateId(f"environment {env_id} exists already", param="env")
+        self._envs[env_id] = _Environment(env_id, env_kind, now, self._polling_window)
+        return env_id
+
+    def adopt(self, item: WorkItem) -> None:
+        """Hold ``item`` exactly as it is: a new item under its own id, or in place of the one with its id.
+
+        For items that exist elsewhere (seen mid-life in a recorded trace, loaded from a store). The
+        item is a checked :class:`~workstate.WorkItem`, so it agrees with its state; no rule is run.
+        Raises :class:`~workstate.errors.InvalidInput` when it would change an item's ``created_at``,
+        :class:`UnknownEnvironment`, :class:`NotSelfHosted`, or :class:`SessionBusy` when the
+        item is live and its session has another live item; nothing changes then.
+        """
+        if type(item) is not WorkItem:
+            raise InvalidInput(f"item must be a WorkItem, got {shown(item)}", param="item")
+        environment = self._envs.get(item.environment_id)
+        if environment is None:
+            raise UnknownEnvironment(f"environment {shown(item.environment_id)} not found", param="env")
+        if environment.kind is not EnvironmentKind.SELF_HOSTED:
+            raise NotSelfHosted(f"environment {item.environment_id} is {environment.kind.value}", param="env")
+        old = environment.items.get(item.id)
+        if old is not None and old.created_at != item.created_at:
+            raise InvalidInput(f"created_at of {item.id} cannot change", param="created_at")
+        holder = self._live.get(item.session_id)
+        was_live = old is not None and old.live and old.session_id == item.session_id  # then it is the holder
+        if item.live and holder is not None and not was_live:
+            raise SessionBusy(
+                f"session {item.session_id} already has a live work item ({holder})",
+                session_id=item.session_id,
+                work_id=holder,
+            )
+        if old is None:
+            bisect.insort(environment.order, item.id)
+        self._store(environment, old, item)
+
+    def work(self, env_id: str, work_id: str) -> WorkItem | None:
+        """The item ``work_id`` of environment ``env_id`` as it stands (no expiry applied), or None."""
+        environment = self._envs.get(env_id) if isinstance(env_id, str) else None
+        return None if environment is None or not isinstance(work_id, str) else environment.items.get(work_id)
+
+    def environment_kind(self, env_id: str) -> EnvironmentKind | None:
+        """The kind of environment ``env_id``, or None when this server does not have it."""
+        environment = self._envs.get(env_id) if isinstance(env_id, str) else None
+        return None if environment is None else environment.kind
+
+    def deliverable(self, env_id: str, now: datetime, reclaim_older_than_ms: int | None = None) -> str | None:
+        """The id of the item a poll of ``env_id`` at ``now`` would deliver, or None; changes nothing.
+
+        (Expiry due at ``now`` is applied first, as every call does.) ``reclaim_older_than_ms`` is
+        None (the policy's) or what a poll accepts, a non-negative integer; anything else raises
+        :class:`~workstate.errors.InvalidInput` naming it.
+        """
+        now = aware(now)
+        if reclaim_older_than_ms is not None:
+            Deliver(reclaim_older_than_ms=reclaim_older_than_ms)  # the poll's own check of the window (spec 4.1)
+        self.expire(now)
+        environment = self._envs.get(env_id) if isinstance(env_id, str) else None
+        if environment is None or environment.kind is not EnvironmentKind.SELF_HOSTED:
+            return None
+        window = self.policy.reclaim_older_than_ms if reclaim_older_than_ms is None else reclaim_older_than_ms
+        found = self._deliverable(environment, window, now)
+        return None if found is None else found[1]
+
+    # --- time ---
+
+    def expire(self, now: datetime) -> int:
+        """Apply every start timeout and lease expiry due at ``now`` (spec section 5); return how many.
+
+        Driven by a heap of deadlines: the cost grows with the number of items that lapse (and
+        the stale entries they leave), not with the number of items held. :meth:`handle` and
+        :meth:`create_work` call it first, so calling it yourself changes no answer.
+        """
+        now = aware(now)
+        heap = self._deadlines
+        policy = self.policy
+        lapsed = 0
+        while heap and heap[0][0] <= now:
+            deadline, work_id, env_id = heapq.heappop(heap)
+            environment = self._envs[env_id]
+            item = environment.items[work_id]
+            if next_deadline(item, policy) != deadline:
+                continue  # the item moved on since this deadline was set
+            outcome = step(item, _LAPSE, now, policy)
+            if isinstance(outcome, Accepted):
+                self._store(environment, item, outcome.item)
+                lapsed += 1
+        return lapsed
+
+    def next_expiry(self) -> datetime | None:
+        """The earliest instant at which :meth:`expire` will have something to do, or None."""
+        heap = self._deadlines
+        while heap:
+            deadline, work_id, env_id = heap[0]
+            if next_deadline(self._envs[env_id].items[work_id], self.policy) == deadline:
+                return deadline
+            heapq.heappop(heap)
+        return None
+
+    # --- state, for tests and for servers that persist it ---
+
+    def snapshot(self) -> tuple[EnvironmentSnapshot, ...]:
+        """Everything a response can depend on, as one comparable, hashable value.
+
+        Left out: the id source's counters (request ids differ per request by nature) and the
+        indexes, which are derived from the items.
+        """
+        return tuple(
+            EnvironmentSnapshot(
+                id=env.id,
+                kind=env.kind,
+                created_at=env.created_at,
+                items=tuple(env.items[i] for i in env.order),
+                polls=tuple(sorted(env.polls.items())),
+            )
+            for env in sorted(self._envs.values(), key=lambda e: e.id)
+        )
+
+    # --- keeping the indexes ---
+
+    def _store(self, env: _Environment, old: WorkItem | None, new: WorkItem) -> None:
+        """Put ``new`` in place of ``old`` and bring every index along: the one place that writes items."""
+        env.items[new.id] = new
+        was_fresh, is_fresh = _is_fresh(old), _is_fresh(new)
+        if was_fresh and not is_fresh:
+            env.n_fresh -= 1
+        elif is_fresh and not was_fresh:
+            env.add_fresh(new)
+        old_at = old.delivered_at if old is not None and old.state is _QUEUED else None
+        new_at = new.delivered_at if new.state is _QUEUED else None
+        if old_at != new_at:
+            key = (new.created_at, new.id)
+            if old_at is not None:
+                env.delivered.remove(old_at, key)
+            if new_at is not None:
+                env.delivered.insert(new_at, key)
+        deadline = next_deadline(new, self.policy)
+        previous = None if old is None else next_deadline(old, self.policy)
+        if deadline != previous:
+            self._timed += (deadline is not None) - (previous is not None)
+            if deadline is not None:
+                heapq.heappush(self._deadlines, (deadline, new.id, env.id))
+                if len(self._deadlines) > 2 * self._timed + 64:
+                    self._compact_deadlines()
+        if old is None or not old.live or old.session_id != new.session_id:  # the session index follows
+            if old is not None and old.live:
+                del self._live[old.session_id]  # it held this item: a session has one live item at most
+            if new.live:
+                self._live[new.session_id] = new.id
+        elif not new.live:
+            del self._live[old.session_id]
+        if self._on_change is not None:
+            self._on_change(env.id, old, new)
+
+    def _compact_deadlines(self) -> None:
+        """Drop the entries of deadlines that moved (a heartbeat moves one every time): amortized O(1)."""
+        envs, policy = self._envs, self.policy
+        self._deadlines = sorted(
+            {entry for entry in self._deadlines if next_deadline(envs[entry[2]].items[entry[1]], policy) == entry[0]}
+        )
+
+    # --- the HTTP surface ---
+
+    def handle(self, request: Request, now: datetime) -> Response:
+        """Answer one request at ``now``. Never raises for any request value; a naive ``now`` is a ValueError."""
+        now = aware(now)
+        self.expire(now)
+        headers = _read_headers(getattr(request, "headers", None))
+        try:
+            return self._dispatch(request, headers, now)
+        except _Refusal as refusal:
+            message = refusal.message
+            if len(message) > _MESSAGE_LIMIT:  # every value we embed is short (shown); this bounds the codec's too
+                message = message[:_MESSAGE_LIMIT] + "..."
+            envelope = ErrorEnvelope(
+                request_id=_echoed(headers) or self._ids("req_"),
+                error_type=refusal.error_type,
+                message=message,
+                param=refusal.param,
+            ).to_json()
+            return Response(refusal.status, envelope, dumps(envelope), rule=refusal.rule)
+
+    def _dispatch(self, request: Request, headers: dict[str, str | None], now: datetime) -> Response:
+        method, target = getattr(request, "method", None), getattr(request, "target", None)
+        if not isinstance(method, str) or not isinstance(target, str):
+            _not_found("no such route")
+        path, _, query = target.partition("?")
+        operation, env_id, work_id = _route(method, path)
+
+        token = bearer_token(headers.get("authorization"))
+        if token is None:
+            raise _Refusal(401, "authentication_error", "send Authorization: Bearer <token>")
+        if self._authorizer is not None and not self._authorizer(Access(token, operation, env_id, work_id)):
+            raise _Refusal(403, "permission_error", f"not authorized to {operation} in {shown(env_id)}")
+        env = self._envs.get(env_id)
+        if env is None:
+            _not_found(f"environment {shown(env_id)} not found")
+        if env.kind is not EnvironmentKind.SELF_HOSTED:
+            _bad(f"environment {env_id} is {env.kind.value}: the work endpoints need a self_hosted environment")
+
+        params = _parse_query(query) if query else {}
+        body = getattr(request, "body", b"")
+        if operation == "poll":
+            return self._poll(env, params, headers, body, now)
+        if operation == "list":
+            return self._list(env, params, body)
+        if operation == "stats":
+            _no_body(body)
+            return _ok(self._stats(env, now).to_json())
+
+        command: Command | None = None
+        if operation == "ack":
+            command = Ack(_worker(headers))
+            _no_body(body)
+        elif operation == "heartbeat":
+            command = _heartbeat(params)
+            _no_body(body)
+        elif operation == "stop":
+            command = _stop(body)
+        elif operation == "update":
+            command = _update(body)
+        else:
+            _no_body(body)
+        assert work_id is not None
+        item = env.items.get(work_id)
+        if item is None:
+            _not_found(f"work item {shown(work_id)} not found in {env_id}")
+        if command is None:  # get
+            return _ok(encode_work(item))
+        outcome = step(item, command, now, self.policy)
+        if isinstance(outcome, Rejected):
+            rule = outcome.rule
+            raise _Refusal(
+                outcome.status,
+                outcome.error_type(self.policy),
+                f"{outcome.reason.message} [{rule.section} {rule.name}]",
+                PARAM_OF_REASON.get(outcome.reason),
+                rule,
+            )
+        if isinstance(outcome, Accepted):
+            self._store(env, item, outcome.item)
+        if operation == "heartbeat":
+            return _ok(HeartbeatObject.of(outcome.item).to_json(), outcome.effects, outcome.rule)
+        return _ok(encode_work(outcome.item), outcome.effects, outcome.rule)
+
+    def _poll(
+        self, env: _Environment, params: dict[str, str], headers: dict[str, str | None], body: Any, now: datetime
+    ) -> Response:
+        """Poll (spec 4.1): the oldest deliverable item by creation order, or ``null``."""
+        block = _param(params, "block_ms")
+        if block is not None and not 1 <= _integer(block, "block_ms", "an integer from 1 to 999") <= 999:
+            _bad(f"block_ms must be an integer from 1 to 999, got {shown(block)}", "block_ms")
+        reclaim_text = _param(params, "reclaim_older_than_ms")
+        reclaim = None
+        if reclaim_text is not None:
+            reclaim = _integer(reclaim_text, "reclaim_older_than_ms", "a non-negative integer")
+        worker = _worker(headers)
+        _no_body(body)
+
+        found = self._deliverable(env, self.policy.reclaim_older_than_ms if reclaim is None else reclaim, now)
+        if worker is not None:
+            env.polls.record(worker, now)
+        if found is None:
+            return _ok(None)
+        item = env.items[found[1]]
+        outcome = step(item, Deliver(worker, reclaim), now, self.policy)
+        if not isinstance(outcome, Accepted):  # the index and the core disagree: a bug, never an answer
+            raise RuntimeError(f"poll index chose {item.id}, which the core does not deliver: {outcome.rule.name}")
+        self._store(env, item, outcome.item)
+        return _ok(encode_work(outcome.item), outcome.effects)
+
+    def _deliverable(self, env: _Environment, milliseconds: int, now: datetime) -> _Key | None:
+        """The creation key of the oldest item a poll with this reclaim window delivers at ``now``.
+
+        The core's rule (guard ``deliverable``): never delivered, or ``max(now, clock) -
+        delivered_at >= window``. A queued, delivered item's clock is its ``delivered_at`` (a
+        delivery stamps both, and nothing that leaves an item queued moves its clock; the
+        stateful test checks this), so that is ``delivered_at <= now - window``, or every
+        delivered item when the window is zero: a prefix of the treap.
+        """
+        fresh = env.oldest_fresh()
+        best = None if fresh is None else (fresh.created_at, fresh.id)
+        window = _window(milliseconds)
+        if not len(env.delivered) or window is None:  # None: a window longer than any timeline
+            return best
+        if window:
+            cutoff = _minus(now, window)
+            found = None if cutoff is None else env.delivered.oldest(cutoff)
+        else:
+            found = env.delivered.oldest()
+        if found is not None and (best is None or found < best):
+            return found
+        return best
+
+    def _stats(self, env: _Environment, now: datetime) -> StatsObject:
+        """Queue stats (spec 4.7) under the policy's reclaim window; ``depth + pending`` = queued items."""
+        delivered = len(env.delivered)
+        window = self._stats_window  # the same reading of the core's rule as a poll's (see _deliverable)
+        reclaimable = delivered if not window else env.delivered.count(now - window)
+        pending = delivered - reclaimable
+        oldest = env.oldest_queued()
+        return StatsObject(
+            depth=env.n_fresh + delivered - pending,
+            pending=pending,
+            oldest_queued_at=None if oldest is None else oldest[0],
+            workers_polling=env.polls.count(now),
+        )
+
+    def _list(self, env: _Environment, params: dict[str, str], body: Any) -> Response:
+        """List (spec 4.6): ascending id order, ``limit`` items, one cursor at most."""
+        policy = self.policy
+        limit_text = _param(params, "limit")
+        limit = policy.list_default_limit
+        if limit_text is not None:
+            limit = _integer(limit_text, "limit", "a positive integer")
+            if limit < 1:
+                _bad(f"limit must be a positive integer, got {shown(limit_text)}", "limit")
+            if limit > policy.list_max_limit:
+                if policy.list_limit_over_max is LimitOverMax.REJECT:
+                    _bad(f"limit must be at most {policy.list_max_limit}, got {shown(limit_text)}", "limit")
+                limit = policy.list_max_limit
+        cursors = {}
+        for name in ("page", "before_id", "after_id"):
+            value = _param(params, name)
+            if value is not None:
+                if not valid_id("work_", value):
+                    _bad(f"{name} must be a work id ('work_' and 32 lowercase hex digits), got {shown(value)}", name)
+                cursors[name] = value
+        if len(cursors) > 1:
+            names = sorted(cursors)
+            _bad(f"page, before_id and after_id are mutually exclusive; got {', '.join(names)}", names[1])
+        _no_body(body)
+
+        order = env.order
+        backward = "before_id" in cursors
+        if backward:
+            end = bisect.bisect_left(order, cursors["before_id"])
+            start = max(0, end - limit)
+        else:
+            after = cursors.get("after_id") or cursors.get("page")
+            start = 0 if after is None else bisect.bisect_right(order, after)
+            end = min(len(order), start + limit)
+        ids = order[start:end]
+        # has_more: whether items lie beyond the page in the direction it was asked for (after last_id, or
+        # for before_id before first_id); next_page is the cursor that continues in that direction.
+        more = bool(ids) and (start > 0 if backward else end < len(order))
+        return _ok(ListEnvelope.of([env.items[i] for i in ids], has_more=more, backward=backward).to_json())
+
+
+def _ok(value: Any, effects: tuple[Effect, ...] = (), rule: Rule | None = None) -> Response:
+    return Response(200, value, dumps(value), JSON_HEADERS, effects, rule)
+
+
+def _route(method: str, path: str) -> tuple[str, str, str | None]:
+    """(operation, environment id, work id) of a path, or a 404 for anything that is not a route."""
+    if not path.startswith(BASE_PATH):
+        _not_found("no such route")
+    if not _VISIBLE.fullmatch(path):
+        _not_found("no such route")
+    parts = path[len(BASE_PATH) :].split("/")
+    if "%" in path:
+        parts = [_percent_decode(part, plus=False) or "" for part in parts]
+    if not all(parts):
+        _not_found("no such route")
+    if not 2 <= len(parts) <= 4 or parts[1] != "work":
+        _not_found("no such route")
+    env_id = parts[0]
+    if len(parts) == 2:
+        if method == "GET":
+            return "list", env_id, None
+    elif len(parts) == 3:
+        segment = parts[2]
+        if method == "GET":
+            return (segment, env_id, None) if segment in ("poll", "stats") else ("get", env_id, segment)
+        if method == "POST" and segment not in ("poll", "stats"):
+            return "update", env_id, segment
+    elif method == "POST" and parts[3] in ("ack", "heartbeat", "stop") and parts[2] not in ("poll", "stats"):
+        return parts[3], env_id, parts[2]
+    _not_found(f"no route for {shown(method)} {shown(path)}")
+
+
+def _worker(headers: dict[str, str | None]) -> str | None:
+    if "worker-id" not in headers:
+        return None
+    value = headers["worker-id"]
+    if not value:
+        _bad("Worker-ID must be a non-empty header, given once", "Worker-ID")
+    if _CR_LF_NUL.search(value):
+        _bad(f"Worker-ID must not hold CR, LF or NUL, got {shown(value)}", "Worker-ID")
+    return value
+
+
+def _heartbeat(params: dict[str, str]) -> Heartbeat:
+    ttl_text = _param(params, "desired_ttl_seconds")
+    ttl = None if ttl_text is None else _integer(ttl_text, "desired_ttl_seconds", "a positive integer")
+    expected = _param(params, "expected_last_heartbeat")
+    try:
+        return Heartbeat(expected, ttl)
+    except InvalidInput as exc:
+        _bad(exc.message, exc.param)
+
+
+def _param_name(key: str) -> str | None:
+    """The envelope's ``param`` for a key of a body: the key itself, unless it is too long to echo."""
+    return key if len(key) <= SHOWN else None
+
+
+def _object_body(body: Any, what: str, key: str, example: str) -> dict[str, Any]:
+    """A JSON object body whose only (optional) key is ``key``."""
+    value = _body_json(body)
+    if not isinstance(value, dict):
+        _bad(f"the {what} body must be a JSON object, e.g. {example}")
+    extra = sorted(set(value) - {key})
+    if extra:
+        _bad(f"the {what} body takes only {key}, got {shown(extra[0])}", _param_name(extra[0]))
+    return value
+
+
+def _stop(body: Any) -> Stop:
+    if _empty(body):
+        return Stop()
+    value = _object_body(body, "stop", "force", '{} or {"force": true|false}')
+    try:
+        return Stop(value.get("force", False))
+    except InvalidInput as exc:
+        _bad(exc.message, exc.param)
+
+
+def _update(body: Any) -> UpdateMetadata:
+    value = _object_body(body, "update", "metadata", '{"metadata": {"key": "value"}}')
+    try:
+        return UpdateMetadata(value.get("metadata", {}))
+    except InvalidInput as exc:
+        _bad(exc.message, exc.param)

@@ -1,0 +1,1266 @@
+"""``workstate check TRACE.jsonl``: judge traffic recorded from a real server against the reference.
+
+A trace is one JSON object per line (``docs/trace.md``, ``docs/trace.schema.json``)::
+
+    {"time": "...Z", "request": {"method", "target", "headers", "body"}, "response": {"status", "body"}}
+
+:class:`Checker` replays every exchange through a reference :class:`~workstate.api.Server` at the
+line's ``time`` and compares the recorded answer with the one the spec owes: status, ``error.type``
+and the body's fields. Environments and items are seeded from the first time the trace sees them,
+so a trace needs no creation lines; the recorded server's ids, request ids and timestamps are taken
+as the real ones (the reference adopts them). What a mid-life object does not show (the bound
+Worker-ID, the delivery, the lease TTL) is left unknown, and a disagreement that an unknown could
+explain is reported as "not judged", never as a divergence. After any disagreement the reference
+follows the recorded server (it adopts the recorded object, or undoes its own change), so one wrong
+answer is reported once, not on every later line. Replies are read tolerantly, as a client reads them:
+a key the codec does not know is ignored, noted once per key path and kind of object (a ``note``,
+never a divergence), and the answer is judged by the fields the codec knows.
+
+This module is pure: it reads the lines it is given and never a clock. The command is the edge
+that opens the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import enum
+import json
+import math
+import re
+import sys
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, TextIO, TypeAlias
+
+import attrs
+
+from .._time import parse_timestamp, render_timestamp
+from ..api.codec import (
+    STRICT_JSON,
+    DecodeError,
+    ErrorEnvelope,
+    HeartbeatObject,
+    ListEnvelope,
+    StatsObject,
+    WorkObject,
+    unknown_keys,
+)
+from ..api.server import (
+    EnvironmentKind,
+    Request,
+    Response,
+    Server,
+    _integer,
+    _param,
+    _parse_query,
+    _Refusal,
+    _route,
+    echoed_request_id,
+)
+from ..cli import CliCommand
+from ..errors import InvalidInput, WorkstateError
+from ..model import Deliver, Lapse, Rejected, WorkItem, step, valid_id
+from ..policy import DEFAULT_POLICY, Policy
+from ..rules import State
+
+__all__ = ["Checker", "Exchange", "Finding", "Kind", "Report", "check_lines", "parse_line", "CLI_COMMANDS"]
+
+_ITEM_OPERATIONS = frozenset({"ack", "heartbeat", "stop", "get", "update"})
+_UNKNOWN_BY_STATE: dict[State, frozenset[str]] = {
+    State.QUEUED: frozenset({"delivery"}),
+    State.STARTING: frozenset({"worker"}),
+    State.ACTIVE: frozenset({"worker", "ttl"}),
+    State.STOPPING: frozenset({"worker", "ttl"}),
+    State.STOPPED: frozenset(),
+}
+_STAMPS = ("acknowledged_at", "started_at", "latest_heartbeat_at", "stop_requested_at", "stopped_at")
+_LIVE_WORKED = (State.STARTING, State.ACTIVE, State.STOPPING)
+_MAX_SKEW = timedelta(days=1)
+# The spec section of each item operation: a 200 answer to it carries the object named here, whatever the item's state.
+_ANSWER_OF: dict[str, tuple[str, str]] = {
+    "ack": ("4.2 ack", "work object"),
+    "heartbeat": ("4.3 heartbeat", "heartbeat object"),
+    "stop": ("4.4 stop", "work object"),
+    "get": ("4.5 get", "work object"),
+    "update": ("4.5 update metadata", "work object"),
+    "list": ("4.6 list", "list envelope"),
+}
+
+
+class Kind(enum.StrEnum):
+    DIVERGENCE = "divergence"  # the recorded answer is not the one the spec owes
+    MALFORMED = "malformed"  # the line is not an exchange of the trace format
+    NOT_JUDGED = "not_judged"  # the answer depends on something the trace never showed
+    NOTE = "note"  # worth knowing, not wrong: a reply's key the codec does not know (read tolerantly, ignored)
+
+
+@attrs.frozen
+class Exchange:
+    """One line of a trace: a request at ``time`` and the answer the recorded server gave."""
+
+    line: int
+    time: datetime
+    method: str
+    target: str
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    status: int
+    response: Any  # the recorded body: a JSON value, or text
+
+    @property
+    def request(self) -> Request:
+        return Request(self.method, self.target, self.headers, self.body)
+
+
+@attrs.frozen
+class Finding:
+    """What the checker found on one line."""
+
+    line: int
+    kind: Kind
+    rule: str  # the spec rule that decided the expected answer ("trace format" for a malformed line)
+    request: str  # "METHOD target"
+    expected: str
+    actual: str
+    differences: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "line": self.line,
+            "kind": self.kind.value,
+            "rule": self.rule,
+            "request": self.request,
+            "expected": self.expected,
+            "actual": self.actual,
+            "differences": list(self.differences),
+        }
+
+
+@attrs.frozen
+class Report:
+    lines: int
+    exchanges: int
+    seeded: int  # lines whose item the trace first saw there (adopted, not judged)
+    findings: tuple[Finding, ...]
+
+    def of_kind(self, kind: Kind) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.kind is kind)
+
+    @property
+    def exit_status(self) -> int:
+        """1 when some answer diverged or some line is malformed, else 0 (not judged lines and notes pass)."""
+        return 1 if any(f.kind is Kind.DIVERGENCE or f.kind is Kind.MALFORMED for f in self.findings) else 0
+
+    def summary(self) -> str:
+        count = {kind: len(self.of_kind(kind)) for kind in Kind}
+        return (
+            f"{self.exchanges} exchanges on {self.lines} lines: {count[Kind.DIVERGENCE]} divergent, "
+            f"{count[Kind.MALFORMED]} malformed, {count[Kind.NOT_JUDGED]} not judged, {self.seeded} seeded"
+            + (f", {count[Kind.NOTE]} notes" if count[Kind.NOTE] else "")
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "lines": self.lines,
+            "exchanges": self.exchanges,
+            "seeded": self.seeded,
+            "divergences": len(self.of_kind(Kind.DIVERGENCE)),
+            "malformed": len(self.of_kind(Kind.MALFORMED)),
+            "not_judged": len(self.of_kind(Kind.NOT_JUDGED)),
+            "notes": len(self.of_kind(Kind.NOTE)),
+            "exit_status": self.exit_status,
+            "findings": [f.to_json() for f in self.findings],
+        }
+
+
+# --- reading lines (no jsonschema at run time: the format is checked here) ------------------------------
+
+
+class _Malformed(Exception):
+    pass
+
+
+def _field(obj: dict[str, Any], key: str, where: str) -> Any:
+    if key not in obj:
+        raise _Malformed(f"{where}{key} is missing")
+    return obj[key]
+
+
+def _keys(obj: Any, where: str, required: tuple[str, ...]) -> dict[str, Any]:
+    if not isinstance(obj, dict):
+        raise _Malformed(f"{where.rstrip('.') or 'the line'} must be a JSON object")
+    extra = sorted(set(obj) - set(required))
+    if extra:
+        raise _Malformed(f"{where}{extra[0]} is not a field of the trace format")
+    for key in required:
+        _field(obj, key, where)
+    return obj
+
+
+_MAX_DEPTH = 100  # nesting levels of a line (its own object is level 1); a real exchange needs fewer than 10
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+_BLANK = " \t\r\n"  # JSON's whitespace: a line of nothing else is skipped
+
+
+def _not_text(text: str) -> str | None:
+    """Why ``text`` cannot be UTF-8 (a byte read with ``surrogateescape``, or a lone surrogate), else None."""
+    match = None if text.isascii() else _SURROGATE.search(text)
+    if match is None:
+        return None
+    code = ord(match.group())
+    where = f"at character {match.start() + 1}"
+    if 0xDC80 <= code <= 0xDCFF:
+        return f"not UTF-8: the byte 0x{code - 0xDC00:02x} {where}"
+    return f"not UTF-8: a lone surrogate {where}"
+
+
+def _check_value(value: Any, text: str) -> None:
+    """No string or key of ``value`` holds a lone surrogate, and it nests at most ``_MAX_DEPTH`` levels."""
+    surrogates = "\\u" in text  # only an escape makes a lone surrogate out of text that is UTF-8
+    deep = text.count("[") + text.count("{") > _MAX_DEPTH
+    if not (surrogates or deep):
+        return
+    todo: list[tuple[Any, int]] = [(value, 1)]
+    while todo:
+        node, depth = todo.pop()
+        if isinstance(node, str):
+            if surrogates and _SURROGATE.search(node):
+                raise _Malformed("a string holds a lone surrogate")
+        elif isinstance(node, (dict, list)):
+            if depth > _MAX_DEPTH:
+                raise _Malformed(f"the line is nested deeper than {_MAX_DEPTH} levels")
+            if isinstance(node, dict):
+                for key, item in node.items():
+                    if surrogates and _SURROGATE.search(key):
+                        raise _Malformed("a key holds a lone surrogate")
+                    todo.append((item, depth + 1))
+            else:
+                todo.extend((item, depth + 1) for item in node)
+
+
+def parse_line(text: str, line: int) -> Exchange:
+    """One trace line as an :class:`Exchange`; raise ``ValueError`` naming what is wrong.
+
+    The line must be JSON text: no ``NaN`` or ``Infinity``, no key twice in one object, no lone surrogate
+    (raw or escaped), no byte that was not UTF-8 (read with ``surrogateescape``), and at most 100 levels of
+    nesting.
+    """
+    if not isinstance(text, str):
+        raise InvalidInput(f"a trace line must be a str, got {type(text).__name__}", param="text")
+    problem = _not_text(text)
+    if problem is not None:
+        raise ValueError(problem)
+    try:
+        value = STRICT_JSON.decode(text)
+    except RecursionError:
+        raise ValueError(f"the line is nested deeper than {_MAX_DEPTH} levels") from None
+    except ValueError as exc:  # JSONDecodeError, NaN and Infinity, ints longer than Python parses
+        raise ValueError(f"not JSON: {exc}") from None
+    try:
+        _check_value(value, text)
+        top = _keys(value, "", ("time", "request", "response"))
+        if not isinstance(top["time"], str):
+            raise _Malformed("time must be an RFC 3339 string")
+        try:
+            time = parse_timestamp(top["time"], "time")
+        except WorkstateError as exc:
+            raise _Malformed(exc.message) from None
+        request = _keys(top["request"], "request.", ("method", "target", "headers", "body"))
+        method, target, headers, body = (request[k] for k in ("method", "target", "headers", "body"))
+        if not isinstance(method, str) or not method:
+            raise _Malformed("request.method must be a non-empty string")
+        if not isinstance(target, str) or not target.startswith("/"):
+            raise _Malformed("request.target must be a string starting with /")
+        if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+            raise _Malformed("request.headers must be an object of strings")
+        if body is not None and not isinstance(body, str):
+            raise _Malformed("request.body must be a string or null")
+        response = _keys(top["response"], "response.", ("status", "body"))
+        status = response["status"]
+        if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+            raise _Malformed("response.status must be an integer from 100 to 599")
+        try:
+            raw = b"" if body is None else body.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _Malformed("request.body is not valid Unicode") from None
+    except _Malformed as exc:
+        raise ValueError(str(exc)) from None
+    return Exchange(line, time, method, target, tuple(headers.items()), raw, status, response["body"])
+
+
+# --- judging --------------------------------------------------------------------------------------------
+
+
+def _summary(status: int, body: Any) -> str:
+    """A short reading of an answer: ``409 invalid_request_error`` or ``200 state=starting``."""
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict) and "type" in error:
+            return f"{status} {error['type']}"
+        if "state" in body:
+            return f"{status} state={body['state']}"
+        if "data" in body and isinstance(body["data"], list):
+            return f"{status} list of {len(body['data'])}"
+        if body.get("type") == "work_queue_stats":
+            return f"{status} stats"
+    if body is None:
+        return f"{status} null"
+    return f"{status} {json.dumps(body)[:60]}"
+
+
+def _rule_of(response: Response, operation: str | None) -> str:
+    if response.rule is not None:
+        return f"{response.rule.section} {response.rule.name}"
+    status = response.status
+    if status == 200:
+        return {
+            "poll": "4.1 poll: the oldest deliverable item by creation order, else null",
+            "get": "4.5 get",
+            "list": "4.6 list",
+            "stats": "4.7 stats",
+        }.get(operation or "", "4")
+    error = response.json.get("error", {}) if isinstance(response.json, dict) else {}
+    param = error.get("param")
+    why = {
+        401: "401: missing or malformed bearer",
+        403: "403: not authorized",
+        404: "404: unknown route, environment or work item",
+        400: "400: environment not self_hosted, or a parameter or body is invalid",
+    }.get(status, str(status))
+    return f"4 check order, {why}" + (f" (param {param})" if param else "")
+
+
+class Checker:
+    """Replays exchanges through a reference :class:`Server`, seeding what the trace first sees mid-life."""
+
+    def __init__(self, policy: Policy = DEFAULT_POLICY, *, skew: timedelta = timedelta(seconds=1)) -> None:
+        if not isinstance(policy, Policy):
+            raise InvalidInput(f"policy must be a workstate.Policy, got {type(policy).__name__}", param="policy")
+        if not isinstance(skew, timedelta) or not timedelta(0) <= skew <= _MAX_SKEW:
+            raise InvalidInput(f"skew must be a datetime.timedelta from 0 to 1 day, got {skew!r}", param="skew")
+        self.policy = policy
+        self.skew = skew
+        self._deny = False
+        self._leased: dict[tuple[str, str], WorkItem] = {}  # (env, work) -> the item as it last held a lease
+        self.server = Server(policy, authorizer=lambda access: not self._deny, on_change=self._changed)
+        self._envs_seen: set[str] = set()
+        self.unknown: dict[str, set[str]] = {}  # work id -> facts the trace has not shown
+        self._noted: set[tuple[str, str]] = set()  # (kind of object, key path without indexes) noted already
+        self.seeded = 0
+
+    # --- seeding ---
+
+    def _seed_environment(self, ex: Exchange, env_id: str) -> None:
+        """Seed ``env_id`` from the first answer that shows whether it exists, and its kind.
+
+        An answer decided before the environment (401, 403) or outside the model (429, 5xx) shows neither,
+        nor does a 404 that an empty ``self_hosted`` environment gives too (an item lookup's): the
+        environment stays unseen, and a later answer seeds it."""
+        if not valid_id("env_", env_id):
+            self._envs_seen.add(env_id)
+            return
+        if ex.status in (401, 403) or self._transient(ex):
+            return
+        # What a self_hosted environment with nothing in it answers decides the kind (or the absence).
+        scratch = Server(self.policy)
+        scratch.adopt_environment(env_id, now=ex.time)
+        answer = scratch.handle(ex.request, ex.time)
+        if ex.status == 404 and answer.status == 404:
+            return  # an unknown item in an existing environment, or an unknown environment: not shown
+        self._envs_seen.add(env_id)
+        recorded = ex.response if isinstance(ex.response, dict) else {}
+        error = recorded.get("error")
+        if ex.status == 400 and not (isinstance(error, dict) and "param" in error) and answer.status != 400:
+            self.server.adopt_environment(env_id, EnvironmentKind.CLOUD, now=ex.time)
+        elif ex.status == 404:
+            return  # an empty environment would not give it: the recorded server does not have it
+        else:
+            self.server.adopt_environment(env_id, now=ex.time)
+
+    def _item_from(
+        self, obj: WorkObject, base: WorkItem | None, *, worker: str | None = None, delivered: datetime | None = None
+    ) -> WorkItem:
+        """A model item showing ``obj``; what the wire does not show comes from ``base`` where it still holds."""
+        same = base is not None and base.state is obj.state
+        kept = base if same else None
+        worker_id = None
+        if obj.state in _LIVE_WORKED:
+            if base is not None and base.state in _LIVE_WORKED:
+                worker_id = base.worker_id
+            elif worker is not None:
+                worker_id = worker
+        stamps = [getattr(obj, n) for n in _STAMPS if getattr(obj, n) is not None]
+        clock = max([obj.created_at, *stamps] + ([base.clock] if base else []))
+        delivered_at = delivered_to = None
+        if obj.state is State.QUEUED:
+            if delivered is not None:
+                # As the core stamps a delivery: at the trace's time, or the item's clock when that is later
+                # (a trace whose clock is behind the recorded server's created_at keeps the delivery).
+                delivered_at, delivered_to = max(delivered, clock), worker
+                clock = delivered_at
+            elif kept is not None:
+                delivered_at, delivered_to = kept.delivered_at, kept.delivered_to  # within base.clock
+        ttl = None
+        if obj.latest_heartbeat_at is not None:
+            ttl = base.ttl_seconds if base is not None and base.ttl_seconds else self.policy.max_ttl_seconds
+        return WorkItem(
+            id=obj.id,
+            environment_id=obj.environment_id,
+            session_id=obj.session_id,
+            created_at=obj.created_at,
+            state=obj.state,
+            metadata=obj.metadata,
+            worker_id=worker_id,
+            delivered_at=delivered_at,
+            delivered_to=delivered_to,
+            ttl_seconds=ttl,
+            clock=clock,
+            version=0 if base is None else base.version + 1,
+            **{n: getattr(obj, n) for n in _STAMPS},
+        )
+
+    def _seed_item(self, obj: WorkObject, *, fresh: bool = False) -> str | None:
+        """Adopt an item first seen in a response; None, or why it could not be."""
+        try:
+            item = self._item_from(obj, None)
+            if fresh:  # seen in a poll's answer: before the poll it was queued, its delivery unknown
+                item = attrs.evolve(item, delivered_at=None, delivered_to=None)
+            self.server.adopt(item)
+        except WorkstateError as exc:
+            return exc.message
+        self.unknown[obj.id] = set(_UNKNOWN_BY_STATE[obj.state])
+        return None
+
+    # --- one exchange ---
+
+    def check(self, ex: Exchange) -> list[Finding]:
+        try:
+            operation, env_id, work_id = _route(ex.method, ex.target.partition("?")[0])
+        except _Refusal:
+            operation, env_id, work_id = None, None, None
+        notes = self._notes(ex, operation)
+        return (
+            [*notes, *self._judge(ex, operation, env_id, work_id)]
+            if notes
+            else self._judge(ex, operation, env_id, work_id)
+        )
+
+    def _notes(self, ex: Exchange, operation: str | None) -> list[Finding]:
+        """A note of each key of the reply that the codec does not know, the first time its path (without list
+        indexes) is seen in that kind of object. Replies are read tolerantly: such keys are ignored, and the
+        answer is judged by the fields the codec knows."""
+        kind = _reply_kind(ex, operation)
+        if kind is None or not isinstance(ex.response, dict):
+            return []
+        paths = unknown_keys(ex.response, kind)
+        if not paths or not _decodes(ex.response, kind):
+            return []  # a body that is not the object at all has no unknown keys: its shape is judged instead
+        new = []
+        for path in paths:
+            key = (kind.__name__, _INDEX.sub("[]", path))
+            if key not in self._noted:
+                self._noted.add(key)
+                new.append(f"unknown key {path} in {_REPLY_NAMES[kind]}: ignored")
+        if not new:
+            return []
+        return [Finding(ex.line, Kind.NOTE, "-", _request(ex), "-", _summary(ex.status, ex.response), tuple(new))]
+
+    def _judge(self, ex: Exchange, operation: str | None, env_id: str | None, work_id: str | None) -> list[Finding]:
+        if env_id is not None and env_id not in self._envs_seen and operation is not None:
+            self._seed_environment(ex, env_id)
+        if (
+            operation is None
+            or env_id is None
+            or self.server.environment_kind(env_id) is not EnvironmentKind.SELF_HOSTED
+        ):
+            return self._judge_plain(ex, operation)
+        if operation == "poll":
+            return self._judge_poll(ex, env_id)
+        if operation in _ITEM_OPERATIONS and work_id is not None:
+            return self._judge_item(ex, operation, env_id, work_id)
+        if operation == "list":
+            return self._judge_list(ex, env_id)
+        return self._judge_plain(ex, operation)
+
+    def _handle(self, ex: Exchange) -> Response:
+        self._deny = ex.status == 403  # the authorizer's word is the recorded server's
+        try:
+            return self.server.handle(ex.request, ex.time)
+        finally:
+            self._deny = False
+
+    def _finding(
+        self, ex: Exchange, kind: Kind, expected: Response, differences: list[str], operation: str | None
+    ) -> Finding:
+        return Finding(
+            ex.line,
+            kind,
+            _rule_of(expected, operation),
+            _request(ex),
+            _summary(expected.status, expected.json),
+            _summary(ex.status, ex.response),
+            tuple(differences),
+        )
+
+    def _transient(self, ex: Exchange) -> bool:
+        return ex.status == 429 or ex.status >= 500
+
+    def _judge_plain(self, ex: Exchange, operation: str | None) -> list[Finding]:
+        if self._transient(ex):
+            return [self._not_judged(ex, "429 and 5xx are outside the model; assumed to change nothing")]
+        expected = self._handle(ex)
+        differences = self._compare_envelope(ex, expected)
+        if not differences and expected.status == 200 and operation == "stats":
+            try:
+                StatsObject.from_json(ex.response)
+            except DecodeError as exc:
+                differences.append(f"body: {exc.message} ({exc.param})")
+        return [self._finding(ex, Kind.DIVERGENCE, expected, differences, operation)] if differences else []
+
+    def _not_judged(self, ex: Exchange, why: str) -> Finding:
+        return Finding(ex.line, Kind.NOT_JUDGED, "-", _request(ex), "-", _summary(ex.status, ex.response), (why,))
+
+    def _compare_envelope(self, ex: Exchange, expected: Response) -> list[str]:
+        """Status, and for errors ``error.type`` and the echoed request id."""
+        if ex.status != expected.status:
+            return [f"status: expected {expected.status}, got {ex.status}"]
+        if expected.status == 200:
+            return []
+        try:
+            envelope = ErrorEnvelope.from_json(ex.response)
+        except DecodeError as exc:
+            return [f"body: not an error envelope: {_decode_problem(exc)}"]
+        found = []
+        if envelope.error_type != expected.json["error"]["type"]:
+            found.append(f"error.type: expected {expected.json['error']['type']}, got {envelope.error_type}")
+        sent = echoed_request_id(ex.headers)  # the reference's rule: None when it generates one
+        if sent is not None and envelope.request_id != sent:
+            found.append(f"request_id: expected the x-request-id {sent!r}, got {envelope.request_id!r}")
+        return found
+
+    def _compare_work(self, expected: Any, actual: Any, where: str = "") -> list[str]:
+        try:
+            obj = WorkObject.from_json(actual)
+        except DecodeError as exc:
+            return [f"{where}body: not a work object: {_decode_problem(exc)}"]
+        ref = WorkObject.from_json(expected)
+        found = []
+        for name in ("id", "environment_id", "session_id", "state", "created_at"):
+            if getattr(ref, name) != getattr(obj, name):
+                found.append(f"{where}{name}: expected {_show(getattr(ref, name))}, got {_show(getattr(obj, name))}")
+        for name in self._stamps_differ(ref, obj):
+            found.append(f"{where}{name}: expected {_show(getattr(ref, name))}, got {_show(getattr(obj, name))}")
+        if dict(ref.metadata) != dict(obj.metadata):
+            found.append(f"{where}metadata: expected {dict(ref.metadata)}, got {dict(obj.metadata)}")
+        return found
+
+    def _uncertain(self, *work_ids: str | None, facts: Iterable[str] = ("worker", "delivery", "ttl")) -> str | None:
+        wanted = set(facts)
+        for work_id in work_ids:
+            if work_id is not None and self.unknown.get(work_id, set()) & wanted:
+                missing = ", ".join(sorted(self.unknown[work_id] & wanted))
+                return f"{work_id} was first seen mid-life; its {missing} is unknown"
+        return None
+
+    def _stamps_differ(self, ref: WorkItem | WorkObject, obj: WorkItem | WorkObject) -> list[str]:
+        """The timestamps set in one and not the other, or more than the skew apart."""
+        found = []
+        for name in _STAMPS:
+            want, got = getattr(ref, name), getattr(obj, name)
+            if (want is None) != (got is None) or (want is not None and abs(want - got) > self.skew):
+                found.append(name)
+        return found
+
+    def _changed(self, env_id: str, old: WorkItem | None, new: WorkItem) -> None:
+        """The replay's ``on_change``: remember each item as it last held a lease (what an unseen lapse lapses)."""
+        if new.latest_heartbeat_at is not None and (new.state is State.ACTIVE or new.state is State.STOPPING):
+            self._leased[env_id, new.id] = new
+
+    def _unseen_lapse(self, env_id: str, shown: WorkObject, now: datetime) -> str | None:
+        """Why a lapse the trace did not see may explain that the recorded server holds ``shown`` at ``now``, or
+        None when none can. Its TTL must be unknown, and for some TTL of the policy's range (the shortest, or the
+        one ``shown``'s ``stopped_at`` implies) the core must lapse the item, as it last held its lease, by ``now``
+        into ``shown``'s state and stamps (within the skew). The replay, which assumes the largest TTL, may have
+        lapsed it since, later: that lapse is its own guess, not a fact the recorded item must agree with."""
+        reason = self._uncertain(shown.id, facts=("ttl",))
+        leased = self._leased.get((env_id, shown.id)) if reason else None
+        current = self.server.work(env_id, shown.id)
+        if leased is None or leased.latest_heartbeat_at is None or current is None:
+            return None
+        if current != leased and current != step(leased, Lapse(), now, self.policy).item:
+            return None  # the item moved on since, by a request of the trace
+        low, high = self.policy.min_ttl_seconds, self.policy.max_ttl_seconds
+        ttls = {low}
+        if shown.stopped_at is not None:
+            seconds = (shown.stopped_at - leased.latest_heartbeat_at) / timedelta(seconds=1)
+            ttls |= {math.floor(seconds), math.ceil(seconds)}
+        for ttl in sorted(t for t in ttls if low <= t <= high):
+            lapsed = step(attrs.evolve(leased, ttl_seconds=ttl), Lapse(), now, self.policy).item
+            if (
+                lapsed.state is not leased.state
+                and lapsed.state is shown.state
+                and not self._stamps_differ(lapsed, shown)
+            ):
+                return reason
+        return None
+
+    def _adopt_object(
+        self, obj: WorkObject, base: WorkItem | None, *, worker: str | None = None, delivered: datetime | None = None
+    ) -> str | None:
+        try:
+            return self._adopt(self._item_from(obj, base, worker=worker, delivered=delivered))
+        except WorkstateError as exc:
+            return exc.message
+
+    def _adopt(self, item: WorkItem) -> str | None:
+        try:
+            self.server.adopt(item)
+        except WorkstateError as exc:
+            return exc.message
+        return None
+
+    # --- item operations ---
+
+    def _judge_item(self, ex: Exchange, operation: str, env_id: str, work_id: str) -> list[Finding]:
+        if self._transient(ex):
+            return [self._not_judged(ex, "429 and 5xx are outside the model; assumed to change nothing")]
+        pre = self.server.work(env_id, work_id)
+        impossible = None if pre is not None else _impossible_body(ex, operation, env_id, work_id)
+        if impossible is not None:  # no state of the item would explain it: a divergence
+            section, shape = _ANSWER_OF[operation] if ex.status == 200 else ("6 errors", "error envelope")
+            expected_text = f"{ex.status} {shape}"
+            actual = _summary(ex.status, ex.response)
+            return [Finding(ex.line, Kind.DIVERGENCE, section, _request(ex), expected_text, actual, (impossible,))]
+        recorded_obj = None
+        if pre is None and ex.status == 200 and operation != "heartbeat":
+            recorded_obj = _work_object(ex.response)
+        if pre is None and recorded_obj is not None and recorded_obj.id == work_id:
+            if operation == "get":
+                why = self._seed_item(recorded_obj)
+                if why is not None:
+                    return [self._not_judged(ex, f"could not seed {work_id}: {why}")]
+                pre = self.server.work(env_id, work_id)
+            else:  # the answer shows the item after this request: adopt it, judge from the next line on
+                why = self._seed_item(recorded_obj)
+                self.seeded += why is None
+                return [] if why is None else [self._not_judged(ex, f"could not seed {work_id}: {why}")]
+        if pre is None and ex.status != 404:
+            expected = self._handle(ex)
+            if expected.status == 404 and expected.json["error"]["type"] == "not_found_error":
+                return [self._not_judged(ex, f"{work_id} was never shown by the trace, so it cannot be seeded")]
+            differences = self._compare_envelope(ex, expected)
+            return [self._finding(ex, Kind.DIVERGENCE, expected, differences, operation)] if differences else []
+
+        expected = self._handle(ex)
+        post = self.server.work(env_id, work_id)
+        exact = expected.status == ex.status and expected.json == ex.response  # the common case, cheap
+        differences = [] if exact else self._compare_envelope(ex, expected)
+        impossible = None if exact else _impossible_body(ex, operation, env_id, work_id)
+        if impossible is not None and not differences:
+            differences = [impossible]
+        elif not differences and not exact and expected.status == 200:
+            if operation == "heartbeat":
+                differences = self._compare_heartbeat(expected.json, ex.response)
+            else:
+                differences = self._compare_work(expected.json, ex.response)
+
+        if not differences:
+            problem = self._agree(ex, operation, pre, post, exact)
+            if problem:
+                return [self._finding(ex, Kind.DIVERGENCE, expected, [problem], operation)]
+            return []
+        # Only ack reads the bound Worker-ID and the delivery; a lapse (the lease TTL) can change any answer,
+        # but no unknown explains a 200 whose body is not the operation's object (or is another item's).
+        uncertain = self._uncertain(work_id, facts=("worker", "delivery", "ttl") if operation == "ack" else ("ttl",))
+        if uncertain and impossible is not None:
+            if impossible not in differences:
+                differences.append(impossible)
+            uncertain = None
+        finding = self._finding(
+            ex,
+            Kind.NOT_JUDGED if uncertain else Kind.DIVERGENCE,
+            expected,
+            [*differences, *([uncertain] if uncertain else [])],
+            operation,
+        )
+        self._follow(ex, operation, pre, post, expected)
+        return [finding]
+
+    def _compare_heartbeat(self, expected: Any, actual: Any) -> list[str]:
+        try:
+            obj = HeartbeatObject.from_json(actual)
+        except DecodeError as exc:
+            return [f"body: not a heartbeat object: {_decode_problem(exc)}"]
+        ref = HeartbeatObject.from_json(expected)
+        found = []
+        for name in ("state", "ttl_seconds", "lease_extended"):
+            if getattr(ref, name) != getattr(obj, name):
+                found.append(f"{name}: expected {_show(getattr(ref, name))}, got {_show(getattr(obj, name))}")
+        if abs(ref.last_heartbeat - obj.last_heartbeat) > self.skew:
+            found.append(f"last_heartbeat: expected {_show(ref.last_heartbeat)}, got {_show(obj.last_heartbeat)}")
+        return found
+
+    def _agree(
+        self, ex: Exchange, operation: str, pre: WorkItem | None, post: WorkItem | None, exact: bool
+    ) -> str | None:
+        """The answers agree: take the recorded timestamps as the real ones, and learn what the line showed."""
+        if post is None or ex.status != 200:
+            return None
+        worker = _header(ex, "worker-id")
+        known = self.unknown.get(post.id)
+        if exact and operation != "ack":  # the recorded answer is the reference's, to the byte
+            if known and operation == "heartbeat":
+                known.discard("ttl")
+            return None
+        if operation == "heartbeat":
+            beat = HeartbeatObject.from_json(ex.response)
+            if post.latest_heartbeat_at == beat.last_heartbeat:
+                new = post
+            else:
+                # the heartbeat set started_at when it moved the item to active (never one that stays stopping)
+                first = pre is not None and pre.started_at is None and post.started_at is not None
+                new = attrs.evolve(
+                    post,
+                    latest_heartbeat_at=beat.last_heartbeat,
+                    started_at=beat.last_heartbeat if first else post.started_at,
+                    clock=max(post.clock, beat.last_heartbeat),
+                )
+            if known:
+                known.discard("ttl")
+        elif operation == "get":
+            return None
+        else:
+            new = post if exact else self._item_from(WorkObject.from_json(ex.response), post)
+            if operation == "ack" and known is not None:
+                if new.worker_id is None and worker is not None and "worker" in known:
+                    new = attrs.evolve(new, worker_id=worker)
+                known.difference_update({"worker", "delivery"})
+        if new != post:
+            problem = self._adopt(new)
+            if problem:
+                return f"the recorded timestamps cannot be adopted: {problem}"
+        return None
+
+    def _follow(
+        self, ex: Exchange, operation: str, pre: WorkItem | None, post: WorkItem | None, expected: Response
+    ) -> None:
+        """After a disagreement, make the reference hold what the recorded server holds, as far as it shows."""
+        beat = _heartbeat_object(ex.response) if ex.status == 200 and operation == "heartbeat" else None
+        if beat is not None and post is not None:
+            base = pre if pre is not None else post
+            acked = base.acknowledged_at or beat.last_heartbeat
+            try:
+                new = attrs.evolve(
+                    base,
+                    state=beat.state,
+                    acknowledged_at=min(acked, beat.last_heartbeat),
+                    started_at=base.started_at or beat.last_heartbeat,
+                    latest_heartbeat_at=beat.last_heartbeat,
+                    ttl_seconds=beat.ttl_seconds,
+                    clock=max(base.clock, beat.last_heartbeat),
+                    version=base.version + 1,
+                )
+            except WorkstateError:
+                return
+            self._adopt(new)
+            return
+        obj = _work_object(ex.response) if ex.status == 200 else None
+        if obj is not None and post is not None and obj.id == post.id:
+            try:
+                new = self._item_from(obj, pre, worker=_header(ex, "worker-id") if operation == "ack" else None)
+            except WorkstateError:
+                return
+            self._adopt(new)
+            return
+        if pre is not None and expected.status == 200 and post is not pre and not 200 <= ex.status < 300:
+            self._adopt(pre)  # the recorded server refused: undo the reference's change
+        # A 2xx that does not show the item (a body-less 204): the recorded server did what was asked, as far
+        # as anything shows, so the reference keeps its change and later lines are judged against it.
+
+    # --- poll ---
+
+    def _judge_poll(self, ex: Exchange, env_id: str) -> list[Finding]:
+        if self._transient(ex):
+            return [self._not_judged(ex, "429 and 5xx are outside the model; assumed to change nothing")]
+        recorded_obj = _work_object(ex.response) if ex.status == 200 else None
+        findings: list[Finding] = []
+        fresh = recorded_obj is not None and recorded_obj.environment_id == env_id
+        if recorded_obj is not None and fresh and self.server.work(env_id, recorded_obj.id) is None:
+            why = self._seed_item(recorded_obj, fresh=True)
+            if why is not None:
+                findings.append(self._not_judged(ex, f"could not seed {recorded_obj.id}: {why}"))
+        reclaim = _reclaim(ex.target)
+        pick = self.server.deliverable(env_id, ex.time, reclaim)
+        before = None if pick is None else self.server.work(env_id, pick)
+        expected = self._handle(ex)
+        differences = self._compare_envelope(ex, expected)
+        if differences:
+            impossible = _impossible_body(ex, "poll")
+            uncertain = None if impossible else self._uncertain(pick, facts=("delivery",))
+            if impossible and impossible not in differences:
+                differences.append(impossible)
+            if before is not None and expected.status == 200:
+                self._adopt(before)
+            kind = Kind.NOT_JUDGED if uncertain else Kind.DIVERGENCE
+            return [
+                *findings,
+                self._finding(ex, kind, expected, differences + ([uncertain] if uncertain else []), "poll"),
+            ]
+        if expected.status != 200:
+            return findings
+        if ex.response is not None and recorded_obj is None:
+            return [
+                *findings,
+                self._finding(ex, Kind.DIVERGENCE, expected, ["body: not a work object or null"], "poll"),
+            ]
+        ref_id = None if expected.json is None else expected.json["id"]
+        rec_id = None if recorded_obj is None else recorded_obj.id
+        worker = _header(ex, "worker-id")
+        if ref_id == rec_id:
+            if ref_id is None:
+                return findings
+            differences = [] if expected.json == ex.response else self._compare_work(expected.json, ex.response)
+            if rec_id in self.unknown:
+                self.unknown[rec_id].discard("delivery")
+            post = self.server.work(env_id, rec_id) if rec_id else None
+            if not differences:
+                return findings
+            if post is not None and recorded_obj is not None:
+                self._adopt_object(recorded_obj, post, worker=worker, delivered=ex.time)
+            return [*findings, self._finding(ex, Kind.DIVERGENCE, expected, differences, "poll")]
+        # Different items (or one and null): which rule decided the reference's answer?
+        if before is not None:
+            self._adopt(before)  # undo the reference's delivery: what follows reads the queue as the poll met it
+        differences = [f"delivered: expected {ref_id or 'null'}, got {rec_id or 'null'}"]
+        rule = _rule_of(expected, "poll")
+        other = None if rec_id is None else self.server.work(env_id, rec_id)
+        handed_out = False  # whether the replay could deliver the recorded item now
+        if other is not None:
+            outcome = step(other, Deliver(worker, reclaim), ex.time, self.policy)
+            if isinstance(outcome, Rejected):
+                rule = f"{outcome.rule.section} {outcome.rule.name}"
+                differences.append(f"{rec_id} is not deliverable: {outcome.reason.message}")
+            else:
+                handed_out = True
+        # Only the items the recorded server passed over (every one the replay would deliver before the recorded
+        # item, or before null: all of them) can excuse the pick, each by an unknown delivery; the recorded
+        # item's own history cannot. An item the replay cannot deliver may have been requeued by an unseen lapse.
+        until = None if recorded_obj is None else (recorded_obj.created_at, recorded_obj.id)
+        known, excuse = self._passed_over(env_id, ex.time, reclaim, until)
+        uncertain = None
+        if known is not None:
+            if handed_out or known != ref_id:
+                differences.append(f"{known} is deliverable" + (" and older by creation order" if rec_id else ""))
+        elif handed_out or rec_id is None:
+            uncertain = excuse
+        elif recorded_obj is not None:
+            lapse = self._unseen_lapse(env_id, recorded_obj, ex.time)
+            uncertain = None if lapse is None else "; ".join(r for r in (excuse, lapse) if r)
+        finding = Finding(
+            ex.line,
+            Kind.NOT_JUDGED if uncertain else Kind.DIVERGENCE,
+            rule,
+            _request(ex),
+            _summary(expected.status, expected.json),
+            _summary(ex.status, ex.response),
+            tuple(differences + ([uncertain] if uncertain else [])),
+        )
+        if recorded_obj is not None and rec_id is not None:
+            base = self.server.work(env_id, rec_id)
+            if base is not None:
+                self._adopt_object(recorded_obj, base, worker=worker, delivered=ex.time)
+                if rec_id in self.unknown:
+                    self.unknown[rec_id].discard("delivery")
+        return [*findings, finding]
+
+    def _passed_over(
+        self, env_id: str, now: datetime, reclaim: int | None, until: tuple[datetime, str] | None
+    ) -> tuple[str | None, str | None]:
+        """Walk the items the replay would deliver at ``now`` before the creation key ``until`` (None: all of
+        them), oldest first, as if each were just delivered elsewhere. Returns the first whose delivery the trace
+        showed (nothing excuses passing it over), else None; and why the first unknown delivery may excuse it."""
+        window = self.policy.reclaim_older_than_ms if reclaim is None else reclaim
+        masked: list[WorkItem] = []
+        excuse = None
+        try:
+            while True:
+                pick = self.server.deliverable(env_id, now, reclaim)
+                item = None if pick is None else self.server.work(env_id, pick)
+                if item is None or (until is not None and (item.created_at, item.id) >= until):
+                    return None, excuse
+                why = self._uncertain(item.id, facts=("delivery",))
+                if why is None or window == 0:  # with no reclaim window, no delivery makes an item undeliverable
+                    return item.id, excuse
+                excuse = excuse or why
+                at = max(now, item.clock)
+                try:
+                    self.server.adopt(attrs.evolve(item, delivered_at=at, delivered_to=None, clock=at))
+                except WorkstateError:  # not reached (the item is the replay's own); then it is not excused
+                    return item.id, excuse
+                masked.append(item)
+        finally:
+            for item in reversed(masked):
+                self.server.adopt(item)
+
+    # --- list ---
+
+    def _judge_list(self, ex: Exchange, env_id: str) -> list[Finding]:
+        """A list is judged on the items the trace showed. An item it never showed may exist, and explains
+        ``has_more`` true where the replay says false when something may lie beyond a full page in its direction:
+        after ``last_id`` (``page``, ``after_id`` or no cursor), or before ``first_id`` (``before_id``).
+        Every item of the answer is seeded first, so the replay's page is the recorded one unless a known
+        item is missing or out of place, or the limit is exceeded: none of which an unseen item explains."""
+        if self._transient(ex):
+            return [self._not_judged(ex, "429 and 5xx are outside the model; assumed to change nothing")]
+        unseeded = None
+        if ex.status == 200 and isinstance(ex.response, dict) and isinstance(ex.response.get("data"), list):
+            for value in ex.response["data"]:
+                obj = _work_object(value)
+                if obj is not None and obj.environment_id == env_id and self.server.work(env_id, obj.id) is None:
+                    why = self._seed_item(obj)
+                    if why is not None and unseeded is None:
+                        unseeded = f"could not seed {obj.id}: {why}"
+        impossible = _impossible_body(ex, "list")
+        if unseeded is not None and impossible is None:
+            return [self._not_judged(ex, unseeded)]
+        expected = self._handle(ex)
+        differences = self._compare_envelope(ex, expected)
+        if impossible is not None and impossible not in differences:
+            differences.append(impossible)
+        unexplained = bool(differences)  # status, error.type, request id, body shape: nothing unseen explains them
+        explained: list[str] = []  # what the trace has not shown that may explain the rest
+        lapsed: list[WorkObject] = []  # items shown as an unseen lapse left them: the replay follows
+        if not differences and expected.status == 200:
+            got = ListEnvelope.from_json(ex.response)  # a 200 whose body is not one is impossible, above
+            limit, before_id = _list_query(ex.target, self.policy)
+            want_ids = [w["id"] for w in expected.json["data"]]
+            got_ids = [w.id for w in got.data]
+            if len(got_ids) > limit:
+                differences.append(f"data: {len(got_ids)} items, more than the limit {limit}")
+                unexplained = True
+            if want_ids != got_ids:
+                differences.append(f"data ids: expected {want_ids}, got {got_ids}")
+                unexplained = True
+            else:
+                for index, (want, value) in enumerate(zip(expected.json["data"], ex.response["data"], strict=True)):
+                    found = self._compare_work(want, value, f"data[{index}].")
+                    if found:
+                        differences += found
+                        uncertain = None  # a lapse the trace did not see changes state and stamps, nothing else
+                        if not any(
+                            f.startswith((f"data[{index}].metadata", f"data[{index}].session_id")) for f in found
+                        ):
+                            uncertain = self._unseen_lapse(env_id, got.data[index], ex.time)
+                        unexplained = unexplained or uncertain is None
+                        if uncertain is not None:
+                            lapsed.append(got.data[index])
+                            if uncertain not in explained:
+                                explained.append(uncertain)
+            if expected.json["has_more"] != got.has_more:
+                differences.append(f"has_more: expected {expected.json['has_more']}, got {got.has_more}")
+                unseen = None
+                if got.has_more and len(got.data) == limit:  # the replay knows no item beyond a full page
+                    if before_id is not None:
+                        unseen = (
+                            f"an item the trace never showed may precede {got.first_id} "
+                            f"(the page holds the limit, {limit} items)"
+                        )
+                    else:
+                        unseen = (
+                            f"an item the trace never showed may follow {got.last_id} "
+                            f"(the page holds the limit, {limit} items)"
+                        )
+                unexplained = unexplained or unseen is None
+                if unseen is not None:
+                    explained.append(unseen)
+        if not differences:
+            return []
+        for obj in lapsed:  # reported once: later lines are judged against the item as the recorded server shows it
+            self._adopt_object(obj, self.server.work(env_id, obj.id))
+        if unexplained:
+            return [self._finding(ex, Kind.DIVERGENCE, expected, differences, "list")]
+        return [self._finding(ex, Kind.NOT_JUDGED, expected, differences + explained, "list")]
+
+
+_INDEX = re.compile(r"\[\d+\]")
+_ReplyKind: TypeAlias = (
+    type[WorkObject] | type[HeartbeatObject] | type[ListEnvelope] | type[StatsObject] | type[ErrorEnvelope]
+)
+_REPLY_NAMES: dict[_ReplyKind, str] = {
+    WorkObject: "a work object",
+    HeartbeatObject: "a heartbeat object",
+    ListEnvelope: "a list envelope",
+    StatsObject: "a stats object",
+    ErrorEnvelope: "an error envelope",
+}
+_REPLY_OF: dict[str, _ReplyKind] = {
+    "poll": WorkObject,
+    "ack": WorkObject,
+    "stop": WorkObject,
+    "get": WorkObject,
+    "update": WorkObject,
+    "heartbeat": HeartbeatObject,
+    "list": ListEnvelope,
+    "stats": StatsObject,
+}
+
+
+def _reply_kind(ex: Exchange, operation: str | None) -> _ReplyKind | None:
+    """The object the recorded reply is meant as: an error envelope for a 4xx (but 429), the operation's
+    object for a 200, else None (429 and 5xx are outside the model; other statuses carry none)."""
+    if 400 <= ex.status < 500 and ex.status != 429:
+        return ErrorEnvelope
+    if ex.status == 200 and operation is not None:
+        return _REPLY_OF.get(operation)
+    return None
+
+
+def _decodes(value: Any, kind: _ReplyKind) -> bool:
+    try:
+        kind.from_json(value)
+    except DecodeError:
+        return False
+    return True
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, datetime):
+        return render_timestamp(value)
+    if isinstance(value, enum.Enum):
+        return str(value.value)
+    return json.dumps(value) if value is None or isinstance(value, bool) else str(value)
+
+
+def _work_object(value: Any) -> WorkObject | None:
+    try:
+        return WorkObject.from_json(value)
+    except DecodeError:
+        return None
+
+
+def _heartbeat_object(value: Any) -> HeartbeatObject | None:
+    try:
+        return HeartbeatObject.from_json(value)
+    except DecodeError:
+        return None
+
+
+def _decode_problem(exc: DecodeError) -> str:
+    return f"{exc.message} ({exc.param})" if exc.param else exc.message
+
+
+def _impossible_body(ex: Exchange, operation: str, env_id: str = "", work_id: str | None = None) -> str | None:
+    """What makes an answer wrong whatever the trace has not shown: a 4xx whose body is not an error envelope
+    (spec section 6), or a 200 whose body is not the operation's object, or is another item's."""
+    try:
+        if 400 <= ex.status < 500 and ex.status != 429:
+            ErrorEnvelope.from_json(ex.response)
+        elif ex.status != 200:
+            return None
+        elif operation == "list":
+            ListEnvelope.from_json(ex.response)
+        elif operation == "heartbeat":
+            HeartbeatObject.from_json(ex.response)
+        elif operation == "poll":
+            if ex.response is not None and _work_object(ex.response) is None:
+                return "body: not a work object or null"
+        elif operation in _ANSWER_OF and work_id is not None:
+            obj = WorkObject.from_json(ex.response)
+            if obj.id != work_id:
+                return f"id: expected {work_id} (the target's), got {obj.id}"
+            if obj.environment_id != env_id:
+                return f"environment_id: expected {env_id} (the target's), got {obj.environment_id}"
+    except DecodeError as exc:
+        shape = "an error envelope" if ex.status != 200 else "a " + _ANSWER_OF.get(operation, ("", operation))[1]
+        return f"body: not {shape}: {_decode_problem(exc)}"
+    return None
+
+
+def _request(ex: Exchange) -> str:
+    return f"{ex.method} {ex.target}"
+
+
+def _header(ex: Exchange, name: str) -> str | None:
+    for key, value in ex.headers:
+        if key.lower() == name:
+            return value.strip(" \t") or None
+    return None
+
+
+def _reclaim(target: str) -> int | None:
+    query = target.partition("?")[2]
+    try:
+        text = _param(_parse_query(query), "reclaim_older_than_ms") if query else None
+    except _Refusal:
+        return None
+    return int(text) if text is not None and text.isdigit() and len(text) < 18 else None
+
+
+def _list_query(target: str, policy: Policy) -> tuple[int, str | None]:
+    """The page size and the ``before_id`` of a list the reference answered 200 (so its query is valid)."""
+    query = target.partition("?")[2]
+    try:
+        params = _parse_query(query) if query else {}
+        text = _param(params, "limit")
+        limit = policy.list_default_limit if text is None else _integer(text, "limit", "a positive integer")
+        return min(limit, policy.list_max_limit), _param(params, "before_id")
+    except _Refusal:  # not reached: the reference refused nothing
+        return policy.list_default_limit, None
+
+
+def check_lines(
+    lines: Iterable[str], policy: Policy = DEFAULT_POLICY, *, skew: timedelta = timedelta(seconds=1)
+) -> Report:
+    """Check the lines of a trace (blank lines are skipped); the result lists every finding by line.
+
+    ``lines`` is an iterable of str, one line each (a trailing newline is allowed), e.g.
+    ``text.split("\\n")``; ``skew`` a ``timedelta`` from 0 to 1 day. Anything else raises
+    :class:`~workstate.errors.InvalidInput` naming the argument.
+    """
+    checker = Checker(policy, skew=skew)
+    if isinstance(lines, (str, bytes, bytearray, memoryview)):
+        raise InvalidInput(
+            f"lines must be an iterable of lines, got one {type(lines).__name__}; split it first", param="lines"
+        )
+    try:
+        iterator = iter(lines)
+    except TypeError:
+        raise InvalidInput(f"lines must be an iterable of str, got {type(lines).__name__}", param="lines") from None
+    findings: list[Finding] = []
+    count = exchanges = 0
+    for number, text in enumerate(iterator, 1):
+        if not isinstance(text, str):
+            raise InvalidInput(f"lines must hold str, got {type(text).__name__} at line {number}", param="lines")
+        count = number
+        if not text.strip(_BLANK):
+            continue
+        try:
+            exchange = parse_line(text, number)
+        except ValueError as exc:
+            findings.append(Finding(number, Kind.MALFORMED, "trace format", "-", "-", "-", (str(exc),)))
+            continue
+        exchanges += 1
+        findings.extend(checker.check(exchange))
+    return Report(count, exchanges, checker.seeded, tuple(findings))
+
+
+def _split_lines(text: str) -> list[str]:
+    """The lines of a trace's text: split on "\\n" only (never on U+2028, NEL or a form feed inside a
+    line), each without a trailing "\\r"; a final newline ends the last line."""
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
+_SHORT_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    return _SHORT_ESCAPES.get(char) or (f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}")
+
+
+def _printable(text: str, encoding: str | None = None) -> str:
+    """``text`` safe for a terminal: every control character (C0, DEL, C1), lone surrogate and U+2028/2029
+    becomes a ``\\xNN`` or ``\\uNNNN`` escape, and what ``encoding`` cannot encode a backslash escape."""
+    text = _UNPRINTABLE.sub(_escape, text)
+    if encoding is not None:
+        text = text.encode(encoding, "backslashreplace").decode(encoding)
+    return text
+
+
+# --- the command ------------------------------------------------------------------------------------------
+
+
+def _policy(pairs: list[str]) -> Policy:
+    """``Policy`` from ``name=value`` pairs; values are read by the type of the field's default."""
+    fields: dict[str, Any] = {}
+    defaults = {f.name: f.default for f in attrs.fields(Policy)}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or name not in defaults:
+            raise WorkstateError(f"--policy takes NAME=VALUE with a Policy field name, got {pair!r}", param="policy")
+        default = defaults[name]
+        try:
+            if isinstance(default, enum.Enum):
+                fields[name] = type(default)(text.lower())
+            elif isinstance(default, bool):
+                fields[name] = {"true": True, "false": False}[text.lower()]
+            elif isinstance(default, int):
+                fields[name] = int(text)
+            else:
+                fields[name] = float(text)
+        except (ValueError, KeyError):
+            raise WorkstateError(f"--policy {name}: cannot read {text!r}", param="policy") from None
+    return Policy(**fields)
+
+
+def _configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("trace", metavar="TRACE", help="the trace: one JSON exchange per line (docs/trace.md)")
+    parser.add_argument("--format", choices=("text", "json"), default="text", help="how to report (default: text)")
+    parser.add_argument(
+        "--skew", type=float, default=1.0, help="seconds a recorded timestamp may differ from the reference's (1)"
+    )
+    parser.add_argument(
+        "--policy", action="append", default=[], metavar="NAME=VALUE", help="a Policy field the server uses"
+    )
+
+
+def _run(args: argparse.Namespace, out: TextIO) -> int:
+    encoding = getattr(out, "encoding", None)
+
+    def emit(text: str) -> None:  # every line printed passes here: nothing from the trace reaches a terminal raw
+        out.write(_printable(text, encoding) + "\n")
+
+    def refuse(message: str) -> int:
+        sys.stderr.write(_printable(f"workstate check: {message}", getattr(sys.stderr, "encoding", None)) + "\n")
+        return 2
+
+    try:
+        policy = _policy(args.policy)
+        if not 0 <= args.skew <= 86400:
+            raise WorkstateError(f"--skew must be from 0 to 86400 seconds, got {args.skew}", param="skew")
+        if not args.trace:
+            raise WorkstateError("the TRACE path is empty", param="trace")
+        data = Path(args.trace).read_bytes()
+    except WorkstateError as exc:
+        return refuse(exc.message)
+    except OSError as exc:
+        return refuse(f"cannot read {args.trace}: {exc.strerror or exc}")
+    # A byte-order mark at the start is skipped; a byte that is not UTF-8 makes its line malformed.
+    lines = _split_lines(data.decode("utf-8-sig", errors="surrogateescape"))
+    if not any(line.strip(_BLANK) for line in lines):
+        return refuse(f"{args.trace}: no exchange to check")
+    report = check_lines(lines, policy, skew=timedelta(seconds=args.skew))
+    if args.format == "json":
+        out.write(json.dumps(report.to_json(), indent=2) + "\n")  # ASCII: JSON escapes what is not
+        return report.exit_status
+    for f in report.findings:
+        emit(f"{args.trace}:{f.line}: {f.kind.value}: {f.request}")
+        if f.kind is not Kind.MALFORMED and f.kind is not Kind.NOTE:
+            emit(f"    rule:     {f.rule}")
+            emit(f"    expected: {f.expected}")
+            emit(f"    actual:   {f.actual}")
+        for difference in f.differences:
+            emit(f"    - {difference}")
+    emit(("FAIL: " if report.exit_status else "OK: ") + report.summary())
+    return report.exit_status
+
+
+CLI_COMMANDS: tuple[CliCommand, ...] = (
+    CliCommand(
+        "check",
+        "judge a recorded trace (JSON lines) against the reference server",
+        _configure,
+        _run,
+        "Replay every exchange of TRACE through the reference server and report each answer the spec does "
+        "not allow, by line. Exit status: 0 every answer legal, 1 a divergence or a malformed line, 2 bad "
+        "arguments, or a file that cannot be read or holds no exchange.",
+    ),
+)

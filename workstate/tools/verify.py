@@ -1,0 +1,1100 @@
+"""Bounded model checking: every interleaving of requests from W workers on I items, up to a depth.
+
+:func:`explore` is pure: it visits, breadth first, every state a small environment reaches through the
+Work API's requests (poll, ack, heartbeat with a correct, stale or absent precondition, graceful and
+forced stop, metadata update) and the passing of time, and checks the invariants of spec section 7
+(:mod:`workstate.invariants`) on every transition. The items are the core's frozen
+:class:`~workstate.WorkItem` values moved by a :class:`~workstate.Lifecycle`'s ``step``; around them the
+model keeps what the reference server adds (the clock, and a poll that delivers the oldest deliverable
+item by creation order, asking the core's own ``deliver`` rule of each item in turn) and what each
+worker knows (its last heartbeat token per item and the lease it believes it holds).
+
+Time is abstracted into the instants that matter: from a state at ``now``, time advances to just
+before, at and just after each deadline (start timeout, lease, the drain of a stopping item), each
+reclaim window and each lease a worker believes it holds. States are deduplicated by a canonical key
+that keeps instants relative to ``now`` and forgets what cannot matter any more; the key is also
+reduced by the symmetry of workers and of stopped items. ``docs/verification.md`` argues soundness.
+
+``workstate verify`` (the CLI command below) prints the figures and, if an invariant breaks, the
+shortest counterexample as a trace in the ``workstate check`` format.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import enum
+import gc
+import itertools
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime, timedelta
+from types import SimpleNamespace
+from typing import Any, TextIO, cast
+
+import attrs
+
+from .._time import MICROSECOND, UTC, render_timestamp
+from ..api import BASE_PATH, PARAM_OF_REASON
+from ..api.codec import ErrorEnvelope, HeartbeatObject, encode_work
+from ..cli import CliCommand
+from ..errors import InvalidInput
+from ..invariants import (
+    HAS_NOT,
+    Violation,
+    item_problems,
+    lease_problems,
+    rejection_problems,
+    replay_problems,
+    stats_problems,
+    timeline_problems,
+)
+from ..model import (
+    ACTIONS,
+    LIFECYCLE,
+    NO_HEARTBEAT,
+    Accepted,
+    Ack,
+    Command,
+    Deliver,
+    Heartbeat,
+    Lapse,
+    Lifecycle,
+    Outcome,
+    Rejected,
+    Replayed,
+    Stop,
+    UpdateMetadata,
+    WorkItem,
+    consistency_problems,
+    error_type,
+    next_deadline,
+)
+from ..policy import DEFAULT_POLICY, Policy
+from ..rules import State
+
+__all__ = [
+    "T0",
+    "Counterexample",
+    "Move",
+    "MoveKind",
+    "Precondition",
+    "Report",
+    "StepRecord",
+    "System",
+    "World",
+    "explore",
+    "gc_paused",
+    "path_to",
+    "replay",
+    "trace_lines",
+]
+
+T0 = datetime(2026, 7, 1, 8, 15, 1, tzinfo=UTC)
+"""When every item of a verified environment is created."""
+
+_LAPSE = Lapse()
+_STALE = T0 - timedelta(seconds=1)  # a precondition that names no heartbeat of any item
+_NO_TIME = 1 << 62  # key codes: an absent instant
+_OLD = 1 << 60  # key codes: an instant too far behind now to matter, by rank
+
+
+class MoveKind(enum.StrEnum):
+    """What happens next: one request, or time passing."""
+
+    POLL = "poll"
+    ACK = "ack"
+    HEARTBEAT = "heartbeat"
+    STOP = "stop"
+    FORCE_STOP = "force_stop"
+    UPDATE = "update"  # metadata within the limits
+    UPDATE_OVER = "update_over_limits"  # metadata over the limits (always a 400)
+    ADVANCE = "advance"  # time passes to `at`
+
+
+class Precondition(enum.StrEnum):
+    """The ``expected_last_heartbeat`` a heartbeat sends."""
+
+    CORRECT = "correct"  # the sender's own last token, or NO_HEARTBEAT: the protocol
+    STALE = "stale"  # an instant that is no heartbeat of the item
+    ABSENT = "absent"  # an unconditional heartbeat
+
+
+@attrs.frozen
+class Move:
+    """One transition: a request by ``worker`` (index, or None for the platform or an outsider) on
+    ``item`` (index), or time advancing to ``at``."""
+
+    kind: MoveKind
+    worker: int | None = None
+    item: int | None = None
+    precondition: Precondition | None = None
+    at: datetime | None = None
+
+    def __str__(self) -> str:
+        if self.kind is MoveKind.ADVANCE:
+            assert self.at is not None
+            return f"time -> {render_timestamp(self.at)}"
+        who = "" if self.worker is None else f" by w{self.worker + 1}"
+        what = "" if self.item is None else f" item {self.item + 1}"
+        pre = "" if self.precondition is None else f" ({self.precondition} precondition)"
+        return f"{self.kind}{what}{pre}{who}"
+
+
+@attrs.frozen
+class World:
+    """One state of the environment: the instant, the items, and each worker's knowledge.
+
+    ``tokens[w][i]`` is worker ``w``'s last heartbeat token for item ``i``; ``leases[w][i]`` the deadline
+    of the lease it believes it holds on it (None: none).
+    """
+
+    now: datetime
+    items: tuple[WorkItem, ...]
+    tokens: tuple[tuple[datetime | None, ...], ...]
+    leases: tuple[tuple[datetime | None, ...], ...]
+
+
+@attrs.frozen
+class StepRecord:
+    """One core step a move made: the item index, the state it met, the command, the instant and the outcome."""
+
+    item: int
+    state: State
+    command: Command
+    now: datetime
+    outcome: Outcome
+
+
+@attrs.frozen
+class Result:
+    """What a move did: the next world, the core steps it made, its HTTP status and reply, and what broke."""
+
+    world: World
+    steps: tuple[StepRecord, ...]
+    status: int | None  # None for time passing
+    violations: tuple[Violation, ...]
+
+
+def _worker_name(index: int) -> str:
+    return f"w{index + 1}"
+
+
+MAX_SIZE = 5
+"""The most workers, and the most items, a :class:`System` has."""
+MAX_DEPTH = 1000
+"""The deepest search :func:`explore` (and ``workstate verify --depth``) accepts."""
+
+
+def _check_size(value: object, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SIZE:
+        raise InvalidInput(f"{name} must be an integer from 1 to {MAX_SIZE}, got {value!r}", param=name)
+
+
+def _check_rules(lifecycle: object, policy: object) -> None:
+    if not isinstance(lifecycle, Lifecycle):
+        raise InvalidInput(f"lifecycle must be a workstate.Lifecycle, got {lifecycle!r}", param="lifecycle")
+    if not isinstance(policy, Policy):
+        raise InvalidInput(f"policy must be a workstate.Policy, got {policy!r}", param="policy")
+
+
+class System:
+    """The environment under verification: ``workers`` workers, ``items`` items, a lifecycle and a policy.
+
+    ``workers`` and ``items`` are integers from 1 to 5 (not bools), ``lifecycle`` a
+    :class:`~workstate.Lifecycle`, ``policy`` a :class:`~workstate.Policy`; anything else raises
+    :class:`~workstate.errors.InvalidInput` naming the argument.
+    """
+
+    def __init__(
+        self, workers: int, items: int, lifecycle: Lifecycle = LIFECYCLE, policy: Policy = DEFAULT_POLICY
+    ) -> None:
+        _check_size(workers, "workers")
+        _check_size(items, "items")
+        _check_rules(lifecycle, policy)
+        self.workers = workers
+        self.n_items = items
+        self.lifecycle = lifecycle
+        self.policy = policy
+        self.environment_id = f"env_{1:032x}"
+        self.work_ids = tuple(f"work_{i + 1:032x}" for i in range(items))
+        over = "k" * (policy.metadata_max_key_length + 1)
+        self.patches = {MoveKind.UPDATE: {"progress": "1"}, MoveKind.UPDATE_OVER: {over: "x"}}
+        # Instants further behind `now` than this cannot decide anything any more (see docs/verification.md).
+        self.horizon = timedelta(
+            seconds=max(policy.default_ttl_seconds, policy.start_timeout_seconds, policy.reclaim_older_than_ms / 1000)
+        ) + timedelta(seconds=1)
+        self._horizon_us = self.horizon // MICROSECOND
+        # A delivery further behind now than the reclaim window is reclaimable for good (polls send the default).
+        self._window_us = policy.reclaim_older_than_ms * 1000
+        # Each renaming of workers (w -> perm[w]): the new names of Worker-IDs, and which old worker each new
+        # position holds (the inverse permutation).
+        self._renamings = tuple(
+            (
+                {None: 0, **{_worker_name(w): 1 + perm[w] for w in range(workers)}},
+                tuple(perm.index(p) for p in range(workers)),
+            )
+            for perm in itertools.permutations(range(workers))
+        )
+        self._renaming_range = range(len(self._renamings))
+        self.tie_fields = _tie_fields(lifecycle)
+        self._tie_index = tuple(k for k, name in enumerate(_STAMPS) if name in self.tie_fields)
+        self._requests = self._request_moves()
+        self._request_index = {move: n for n, move in enumerate(self._requests)}
+        # Per request move, the command when it does not depend on the world (None: a correct heartbeat).
+        self._fixed = tuple(None if m.kind is MoveKind.POLL else self._fixed_command(m) for m in self._requests)
+        self._deliver = tuple(Deliver(_worker_name(w)) for w in range(workers))
+        # Memos. Worlds share items (a move changes at most one), so what a step does to an item at an instant
+        # is computed once. Keys that use id() keep the item alive in the value, so an id is never reused.
+        self._columns: dict[tuple[Any, ...], tuple[WorkItem, Any, Any]] = {}
+        self._steps: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        self._lapses: dict[tuple[int, datetime], tuple[WorkItem, Outcome, tuple[Violation, ...]]] = {}
+        self._delivers: dict[tuple[int, int | None, datetime], tuple[WorkItem, Outcome]] = {}
+        self._checked_world: World | None = None
+        self._checked: list[Violation] = []
+        self._delivery_checks: dict[tuple[int, int, datetime], tuple[WorkItem, list[Violation]]] = {}
+        self._lease_checks: dict[tuple[Any, datetime], list[Violation]] = {}
+        self._stats_checks: dict[tuple[Any, ...], tuple[tuple[WorkItem, ...], list[Violation]]] = {}
+
+    # --- states and moves ---
+
+    def initial(self) -> World:
+        items = tuple(
+            WorkItem(id=wid, environment_id=self.environment_id, session_id="sess_" + wid[5:], created_at=T0)
+            for wid in self.work_ids
+        )
+        none = tuple(tuple(None for _ in items) for _ in range(self.workers))
+        return World(T0, items, none, none)
+
+    def _request_moves(self) -> tuple[Move, ...]:
+        moves = [Move(MoveKind.POLL, worker=w) for w in range(self.workers)]
+        for i in range(self.n_items):
+            moves += [Move(MoveKind.ACK, worker=w, item=i) for w in range(self.workers)]
+            moves += [Move(MoveKind.HEARTBEAT, w, i, Precondition.CORRECT) for w in range(self.workers)]
+            moves += [Move(MoveKind.HEARTBEAT, None, i, p) for p in (Precondition.STALE, Precondition.ABSENT)]
+            moves += [Move(kind, item=i) for kind in (MoveKind.STOP, MoveKind.FORCE_STOP)]
+            moves += [Move(kind, item=i) for kind in (MoveKind.UPDATE, MoveKind.UPDATE_OVER)]
+        return tuple(moves)
+
+    def events(self, world: World) -> list[datetime]:
+        """Where time may advance to: just before, at and just after the next instant that matters (a deadline,
+        the end of a reclaim window, the end of a lease a worker believes it holds)."""
+        found: set[datetime] = set()
+        window = timedelta(milliseconds=self.policy.reclaim_older_than_ms)
+        for item in world.items:
+            deadline = next_deadline(item, self.policy)
+            if deadline is not None:
+                found.add(deadline)
+            if item.state is State.QUEUED and item.delivered_at is not None:
+                found.add(item.delivered_at + window)
+        for row in world.leases:
+            found.update(until for until in row if until is not None)
+        now = world.now
+        later = [t for t in found if t + MICROSECOND > now]
+        if not later:
+            return []
+        first = min(later)
+        return [t for t in (first - MICROSECOND, first, first + MICROSECOND) if t > now]
+
+    @property
+    def requests(self) -> tuple[Move, ...]:
+        """The request moves, in the order :meth:`moves` lists them (the same in every world)."""
+        return self._requests
+
+    def moves(self, world: World) -> list[Move]:
+        """Every move from ``world``: each request, then each instant time may advance to."""
+        now = world.now
+        return [*self._requests, *(Move(MoveKind.ADVANCE, at=t) for t in self.events(world) if t > now)]
+
+    # --- applying a move ---
+
+    def apply(self, world: World, move: Move) -> Result:
+        """The result of ``move`` in ``world``, with every invariant it breaks."""
+        if move.kind is MoveKind.ADVANCE:
+            return self._advance(world, move)
+        n = self._request_index.get(move)
+        if n is None:
+            raise InvalidInput(f"not a move of this system: {move}", param="move")
+        return self.apply_request(world, n)
+
+    def apply_request(self, world: World, n: int) -> Result:
+        """The result of the ``n``-th request move (the order of :meth:`moves`) in ``world``."""
+        move = self._requests[n]
+        if move.kind is MoveKind.POLL:
+            return self._poll(world, move)
+        return Result(*self._request(world, move, n))
+
+    def _step(self, item: WorkItem, command: Command, now: datetime) -> Outcome:
+        return self.lifecycle.step(item, command, now, self.policy)
+
+    def _lapse(self, item: WorkItem, now: datetime) -> tuple[WorkItem, Outcome, tuple[Violation, ...]]:
+        """A lapse of ``item`` at ``now``, and what it breaks (memoised per item and instant)."""
+        memo = (id(item), now)
+        found = self._lapses.get(memo)
+        if found is not None:
+            return found
+        outcome = self._step(item, _LAPSE, now)
+        after = outcome.item
+        violations = self._item_checks(item, after) if after is not item else []
+        deadline = next_deadline(after, self.policy)
+        if after.live and after.state is not State.QUEUED and deadline is not None and deadline <= now:
+            violations.append(
+                Violation(
+                    8, after.id, f"its deadline {render_timestamp(deadline)} passed and it is still {after.state}"
+                )
+            )
+        found = self._lapses[memo] = (item, outcome, tuple(violations))
+        return found
+
+    def _advance(self, world: World, move: Move) -> Result:
+        assert move.at is not None
+        now = move.at
+        items = list(world.items)
+        steps = []
+        violations: list[Violation] = []
+        for i, item in enumerate(world.items):
+            _, outcome, broken = self._lapse(item, now)
+            steps.append(StepRecord(i, item.state, _LAPSE, now, outcome))
+            items[i] = outcome.item
+            violations += broken
+        leases = world.leases
+        if any(u is not None and u <= now for row in leases for u in row):
+            leases = tuple(tuple(None if u is None or u <= now else u for u in row) for row in leases)
+        new = World(now, tuple(items), world.tokens, leases)
+        return Result(new, tuple(steps), None, tuple(violations + self._world_checks(new)))
+
+    def _poll(self, world: World, move: Move) -> Result:
+        """The oldest item (creation order) that the core's deliver rule accepts, or null (spec 4.1)."""
+        assert move.worker is not None
+        command = self._deliver[move.worker]
+        steps = []
+        for i, item in enumerate(world.items):  # items are created in id order, all at T0
+            outcome = self._delivered(item, move.worker, world.now)
+            steps.append(StepRecord(i, item.state, command, world.now, outcome))
+            if isinstance(outcome, Accepted):
+                items = (*world.items[:i], outcome.item, *world.items[i + 1 :])
+                new = attrs.evolve(world, items=items)
+                violations = self._delivered_checks(item, move.worker, world.now) + self._world_checks(new)
+                return Result(new, tuple(steps), 200, tuple(violations))
+            if not isinstance(outcome, Rejected) or outcome.item is not item:
+                raise AssertionError(f"a poll that delivers nothing changed {item.id}: {outcome.rule.name}")
+        return Result(world, tuple(steps), 200, tuple(self._world_checks(world)))
+
+    def _delivered_checks(self, item: WorkItem, worker: int, now: datetime) -> list[Violation]:
+        """What delivering ``item`` to ``worker`` at ``now`` breaks on the item, memoised."""
+        memo = (id(item), worker, now)
+        found = self._delivery_checks.get(memo)
+        if found is None:
+            after = self._delivered(item, worker, now).item
+            found = self._delivery_checks[memo] = (item, self._item_checks(item, after))
+        return list(found[1])
+
+    def _delivered(self, item: WorkItem, worker: int | None, now: datetime) -> Outcome:
+        """``Deliver`` to ``worker`` (None: the stats' deliverability question) of ``item`` at ``now``, memoised."""
+        memo = (id(item), worker, now)
+        found = self._delivers.get(memo)
+        if found is None:
+            command = Deliver() if worker is None else self._deliver[worker]
+            found = self._delivers[memo] = (item, self._step(item, command, now))
+        return found[1]
+
+    def _fixed_command(self, move: Move) -> Command | None:
+        """The command of a request move, or None when it depends on the world (a correct heartbeat)."""
+        if move.kind is MoveKind.HEARTBEAT and move.precondition is Precondition.CORRECT:
+            return None
+        return self._command(cast(World, None), move)
+
+    def _command(self, world: World, move: Move) -> Command:
+        assert move.item is not None
+        kind = move.kind
+        if kind is MoveKind.ACK:
+            assert move.worker is not None
+            return Ack(_worker_name(move.worker))
+        if kind is MoveKind.HEARTBEAT:
+            if move.precondition is Precondition.ABSENT:
+                return Heartbeat()
+            if move.precondition is Precondition.STALE:
+                return Heartbeat(_STALE)
+            assert move.worker is not None
+            return Heartbeat(world.tokens[move.worker][move.item] or NO_HEARTBEAT)
+        if kind is MoveKind.STOP or kind is MoveKind.FORCE_STOP:
+            return Stop(force=kind is MoveKind.FORCE_STOP)
+        return UpdateMetadata(self.patches[kind])
+
+    def _decide(self, before: WorkItem, command: Command, now: datetime) -> tuple[Outcome, tuple[Violation, ...]]:
+        """The outcome of a request and what it breaks on the item (invariants 1-5, 8): a function of the
+        item, the command and the instant only, so :meth:`_request` memoises it."""
+        outcome = self._step(before, command, now)
+        after = outcome.item
+        violations = self._item_checks(before, after) if after is not before else []
+        if isinstance(outcome, Rejected):
+            violations += rejection_problems(before, after)
+        replaying = isinstance(command, Ack) and before.worker_id in (None, command.worker_id)
+        if replaying and before.state in (State.STARTING, State.ACTIVE):  # invariant 4: by the bound worker
+            violations += replay_problems(before, after)
+            if outcome.status != 200:
+                violations.append(
+                    Violation(4, before.id, f"an ack replay by the bound worker answered {outcome.status}")
+                )
+        return outcome, tuple(violations)
+
+    def _request(
+        self, world: World, move: Move, n: int
+    ) -> tuple[World, tuple[StepRecord, ...], int | None, tuple[Violation, ...]]:
+        """A request other than a poll: the fields of its :class:`Result` (the search reads two of them)."""
+        assert move.item is not None
+        i, w, now = move.item, move.worker, world.now
+        before = world.items[i]
+        command = self._fixed[n]
+        token = None
+        if command is None:  # a correct heartbeat: the sender's token
+            assert w is not None
+            token = world.tokens[w][i]
+        memo = (id(before), n, token, now)
+        found = self._steps.get(memo)
+        if found is None:
+            found = self._steps[memo] = self._decided(before, command or Heartbeat(token or NO_HEARTBEAT), i, w, now)
+        _, outcome, broken, steps, learned = found
+        after = outcome.item
+        tokens, leases = world.tokens, world.leases
+        if learned is not None:  # what the worker learns from the reply
+            assert w is not None
+            tokens = _replace(tokens, w, i, learned[0])
+            leases = _replace(leases, w, i, learned[1])
+        if after is before and tokens is world.tokens and leases is world.leases:
+            new = world
+        else:
+            items = world.items if after is before else (*world.items[:i], after, *world.items[i + 1 :])
+            # A reply stamped ahead of now (a heartbeat token bumped by a microsecond): the next request comes
+            # no earlier than that instant (so that repeated heartbeats at one instant do not run away).
+            clock = after.clock
+            new = World(clock if clock > now else now, items, tokens, leases)
+        if new.now > now:  # and what is due at that instant lapses, as the server's expiry sweep does
+            passed = self._advance(new, Move(MoveKind.ADVANCE, at=new.now))
+            return (passed.world, steps + passed.steps, outcome.status, broken + passed.violations)
+        checks = self._world_checks(new)
+        return (new, steps, outcome.status, (*broken, *checks) if checks else broken)
+
+    def _decided(self, before: WorkItem, command: Command, i: int, w: int | None, now: datetime) -> tuple[Any, ...]:
+        """What a request does that depends only on the item, the command and the instant (memoised by
+        :meth:`_request`): the item it holds alive, the outcome, what it breaks on the item, its step
+        record, and the (token, lease) the sender learns from the reply (None: nothing changes)."""
+        outcome, broken = self._decide(before, command, now)
+        after = outcome.item
+        learned: tuple[datetime | None, datetime | None] | None = None
+        if w is not None:
+            if isinstance(command, Ack):
+                if not isinstance(outcome, Replayed):  # 409: drop the item; 200: a new assignment
+                    learned = (None, None)
+            elif isinstance(command, Heartbeat):
+                if isinstance(outcome, Rejected):  # 409 or 412: the lease is lost
+                    learned = (None, None)
+                else:
+                    learned = (after.latest_heartbeat_at, after.lease_deadline)
+        steps = (StepRecord(i, before.state, command, now, outcome),)
+        return (before, outcome, broken, steps, learned)
+
+    # --- invariants ---
+
+    def _item_checks(self, before: WorkItem, after: WorkItem) -> list[Violation]:
+        found = item_problems(before, after, self.policy)
+        # The core's own statement of invariant 2 adds section 5: a queued item has no bound Worker-ID or lease.
+        known = {v.message for v in found}
+        found += [Violation(2, after.id, p) for p in consistency_problems(after) if p not in known]
+        return found
+
+    def _world_checks(self, world: World) -> list[Violation]:
+        """Invariants 7 and 9 of ``world``: functions of the believed leases and ``now``, and of the queued items
+        and ``now``, so memoised on those. The last world checked is remembered too (held, so compared by
+        identity): the search tries every move of a world in a row, and a refused request leaves it as it was."""
+        if world is self._checked_world:
+            return self._checked
+        now = world.now
+        memo = (world.leases, now)
+        leased = self._lease_checks.get(memo)
+        if leased is None:
+            holders = [
+                (_worker_name(w), world.items[i].id, until)
+                for w, row in enumerate(world.leases)
+                for i, until in enumerate(row)
+                if until is not None
+            ]
+            leased = self._lease_checks[memo] = lease_problems(holders, now)
+        items = world.items
+        memo_items = (*map(id, items), now)
+        stats = self._stats_checks.get(memo_items)
+        if stats is None:
+            queued = [item for item in items if item.state is State.QUEUED]
+            depth = sum(1 for item in queued if isinstance(self._delivered(item, None, now), Accepted))
+            problems = stats_problems(self.environment_id, depth, len(queued) - depth, len(queued))
+            stats = self._stats_checks[memo_items] = (items, problems)
+        self._checked_world, self._checked = world, leased + stats[1]
+        return self._checked
+
+    # --- the canonical key ---
+
+    def _ties(self, item: WorkItem, stamps: tuple[datetime | None, ...], now: datetime) -> tuple[Any, ...]:
+        """What the ordering checks (invariants 2 and 3) can still tell of a live item's instants.
+
+        An inconsistent item keeps the full order. For a consistent one (every instant at or before its
+        clock, in the order the checks want), every instant a later step stamps is at or after the clock,
+        and the checks are all "at or before"; so a future check can only fail on a *tie*: an instant
+        ``g`` that equals the clock, when a rule rewrites an instant that must not come after ``g``. Only
+        the ties of :attr:`tie_fields` (derived from the lifecycle's rules) are kept, with whether the
+        clock equals ``now`` (a request stamps ``now``) and whether the deadline is at or before the clock
+        (a lapse stamps the later of the two). For the spec's rules that set is empty.
+        """
+        if consistency_problems(item) or timeline_problems(item):
+            return (1, *_ranks(stamps))
+        if not self._tie_index:
+            return (0,)
+        clock = item.clock
+        deadline = next_deadline(item, self.policy)
+        return (
+            0,
+            clock == now,
+            deadline is not None and deadline <= clock,
+            *(-1 if (t := stamps[k]) is None else t == clock for k in self._tie_index),
+        )
+
+    def _base(self, item: WorkItem, now: datetime) -> tuple[Any, ...]:
+        stamps = (  # as _STAMPS names them
+            item.created_at,
+            item.acknowledged_at,
+            item.started_at,
+            item.latest_heartbeat_at,
+            item.stop_requested_at,
+            item.stopped_at,
+            item.delivered_at,
+            item.clock,
+        )
+        if not item.live:
+            return (_STATE_CODE[item.state], _ranks(stamps))
+        horizon = self._horizon_us
+        st = item.state
+        latest = item.latest_heartbeat_at
+        exact = (  # only what a rule can still read in this state
+            _behind(now, item.acknowledged_at, horizon) if latest is None and st is not State.QUEUED else _NO_TIME,
+            _behind(now, latest, horizon),
+            _behind(now, item.delivered_at, self._window_us) if st is State.QUEUED else _NO_TIME,
+            min(0, (now - item.clock) // MICROSECOND),  # the clock matters only when it is ahead of now
+        )
+        return (_STATE_CODE[st], item.ttl_seconds or 0, *self._ties(item, stamps, now), *exact)
+
+    def key(self, world: World) -> tuple[Any, ...]:
+        """A value equal for worlds whose futures are the same up to renaming workers and stopped items.
+
+        Per item: its state, the order of all its instants, the instants a rule can still read (those an
+        expiry, a reclaim window or the heartbeat token depend on) as microseconds behind ``now`` while
+        within the horizon, and per worker whether its token is none, the item's latest or stale, and
+        how far ahead the lease it believes in runs. A stopped item keeps only its state and order
+        (no rule reads more of it); metadata and ``version`` are left out (no guard depends on them for
+        the requests the model sends). See docs/verification.md.
+        """
+        now = world.now
+        token_rows, lease_rows = world.tokens, world.leases
+        cache = self._columns
+        columns = []
+        stopped = []
+        for i, item in enumerate(world.items):
+            knowledge = (*[row[i] for row in token_rows], *[row[i] for row in lease_rows])
+            memo = (id(item), now, knowledge)
+            found = cache.get(memo)
+            if found is None:  # an item's column of the key, per renaming: items are shared by many worlds
+                column = self._column(item, now, knowledge)
+                found = cache[memo] = (item, column, None if column is not None else self._base(item, now))
+            if found[1] is None:
+                stopped.append(found[2])
+            else:
+                columns.append(found[1])
+        best = min(tuple(column[r] for column in columns) for r in self._renaming_range)
+        return (best, tuple(sorted(stopped)))
+
+    def _column(self, item: WorkItem, now: datetime, knowledge: tuple[datetime | None, ...]) -> Any:
+        """A live item's part of the key under each renaming of workers (None for a stopped item): its base,
+        its bound and delivered Worker-IDs renamed, and per renamed worker whether its token is none, the
+        item's latest heartbeat or stale, and how far behind ``now`` the lease it believes in ends."""
+        if not item.live:
+            return None
+        base = self._base(item, now)
+        workers = self.workers
+        latest = item.latest_heartbeat_at
+        tokens = [0 if t is None else 1 if t == latest else 2 for t in knowledge[:workers]]
+        leases = [_NO_TIME if u is None else (now - u) // MICROSECOND for u in knowledge[workers:]]
+        bound, delivered = item.worker_id, item.delivered_to
+        return tuple(
+            (*base, names[bound], names[delivered], *[tokens[w] for w in order], *[leases[w] for w in order])
+            for names, order in self._renamings
+        )
+
+
+_STATE_CODE = {state: n for n, state in enumerate(State)}
+_STAMPS = (
+    "created_at",
+    "acknowledged_at",
+    "started_at",
+    "latest_heartbeat_at",
+    "stop_requested_at",
+    "stopped_at",
+    "delivered_at",
+    "clock",
+)
+# The ordering checks (invariant 3, and the core's consistency): per instant, those that must not be
+# earlier than it. All are "at or before" checks.
+_CHAIN = ("created_at", "acknowledged_at", "started_at", "latest_heartbeat_at")
+_NOT_EARLIER: dict[str, frozenset[str]] = {
+    **{name: frozenset((*_CHAIN[k + 1 :], "stopped_at")) for k, name in enumerate(_CHAIN)},
+    "created_at": frozenset(_STAMPS[1:-1]),
+    "stop_requested_at": frozenset({"stopped_at"}),
+    "delivered_at": frozenset({"stopped_at"}),
+    "stopped_at": frozenset(),
+}
+
+
+def _settable(state: State) -> set[str]:
+    """The instants a consistent item in ``state`` may have set: those neither the spec's invariant 2
+    (:mod:`workstate.invariants`) nor the core's ``consistency_problems`` forbid there (asked of a probe
+    with every instant set)."""
+    probe = SimpleNamespace(
+        **{name: T0 for name in _STAMPS}, state=state, worker_id=None, delivered_to=None, ttl_seconds=1
+    )
+    problems = set(consistency_problems(cast(WorkItem, probe)))
+    return {g for g in _STAMPS if g not in HAS_NOT[state] and f"{state} has {g}" not in problems}
+
+
+def _tie_fields(lifecycle: Lifecycle) -> frozenset[str]:
+    """The instants whose ties with the clock a future ordering check can turn on: ``g`` such that some
+    rule, in a state where ``g`` may be set (invariant 2), stamps an instant that must not come after ``g``."""
+    found: set[str] = set()
+    for (state, _trigger), entry in lifecycle.table.items():
+        allowed = _settable(state)
+        for rule in entry.rules:
+            for action in rule.actions:
+                if action == "requeue":  # it clears instants, it stamps none
+                    continue
+                for written in ACTIONS[action].writes:
+                    found |= _NOT_EARLIER.get(written, frozenset()) & allowed
+    return frozenset(found)
+
+
+def _behind(now: datetime, t: datetime | None, horizon: int) -> int:
+    """Microseconds ``t`` lies behind ``now``, or a marker when it is absent or older than the horizon."""
+    if t is None:
+        return _NO_TIME
+    behind = (now - t) // MICROSECOND
+    return behind if behind <= horizon else _OLD
+
+
+def _ranks(stamps: tuple[datetime | None, ...]) -> tuple[int, ...]:
+    """The order of the instants: each one's rank among the distinct ones (-1 for absent)."""
+    distinct = sorted({t for t in stamps if t is not None})
+    return tuple(-1 if t is None else distinct.index(t) for t in stamps)
+
+
+def _replace(
+    table: tuple[tuple[datetime | None, ...], ...], w: int, i: int, value: datetime | None
+) -> tuple[tuple[datetime | None, ...], ...]:
+    if table[w][i] == value:
+        return table
+    row = (*table[w][:i], value, *table[w][i + 1 :])
+    return (*table[:w], row, *table[w + 1 :])
+
+
+# --- the search ---------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Counterexample:
+    """The shortest sequence of moves that breaks an invariant, with what each move did."""
+
+    moves: tuple[Move, ...]
+    results: tuple[Result, ...]
+    violations: tuple[Violation, ...]
+
+
+@attrs.frozen
+class Report:
+    """What :func:`explore` found."""
+
+    workers: int
+    items: int
+    depth: int  # the bound asked for
+    states: int  # distinct states (by canonical key)
+    transitions: int  # moves applied
+    depth_reached: int  # the deepest level that had a new state
+    exhausted: bool  # every reachable state was visited (a level added no new state)
+    counterexample: Counterexample | None
+
+
+Progress = Callable[[int, int, int], None]
+"""Called after each level with (depth, states, transitions)."""
+OnStep = Callable[[int, Any, Move, Result], None]
+"""Called for every transition with (depth of the parent, the parent's key, the move, its result)."""
+
+
+def explore(
+    workers: int,
+    items: int,
+    depth: int,
+    lifecycle: Lifecycle = LIFECYCLE,
+    policy: Policy = DEFAULT_POLICY,
+    *,
+    progress: Progress | None = None,
+    on_step: OnStep | None = None,
+    stop_at_violation: bool = True,
+    parents: dict[Any, tuple[Any, Move] | None] | None = None,
+) -> Report:
+    """Breadth-first search of every state reachable in at most ``depth`` moves; the first violation found
+    is on a shortest path (all moves of one level are tried before any of the next).
+
+    ``parents``, when given, is filled with every visited key and the (parent key, move) that first reached
+    it (for :func:`path_to`).
+
+    ``workers`` and ``items`` are integers from 1 to 5; ``depth`` an integer from 0 to 1000 (:data:`MAX_DEPTH`,
+    the cap of ``workstate verify --depth``: the states grow with every level, and even W=1, I=1 grows
+    linearly); ``lifecycle`` a :class:`~workstate.Lifecycle`; ``policy`` a :class:`~workstate.Policy`;
+    ``progress`` and ``on_step`` None or callable; ``stop_at_violation`` a bool; ``parents`` None or a dict.
+    Bools are not integers here. Anything else raises :class:`~workstate.errors.InvalidInput` naming the
+    argument, before the search starts.
+    """
+    if not isinstance(depth, int) or isinstance(depth, bool) or not 0 <= depth <= MAX_DEPTH:
+        raise InvalidInput(f"depth must be an integer from 0 to {MAX_DEPTH}, got {depth!r}", param="depth")
+    _check_size(workers, "workers")
+    _check_size(items, "items")
+    _check_rules(lifecycle, policy)
+    for name, given in (("progress", progress), ("on_step", on_step)):
+        if given is not None and not callable(given):
+            raise InvalidInput(f"{name} must be None or callable, got {given!r}", param=name)
+    if not isinstance(stop_at_violation, bool):
+        raise InvalidInput(
+            f"stop_at_violation must be True or False, got {stop_at_violation!r}", param="stop_at_violation"
+        )
+    if parents is not None and not isinstance(parents, dict):
+        raise InvalidInput(f"parents must be None or a dict (it is filled in), got {parents!r}", param="parents")
+    return _search(workers, items, depth, lifecycle, policy, progress, on_step, stop_at_violation, parents)
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector for a long search, and restore it after.
+
+    The search allocates millions of tuples and never a reference cycle; the cyclic collector walks them again
+    and again for nothing (about 40% of the time at depth 9). Results do not depend on it. This is a
+    process-wide switch, so :func:`explore` never flips it itself: the ``verify`` command and the benchmark
+    wrap their search in it, and a library caller may choose to.
+    """
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _search(
+    workers: int,
+    items: int,
+    depth: int,
+    lifecycle: Lifecycle,
+    policy: Policy,
+    progress: Progress | None,
+    on_step: OnStep | None,
+    stop_at_violation: bool,
+    parents: dict[Any, tuple[Any, Move] | None] | None,
+) -> Report:
+    system = System(workers, items, lifecycle, policy)
+    root = system.initial()
+    root_key = system.key(root)
+    if parents is None:
+        parents = {}
+    parents.clear()
+    parents[root_key] = None
+    frontier: list[tuple[Any, World]] = [(root_key, root)]
+    transitions = 0
+    reached = 0
+    exhausted = False
+    requests = system.requests
+    # Worlds already keyed, by the identity of their items (kept alive here) and the rest of their value: the
+    # same world is often reached along several interleavings, and memoised steps make it share its items.
+    keyed: dict[tuple[Any, ...], tuple[tuple[WorkItem, ...], Any]] = {}
+    for level in range(depth):
+        following: list[tuple[Any, World]] = []
+        for key, world in frontier:
+            now = world.now
+            n_requests = len(requests)
+            advances = [Move(MoveKind.ADVANCE, at=t) for t in system.events(world) if t > now]
+            for n in range(n_requests + len(advances)):
+                if n < n_requests:
+                    move = requests[n]
+                    if move.kind is MoveKind.POLL or on_step is not None:
+                        result = system.apply_request(world, n)
+                        reached_world, violations = result.world, result.violations
+                    else:  # the bulk of the moves: no Result built
+                        reached_world, _, _, violations = system._request(world, move, n)
+                else:
+                    move = advances[n - n_requests]
+                    result = system.apply(world, move)
+                    reached_world, violations = result.world, result.violations
+                transitions += 1
+                if on_step is not None:
+                    on_step(level, key, move, result)
+                if violations and stop_at_violation:
+                    found = _counterexample(system, parents, key, move)
+                    return Report(workers, items, depth, len(parents), transitions, level + 1, False, found)
+                if reached_world is world:
+                    continue
+                reached_items = reached_world.items
+                identity = (*map(id, reached_items), reached_world.tokens, reached_world.leases, reached_world.now)
+                known = keyed.get(identity)
+                if known is None:
+                    child = system.key(reached_world)
+                    keyed[identity] = (reached_items, child)
+                else:
+                    child = known[1]
+                if child not in parents:
+                    parents[child] = (key, move)
+                    following.append((child, reached_world))
+        if progress is not None:
+            progress(level + 1, len(parents), transitions)
+        if not following:
+            exhausted = True
+            break
+        reached = level + 1
+        frontier = following
+    return Report(workers, items, depth, len(parents), transitions, reached, exhausted, None)
+
+
+def path_to(parents: dict[Any, tuple[Any, Move] | None], key: Any) -> list[Move]:
+    """The moves from the initial world to the world with ``key``."""
+    moves: list[Move] = []
+    link = parents[key]
+    while link is not None:
+        key, move = link
+        moves.append(move)
+        link = parents[key]
+    moves.reverse()
+    return moves
+
+
+def replay(system: System, moves: Sequence[Move]) -> list[Result]:
+    """The result of each move, applied in order from the initial world."""
+    world = system.initial()
+    results = []
+    for move in moves:
+        result = system.apply(world, move)
+        results.append(result)
+        world = result.world
+    return results
+
+
+def _counterexample(
+    system: System, parents: dict[Any, tuple[Any, Move] | None], key: Any, last: Move
+) -> Counterexample:
+    moves = (*path_to(parents, key), last)
+    results = replay(system, moves)
+    return Counterexample(moves, tuple(results), results[-1].violations)
+
+
+# --- the trace ----------------------------------------------------------------------------------
+
+
+def _line(
+    now: datetime, method: str, target: str, worker: str | None, body: str | None, status: int, reply: Any
+) -> str:
+    headers = {"Authorization": "Bearer t"}
+    if worker is not None:
+        headers["Worker-ID"] = worker
+    request = {"method": method, "target": target, "headers": headers, "body": body}
+    return json.dumps(
+        {"time": render_timestamp(now), "request": request, "response": {"status": status, "body": reply}}
+    )
+
+
+def trace_lines(system: System, moves: Sequence[Move]) -> list[str]:
+    """The moves as a trace in the ``workstate check`` format (one JSON object per line).
+
+    It opens with a GET of every item (so the trace knows every item from the start) and, when the
+    last move is time passing, closes with a GET of every item at that instant. Error replies carry
+    the request ids the reference server's default id source would give.
+    """
+    world = system.initial()
+    base = f"{BASE_PATH}{system.environment_id}/work"
+    lines = [_line(world.now, "GET", f"{base}/{item.id}", None, None, 200, encode_work(item)) for item in world.items]
+    errors = 0
+    for move in moves:
+        result = system.apply(world, move)
+        now = result.world.now
+        worker = None if move.worker is None else _worker_name(move.worker)
+        if move.kind is MoveKind.ADVANCE:
+            world = result.world
+            continue
+        if move.kind is MoveKind.POLL:
+            delivered = [s.outcome.item for s in result.steps if isinstance(s.outcome, Accepted)]
+            lines.append(
+                _line(now, "GET", f"{base}/poll", worker, None, 200, encode_work(delivered[0]) if delivered else None)
+            )
+            world = result.world
+            continue
+        assert move.item is not None
+        target = f"{base}/{system.work_ids[move.item]}"
+        step = result.steps[0]  # the request (a lapse at a later instant may follow it)
+        body: str | None = None
+        command = step.command
+        if isinstance(command, Ack):
+            target += "/ack"
+        elif isinstance(command, Heartbeat):
+            target += "/heartbeat"
+            expected = command.expected_last_heartbeat
+            if expected is not None:
+                text = expected if isinstance(expected, str) else render_timestamp(expected)
+                target += f"?expected_last_heartbeat={text}"
+        elif isinstance(command, Stop):
+            target += "/stop"
+            body = '{"force": true}' if command.force else None
+        elif isinstance(command, UpdateMetadata):
+            body = json.dumps({"metadata": dict(command.metadata)})
+        outcome = step.outcome
+        reply: Any = encode_work(outcome.item)
+        if isinstance(command, Heartbeat) and not isinstance(outcome, Rejected):
+            reply = HeartbeatObject.of(outcome.item).to_json()
+        if isinstance(outcome, Rejected):
+            errors += 1
+            rule = outcome.rule
+            reply = ErrorEnvelope(
+                request_id=f"req_{errors:032x}",
+                error_type=error_type(outcome.reason, system.policy),
+                message=f"{outcome.reason.message} [{rule.section} {rule.name}]",
+                param=PARAM_OF_REASON.get(outcome.reason),
+            ).to_json()
+        lines.append(_line(now, "POST", target, worker, body, outcome.status, reply))
+        world = result.world
+    if moves and moves[-1].kind is MoveKind.ADVANCE:
+        lines += [
+            _line(world.now, "GET", f"{base}/{item.id}", None, None, 200, encode_work(item)) for item in world.items
+        ]
+    return lines
+
+
+# --- the command --------------------------------------------------------------------------------
+
+
+def _configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workers", type=int, default=2, help="how many workers (default 2)")
+    parser.add_argument("--items", type=int, default=2, help="how many work items (default 2)")
+    parser.add_argument("--depth", type=int, default=8, help="how many moves deep to search, 0 to 1000 (default 8)")
+    parser.add_argument(
+        "--trace",
+        metavar="FILE",
+        help="write the counterexample's trace to FILE (checked before the search; written only if one is found)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+
+
+def _positive(value: int, name: str, largest: int) -> str | None:
+    return None if 1 <= value <= largest else f"{name} must be from 1 to {largest}, got {value}"
+
+
+def run(args: argparse.Namespace, out: TextIO, err: TextIO | None = None) -> int:
+    """``workstate verify``: search, print the figures, and the shortest counterexample if there is one."""
+    err = sys.stderr if err is None else err
+    problems = [
+        p
+        for p in (
+            _positive(args.workers, "--workers", MAX_SIZE),
+            _positive(args.items, "--items", MAX_SIZE),
+            None if 0 <= args.depth <= MAX_DEPTH else f"--depth must be from 0 to {MAX_DEPTH}, got {args.depth}",
+        )
+        if p
+    ]
+    if problems:
+        err.write("workstate verify: " + "; ".join(problems) + "\n")
+        return 2
+    unwritable = _unwritable(args.trace)
+    if unwritable:
+        err.write(f"workstate verify: --trace: {unwritable}\n")
+        return 2
+    started = time.perf_counter()
+
+    def progress(level: int, states: int, transitions: int) -> None:
+        if not args.quiet:
+            elapsed = time.perf_counter() - started
+            err.write(f"depth {level}: {states:,} states, {transitions:,} transitions, {elapsed:.1f} s\n")
+            err.flush()
+
+    with gc_paused():
+        report = explore(args.workers, args.items, args.depth, progress=progress)
+    elapsed = time.perf_counter() - started
+    for text in summary(report, elapsed):
+        out.write(text + "\n")
+    found = report.counterexample
+    if found is None:
+        return 0
+    lines = trace_lines(System(args.workers, args.items), found.moves)
+    if args.trace is not None:
+        try:
+            with open(args.trace, "w", encoding="utf-8") as handle:
+                handle.write("\n".join(lines) + "\n")
+        except OSError as exc:  # the path was fine before the search; it is not any more
+            err.write(f"workstate verify: --trace: cannot write {args.trace!r}: {exc.strerror or exc}\n")
+            return 2
+        out.write(f"trace written to {args.trace}\n")
+    else:
+        out.write("\n".join(lines) + "\n")
+    return 1
+
+
+def _unwritable(path: str | None) -> str | None:
+    """Why the trace could not be written to ``path`` (None: it could, or there is no path), found before the
+    search and without touching the file: an existing file must be writable, a new one needs its directory
+    to exist and to be writable (what is left, e.g. a full disk, is caught when the trace is written)."""
+    if path is None:
+        return None
+    if not path:
+        return "the path is empty"
+    try:
+        if os.path.isdir(path):
+            return f"cannot write {path!r}: it is a directory"
+        if os.path.exists(path):
+            return None if os.access(path, os.W_OK) else f"cannot write {path!r}: permission denied"
+        directory = os.path.dirname(path) or "."
+        if not os.path.isdir(directory):
+            return f"cannot write {path!r}: no directory {directory!r}"
+        if not os.access(directory, os.W_OK | os.X_OK):
+            return f"cannot write {path!r}: permission denied in {directory!r}"
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        return f"cannot write {path!r}: {getattr(exc, 'strerror', None) or exc}"
+    return None
+
+
+def summary(report: Report, seconds: float | None = None) -> Iterator[str]:
+    """The figures and the verdict, as lines."""
+    yield f"workers {report.workers}, items {report.items}, depth bound {report.depth}"
+    yield f"states explored: {report.states:,}"
+    yield f"transitions: {report.transitions:,}"
+    more = " (every reachable state visited)" if report.exhausted else ""
+    yield f"depth reached: {report.depth_reached}{more}"
+    if seconds is not None:
+        yield f"time taken: {seconds:.2f} s"
+    found = report.counterexample
+    if found is None:
+        yield f"no counterexample up to depth {report.depth}"
+        return
+    yield f"counterexample ({len(found.moves)} moves):"
+    for n, move in enumerate(found.moves, 1):
+        yield f"  {n}. {move}"
+    for violation in found.violations:
+        yield f"  broken: {violation}"
+
+
+CLI_COMMANDS: tuple[CliCommand, ...] = (
+    CliCommand(
+        "verify",
+        "search every interleaving of requests from W workers on I items up to a depth (bounded model checking)",
+        _configure,
+        run,
+    ),
+)
