@@ -16,19 +16,9 @@ Decisions taken here where the spec is silent:
   a deadline heap), so the lazy path and the eager sweep cannot disagree. Time passing is not a
   change a request makes: "a rejected request changes nothing" holds for the state at ``now``.
 - A rejected request (any 4xx) records nothing, not even a poll for ``workers_polling``.
-- Query strings decode ``+`` as a space and ``%XX`` as UTF-8 (invalid escapes or UTF-8: 400);
-  unknown parameters are ignored, a parameter the endpoint reads given twice is 400.
-- Headers: names are case-insensitive; values lose surrounding spaces and tabs; a header given
-  twice with different values counts as malformed (``Authorization``: 401, ``Worker-ID``: 400,
-  ``x-request-id``: a request id is generated), and so does a value holding CR, LF or NUL (which
-  HTTP cannot carry, but a recorded trace or a Python caller can). An ``x-request-id`` holding a
-  lone surrogate (no UTF-8 carries one, and the codec refuses it in a body) is not echoed either.
-  Unknown headers are ignored.
-- ``Authorization`` is ``Bearer`` (any case) and a token68; anything else is 401.
-- Bodies are strict JSON (see :mod:`workstate.codec`); every bytes-like body of no bytes (``b""``,
-  ``bytearray()``, an empty ``memoryview``) is an empty body. Update metadata needs a JSON object
-  whose only key is the optional ``metadata`` (another key, or ``"metadata": null``: 400); an empty
-  body there is 400 too.
+- How a request is read (query, headers, ``Authorization``, bodies): see :mod:`workstate.api.wire`.
+  Update metadata needs a JSON object whose only key is the optional ``metadata`` (another key, or
+  ``"metadata": null``: 400); an empty body there is 400 too.
 - Error messages show every value they were given through :func:`workstate._time.shown`:
   ``repr``-escaped and cut to its first 64 characters (with how many there were), so an 8 MB target
   gets an answer of a few hundred bytes; a message is never longer than 1,024 characters.
@@ -60,9 +50,9 @@ import enum
 import heapq
 import re
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
-from typing import Any, NoReturn, TypeAlias
+from typing import Any, TypeAlias
 
 import attrs
 
@@ -86,7 +76,29 @@ from ..model import (
 )
 from ..policy import DEFAULT_POLICY, LimitOverMax, Policy
 from ..rules import Reason, Rule, State
-from .codec import DecodeError, ErrorEnvelope, HeartbeatObject, ListEnvelope, StatsObject, dumps, encode_work, loads
+from .codec import ErrorEnvelope, HeartbeatObject, ListEnvelope, StatsObject, dumps, encode_work
+from .wire import (
+    JSON_HEADERS,
+    REQUEST_ID_MAX_LENGTH,
+    VISIBLE_ASCII,
+    Headers,
+    Refusal,
+    Request,
+    Response,
+    bad,
+    bearer_token,
+    body_json,
+    echoed,
+    echoed_request_id,
+    empty_body,
+    integer,
+    no_body,
+    not_found,
+    param,
+    parse_query,
+    percent_decode,
+    read_headers,
+)
 
 __all__ = [
     "PARAM_OF_REASON",
@@ -116,13 +128,7 @@ _PLACEHOLDER = "work_" + "0" * 32
 _NO_PATCH = UpdateMetadata({})
 _QUEUED = State.QUEUED
 _LAPSE = Lapse()
-_VISIBLE = re.compile(r"[\x21-\x7e]*")
-_HEX2 = re.compile(r"[0-9A-Fa-f]{2}")
-_DIGITS = re.compile(r"[0-9]+")
 _CR_LF_NUL = re.compile(r"[\r\n\x00]")
-_NOT_ECHOED = re.compile(r"[\r\n\x00\ud800-\udfff]")  # CR, LF, NUL and lone surrogates
-_BEARER = re.compile(r"(?i:bearer) +([A-Za-z0-9\-._~+/]+=*)")
-_HUGE = 10**30  # integers longer than this are all "too large" alike (and Python parses at most 4300 digits)
 _MESSAGE_LIMIT = 1024  # the longest error message answered (every value in one is cut short by _time.shown)
 
 
@@ -156,80 +162,6 @@ class DuplicateId(WorkstateError):
     """The id source handed out an id that is already in use."""
 
     status_hint = 500
-
-
-# --- requests and responses ------------------------------------------------------------------------
-
-
-class Headers(Mapping[str, str]):
-    """An immutable header map whose lookups ignore the case of names."""
-
-    __slots__ = ("_items",)
-
-    def __init__(self, items: Mapping[str, str] | Iterable[tuple[str, str]] = ()) -> None:
-        pairs = items.items() if isinstance(items, Mapping) else items
-        self._items = {name.lower(): (name, value) for name, value in pairs}
-
-    def __getitem__(self, name: str) -> str:
-        return self._items[name.lower()][1]
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._items
-
-    def __iter__(self) -> Iterator[str]:
-        return (name for name, _ in self._items.values())
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, Mapping):
-            try:
-                return {k.lower(): v for k, v in other.items()} == {k: v for k, (_, v) in self._items.items()}
-            except AttributeError:
-                return False
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(frozenset((k, v) for k, (_, v) in self._items.items()))
-
-    def __repr__(self) -> str:
-        return f"Headers({dict(self._items.values())!r})"
-
-
-JSON_HEADERS = Headers({"content-type": "application/json"})
-
-
-@attrs.frozen
-class Request:
-    """An HTTP request: ``target`` is path plus optional ``?query`` as on the wire, ``body`` raw bytes.
-
-    ``headers`` is a mapping or a sequence of ``(name, value)`` pairs; names are case-insensitive.
-    Nothing is checked here: :meth:`Server.handle` answers any value, malformed ones with a 4xx.
-    """
-
-    method: str
-    target: str
-    headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None
-    body: bytes = b""
-
-
-@attrs.frozen
-class Response:
-    """An HTTP response: ``json`` is the decoded body (``None`` for ``null``), ``body`` its bytes.
-
-    ``effects`` are the core's effects of the request, as data (e.g. the dispatch pass an ack
-    requests), for a server that wraps this model. ``rule`` is the lifecycle rule that decided the
-    answer, when one did (None for routing, authentication, parsing, poll, get, list and stats);
-    it takes no part in equality.
-    """
-
-    status: int
-    json: Any
-    body: bytes = attrs.field(repr=False)
-    headers: Mapping[str, str] = JSON_HEADERS
-    effects: tuple[Effect, ...] = ()
-    rule: Rule | None = attrs.field(default=None, eq=False, repr=False)
 
 
 # --- pluggable parts ----------------------------------------------------------------------------------
@@ -280,180 +212,12 @@ class CounterIds:
         return f"{prefix}{number:032x}"
 
 
-# --- the internal answer of a refused request ----------------------------------------------------------
-
-
-class _Refusal(Exception):
-    def __init__(
-        self, status: int, error_type: str, message: str, param: str | None = None, rule: Rule | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.error_type = error_type
-        self.message = message
-        self.param = param
-        self.rule = rule
-
-
-def _bad(message: str, param: str | None = None) -> NoReturn:
-    raise _Refusal(400, "invalid_request_error", message, param)
-
-
-def _not_found(message: str) -> NoReturn:
-    raise _Refusal(404, "not_found_error", message)
-
-
 # The error envelope's `param` for a rejection of the lifecycle (other rejections name none).
 PARAM_OF_REASON = {
     Reason.METADATA_LIMITS: "metadata",
     Reason.PRECONDITION_FAILED: "expected_last_heartbeat",
     Reason.WORKER_CONFLICT: "Worker-ID",
 }
-
-
-# --- parsing ------------------------------------------------------------------------------------------
-
-_MALFORMED = "\x00malformed"  # markers of a query parameter that cannot be read, compared by identity
-_DUPLICATE = "\x00duplicate"
-
-
-def _percent_decode(text: str, plus: bool) -> str | None:
-    """Strict percent-decoding: visible ASCII in, valid ``%XX`` escapes, UTF-8 out; else None."""
-    if not _VISIBLE.fullmatch(text):
-        return None
-    if plus:
-        text = text.replace("+", " ")
-    if "%" not in text:
-        return text
-    head, *rest = text.split("%")
-    out = bytearray(head.encode("ascii"))
-    for part in rest:
-        if not _HEX2.match(part):
-            return None
-        out.append(int(part[:2], 16))
-        out += part[2:].encode("ascii")
-    try:
-        return out.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-
-
-def _parse_query(query: str) -> dict[str, str]:
-    params: dict[str, str] = {}
-    for part in query.split("&"):
-        if not part:
-            continue
-        raw_name, _, raw_value = part.partition("=")
-        name = _percent_decode(raw_name, plus=True)
-        if name is None:
-            continue  # a name that decodes to nothing readable names no parameter of ours
-        value = _percent_decode(raw_value, plus=True)
-        params[name] = _DUPLICATE if name in params else _MALFORMED if value is None else value
-    return params
-
-
-def _param(params: dict[str, str], name: str) -> str | None:
-    value = params.get(name)
-    if value is _MALFORMED:
-        _bad(f"query parameter {name} is not validly percent-encoded UTF-8", name)
-    if value is _DUPLICATE:
-        _bad(f"query parameter {name} is given more than once", name)
-    return value
-
-
-def _integer(text: str, name: str, what: str) -> int:
-    """A decimal integer written with ASCII digits only (no sign, no spaces, no exponent)."""
-    if not _DIGITS.fullmatch(text):
-        _bad(f"{name} must be {what}, got {shown(text)}", name)
-    digits = text.lstrip("0") or "0"
-    return _HUGE if len(digits) > 30 else int(digits)
-
-
-def _read_headers(raw: Any) -> dict[str, str | None]:
-    """Header names lower-cased, values stripped of spaces and tabs.
-
-    A name that is not a ``str`` names no header of ours (ignored); a value that is not a ``str``,
-    or a header given twice with different values, maps to None (malformed).
-    """
-    if type(raw) is dict:  # the common case: one pass, no repeated names
-        try:
-            found: dict[str, str | None] = {name.lower(): value.strip(" \t") for name, value in raw.items()}
-        except (AttributeError, TypeError):
-            pass
-        else:
-            if len(found) == len(raw):
-                return found
-    if isinstance(raw, Mapping):
-        pairs: Iterable[Any] = raw.items()
-    elif isinstance(raw, list | tuple):
-        pairs = raw
-    else:
-        return {}
-    found = {}
-    for pair in pairs:
-        if not isinstance(pair, tuple | list) or len(pair) != 2 or not isinstance(pair[0], str):
-            continue
-        name, value = pair
-        key = name.lower()
-        text = value.strip(" \t") if isinstance(value, str) else None
-        found[key] = text if key not in found or found[key] == text else None
-    return found
-
-
-def bearer_token(authorization: str | None) -> str | None:
-    """The token of an ``Authorization`` value the server accepts (``Bearer`` in any case, then a token68),
-    else None (the server answers 401)."""
-    match = _BEARER.fullmatch(authorization) if isinstance(authorization, str) else None
-    return None if match is None else match[1]
-
-
-REQUEST_ID_MAX_LENGTH = 256
-"""The longest ``x-request-id`` an answer echoes; a longer one is replaced by a generated id."""
-
-
-def echoed_request_id(headers: Any) -> str | None:
-    """The ``x-request-id`` an error envelope echoes for a request with these headers, else None (the server
-    generates a request id).
-
-    ``headers`` as :class:`Request` takes them: a mapping or ``(name, value)`` pairs, names case-insensitive.
-    The value loses surrounding spaces and tabs; an empty value, one holding CR, LF or NUL or a lone
-    surrogate (which no UTF-8 carries, and which the codec refuses in a body), one longer than
-    :data:`REQUEST_ID_MAX_LENGTH` characters (no answer echoes unbounded input), or the header given twice
-    with different values is not echoed. :meth:`Server.handle` and ``workstate check`` both follow this rule.
-    """
-    return _echoed(_read_headers(headers))
-
-
-def _echoed(headers: dict[str, str | None]) -> str | None:
-    """:func:`echoed_request_id` of headers already read by :func:`_read_headers`."""
-    value = headers.get("x-request-id")
-    if not value or len(value) > REQUEST_ID_MAX_LENGTH or _NOT_ECHOED.search(value):
-        return None
-    return value
-
-
-def _empty(body: Any) -> bool:
-    """Whether ``body`` is an empty body: any bytes-like value of no bytes (``b""``, ``bytearray()``, ...)."""
-    if isinstance(body, bytes | bytearray):
-        return not body
-    return isinstance(body, memoryview) and body.nbytes == 0
-
-
-def _body_json(body: Any) -> Any:
-    if not isinstance(body, bytes | bytearray | memoryview):
-        _bad("the body must be bytes")
-    try:
-        return loads(body)
-    except DecodeError as exc:
-        _bad(exc.message)
-
-
-def _no_body(body: Any) -> None:
-    """Endpoints without a body accept an empty one or ``{}`` (spec section 4)."""
-    if _empty(body):
-        return
-    if _body_json(body) != {}:
-        _bad("this endpoint takes no body: send none, or {}")
 
 
 def _minus(now: datetime, delta: timedelta) -> datetime | None:
@@ -1034,15 +798,15 @@ class Server:
         """Answer one request at ``now``. Never raises for any request value; a naive ``now`` is a ValueError."""
         now = aware(now)
         self.expire(now)
-        headers = _read_headers(getattr(request, "headers", None))
+        headers = read_headers(getattr(request, "headers", None))
         try:
             return self._dispatch(request, headers, now)
-        except _Refusal as refusal:
+        except Refusal as refusal:
             message = refusal.message
             if len(message) > _MESSAGE_LIMIT:  # every value we embed is short (shown); this bounds the codec's too
                 message = message[:_MESSAGE_LIMIT] + "..."
             envelope = ErrorEnvelope(
-                request_id=_echoed(headers) or self._ids("req_"),
+                request_id=echoed(headers) or self._ids("req_"),
                 error_type=refusal.error_type,
                 message=message,
                 param=refusal.param,
@@ -1052,54 +816,54 @@ class Server:
     def _dispatch(self, request: Request, headers: dict[str, str | None], now: datetime) -> Response:
         method, target = getattr(request, "method", None), getattr(request, "target", None)
         if not isinstance(method, str) or not isinstance(target, str):
-            _not_found("no such route")
+            not_found("no such route")
         path, _, query = target.partition("?")
         operation, env_id, work_id = _route(method, path)
 
         token = bearer_token(headers.get("authorization"))
         if token is None:
-            raise _Refusal(401, "authentication_error", "send Authorization: Bearer <token>")
+            raise Refusal(401, "authentication_error", "send Authorization: Bearer <token>")
         if self._authorizer is not None and not self._authorizer(Access(token, operation, env_id, work_id)):
-            raise _Refusal(403, "permission_error", f"not authorized to {operation} in {shown(env_id)}")
+            raise Refusal(403, "permission_error", f"not authorized to {operation} in {shown(env_id)}")
         env = self._envs.get(env_id)
         if env is None:
-            _not_found(f"environment {shown(env_id)} not found")
+            not_found(f"environment {shown(env_id)} not found")
         if env.kind is not EnvironmentKind.SELF_HOSTED:
-            _bad(f"environment {env_id} is {env.kind.value}: the work endpoints need a self_hosted environment")
+            bad(f"environment {env_id} is {env.kind.value}: the work endpoints need a self_hosted environment")
 
-        params = _parse_query(query) if query else {}
+        params = parse_query(query) if query else {}
         body = getattr(request, "body", b"")
         if operation == "poll":
             return self._poll(env, params, headers, body, now)
         if operation == "list":
             return self._list(env, params, body)
         if operation == "stats":
-            _no_body(body)
+            no_body(body)
             return _ok(self._stats(env, now).to_json())
 
         command: Command | None = None
         if operation == "ack":
             command = Ack(_worker(headers))
-            _no_body(body)
+            no_body(body)
         elif operation == "heartbeat":
             command = _heartbeat(params)
-            _no_body(body)
+            no_body(body)
         elif operation == "stop":
             command = _stop(body)
         elif operation == "update":
             command = _update(body)
         else:
-            _no_body(body)
+            no_body(body)
         assert work_id is not None
         item = env.items.get(work_id)
         if item is None:
-            _not_found(f"work item {shown(work_id)} not found in {env_id}")
+            not_found(f"work item {shown(work_id)} not found in {env_id}")
         if command is None:  # get
             return _ok(encode_work(item))
         outcome = step(item, command, now, self.policy)
         if isinstance(outcome, Rejected):
             rule = outcome.rule
-            raise _Refusal(
+            raise Refusal(
                 outcome.status,
                 outcome.error_type(self.policy),
                 f"{outcome.reason.message} [{rule.section} {rule.name}]",
@@ -1116,15 +880,15 @@ class Server:
         self, env: _Environment, params: dict[str, str], headers: dict[str, str | None], body: Any, now: datetime
     ) -> Response:
         """Poll (spec 4.1): the oldest deliverable item by creation order, or ``null``."""
-        block = _param(params, "block_ms")
-        if block is not None and not 1 <= _integer(block, "block_ms", "an integer from 1 to 999") <= 999:
-            _bad(f"block_ms must be an integer from 1 to 999, got {shown(block)}", "block_ms")
-        reclaim_text = _param(params, "reclaim_older_than_ms")
+        block = param(params, "block_ms")
+        if block is not None and not 1 <= integer(block, "block_ms", "an integer from 1 to 999") <= 999:
+            bad(f"block_ms must be an integer from 1 to 999, got {shown(block)}", "block_ms")
+        reclaim_text = param(params, "reclaim_older_than_ms")
         reclaim = None
         if reclaim_text is not None:
-            reclaim = _integer(reclaim_text, "reclaim_older_than_ms", "a non-negative integer")
+            reclaim = integer(reclaim_text, "reclaim_older_than_ms", "a non-negative integer")
         worker = _worker(headers)
-        _no_body(body)
+        no_body(body)
 
         found = self._deliverable(env, self.policy.reclaim_older_than_ms if reclaim is None else reclaim, now)
         if worker is not None:
@@ -1178,27 +942,27 @@ class Server:
     def _list(self, env: _Environment, params: dict[str, str], body: Any) -> Response:
         """List (spec 4.6): ascending id order, ``limit`` items, one cursor at most."""
         policy = self.policy
-        limit_text = _param(params, "limit")
+        limit_text = param(params, "limit")
         limit = policy.list_default_limit
         if limit_text is not None:
-            limit = _integer(limit_text, "limit", "a positive integer")
+            limit = integer(limit_text, "limit", "a positive integer")
             if limit < 1:
-                _bad(f"limit must be a positive integer, got {shown(limit_text)}", "limit")
+                bad(f"limit must be a positive integer, got {shown(limit_text)}", "limit")
             if limit > policy.list_max_limit:
                 if policy.list_limit_over_max is LimitOverMax.REJECT:
-                    _bad(f"limit must be at most {policy.list_max_limit}, got {shown(limit_text)}", "limit")
+                    bad(f"limit must be at most {policy.list_max_limit}, got {shown(limit_text)}", "limit")
                 limit = policy.list_max_limit
         cursors = {}
         for name in ("page", "before_id", "after_id"):
-            value = _param(params, name)
+            value = param(params, name)
             if value is not None:
                 if not valid_id("work_", value):
-                    _bad(f"{name} must be a work id ('work_' and 32 lowercase hex digits), got {shown(value)}", name)
+                    bad(f"{name} must be a work id ('work_' and 32 lowercase hex digits), got {shown(value)}", name)
                 cursors[name] = value
         if len(cursors) > 1:
             names = sorted(cursors)
-            _bad(f"page, before_id and after_id are mutually exclusive; got {', '.join(names)}", names[1])
-        _no_body(body)
+            bad(f"page, before_id and after_id are mutually exclusive; got {', '.join(names)}", names[1])
+        no_body(body)
 
         order = env.order
         backward = "before_id" in cursors
@@ -1223,16 +987,16 @@ def _ok(value: Any, effects: tuple[Effect, ...] = (), rule: Rule | None = None) 
 def _route(method: str, path: str) -> tuple[str, str, str | None]:
     """(operation, environment id, work id) of a path, or a 404 for anything that is not a route."""
     if not path.startswith(BASE_PATH):
-        _not_found("no such route")
-    if not _VISIBLE.fullmatch(path):
-        _not_found("no such route")
+        not_found("no such route")
+    if not VISIBLE_ASCII.fullmatch(path):
+        not_found("no such route")
     parts = path[len(BASE_PATH) :].split("/")
     if "%" in path:
-        parts = [_percent_decode(part, plus=False) or "" for part in parts]
+        parts = [percent_decode(part, plus=False) or "" for part in parts]
     if not all(parts):
-        _not_found("no such route")
+        not_found("no such route")
     if not 2 <= len(parts) <= 4 or parts[1] != "work":
-        _not_found("no such route")
+        not_found("no such route")
     env_id = parts[0]
     if len(parts) == 2:
         if method == "GET":
@@ -1245,7 +1009,7 @@ def _route(method: str, path: str) -> tuple[str, str, str | None]:
             return "update", env_id, segment
     elif method == "POST" and parts[3] in ("ack", "heartbeat", "stop") and parts[2] not in ("poll", "stats"):
         return parts[3], env_id, parts[2]
-    _not_found(f"no route for {shown(method)} {shown(path)}")
+    not_found(f"no route for {shown(method)} {shown(path)}")
 
 
 def _worker(headers: dict[str, str | None]) -> str | None:
@@ -1253,20 +1017,20 @@ def _worker(headers: dict[str, str | None]) -> str | None:
         return None
     value = headers["worker-id"]
     if not value:
-        _bad("Worker-ID must be a non-empty header, given once", "Worker-ID")
+        bad("Worker-ID must be a non-empty header, given once", "Worker-ID")
     if _CR_LF_NUL.search(value):
-        _bad(f"Worker-ID must not hold CR, LF or NUL, got {shown(value)}", "Worker-ID")
+        bad(f"Worker-ID must not hold CR, LF or NUL, got {shown(value)}", "Worker-ID")
     return value
 
 
 def _heartbeat(params: dict[str, str]) -> Heartbeat:
-    ttl_text = _param(params, "desired_ttl_seconds")
-    ttl = None if ttl_text is None else _integer(ttl_text, "desired_ttl_seconds", "a positive integer")
-    expected = _param(params, "expected_last_heartbeat")
+    ttl_text = param(params, "desired_ttl_seconds")
+    ttl = None if ttl_text is None else integer(ttl_text, "desired_ttl_seconds", "a positive integer")
+    expected = param(params, "expected_last_heartbeat")
     try:
         return Heartbeat(expected, ttl)
     except InvalidInput as exc:
-        _bad(exc.message, exc.param)
+        bad(exc.message, exc.param)
 
 
 def _param_name(key: str) -> str | None:
@@ -1276,23 +1040,23 @@ def _param_name(key: str) -> str | None:
 
 def _object_body(body: Any, what: str, key: str, example: str) -> dict[str, Any]:
     """A JSON object body whose only (optional) key is ``key``."""
-    value = _body_json(body)
+    value = body_json(body)
     if not isinstance(value, dict):
-        _bad(f"the {what} body must be a JSON object, e.g. {example}")
+        bad(f"the {what} body must be a JSON object, e.g. {example}")
     extra = sorted(set(value) - {key})
     if extra:
-        _bad(f"the {what} body takes only {key}, got {shown(extra[0])}", _param_name(extra[0]))
+        bad(f"the {what} body takes only {key}, got {shown(extra[0])}", _param_name(extra[0]))
     return value
 
 
 def _stop(body: Any) -> Stop:
-    if _empty(body):
+    if empty_body(body):
         return Stop()
     value = _object_body(body, "stop", "force", '{} or {"force": true|false}')
     try:
         return Stop(value.get("force", False))
     except InvalidInput as exc:
-        _bad(exc.message, exc.param)
+        bad(exc.message, exc.param)
 
 
 def _update(body: Any) -> UpdateMetadata:
@@ -1300,4 +1064,4 @@ def _update(body: Any) -> UpdateMetadata:
     try:
         return UpdateMetadata(value.get("metadata", {}))
     except InvalidInput as exc:
-        _bad(exc.message, exc.param)
+        bad(exc.message, exc.param)

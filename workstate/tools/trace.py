@@ -46,18 +46,8 @@ from ..api.codec import (
     WorkObject,
     unknown_keys,
 )
-from ..api.server import (
-    EnvironmentKind,
-    Request,
-    Response,
-    Server,
-    _integer,
-    _param,
-    _parse_query,
-    _Refusal,
-    _route,
-    echoed_request_id,
-)
+from ..api.server import EnvironmentKind, Server, _route
+from ..api.wire import Refusal, Request, Response, echoed_request_id, integer, param, parse_query
 from ..cli import CliCommand
 from ..errors import InvalidInput, WorkstateError
 from ..model import Deliver, Lapse, Rejected, WorkItem, step, valid_id
@@ -437,7 +427,7 @@ class Checker:
     def check(self, ex: Exchange) -> list[Finding]:
         try:
             operation, env_id, work_id = _route(ex.method, ex.target.partition("?")[0])
-        except _Refusal:
+        except Refusal:
             operation, env_id, work_id = None, None, None
         notes = self._notes(ex, operation)
         return (
@@ -1091,8 +1081,8 @@ def _header(ex: Exchange, name: str) -> str | None:
 def _reclaim(target: str) -> int | None:
     query = target.partition("?")[2]
     try:
-        text = _param(_parse_query(query), "reclaim_older_than_ms") if query else None
-    except _Refusal:
+        text = param(parse_query(query), "reclaim_older_than_ms") if query else None
+    except Refusal:
         return None
     return int(text) if text is not None and text.isdigit() and len(text) < 18 else None
 
@@ -1101,11 +1091,11 @@ def _list_query(target: str, policy: Policy) -> tuple[int, str | None]:
     """The page size and the ``before_id`` of a list the reference answered 200 (so its query is valid)."""
     query = target.partition("?")[2]
     try:
-        params = _parse_query(query) if query else {}
-        text = _param(params, "limit")
-        limit = policy.list_default_limit if text is None else _integer(text, "limit", "a positive integer")
-        return min(limit, policy.list_max_limit), _param(params, "before_id")
-    except _Refusal:  # not reached: the reference refused nothing
+        params = parse_query(query) if query else {}
+        text = param(params, "limit")
+        limit = policy.list_default_limit if text is None else integer(text, "limit", "a positive integer")
+        return min(limit, policy.list_max_limit), param(params, "before_id")
+    except Refusal:  # not reached: the reference refused nothing
         return policy.list_default_limit, None
 
 
