@@ -8,8 +8,8 @@ from typing import TextIO
 import attrs
 import pytest
 
-from workstate import cli
 from workstate.cli import main
+from workstate.cli import walk as walk_commands
 from workstate.rules import DECLARATION
 
 
@@ -83,7 +83,7 @@ def test_an_oserror_that_is_not_the_output_is_not_called_one(monkeypatch: pytest
     def reads(args: object, out: TextIO) -> int:
         raise FileNotFoundError(errno.ENOENT, "No such file or directory", "x")
 
-    monkeypatch.setattr(cli, "CLI_COMMANDS", (attrs.evolve(cli.CLI_COMMANDS[1], run=reads),))
+    monkeypatch.setattr(walk_commands, "CLI_COMMANDS", (attrs.evolve(walk_commands.CLI_COMMANDS[1], run=reads),))
     with pytest.raises(FileNotFoundError):
         main(["rules"], io.StringIO())
 

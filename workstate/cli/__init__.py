@@ -1,7 +1,10 @@
-"""The ``workstate`` command: walk a work item through its life, or list the rules.
+"""The ``workstate`` command: :func:`main` (the entry point) and the registry of its subcommands.
 
-This is an edge of the library: it is allowed to print. It still reads no clock: the
-walk runs on a fixed, made-up timeline so its output is the same on every machine.
+The commands are the edge of the library: one module of this package per command, or per group of
+commands that share options (:data:`COMMAND_MODULES`), each exporting ``CLI_COMMANDS``. They parse
+arguments, read and write files, print, show progress and time themselves; what they compute comes from
+the pure engines in :mod:`workstate.tools`. ``python -m workstate.cli.docgen`` (not a subcommand)
+rewrites the generated documentation.
 """
 
 from __future__ import annotations
@@ -11,96 +14,9 @@ import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
 from typing import Any, TextIO, cast
 
 import attrs
-
-from .._time import UTC, render_timestamp
-from ..model import (
-    NO_HEARTBEAT,
-    Ack,
-    Command,
-    Deliver,
-    Heartbeat,
-    Lapse,
-    Rejected,
-    Stop,
-    UpdateMetadata,
-    WorkItem,
-    explain,
-)
-from ..rules import RULE_TABLE, rules_of
-
-T0 = datetime(2026, 7, 1, 8, 15, 1, tzinfo=UTC)
-
-
-def _describe(command: Command) -> str:
-    fields = ", ".join(f"{k}={v!r}" for k, v in vars_of(command).items() if v not in (None, False))
-    return f"{type(command).__name__}({fields})"
-
-
-def vars_of(command: Command) -> dict[str, object]:
-    return {f.name: getattr(command, f.name) for f in attrs.fields(type(command)) if f.init}
-
-
-def walk(out: list[str]) -> WorkItem:
-    """Walk one item through a whole life (with the mistakes workers make), printing each step."""
-    item = WorkItem(
-        id="work_019f3be4fd2475d9a784bf2c739e1194",
-        environment_id="env_019e64e01a137caf953ac2ac7b42ec5c",
-        session_id="sess_019f3be3fa66750bb9a1fbcde85b5fe1",
-        created_at=T0,
-        metadata={"job": "build"},
-    )
-    first_token = T0 + timedelta(seconds=4)
-    script: list[tuple[float, str, Command]] = [
-        (1, "poll delivers the item to w1", Deliver(worker_id="w1")),
-        (2, "w2 tries to ack it", Ack(worker_id="w2")),
-        (3, "w1 acks", Ack(worker_id="w1")),
-        (3.5, "w1 retries the ack (safe)", Ack(worker_id="w1")),
-        (4, "w1's first heartbeat", Heartbeat(expected_last_heartbeat=NO_HEARTBEAT, desired_ttl_seconds=30)),
-        (20, "w2 heartbeats with a stale token", Heartbeat(expected_last_heartbeat=NO_HEARTBEAT)),
-        (19, "w1 heartbeats, clock 1 s behind", Heartbeat(expected_last_heartbeat=first_token)),
-        (25, "the job reports progress", UpdateMetadata({"progress": "50%"})),
-        (30, "someone asks for a graceful stop", Stop()),
-        (34, "w1 heartbeats and learns: stopping", Heartbeat()),
-        (40, "w1 drained and confirms", Stop()),
-        (41, "a late stop is harmless", Stop(force=True)),
-    ]
-    out.append(f"A work item's life, starting at {render_timestamp(T0)} (t = seconds after that)")
-    out.append("")
-    for offset, story, command in script:
-        now = T0 + timedelta(seconds=offset)
-        why = explain(item, command, now)
-        outcome = why.outcome
-        mark = "x" if isinstance(outcome, Rejected) else "+"
-        out.append(f"t={offset:>5g}  {mark} {story}")
-        rule = f"[{why.rule.section} {why.rule.name}]"
-        out.append(f"          {_describe(command)} -> {outcome.status} {outcome.item.state}  {rule}")
-        for effect in outcome.effects:
-            out.append(f"          effect: {effect!r}")
-        item = outcome.item
-
-    out.append("")
-    out.append("A second item: acked, then the worker vanishes.")
-    lost = WorkItem(
-        id="work_019f3be4fd2475d9a784bf2c739e1195",
-        environment_id=item.environment_id,
-        session_id="sess_019f3be3fa66750bb9a1fbcde85b5fe2",
-        created_at=T0,
-    )
-    lost = explain(lost, Ack(worker_id="w3"), T0).outcome.item
-    why = explain(lost, Lapse(), T0 + timedelta(seconds=90))
-    out.append(f"t=   90  + time passes -> {why.outcome.item.state}  [{why.rule.section} {why.rule.name}]")
-    for effect in why.outcome.effects:
-        out.append(f"          effect: {effect!r}")
-    return item
-
-
-def list_rules(out: list[str]) -> None:
-    for rule in rules_of(RULE_TABLE):
-        out.append(rule.text)
 
 
 @attrs.frozen
@@ -118,44 +34,24 @@ class CliCommand:
     description: str | None = None
 
 
-def _run_walk(args: argparse.Namespace, out: TextIO) -> int:
-    lines: list[str] = []
-    walk(lines)
-    out.write("\n".join(lines) + "\n")
-    return 0
-
-
-def _run_rules(args: argparse.Namespace, out: TextIO) -> int:
-    lines: list[str] = []
-    list_rules(lines)
-    out.write("\n".join(lines) + "\n")
-    return 0
-
-
-def _no_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
-
-
-CLI_COMMANDS = (
-    CliCommand("walk", "walk one work item through its whole life (the default)", _no_arguments, _run_walk),
-    CliCommand("rules", "list every rule of the lifecycle, one per line", _no_arguments, _run_rules),
-)
-
 # Each module exports CLI_COMMANDS; the order here is the order of ``workstate --help``.
 COMMAND_MODULES = (
-    "workstate.cli",
+    "workstate.cli.walk",
     "workstate.tools.teach",
     "workstate.tools.simulate",
     "workstate.tools.trace",
     "workstate.tools.verify",
 )
 
+DEFAULT_COMMAND = "walk"
+"""What ``workstate`` with no command runs."""
+
 
 def commands() -> tuple[CliCommand, ...]:
+    """Every subcommand, in the order of :data:`COMMAND_MODULES` (each module's ``CLI_COMMANDS``, read now)."""
     found: list[CliCommand] = []
     for name in COMMAND_MODULES:
-        module = sys.modules[__name__] if name == __name__ else importlib.import_module(name)
-        found.extend(module.CLI_COMMANDS)
+        found.extend(importlib.import_module(name).CLI_COMMANDS)
     return tuple(found)
 
 
@@ -235,7 +131,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             args = build_parser().parse_args(argv)
         finally:
             _flush_stdout(sink)  # argparse writes --help to sys.stdout
-        run: Callable[[argparse.Namespace, TextIO], int] = getattr(args, "run", _run_walk)
+        run: Callable[[argparse.Namespace, TextIO], int] | None = getattr(args, "run", None)
+        if run is None:
+            run = next(command.run for command in commands() if command.name == DEFAULT_COMMAND)
         status = run(args, cast(TextIO, sink))
         sink.flush()
         return status

@@ -1,8 +1,10 @@
-"""``workstate diagram``, ``workstate table`` and ``workstate explain``: the lifecycle, to look at and to ask.
+"""The lifecycle, to look at and to ask: the scripted walk of one item's life, the representative items
+``explain`` asks about, and the one-line answers.
 
-An edge of the library (it prints). Everything shown is derived: the diagrams and tables from the
-rule table (:mod:`workstate.docgen`), the answers of ``explain`` from :func:`workstate.explain` on an
-item that was walked to the asked state by :func:`workstate.step`.
+Pure: it returns lines and values, never prints (the commands in :mod:`workstate.cli.walk` and
+:mod:`workstate.cli.explain` do). Everything shown is derived: the diagrams and tables from the rule table
+(:mod:`workstate.tools.docgen`), the walk and the answers of ``explain`` from :func:`workstate.explain`
+on an item walked to the asked state by :func:`workstate.step`.
 """
 
 from __future__ import annotations
@@ -35,13 +37,87 @@ from ..model import (
     step,
 )
 from ..policy import DEFAULT_POLICY
-from ..rules import Kind, State
+from ..rules import RULE_TABLE, Kind, State, rules_of
 from . import docgen
 
 T0 = datetime(2026, 7, 1, 8, 15, 1, tzinfo=UTC)
 WORKER = "w1"
 OPERATIONS = ("poll", "ack", "heartbeat", "stop", "update", "lapse")
 """The API's operations on one item (``update``: update metadata), plus ``lapse``: time passing."""
+
+
+def _describe(command: Command) -> str:
+    fields = ", ".join(f"{k}={v!r}" for k, v in vars_of(command).items() if v not in (None, False))
+    return f"{type(command).__name__}({fields})"
+
+
+def vars_of(command: Command) -> dict[str, object]:
+    return {f.name: getattr(command, f.name) for f in attrs.fields(type(command)) if f.init}
+
+
+def walk(out: list[str]) -> WorkItem:
+    """Walk one item through a whole life (with the mistakes workers make), appending each step to ``out``.
+
+    It reads no clock: the walk runs on a fixed, made-up timeline (from :data:`T0`), so its lines are the same
+    on every machine. ``workstate walk`` prints them.
+    """
+    item = WorkItem(
+        id="work_019f3be4fd2475d9a784bf2c739e1194",
+        environment_id="env_019e64e01a137caf953ac2ac7b42ec5c",
+        session_id="sess_019f3be3fa66750bb9a1fbcde85b5fe1",
+        created_at=T0,
+        metadata={"job": "build"},
+    )
+    first_token = T0 + timedelta(seconds=4)
+    script: list[tuple[float, str, Command]] = [
+        (1, "poll delivers the item to w1", Deliver(worker_id="w1")),
+        (2, "w2 tries to ack it", Ack(worker_id="w2")),
+        (3, "w1 acks", Ack(worker_id="w1")),
+        (3.5, "w1 retries the ack (safe)", Ack(worker_id="w1")),
+        (4, "w1's first heartbeat", Heartbeat(expected_last_heartbeat=NO_HEARTBEAT, desired_ttl_seconds=30)),
+        (20, "w2 heartbeats with a stale token", Heartbeat(expected_last_heartbeat=NO_HEARTBEAT)),
+        (19, "w1 heartbeats, clock 1 s behind", Heartbeat(expected_last_heartbeat=first_token)),
+        (25, "the job reports progress", UpdateMetadata({"progress": "50%"})),
+        (30, "someone asks for a graceful stop", Stop()),
+        (34, "w1 heartbeats and learns: stopping", Heartbeat()),
+        (40, "w1 drained and confirms", Stop()),
+        (41, "a late stop is harmless", Stop(force=True)),
+    ]
+    out.append(f"A work item's life, starting at {render_timestamp(T0)} (t = seconds after that)")
+    out.append("")
+    for offset, story, command in script:
+        now = T0 + timedelta(seconds=offset)
+        why = explain(item, command, now)
+        outcome = why.outcome
+        mark = "x" if isinstance(outcome, Rejected) else "+"
+        out.append(f"t={offset:>5g}  {mark} {story}")
+        rule = f"[{why.rule.section} {why.rule.name}]"
+        out.append(f"          {_describe(command)} -> {outcome.status} {outcome.item.state}  {rule}")
+        for effect in outcome.effects:
+            out.append(f"          effect: {effect!r}")
+        item = outcome.item
+
+    out.append("")
+    out.append("A second item: acked, then the worker vanishes.")
+    lost = WorkItem(
+        id="work_019f3be4fd2475d9a784bf2c739e1195",
+        environment_id=item.environment_id,
+        session_id="sess_019f3be3fa66750bb9a1fbcde85b5fe2",
+        created_at=T0,
+    )
+    lost = explain(lost, Ack(worker_id="w3"), T0).outcome.item
+    why = explain(lost, Lapse(), T0 + timedelta(seconds=90))
+    out.append(f"t=   90  + time passes -> {why.outcome.item.state}  [{why.rule.section} {why.rule.name}]")
+    for effect in why.outcome.effects:
+        out.append(f"          effect: {effect!r}")
+    return item
+
+
+def list_rules(out: list[str]) -> None:
+    """Append every rule of the lifecycle to ``out``, one line each (``workstate rules`` prints them)."""
+    for rule in rules_of(RULE_TABLE):
+        out.append(rule.text)
+
 
 # How a representative item reaches each state: the worker loop of spec section 8, one step at a time.
 _PATH: tuple[tuple[float, Command], ...] = (
