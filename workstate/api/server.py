@@ -16,9 +16,8 @@ Decisions taken here where the spec is silent:
   a deadline heap), so the lazy path and the eager sweep cannot disagree. Time passing is not a
   change a request makes: "a rejected request changes nothing" holds for the state at ``now``.
 - A rejected request (any 4xx) records nothing, not even a poll for ``workers_polling``.
-- How a request is read (query, headers, ``Authorization``, bodies): see :mod:`workstate.api.wire`.
-  Update metadata needs a JSON object whose only key is the optional ``metadata`` (another key, or
-  ``"metadata": null``: 400); an empty body there is 400 too.
+- How a request is read (query, headers, ``Authorization``, bodies): see :mod:`workstate.api.wire`;
+  how a path is routed and what each endpoint reads: see :mod:`workstate.api.routes`.
 - Error messages show every value they were given through :func:`workstate._time.shown`:
   ``repr``-escaped and cut to its first 64 characters (with how many there were), so an 8 MB target
   gets an answer of a few hundred bytes; a message is never longer than 1,024 characters.
@@ -48,7 +47,6 @@ from __future__ import annotations
 import bisect
 import enum
 import heapq
-import re
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
@@ -56,7 +54,7 @@ from typing import Any, TypeAlias
 
 import attrs
 
-from .._time import SHOWN, aware, shown
+from .._time import aware, shown
 from ..errors import InvalidId, InvalidInput, InvalidMetadata, WorkstateError
 from ..model import (
     Accepted,
@@ -64,10 +62,8 @@ from ..model import (
     Command,
     Deliver,
     Effect,
-    Heartbeat,
     Lapse,
     Rejected,
-    Stop,
     UpdateMetadata,
     WorkItem,
     next_deadline,
@@ -75,28 +71,25 @@ from ..model import (
     valid_id,
 )
 from ..policy import DEFAULT_POLICY, LimitOverMax, Policy
-from ..rules import Reason, Rule, State
+from ..rules import Rule, State
 from .codec import ErrorEnvelope, HeartbeatObject, ListEnvelope, StatsObject, dumps, encode_work
+from .routes import PARAM_OF_REASON, read_heartbeat, read_stop, read_update, read_worker, route
 from .wire import (
     JSON_HEADERS,
     REQUEST_ID_MAX_LENGTH,
-    VISIBLE_ASCII,
     Headers,
     Refusal,
     Request,
     Response,
     bad,
     bearer_token,
-    body_json,
     echoed,
     echoed_request_id,
-    empty_body,
     integer,
     no_body,
     not_found,
     param,
     parse_query,
-    percent_decode,
     read_headers,
 )
 
@@ -123,12 +116,10 @@ __all__ = [
     "echoed_request_id",
 ]
 
-BASE_PATH = "/api/v1/cloud/environments/"
 _PLACEHOLDER = "work_" + "0" * 32
 _NO_PATCH = UpdateMetadata({})
 _QUEUED = State.QUEUED
 _LAPSE = Lapse()
-_CR_LF_NUL = re.compile(r"[\r\n\x00]")
 _MESSAGE_LIMIT = 1024  # the longest error message answered (every value in one is cut short by _time.shown)
 
 
@@ -210,14 +201,6 @@ class CounterIds:
         number = self._next.get(prefix, self._start)
         self._next[prefix] = number + 1
         return f"{prefix}{number:032x}"
-
-
-# The error envelope's `param` for a rejection of the lifecycle (other rejections name none).
-PARAM_OF_REASON = {
-    Reason.METADATA_LIMITS: "metadata",
-    Reason.PRECONDITION_FAILED: "expected_last_heartbeat",
-    Reason.WORKER_CONFLICT: "Worker-ID",
-}
 
 
 def _minus(now: datetime, delta: timedelta) -> datetime | None:
@@ -818,7 +801,7 @@ class Server:
         if not isinstance(method, str) or not isinstance(target, str):
             not_found("no such route")
         path, _, query = target.partition("?")
-        operation, env_id, work_id = _route(method, path)
+        operation, env_id, work_id = route(method, path)
 
         token = bearer_token(headers.get("authorization"))
         if token is None:
@@ -843,15 +826,15 @@ class Server:
 
         command: Command | None = None
         if operation == "ack":
-            command = Ack(_worker(headers))
+            command = Ack(read_worker(headers))
             no_body(body)
         elif operation == "heartbeat":
-            command = _heartbeat(params)
+            command = read_heartbeat(params)
             no_body(body)
         elif operation == "stop":
-            command = _stop(body)
+            command = read_stop(body)
         elif operation == "update":
-            command = _update(body)
+            command = read_update(body)
         else:
             no_body(body)
         assert work_id is not None
@@ -887,7 +870,7 @@ class Server:
         reclaim = None
         if reclaim_text is not None:
             reclaim = integer(reclaim_text, "reclaim_older_than_ms", "a non-negative integer")
-        worker = _worker(headers)
+        worker = read_worker(headers)
         no_body(body)
 
         found = self._deliverable(env, self.policy.reclaim_older_than_ms if reclaim is None else reclaim, now)
@@ -982,86 +965,3 @@ class Server:
 
 def _ok(value: Any, effects: tuple[Effect, ...] = (), rule: Rule | None = None) -> Response:
     return Response(200, value, dumps(value), JSON_HEADERS, effects, rule)
-
-
-def _route(method: str, path: str) -> tuple[str, str, str | None]:
-    """(operation, environment id, work id) of a path, or a 404 for anything that is not a route."""
-    if not path.startswith(BASE_PATH):
-        not_found("no such route")
-    if not VISIBLE_ASCII.fullmatch(path):
-        not_found("no such route")
-    parts = path[len(BASE_PATH) :].split("/")
-    if "%" in path:
-        parts = [percent_decode(part, plus=False) or "" for part in parts]
-    if not all(parts):
-        not_found("no such route")
-    if not 2 <= len(parts) <= 4 or parts[1] != "work":
-        not_found("no such route")
-    env_id = parts[0]
-    if len(parts) == 2:
-        if method == "GET":
-            return "list", env_id, None
-    elif len(parts) == 3:
-        segment = parts[2]
-        if method == "GET":
-            return (segment, env_id, None) if segment in ("poll", "stats") else ("get", env_id, segment)
-        if method == "POST" and segment not in ("poll", "stats"):
-            return "update", env_id, segment
-    elif method == "POST" and parts[3] in ("ack", "heartbeat", "stop") and parts[2] not in ("poll", "stats"):
-        return parts[3], env_id, parts[2]
-    not_found(f"no route for {shown(method)} {shown(path)}")
-
-
-def _worker(headers: dict[str, str | None]) -> str | None:
-    if "worker-id" not in headers:
-        return None
-    value = headers["worker-id"]
-    if not value:
-        bad("Worker-ID must be a non-empty header, given once", "Worker-ID")
-    if _CR_LF_NUL.search(value):
-        bad(f"Worker-ID must not hold CR, LF or NUL, got {shown(value)}", "Worker-ID")
-    return value
-
-
-def _heartbeat(params: dict[str, str]) -> Heartbeat:
-    ttl_text = param(params, "desired_ttl_seconds")
-    ttl = None if ttl_text is None else integer(ttl_text, "desired_ttl_seconds", "a positive integer")
-    expected = param(params, "expected_last_heartbeat")
-    try:
-        return Heartbeat(expected, ttl)
-    except InvalidInput as exc:
-        bad(exc.message, exc.param)
-
-
-def _param_name(key: str) -> str | None:
-    """The envelope's ``param`` for a key of a body: the key itself, unless it is too long to echo."""
-    return key if len(key) <= SHOWN else None
-
-
-def _object_body(body: Any, what: str, key: str, example: str) -> dict[str, Any]:
-    """A JSON object body whose only (optional) key is ``key``."""
-    value = body_json(body)
-    if not isinstance(value, dict):
-        bad(f"the {what} body must be a JSON object, e.g. {example}")
-    extra = sorted(set(value) - {key})
-    if extra:
-        bad(f"the {what} body takes only {key}, got {shown(extra[0])}", _param_name(extra[0]))
-    return value
-
-
-def _stop(body: Any) -> Stop:
-    if empty_body(body):
-        return Stop()
-    value = _object_body(body, "stop", "force", '{} or {"force": true|false}')
-    try:
-        return Stop(value.get("force", False))
-    except InvalidInput as exc:
-        bad(exc.message, exc.param)
-
-
-def _update(body: Any) -> UpdateMetadata:
-    value = _object_body(body, "update", "metadata", '{"metadata": {"key": "value"}}')
-    try:
-        return UpdateMetadata(value.get("metadata", {}))
-    except InvalidInput as exc:
-        bad(exc.message, exc.param)

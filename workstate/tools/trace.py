@@ -46,7 +46,8 @@ from ..api.codec import (
     WorkObject,
     unknown_keys,
 )
-from ..api.server import EnvironmentKind, Server, _route
+from ..api.routes import route
+from ..api.server import EnvironmentKind, Server
 from ..api.wire import Refusal, Request, Response, echoed_request_id, integer, param, parse_query
 from ..cli import CliCommand
 from ..errors import InvalidInput, WorkstateError
@@ -426,7 +427,7 @@ class Checker:
 
     def check(self, ex: Exchange) -> list[Finding]:
         try:
-            operation, env_id, work_id = _route(ex.method, ex.target.partition("?")[0])
+            operation, env_id, work_id = route(ex.method, ex.target.partition("?")[0])
         except Refusal:
             operation, env_id, work_id = None, None, None
         notes = self._notes(ex, operation)

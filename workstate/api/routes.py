@@ -1,0 +1,163 @@
+"""The routes: the one table of the Work API's endpoints, and what each endpoint reads from a request.
+
+The base path of every endpoint is written here and nowhere else (:data:`BASE_PATH`; build a path
+with :func:`work_path`). :func:`route` names the operation a method and path ask for (one of
+:data:`OPERATIONS`, as :class:`~workstate.api.Access` carries it) with the environment and work
+item they name, or refuses with a 404; the ``read_*`` functions turn what an endpoint reads (a
+``Worker-ID`` header, a heartbeat's query, a stop's or an update's body) into the core's command, or
+refuse with a 400 (a :class:`~workstate.api.wire.Refusal`). The server and ``workstate check``
+route and read with the same functions.
+
+The endpoints (spec section 4), under ``/api/v1/cloud/environments/{env}/work``:
+
+- ``GET  /poll`` poll, ``GET /stats`` stats, ``GET ''`` (the collection) list;
+- ``GET  /{work}`` get, ``POST /{work}`` update (metadata);
+- ``POST /{work}/ack``, ``/{work}/heartbeat``, ``/{work}/stop``.
+
+Decisions taken here where the spec is silent: a path is matched after percent-decoding each
+segment (visible ASCII only, no empty segment); a known path with another method is 404 like an
+unknown one; ``poll`` and ``stats`` are never work ids. Update metadata needs a JSON object whose
+only key is the optional ``metadata`` (another key, or ``"metadata": null``: 400); an empty body
+there is 400 too. A stop takes an empty body, ``{}`` or ``{"force": true|false}``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .._time import SHOWN, shown
+from ..errors import InvalidInput
+from ..model import Heartbeat, Stop, UpdateMetadata
+from ..rules import Reason
+from .wire import VISIBLE_ASCII, bad, body_json, empty_body, integer, not_found, param, percent_decode
+
+__all__ = [
+    "BASE_PATH",
+    "ITEM_OPERATIONS",
+    "OPERATIONS",
+    "PARAM_OF_REASON",
+    "read_heartbeat",
+    "read_stop",
+    "read_update",
+    "read_worker",
+    "route",
+    "work_path",
+]
+
+BASE_PATH = "/api/v1/cloud/environments/"
+"""The path every endpoint starts with; an environment id and ``/work`` follow it."""
+OPERATIONS = ("poll", "ack", "heartbeat", "stop", "get", "update", "list", "stats")
+"""The operations :func:`route` names, in the order of spec section 4."""
+ITEM_OPERATIONS = frozenset({"ack", "heartbeat", "stop", "get", "update"})
+"""The operations on one work item (their route names it)."""
+_CR_LF_NUL = re.compile(r"[\r\n\x00]")
+
+PARAM_OF_REASON = {
+    Reason.METADATA_LIMITS: "metadata",
+    Reason.PRECONDITION_FAILED: "expected_last_heartbeat",
+    Reason.WORKER_CONFLICT: "Worker-ID",
+}
+"""The error envelope's ``param`` for a rejection of the lifecycle (other rejections name none)."""
+
+
+def work_path(env: str, work: str | None = None, operation: str | None = None) -> str:
+    """The path of an endpoint: the collection of ``env``'s work, one item of it, or an operation on either.
+
+    ``work_path(env)`` lists, ``work_path(env, operation="poll")`` polls, ``work_path(env, work)`` gets or
+    updates, ``work_path(env, work, "ack")`` acks. Ids are put in as given (no percent-encoding).
+    """
+    path = f"{BASE_PATH}{env}/work"
+    if work is not None:
+        path += "/" + work
+    if operation is not None:
+        path += "/" + operation
+    return path
+
+
+def route(method: str, path: str) -> tuple[str, str, str | None]:
+    """(operation, environment id, work id) of a path, or a 404 for anything that is not a route."""
+    if not path.startswith(BASE_PATH):
+        not_found("no such route")
+    if not VISIBLE_ASCII.fullmatch(path):
+        not_found("no such route")
+    parts = path[len(BASE_PATH) :].split("/")
+    if "%" in path:
+        parts = [percent_decode(part, plus=False) or "" for part in parts]
+    if not all(parts):
+        not_found("no such route")
+    if not 2 <= len(parts) <= 4 or parts[1] != "work":
+        not_found("no such route")
+    env_id = parts[0]
+    if len(parts) == 2:
+        if method == "GET":
+            return "list", env_id, None
+    elif len(parts) == 3:
+        segment = parts[2]
+        if method == "GET":
+            return (segment, env_id, None) if segment in ("poll", "stats") else ("get", env_id, segment)
+        if method == "POST" and segment not in ("poll", "stats"):
+            return "update", env_id, segment
+    elif method == "POST" and parts[3] in ("ack", "heartbeat", "stop") and parts[2] not in ("poll", "stats"):
+        return parts[3], env_id, parts[2]
+    not_found(f"no route for {shown(method)} {shown(path)}")
+
+
+def read_worker(headers: dict[str, str | None]) -> str | None:
+    """The ``Worker-ID`` of headers read by :func:`~workstate.api.wire.read_headers` (None when absent); 400
+    when empty, malformed or holding CR, LF or NUL."""
+    if "worker-id" not in headers:
+        return None
+    value = headers["worker-id"]
+    if not value:
+        bad("Worker-ID must be a non-empty header, given once", "Worker-ID")
+    if _CR_LF_NUL.search(value):
+        bad(f"Worker-ID must not hold CR, LF or NUL, got {shown(value)}", "Worker-ID")
+    return value
+
+
+def read_heartbeat(params: dict[str, str]) -> Heartbeat:
+    """The heartbeat a query asks for (``expected_last_heartbeat``, ``desired_ttl_seconds``); 400 when malformed."""
+    ttl_text = param(params, "desired_ttl_seconds")
+    ttl = None if ttl_text is None else integer(ttl_text, "desired_ttl_seconds", "a positive integer")
+    expected = param(params, "expected_last_heartbeat")
+    try:
+        return Heartbeat(expected, ttl)
+    except InvalidInput as exc:
+        bad(exc.message, exc.param)
+
+
+def _param_name(key: str) -> str | None:
+    """The envelope's ``param`` for a key of a body: the key itself, unless it is too long to echo."""
+    return key if len(key) <= SHOWN else None
+
+
+def _object_body(body: Any, what: str, key: str, example: str) -> dict[str, Any]:
+    """A JSON object body whose only (optional) key is ``key``."""
+    value = body_json(body)
+    if not isinstance(value, dict):
+        bad(f"the {what} body must be a JSON object, e.g. {example}")
+    extra = sorted(set(value) - {key})
+    if extra:
+        bad(f"the {what} body takes only {key}, got {shown(extra[0])}", _param_name(extra[0]))
+    return value
+
+
+def read_stop(body: Any) -> Stop:
+    """The stop a body asks for: empty, ``{}`` or ``{"force": true|false}``; 400 for anything else."""
+    if empty_body(body):
+        return Stop()
+    value = _object_body(body, "stop", "force", '{} or {"force": true|false}')
+    try:
+        return Stop(value.get("force", False))
+    except InvalidInput as exc:
+        bad(exc.message, exc.param)
+
+
+def read_update(body: Any) -> UpdateMetadata:
+    """The metadata patch a body asks for: ``{"metadata": {...}}`` or ``{}``; 400 for anything else."""
+    value = _object_body(body, "update", "metadata", '{"metadata": {"key": "value"}}')
+    try:
+        return UpdateMetadata(value.get("metadata", {}))
+    except InvalidInput as exc:
+        bad(exc.message, exc.param)
