@@ -37,7 +37,7 @@ class CliCommand:
 # Each module exports CLI_COMMANDS; the order here is the order of ``workstate --help``.
 COMMAND_MODULES = (
     "workstate.cli.walk",
-    "workstate.tools.teach",
+    "workstate.cli.explain",
     "workstate.tools.simulate",
     "workstate.tools.trace",
     "workstate.tools.verify",

@@ -9,15 +9,13 @@ on an item walked to the asked state by :func:`workstate.step`.
 
 from __future__ import annotations
 
-import argparse
-import json
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any, TextIO
+from typing import Any
 
 import attrs
 
 from .._time import UTC, render_timestamp
-from ..cli import CliCommand
 from ..errors import InvalidInput
 from ..model import (
     NO_HEARTBEAT,
@@ -38,7 +36,6 @@ from ..model import (
 )
 from ..policy import DEFAULT_POLICY
 from ..rules import RULE_TABLE, Kind, State, rules_of
-from . import docgen
 
 T0 = datetime(2026, 7, 1, 8, 15, 1, tzinfo=UTC)
 WORKER = "w1"
@@ -171,33 +168,54 @@ def show(value: Any) -> str:
     return f"{type(value).__name__}({', '.join(parts)})"
 
 
-def _command(args: argparse.Namespace, item: WorkItem) -> Command:
-    op = args.op
+def _command(
+    op: str,
+    item: WorkItem,
+    *,
+    worker_id: str | None,
+    expected: str | None,
+    force: bool,
+    metadata: Sequence[str],
+) -> Command:
     if op == "poll":
-        return Deliver(worker_id=args.worker_id)
+        return Deliver(worker_id=worker_id)
     if op == "ack":
-        return Ack(worker_id=args.worker_id)
+        return Ack(worker_id=worker_id)
     if op == "heartbeat":
-        expected: datetime | str | None = args.expected
-        if expected == "latest":
-            expected = item.latest_heartbeat_at or NO_HEARTBEAT
-        elif expected == "stale":
-            expected = T0 - timedelta(seconds=1)
-        return Heartbeat(expected_last_heartbeat=expected)
+        precondition: datetime | str | None = expected
+        if precondition == "latest":
+            precondition = item.latest_heartbeat_at or NO_HEARTBEAT
+        elif precondition == "stale":
+            precondition = T0 - timedelta(seconds=1)
+        return Heartbeat(expected_last_heartbeat=precondition)
     if op == "stop":
-        return Stop(force=args.force)
+        return Stop(force=force)
     if op == "update":
-        patch = dict(pair.split("=", 1) for pair in args.metadata) or {"progress": "50%"}
+        patch = dict(pair.split("=", 1) for pair in metadata) or {"progress": "50%"}
         return UpdateMetadata(patch)
     return Lapse()
 
 
-def explain_case(args: argparse.Namespace) -> tuple[Explanation, list[str]]:
-    """The explanation of ``--op`` on a representative item in ``--state``, and the assumptions made."""
-    state = State(args.state)
-    item, assumed = representative(state, delivered=not args.undelivered)
+def explain_case(
+    state: State | str,
+    op: str,
+    *,
+    worker_id: str | None = None,
+    expected: str | None = None,
+    force: bool = False,
+    metadata: Sequence[str] = (),
+    undelivered: bool = False,
+    expired: bool = False,
+) -> tuple[Explanation, list[str]]:
+    """The explanation of ``op`` (one of :data:`OPERATIONS`) on a representative item in ``state``, and the
+    assumptions made: the options of ``workstate explain`` (``expected``: ``NO_HEARTBEAT``, ``latest``,
+    ``stale`` or an RFC 3339 timestamp; ``metadata``: ``KEY=VALUE`` pairs). A request the core refuses to
+    build (a bad Worker-ID or timestamp) or ``expired`` on a state without a deadline raises
+    :class:`~workstate.errors.InvalidInput`."""
+    state = State(state)
+    item, assumed = representative(state, delivered=not undelivered)
     deadline = next_deadline(item, DEFAULT_POLICY)
-    if args.expired:
+    if expired:
         if deadline is None:
             raise InvalidInput(f"a {state} item has no deadline that could pass", param="--expired")
         now = deadline
@@ -206,7 +224,7 @@ def explain_case(args: argparse.Namespace) -> tuple[Explanation, list[str]]:
         now = item.clock + timedelta(seconds=1)
         ahead = f", before the item's deadline {render_timestamp(deadline)} (--expired: at it)" if deadline else ""
         assumed.append(f"now = {render_timestamp(now)}{ahead}")
-    command = _command(args, item)
+    command = _command(op, item, worker_id=worker_id, expected=expected, force=force, metadata=metadata)
     assumed.append(f"request: {show(command)}, default Policy()")
     return explain(item, command, now, DEFAULT_POLICY), assumed
 
@@ -224,104 +242,3 @@ def summary(why: Explanation, state: State, op: str) -> str:
     else:
         result = f"{outcome.status}, now {outcome.item.state}"
     return f"{where} -> {result}  [rule {rule.name}, spec section {rule.section}]"
-
-
-def _run_explain(args: argparse.Namespace, out: TextIO) -> int:
-    try:
-        why, assumed = explain_case(args)
-    except InvalidInput as exc:
-        args.parser.error(exc.message)
-    out.write(summary(why, State(args.state), args.op) + "\n")
-    out.write(f"  rule: {why.rule.text}\n")
-    guards = ", ".join(f"{g}={'yes' if v else 'no'}" for g, v in why.guards) or "none read"
-    out.write(f"  guards: {guards}\n")
-    for effect in why.outcome.effects:
-        out.write(f"  effect: {show(effect)}\n")
-    for line in assumed:
-        out.write(f"  assumed: {line}\n")
-    return 0
-
-
-def _configure_explain(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--state", required=True, choices=[str(s) for s in State], help="the item's state")
-    parser.add_argument("--op", required=True, choices=OPERATIONS, help="the operation (update: update metadata)")
-    parser.add_argument("--worker-id", help="the Worker-ID header sent (poll, ack); the item's worker is w1")
-    parser.add_argument(
-        "--expected",
-        metavar="LAST_HEARTBEAT",
-        help="heartbeat's expected_last_heartbeat: NO_HEARTBEAT, latest, stale, or an RFC 3339 timestamp",
-    )
-    parser.add_argument("--force", action="store_true", help="stop with {'force': true}")
-    parser.add_argument("--metadata", action="append", default=[], metavar="KEY=VALUE", help="update's metadata")
-    parser.add_argument("--undelivered", action="store_true", help="a queued item no poll delivered")
-    parser.add_argument("--expired", action="store_true", help="ask at the item's deadline (a lapse applies first)")
-    parser.set_defaults(parser=parser)
-
-
-def _check_explain(args: argparse.Namespace) -> None:
-    parser: argparse.ArgumentParser = args.parser
-    if args.worker_id is not None and args.op not in ("poll", "ack"):
-        parser.error("--worker-id goes with --op poll or ack")
-    if args.expected is not None and args.op != "heartbeat":
-        parser.error("--expected goes with --op heartbeat")
-    if args.force and args.op != "stop":
-        parser.error("--force goes with --op stop")
-    if args.metadata and args.op != "update":
-        parser.error("--metadata goes with --op update")
-    if any("=" not in pair for pair in args.metadata):
-        parser.error("--metadata takes KEY=VALUE")
-    if args.undelivered and args.state != "queued":
-        parser.error("--undelivered goes with --state queued")
-
-
-def _explain(args: argparse.Namespace, out: TextIO) -> int:
-    _check_explain(args)
-    return _run_explain(args, out)
-
-
-def _configure_diagram(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--format", choices=("mermaid", "dot", "svg"), default="mermaid", help="default: mermaid")
-
-
-def _diagram(args: argparse.Namespace, out: TextIO) -> int:
-    text = {"mermaid": docgen.mermaid, "dot": docgen.dot, "svg": docgen.svg}[args.format]()
-    out.write(text if text.endswith("\n") else text + "\n")
-    return 0
-
-
-def _configure_table(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--format", choices=("md", "json"), default="md", help="default: md (Markdown)")
-
-
-def _table(args: argparse.Namespace, out: TextIO) -> int:
-    if args.format == "json":
-        out.write(json.dumps(docgen.rules_table_json(), indent=2) + "\n")
-    else:
-        out.write(docgen.rules_table_markdown() + "\n")
-    return 0
-
-
-CLI_COMMANDS: tuple[CliCommand, ...] = (
-    CliCommand(
-        "diagram",
-        "print the lifecycle's state diagram",
-        _configure_diagram,
-        _diagram,
-        "Print the state diagram, generated from the rules: mermaid (for Markdown), dot (graphviz) or svg.",
-    ),
-    CliCommand(
-        "table",
-        "print every rule: state x operation x condition -> result, status, error.type",
-        _configure_table,
-        _table,
-    ),
-    CliCommand(
-        "explain",
-        "what an operation does to an item in a state, and the rule that decides it",
-        _configure_explain,
-        _explain,
-        "Build a representative item in --state (walked there by the rules), apply --op to it, and print the "
-        "outcome and the rule that decided it with its spec section, then the assumptions made. "
-        'Example: workstate explain --state stopping --op ack  ("what happens if I ack an item that is stopping?")',
-    ),
-)

@@ -1,0 +1,128 @@
+"""``workstate explain``, ``workstate diagram`` and ``workstate table``: the lifecycle, to ask and to look at.
+
+The answers come from :mod:`workstate.tools.teach` (an item walked to the asked state by the rules, and
+:func:`workstate.explain` on it), the pictures and tables from :mod:`workstate.tools.docgen`; this module
+reads the options and prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import TextIO
+
+from ..errors import InvalidInput
+from ..rules import State
+from ..tools import docgen
+from ..tools.teach import OPERATIONS, explain_case, show, summary
+from . import CliCommand
+
+
+def _run_explain(args: argparse.Namespace, out: TextIO) -> int:
+    try:
+        why, assumed = explain_case(
+            args.state,
+            args.op,
+            worker_id=args.worker_id,
+            expected=args.expected,
+            force=args.force,
+            metadata=args.metadata,
+            undelivered=args.undelivered,
+            expired=args.expired,
+        )
+    except InvalidInput as exc:
+        args.parser.error(exc.message)
+    out.write(summary(why, State(args.state), args.op) + "\n")
+    out.write(f"  rule: {why.rule.text}\n")
+    guards = ", ".join(f"{g}={'yes' if v else 'no'}" for g, v in why.guards) or "none read"
+    out.write(f"  guards: {guards}\n")
+    for effect in why.outcome.effects:
+        out.write(f"  effect: {show(effect)}\n")
+    for line in assumed:
+        out.write(f"  assumed: {line}\n")
+    return 0
+
+
+def _configure_explain(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--state", required=True, choices=[str(s) for s in State], help="the item's state")
+    parser.add_argument("--op", required=True, choices=OPERATIONS, help="the operation (update: update metadata)")
+    parser.add_argument("--worker-id", help="the Worker-ID header sent (poll, ack); the item's worker is w1")
+    parser.add_argument(
+        "--expected",
+        metavar="LAST_HEARTBEAT",
+        help="heartbeat's expected_last_heartbeat: NO_HEARTBEAT, latest, stale, or an RFC 3339 timestamp",
+    )
+    parser.add_argument("--force", action="store_true", help="stop with {'force': true}")
+    parser.add_argument("--metadata", action="append", default=[], metavar="KEY=VALUE", help="update's metadata")
+    parser.add_argument("--undelivered", action="store_true", help="a queued item no poll delivered")
+    parser.add_argument("--expired", action="store_true", help="ask at the item's deadline (a lapse applies first)")
+    parser.set_defaults(parser=parser)
+
+
+def _check_explain(args: argparse.Namespace) -> None:
+    parser: argparse.ArgumentParser = args.parser
+    if args.worker_id is not None and args.op not in ("poll", "ack"):
+        parser.error("--worker-id goes with --op poll or ack")
+    if args.expected is not None and args.op != "heartbeat":
+        parser.error("--expected goes with --op heartbeat")
+    if args.force and args.op != "stop":
+        parser.error("--force goes with --op stop")
+    if args.metadata and args.op != "update":
+        parser.error("--metadata goes with --op update")
+    if any("=" not in pair for pair in args.metadata):
+        parser.error("--metadata takes KEY=VALUE")
+    if args.undelivered and args.state != "queued":
+        parser.error("--undelivered goes with --state queued")
+
+
+def _explain(args: argparse.Namespace, out: TextIO) -> int:
+    _check_explain(args)
+    return _run_explain(args, out)
+
+
+def _configure_diagram(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", choices=("mermaid", "dot", "svg"), default="mermaid", help="default: mermaid")
+
+
+def _diagram(args: argparse.Namespace, out: TextIO) -> int:
+    text = {"mermaid": docgen.mermaid, "dot": docgen.dot, "svg": docgen.svg}[args.format]()
+    out.write(text if text.endswith("\n") else text + "\n")
+    return 0
+
+
+def _configure_table(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", choices=("md", "json"), default="md", help="default: md (Markdown)")
+
+
+def _table(args: argparse.Namespace, out: TextIO) -> int:
+    if args.format == "json":
+        out.write(json.dumps(docgen.rules_table_json(), indent=2) + "\n")
+    else:
+        out.write(docgen.rules_table_markdown() + "\n")
+    return 0
+
+
+CLI_COMMANDS: tuple[CliCommand, ...] = (
+    CliCommand(
+        "diagram",
+        "print the lifecycle's state diagram",
+        _configure_diagram,
+        _diagram,
+        "Print the state diagram, generated from the rules: mermaid (for Markdown), dot (graphviz) or svg.",
+    ),
+    CliCommand(
+        "table",
+        "print every rule: state x operation x condition -> result, status, error.type",
+        _configure_table,
+        _table,
+    ),
+    CliCommand(
+        "explain",
+        "what an operation does to an item in a state, and the rule that decides it",
+        _configure_explain,
+        _explain,
+        "Build a representative item in --state (walked there by the rules), apply --op to it, and print the "
+        "outcome and the rule that decided it with its spec section, then the assumptions made. "
+        'Example: workstate explain --state stopping --op ack  ("what happens if I ack an item that is stopping?")',
+    ),
+)
