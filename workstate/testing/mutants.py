@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from urllib.parse import parse_qsl
 
+from ..api import BASE_PATH
 from ..api.codec import ErrorEnvelope, dumps
 from ..api.server import CounterIds, Request, Response, Server, _Environment, _Key
 from ..model import Accepted, Deliver, WorkItem, step
@@ -39,7 +40,7 @@ __all__ = [
     "StopStoppedConflicts",
 ]
 
-_ITEM_PATH = re.compile(r"/api/v1/cloud/environments/([^/?]+)/work/([^/?]+)(?:/([a-z]+))?(?:\?(.*))?")
+_ITEM_PATH = re.compile(re.escape(BASE_PATH) + r"([^/?]+)/work/([^/?]+)(?:/([a-z]+))?(?:\?(.*))?")
 
 
 class Mutant(ReferenceTarget):

@@ -21,7 +21,7 @@ from urllib.parse import quote
 from hypothesis import strategies as st
 
 from .._time import UTC, render_timestamp
-from ..api import Request
+from ..api import BASE_PATH, Request
 from ..model import NO_HEARTBEAT, Ack, Command, Deliver, Heartbeat, Stop, UpdateMetadata
 
 __all__ = [
@@ -43,7 +43,7 @@ __all__ = [
     "worker_ids",
 ]
 
-BASE = "/api/v1/cloud/environments/"
+BASE = BASE_PATH
 AUTHORIZATION = "Bearer workstate-test"
 OPERATIONS = ("poll", "ack", "heartbeat", "stop", "get", "update", "list", "stats")
 """The endpoints, by the names :class:`~workstate.api.Access` uses."""

@@ -194,14 +194,14 @@ def _server_probes() -> list[tuple[str, str, int, str, str | None, str]]:
 
     Each row is the answer of a real request to :class:`workstate.api.Server` (in check order).
     """
-    from ..api import Request, Server
+    from ..api import BASE_PATH, Request, Server
 
     now = datetime(2026, 7, 1, 8, 15, 1, tzinfo=UTC)
     server = Server(authorizer=lambda access: access.token != "denied")
     env = server.create_environment(now=now)
     cloud = server.create_environment(kind="cloud", now=now)
     work = server.create_work(env, session_id="sess_" + "1" * 32, now=now)
-    base = "/api/v1/cloud/environments/"
+    base = BASE_PATH
     auth = {"Authorization": "Bearer t"}
     missing = "work_" + "f" * 32
     cases: list[tuple[str, str, str, dict[str, str], bytes]] = [

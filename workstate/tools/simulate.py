@@ -34,6 +34,7 @@ import attrs
 from .._time import UTC
 from ..api import Request, Response, Server
 from ..api.codec import dumps
+from ..api.routes import work_path
 from ..cli import CliCommand
 from ..errors import InvalidInput
 from ..invariants import (
@@ -717,13 +718,11 @@ class _Sim:
 
     def on_outside(self, work_id: str) -> None:
         force = self.rng.random() < 0.2
-        request = Request(
-            "POST", f"/api/v1/cloud/environments/{self.env}/work/{work_id}/stop", _AUTH, _FORCE if force else b""
-        )
+        request = Request("POST", work_path(self.env, work_id, "stop"), _AUTH, _FORCE if force else b"")
         self.serve(request, work_id)
 
     def on_stats(self, payload: Any) -> None:
-        response = self.serve(Request("GET", f"/api/v1/cloud/environments/{self.env}/work/stats", _AUTH), None)
+        response = self.serve(Request("GET", work_path(self.env, operation="stats"), _AUTH), None)
         if self.c.check and response.status == 200:
             stats = response.json
             for v in stats_problems(self.env, stats["depth"], stats["pending"], self.queued):

@@ -49,7 +49,7 @@ from urllib.parse import quote
 import attrs
 
 from .._time import LATEST, aware
-from ..api import Request, Response, bearer_token
+from ..api import BASE_PATH, Request, Response, bearer_token
 from ..api.codec import DecodeError, HeartbeatObject, WorkObject, work_state
 from ..errors import InvalidInput
 from ..model import NO_HEARTBEAT, valid_id
@@ -73,7 +73,6 @@ __all__ = [
     "Worker",
 ]
 
-BASE_PATH = "/api/v1/cloud/environments/"
 HEARTBEAT_CAP_SECONDS = 30.0
 """Heartbeats go every ``ttl/2``, at most this far apart (spec section 8)."""
 MAX_SECONDS = 3600.0
