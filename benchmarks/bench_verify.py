@@ -18,7 +18,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from workstate import NO_HEARTBEAT, Ack, Deliver, Heartbeat, Lapse, Stop, WorkItem, step
-from workstate.tools.verify import explore, gc_paused
+from workstate.cli.verify import gc_paused
+from workstate.tools.verify import explore
 
 T0 = datetime(2026, 7, 1, 8, 15, 1, tzinfo=UTC)
 DOC = Path(__file__).resolve().parent.parent / "docs" / "performance.md"

@@ -40,7 +40,7 @@ COMMAND_MODULES = (
     "workstate.cli.explain",
     "workstate.tools.simulate",
     "workstate.tools.trace",
-    "workstate.tools.verify",
+    "workstate.cli.verify",
 )
 
 DEFAULT_COMMAND = "walk"
