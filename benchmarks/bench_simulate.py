@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import random
 import re
 import statistics
 import sys
@@ -31,7 +32,7 @@ CONFIG = sim.SimConfig(seed=1, workers=25, items=20000, duration=600.0, concurre
 
 def run(config: sim.SimConfig) -> tuple[float, sim.Report]:
     started = time.perf_counter()
-    report = sim.simulate(config)
+    report = sim.simulate(config, random.Random)
     return time.perf_counter() - started, report
 
 
@@ -51,7 +52,7 @@ def baseline(config: sim.SimConfig) -> float:
     sim._Sim.serve = serve  # type: ignore[method-assign]
     Server.create_work = create_work  # type: ignore[method-assign]
     try:
-        sim.simulate(attrs.evolve(config, check=False))
+        sim.simulate(attrs.evolve(config, check=False), random.Random)
     finally:
         sim._Sim.serve = original_serve  # type: ignore[method-assign]
         Server.create_work = original_create  # type: ignore[method-assign]

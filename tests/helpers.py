@@ -22,6 +22,7 @@ from workstate import (
 )
 from workstate.model import ACTIONS, Action, Lifecycle
 from workstate.rules import Kind, Reason
+from workstate.worker import Worker
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -139,3 +140,17 @@ EXPECTED_RULE = {
     "StopStoppedConflicts": "stop",  # stop-stopped or force-stop-stopped
     "AckIgnoresWorkerId": "4.2 ack-",  # claimed by another / bound to another
 }
+
+
+class Stubborn(Worker):
+    """A broken driver: it keeps working after a 412 (or any lost lease), as if it were a passing hiccup."""
+
+    def _lose(self, item: Any, now: datetime, reason: str) -> None:
+        if not item.started or reason.startswith("the lease ran out"):
+            super()._lose(item, now, reason)
+            return
+        ttl = item.ttl or 10
+        item.lease_until = now + timedelta(seconds=ttl)  # "we still hold it"
+        item.next_beat = now + timedelta(seconds=ttl / 2)
+        item.attempt = 0
+        item.retry_at = None

@@ -38,7 +38,7 @@ class CliCommand:
 COMMAND_MODULES = (
     "workstate.cli.walk",
     "workstate.cli.explain",
-    "workstate.tools.simulate",
+    "workstate.cli.simulate",
     "workstate.tools.trace",
     "workstate.cli.verify",
 )

@@ -6,8 +6,10 @@ on one :class:`~workstate.api.Server`; the network between them loses, duplicate
 requests and responses, the server sometimes answers 503, workers crash (right after an ack,
 while running an item, while draining) and come back under a new Worker-ID, are cut off from the
 network for a while, and run on clocks skewed against the server's; an operator stops items from
-outside; new work arrives over time. Every random choice comes from one ``random.Random(seed)``:
-the same seed gives the same run.
+outside; new work arrives over time. Every random choice comes from sources the caller injects:
+``make_random(config.seed)`` draws the run's choices, and each worker's retry jitter comes from its own
+``make_random(bits)``, ``bits`` drawn from the first (the command passes ``random.Random``). The same seed
+and the same factory give the same run.
 
 After every step the invariants of spec section 7 are checked (:mod:`workstate.invariants`) on
 what that step touched: every item the server wrote (1, 2, 3, 8), the item a rejected request or
@@ -18,16 +20,13 @@ at the end.
 
 from __future__ import annotations
 
-import argparse
 import heapq
 import math
-import random
 import shlex
-import sys
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, TextIO
+from typing import Any, Protocol
 
 import attrs
 
@@ -35,7 +34,6 @@ from .._time import UTC
 from ..api import Request, Response, Server
 from ..api.codec import dumps
 from ..api.routes import work_path
-from ..cli import CliCommand
 from ..errors import InvalidInput
 from ..invariants import (
     Violation,
@@ -50,7 +48,7 @@ from ..policy import Policy
 from ..rules import State
 from ..worker import Abort, Actions, Drain, Dropped, Finished, Halted, Send, StartWork, Worker
 
-__all__ = ["CLI_COMMANDS", "Faults", "Report", "SimConfig", "simulate"]
+__all__ = ["Faults", "RandomFactory", "RandomSource", "Report", "SimConfig", "simulate"]
 
 T0 = datetime(2026, 7, 1, 8, 0, 0, tzinfo=UTC)
 _AUTH = {"Authorization": "Bearer operator"}
@@ -163,6 +161,23 @@ class Faults:
 
 
 WorkerFactory = Callable[..., Worker]
+
+
+class RandomSource(Protocol):
+    """What the simulation draws from: the methods of ``random.Random`` it uses."""
+
+    def random(self) -> float: ...
+
+    def uniform(self, a: float, b: float) -> float: ...
+
+    def expovariate(self, lambd: float) -> float: ...
+
+    def getrandbits(self, k: int, /) -> int: ...
+
+
+RandomFactory = Callable[[int], RandomSource]
+"""Makes a :class:`RandomSource` from a seed (an integer >= 0), e.g. ``random.Random``: :func:`simulate` calls
+it once with ``config.seed`` and once per worker (re)start with 64 bits drawn from the first source."""
 
 
 @attrs.frozen
@@ -349,10 +364,13 @@ class _Proc:
 
 
 class _Sim:
-    def __init__(self, config: SimConfig, progress: Callable[[float, int, int], None] | None) -> None:
+    def __init__(
+        self, config: SimConfig, make_random: RandomFactory, progress: Callable[[float, int, int], None] | None
+    ) -> None:
         self.c = config
         self.f = config.faults
-        self.rng = random.Random(config.seed)
+        self.make_random = make_random
+        self.rng = make_random(config.seed)
         self.changes: list[tuple[WorkItem | None, WorkItem]] = []  # every item the server wrote, not yet checked
         self.server = Server(config.policy, on_change=self._changed)
         self.env = self.server.create_environment(now=T0)
@@ -398,7 +416,7 @@ class _Sim:
     def spawn(self, index: int, incarnation: int) -> _Proc:
         f, rng = self.f, self.rng
         skew = self.seconds((rng.random() * 2 - 1) * f.skew_seconds)
-        jitter = random.Random(rng.getrandbits(64)).random
+        jitter = self.make_random(rng.getrandbits(64)).random
         driver = self.c.worker_factory(
             self.env,
             f"w{index}" if incarnation == 0 else f"w{index}.{incarnation}",
@@ -771,150 +789,13 @@ def _endpoint(target: str) -> str:
     return path.rsplit("/", 1)[-1]
 
 
-def simulate(config: SimConfig, progress: Callable[[float, int, int], None] | None = None) -> Report:
-    """Run one simulation; the same config (seed included) gives the same report."""
-    return _Sim(config, progress).run()
-
-
-# --- the command --------------------------------------------------------------------------------------
-
-
-def _configure(parser: argparse.ArgumentParser) -> None:
-    d = SimConfig()
-    parser.add_argument("--seed", type=_seed, default=d.seed, help=f"random seed, an integer >= 0 (default {d.seed})")
-    parser.add_argument(
-        "--workers",
-        type=_whole_option(MAX_WORKERS),
-        default=d.workers,
-        help=f"worker processes, 1 to {MAX_WORKERS:,} (default {d.workers})",
-    )
-    parser.add_argument(
-        "--items",
-        type=_whole_option(MAX_ITEMS),
-        default=d.items,
-        help=f"work items created, 1 to {MAX_ITEMS:,} (default {d.items})",
-    )
-    parser.add_argument(
-        "--duration",
-        type=_duration,
-        default=d.duration,
-        help=f"simulated seconds over which items arrive, more than 0, at most {MAX_DURATION:,.0f} "
-        f"(default {d.duration:g})",
-    )
-    parser.add_argument(
-        "--faults",
-        type=_fault_level,
-        default=1.0,
-        help="fault level from 0 to 100: 0 none, 1 the default mix (default), 2 twice as many, ...",
-    )
-    parser.add_argument(
-        "--concurrency",
-        type=_whole_option(MAX_CONCURRENCY),
-        default=d.concurrency,
-        help=f"items per worker at once, 1 to {MAX_CONCURRENCY:,} (default {d.concurrency})",
-    )
-    parser.add_argument("--progress", action="store_true", help="show a progress bar on stderr even when not a TTY")
-    parser.add_argument("--no-progress", action="store_true", help="never show a progress bar")
-
-
-_DESCRIPTION = (
-    "Simulate a fleet of worker drivers against the reference server, under faults, checking every invariant "
-    "after every step; the report's first line is the command that reproduces the run exactly. "
-    f"Sizes are capped so that a run finishes: --workers at most {MAX_WORKERS:,}, --items at most {MAX_ITEMS:,}, "
-    f"--duration at most {MAX_DURATION:,.0f} simulated seconds, --concurrency at most {MAX_CONCURRENCY:,}, and "
-    f"--workers x --duration at most {MAX_WORKER_SECONDS:,} worker-seconds (idle workers poll every simulated "
-    "second; 10,000 workers over 1,000 s took about ten minutes on two cores, 1,000,000 items about three "
-    "minutes and 0.7 GB)."
-)
-
-
-def _integer(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-
-
-def _seed(text: str) -> int:
-    value = _integer(text)
-    if value < 0:  # random.Random(-7) is random.Random(7): a negative seed would only alias another
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
-    return value
-
-
-def _whole_option(largest: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        value = _integer(text)
-        if not 1 <= value <= largest:
-            raise argparse.ArgumentTypeError(f"must be an integer from 1 to {largest:,}, got {text}")
-        return value
-
-    return parse
-
-
-def _number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be finite, got {text}")
-    return value
-
-
-def _duration(text: str) -> float:
-    value = _number(text)
-    if not 0 < value <= MAX_DURATION:
-        raise argparse.ArgumentTypeError(f"must be more than 0 and at most {MAX_DURATION:,.0f} seconds, got {text}")
-    return value
-
-
-def _fault_level(text: str) -> float:
-    value = _number(text)
-    if not 0 <= value <= MAX_FAULT_LEVEL:
-        raise argparse.ArgumentTypeError(f"must be from 0 (none) to {MAX_FAULT_LEVEL:g}, got {text}")
-    return value
-
-
-def _progress_bar(stream: TextIO, duration: float) -> Callable[[float, int, int], None]:
-    def show(seconds: float, done: int, total: int) -> None:
-        width = 30
-        filled = int(width * done / total) if total else width
-        stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,} items done, t={seconds:,.0f} s")
-        stream.flush()
-
-    return show
-
-
-def _run(args: argparse.Namespace, out: TextIO) -> int:
-    try:
-        config = SimConfig(
-            seed=args.seed,
-            workers=args.workers,
-            items=args.items,
-            duration=args.duration,
-            faults=Faults.scaled(args.faults),
-            concurrency=args.concurrency,
-        )
-    except InvalidInput as exc:  # what no single option breaks: workers x duration
-        option = "--" + (exc.param or "workers").replace("_", "-")
-        sys.stderr.write(f"workstate simulate: {option}: {exc.message}\n")
-        return 2
-    show = (args.progress or sys.stderr.isatty()) and not args.no_progress
-    progress = _progress_bar(sys.stderr, args.duration) if show else None
-    report = simulate(config, progress)
-    if progress is not None:
-        sys.stderr.write("\n")
-    out.write(report.render() + "\n")
-    return 0 if report.ok else 1
-
-
-CLI_COMMANDS: tuple[CliCommand, ...] = (
-    CliCommand(
-        "simulate",
-        "simulate a fleet of workers against the reference server, under faults, checking every invariant",
-        _configure,
-        _run,
-        _DESCRIPTION,
-    ),
-)
+def simulate(
+    config: SimConfig, make_random: RandomFactory, progress: Callable[[float, int, int], None] | None = None
+) -> Report:
+    """Run one simulation, drawing every random choice from sources ``make_random`` makes (``random.Random``,
+    or anything that makes a :class:`RandomSource` from a seed); the same config (seed included) and factory
+    give the same report. ``progress``, when given, is called now and then with (simulated seconds, items
+    done, items). A ``make_random`` that is not callable raises :class:`~workstate.errors.InvalidInput`."""
+    if not callable(make_random):
+        raise _invalid("make_random", "callable (random.Random, or a function of a seed)", make_random)
+    return _Sim(config, make_random, progress).run()
