@@ -39,7 +39,7 @@ COMMAND_MODULES = (
     "workstate.cli.walk",
     "workstate.cli.explain",
     "workstate.cli.simulate",
-    "workstate.tools.trace",
+    "workstate.cli.check",
     "workstate.cli.verify",
 )
 

@@ -16,22 +16,19 @@ answer is reported once, not on every later line. Replies are read tolerantly, a
 a key the codec does not know is ignored, noted once per key path and kind of object (a ``note``,
 never a divergence), and the answer is judged by the fields the codec knows.
 
-This module is pure: it reads the lines it is given and never a clock. The command is the edge
-that opens the file.
+This module is pure: it reads the lines it is given and never a clock. The command,
+:mod:`workstate.cli.check`, is the edge that opens the file and prints the report.
 """
 
 from __future__ import annotations
 
-import argparse
 import enum
 import json
 import math
 import re
-import sys
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from pathlib import Path
-from typing import Any, TextIO, TypeAlias
+from typing import Any, TypeAlias
 
 import attrs
 
@@ -49,13 +46,12 @@ from ..api.codec import (
 from ..api.routes import route
 from ..api.server import EnvironmentKind, Server
 from ..api.wire import Refusal, Request, Response, echoed_request_id, integer, param, parse_query
-from ..cli import CliCommand
 from ..errors import InvalidInput, WorkstateError
 from ..model import Deliver, Lapse, Rejected, WorkItem, step, valid_id
 from ..policy import DEFAULT_POLICY, Policy
 from ..rules import State
 
-__all__ = ["Checker", "Exchange", "Finding", "Kind", "Report", "check_lines", "parse_line", "CLI_COMMANDS"]
+__all__ = ["BLANK", "Checker", "Exchange", "Finding", "Kind", "Report", "check_lines", "parse_line", "split_lines"]
 
 _ITEM_OPERATIONS = frozenset({"ack", "heartbeat", "stop", "get", "update"})
 _UNKNOWN_BY_STATE: dict[State, frozenset[str]] = {
@@ -191,7 +187,8 @@ def _keys(obj: Any, where: str, required: tuple[str, ...]) -> dict[str, Any]:
 
 _MAX_DEPTH = 100  # nesting levels of a line (its own object is level 1); a real exchange needs fewer than 10
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
-_BLANK = " \t\r\n"  # JSON's whitespace: a line of nothing else is skipped
+BLANK = " \t\r\n"
+"""JSON's whitespace: a line of nothing else is skipped."""
 
 
 def _not_text(text: str) -> str | None:
@@ -1124,7 +1121,7 @@ def check_lines(
         if not isinstance(text, str):
             raise InvalidInput(f"lines must hold str, got {type(text).__name__} at line {number}", param="lines")
         count = number
-        if not text.strip(_BLANK):
+        if not text.strip(BLANK):
             continue
         try:
             exchange = parse_line(text, number)
@@ -1136,122 +1133,10 @@ def check_lines(
     return Report(count, exchanges, checker.seeded, tuple(findings))
 
 
-def _split_lines(text: str) -> list[str]:
+def split_lines(text: str) -> list[str]:
     """The lines of a trace's text: split on "\\n" only (never on U+2028, NEL or a form feed inside a
     line), each without a trailing "\\r"; a final newline ends the last line."""
     lines = text.split("\n")
     if lines[-1] == "":
         lines.pop()
     return [line[:-1] if line.endswith("\r") else line for line in lines]
-
-
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
-
-
-_SHORT_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
-
-
-def _escape(match: re.Match[str]) -> str:
-    char = match.group()
-    code = ord(char)
-    return _SHORT_ESCAPES.get(char) or (f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}")
-
-
-def _printable(text: str, encoding: str | None = None) -> str:
-    """``text`` safe for a terminal: every control character (C0, DEL, C1), lone surrogate and U+2028/2029
-    becomes a ``\\xNN`` or ``\\uNNNN`` escape, and what ``encoding`` cannot encode a backslash escape."""
-    text = _UNPRINTABLE.sub(_escape, text)
-    if encoding is not None:
-        text = text.encode(encoding, "backslashreplace").decode(encoding)
-    return text
-
-
-# --- the command ------------------------------------------------------------------------------------------
-
-
-def _policy(pairs: list[str]) -> Policy:
-    """``Policy`` from ``name=value`` pairs; values are read by the type of the field's default."""
-    fields: dict[str, Any] = {}
-    defaults = {f.name: f.default for f in attrs.fields(Policy)}
-    for pair in pairs:
-        name, sep, text = pair.partition("=")
-        if not sep or name not in defaults:
-            raise WorkstateError(f"--policy takes NAME=VALUE with a Policy field name, got {pair!r}", param="policy")
-        default = defaults[name]
-        try:
-            if isinstance(default, enum.Enum):
-                fields[name] = type(default)(text.lower())
-            elif isinstance(default, bool):
-                fields[name] = {"true": True, "false": False}[text.lower()]
-            elif isinstance(default, int):
-                fields[name] = int(text)
-            else:
-                fields[name] = float(text)
-        except (ValueError, KeyError):
-            raise WorkstateError(f"--policy {name}: cannot read {text!r}", param="policy") from None
-    return Policy(**fields)
-
-
-def _configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("trace", metavar="TRACE", help="the trace: one JSON exchange per line (docs/trace.md)")
-    parser.add_argument("--format", choices=("text", "json"), default="text", help="how to report (default: text)")
-    parser.add_argument(
-        "--skew", type=float, default=1.0, help="seconds a recorded timestamp may differ from the reference's (1)"
-    )
-    parser.add_argument(
-        "--policy", action="append", default=[], metavar="NAME=VALUE", help="a Policy field the server uses"
-    )
-
-
-def _run(args: argparse.Namespace, out: TextIO) -> int:
-    encoding = getattr(out, "encoding", None)
-
-    def emit(text: str) -> None:  # every line printed passes here: nothing from the trace reaches a terminal raw
-        out.write(_printable(text, encoding) + "\n")
-
-    def refuse(message: str) -> int:
-        sys.stderr.write(_printable(f"workstate check: {message}", getattr(sys.stderr, "encoding", None)) + "\n")
-        return 2
-
-    try:
-        policy = _policy(args.policy)
-        if not 0 <= args.skew <= 86400:
-            raise WorkstateError(f"--skew must be from 0 to 86400 seconds, got {args.skew}", param="skew")
-        if not args.trace:
-            raise WorkstateError("the TRACE path is empty", param="trace")
-        data = Path(args.trace).read_bytes()
-    except WorkstateError as exc:
-        return refuse(exc.message)
-    except OSError as exc:
-        return refuse(f"cannot read {args.trace}: {exc.strerror or exc}")
-    # A byte-order mark at the start is skipped; a byte that is not UTF-8 makes its line malformed.
-    lines = _split_lines(data.decode("utf-8-sig", errors="surrogateescape"))
-    if not any(line.strip(_BLANK) for line in lines):
-        return refuse(f"{args.trace}: no exchange to check")
-    report = check_lines(lines, policy, skew=timedelta(seconds=args.skew))
-    if args.format == "json":
-        out.write(json.dumps(report.to_json(), indent=2) + "\n")  # ASCII: JSON escapes what is not
-        return report.exit_status
-    for f in report.findings:
-        emit(f"{args.trace}:{f.line}: {f.kind.value}: {f.request}")
-        if f.kind is not Kind.MALFORMED and f.kind is not Kind.NOTE:
-            emit(f"    rule:     {f.rule}")
-            emit(f"    expected: {f.expected}")
-            emit(f"    actual:   {f.actual}")
-        for difference in f.differences:
-            emit(f"    - {difference}")
-    emit(("FAIL: " if report.exit_status else "OK: ") + report.summary())
-    return report.exit_status
-
-
-CLI_COMMANDS: tuple[CliCommand, ...] = (
-    CliCommand(
-        "check",
-        "judge a recorded trace (JSON lines) against the reference server",
-        _configure,
-        _run,
-        "Replay every exchange of TRACE through the reference server and report each answer the spec does "
-        "not allow, by line. Exit status: 0 every answer legal, 1 a divergence or a malformed line, 2 bad "
-        "arguments, or a file that cannot be read or holds no exchange.",
-    ),
-)
