@@ -1306,7 +1306,7 @@ def test_a_requeued_item_is_polled_once_however_often_it_was_requeued() -> None:
     a, b = w.work(), w.work()
     for cycle in range(100):  # ack without a poll, then the start timeout: back to the queue each time
         assert w.ack(a, seconds=cycle * 61).status == 200
-    assert len(w.server._envs[w.env].requeued) <= 2 * 2 + 64 + 1  # repeated entries are compacted away
+    assert len(w.server._envs[w.env].fresh._requeued) <= 2 * 2 + 64 + 1  # repeated entries are compacted away
     now = 100 * 61
     assert [w.poll(seconds=now).json["id"], w.poll(seconds=now).json["id"]] == [a, b]
     assert w.poll(seconds=now).json is None

@@ -47,8 +47,7 @@ from __future__ import annotations
 import bisect
 import enum
 import heapq
-from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, TypeAlias
 
@@ -73,6 +72,7 @@ from ..model import (
 from ..policy import DEFAULT_POLICY, LimitOverMax, Policy
 from ..rules import Rule, State
 from .codec import ErrorEnvelope, HeartbeatObject, ListEnvelope, StatsObject, dumps, encode_work
+from .index import CreationKey, Delivered, FreshQueue, Polls, is_fresh
 from .routes import PARAM_OF_REASON, read_heartbeat, read_stop, read_update, read_worker, route
 from .wire import (
     JSON_HEADERS,
@@ -100,6 +100,7 @@ __all__ = [
     "Authorizer",
     "CounterIds",
     "DuplicateId",
+    "Environment",
     "EnvironmentKind",
     "EnvironmentSnapshot",
     "Headers",
@@ -219,183 +220,6 @@ def _window(milliseconds: int) -> timedelta | None:
         return None
 
 
-# --- the index of delivered, unacked items ----------------------------------------------------------------
-
-_Key: TypeAlias = tuple[datetime, str]  # (created_at, id): creation order
-
-
-class _Node:
-    __slots__ = ("at", "key", "least", "left", "prio", "right", "size")
-
-    def __init__(self, at: datetime, key: _Key, prio: int) -> None:
-        self.at = at
-        self.key = key
-        self.prio = prio
-        self.left: _Node | None = None
-        self.right: _Node | None = None
-        self.least = key
-        self.size = 1
-
-
-def _fix(node: _Node) -> _Node:
-    least, size = node.key, 1
-    for child in (node.left, node.right):
-        if child is not None:
-            size += child.size
-            if child.least < least:
-                least = child.least
-    node.least, node.size = least, size
-    return node
-
-
-def _merge(a: _Node | None, b: _Node | None) -> _Node | None:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    if a.prio > b.prio:
-        a.right = _merge(a.right, b)
-        return _fix(a)
-    b.left = _merge(a, b.left)
-    return _fix(b)
-
-
-def _split(node: _Node | None, at: datetime, key: _Key) -> tuple[_Node | None, _Node | None]:
-    """(nodes ordered before (at, key), the rest)."""
-    if node is None:
-        return None, None
-    if (node.at, node.key) < (at, key):
-        node.right, rest = _split(node.right, at, key)
-        return _fix(node), rest
-    before, node.left = _split(node.left, at, key)
-    return before, _fix(node)
-
-
-def _remove(node: _Node | None, at: datetime, key: _Key) -> _Node | None:
-    if node is None:
-        raise KeyError(key)
-    if node.at == at and node.key == key:
-        return _merge(node.left, node.right)
-    if (at, key) < (node.at, node.key):
-        node.left = _remove(node.left, at, key)
-    else:
-        node.right = _remove(node.right, at, key)
-    return _fix(node)
-
-
-class _Delivered:
-    """Queued items a poll delivered, ordered by delivery time (a treap).
-
-    Each subtree knows its size and its oldest item by creation order, so "the oldest item
-    delivered at or before t" and "how many were delivered at or before t" cost O(log n) however
-    many items are pending. Priorities come from a counter (deterministic; no randomness).
-    """
-
-    __slots__ = ("_seq", "root")
-
-    def __init__(self) -> None:
-        self.root: _Node | None = None
-        self._seq = 0
-
-    def __len__(self) -> int:
-        return 0 if self.root is None else self.root.size
-
-    def insert(self, at: datetime, key: _Key) -> None:
-        self._seq += 1
-        node = _Node(at, key, (self._seq * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF)
-        before, rest = _split(self.root, at, key)
-        self.root = _merge(_merge(before, node), rest)
-
-    def remove(self, at: datetime, key: _Key) -> None:
-        self.root = _remove(self.root, at, key)
-
-    def oldest(self, until: datetime | None = None) -> _Key | None:
-        """The oldest (by creation) item delivered at or before ``until`` (of every item when None)."""
-        node = self.root
-        if until is None or node is None:
-            return None if node is None else node.least
-        best: _Key | None = None
-        while node is not None:
-            if node.at <= until:
-                found = node.key if node.left is None or node.key < node.left.least else node.left.least
-                if best is None or found < best:
-                    best = found
-                node = node.right
-            else:
-                node = node.left
-        return best
-
-    def count(self, until: datetime) -> int:
-        """How many items were delivered at or before ``until``."""
-        node, total = self.root, 0
-        while node is not None:
-            if node.at <= until:
-                total += 1 + (0 if node.left is None else node.left.size)
-                node = node.right
-            else:
-                node = node.left
-        return total
-
-
-# --- the Worker-IDs that polled ----------------------------------------------------------------------------
-
-
-class _Polls:
-    """One environment's Worker-IDs and their latest poll, keeping only those inside the polling window.
-
-    Polls are stamped like an item's timeline: at ``now``, or at the newest stamp when ``now`` is behind it,
-    so stamps never go backwards and the record, each id moved to its end when it polls, stays ordered by
-    stamp. Stats count the ids stamped less than the window before ``now`` or the newest stamp, whichever is
-    later; so an id stamped ``window`` or more before the newest can never count again, and is forgotten
-    when a poll moves the newest stamp on. Memory is the ids of one window; a count reads at most those.
-    """
-
-    __slots__ = ("_latest", "_window")
-
-    def __init__(self, window: timedelta) -> None:
-        self._window = window
-        self._latest: OrderedDict[str, datetime] = OrderedDict()  # Worker-ID -> stamp, oldest first
-
-    def __len__(self) -> int:
-        return len(self._latest)
-
-    def items(self) -> Iterable[tuple[str, datetime]]:
-        return self._latest.items()
-
-    def newest(self) -> datetime | None:
-        latest = self._latest
-        return latest[next(reversed(latest))] if latest else None
-
-    def record(self, worker: str, now: datetime) -> None:
-        """``worker`` polled at ``now``."""
-        latest = self._latest
-        newest = self.newest()
-        stamp = now if newest is None or now > newest else newest
-        latest[worker] = stamp
-        latest.move_to_end(worker)
-        if newest is None or stamp == newest:
-            return  # the window did not move: nothing left it
-        cutoff = stamp - self._window
-        while True:  # the first id is the oldest: forget every one the window left behind (never `worker`)
-            oldest = next(iter(latest))
-            if latest[oldest] > cutoff:
-                return
-            del latest[oldest]
-
-    def count(self, now: datetime) -> int:
-        """How many ids are stamped less than the window before ``now`` or the newest stamp, whichever is later."""
-        latest = self._latest
-        newest = self.newest()
-        if newest is None or now <= newest:
-            return len(latest)  # everything kept is inside the window before the newest stamp
-        cutoff, found = now - self._window, 0
-        for worker in reversed(latest):  # newest first: stop at the first one outside the window
-            if latest[worker] <= cutoff:
-                break
-            found += 1
-        return found
-
-
 # --- environments -------------------------------------------------------------------------------------------
 
 
@@ -410,22 +234,14 @@ class EnvironmentSnapshot:
     polls: tuple[tuple[str, datetime], ...]  # (Worker-ID, latest poll as stamped), by Worker-ID: those that may count
 
 
-class _Environment:
-    """One environment's items and the indexes over them (all derived from ``items``, but ``polls``)."""
+class Environment:
+    """One environment's items and the indexes over them (all derived from ``items``, but ``polls``).
 
-    __slots__ = (
-        "created_at",
-        "delivered",
-        "fresh",
-        "fresh_tail",
-        "id",
-        "items",
-        "kind",
-        "n_fresh",
-        "order",
-        "polls",
-        "requeued",
-    )
+    The server's own bookkeeping, public for subclasses that override how a poll chooses (the mutants of
+    :mod:`workstate.testing.mutants` do); its fields may change with the server.
+    """
+
+    __slots__ = ("created_at", "delivered", "fresh", "id", "items", "kind", "order", "polls")
 
     def __init__(self, env_id: str, kind: EnvironmentKind, created_at: datetime, polling_window: timedelta) -> None:
         self.id = env_id
@@ -433,52 +249,12 @@ class _Environment:
         self.created_at = created_at
         self.items: dict[str, WorkItem] = {}
         self.order: list[str] = []  # every id, ascending: the list endpoint
-        # Queued items never delivered ("fresh"), oldest first: those created in creation order sit in
-        # a deque; the rest (created out of order, or re-queued by a lapse) in a heap. Entries are
-        # dropped lazily when their item is no longer fresh.
-        self.fresh: deque[str] = deque()
-        self.fresh_tail: _Key | None = None
-        self.requeued: list[_Key] = []
-        self.n_fresh = 0
-        self.delivered = _Delivered()  # queued items delivered by a poll
-        self.polls = _Polls(polling_window)  # Worker-ID -> latest poll, inside the workers-polling window
+        self.fresh = FreshQueue()  # queued items never delivered
+        self.delivered = Delivered()  # queued items delivered by a poll
+        self.polls = Polls(polling_window)  # Worker-ID -> latest poll, inside the workers-polling window
 
-    def oldest_fresh(self) -> WorkItem | None:
-        items, fresh, heap = self.items, self.fresh, self.requeued
-        while fresh:
-            item = items[fresh[0]]
-            if item.state is _QUEUED and item.delivered_at is None:
-                break
-            fresh.popleft()
-        while heap:
-            item = items[heap[0][1]]
-            if item.state is _QUEUED and item.delivered_at is None:
-                break
-            heapq.heappop(heap)
-        first = items[fresh[0]] if fresh else None
-        if not heap:
-            return first
-        second = items[heap[0][1]]
-        if first is None or (second.created_at, second.id) < (first.created_at, first.id):
-            return second
-        return first
-
-    def add_fresh(self, item: WorkItem) -> None:
-        key = (item.created_at, item.id)
-        self.n_fresh += 1
-        if self.fresh_tail is None or key > self.fresh_tail:
-            self.fresh.append(item.id)
-            self.fresh_tail = key
-            return
-        heapq.heappush(self.requeued, key)
-        if len(self.requeued) > 2 * self.n_fresh + 64:  # drop stale and repeated entries, amortized O(1)
-            items = self.items
-            self.requeued = sorted(
-                {k for k in self.requeued if items[k[1]].state is _QUEUED and items[k[1]].delivered_at is None}
-            )
-
-    def oldest_queued(self) -> _Key | None:
-        fresh = self.oldest_fresh()
+    def oldest_queued(self) -> CreationKey | None:
+        fresh = self.fresh.oldest(self.items)
         found = None if fresh is None else (fresh.created_at, fresh.id)
         delivered = self.delivered.oldest()
         if delivered is not None and (found is None or delivered < found):
@@ -492,10 +268,6 @@ def _environment_kind(kind: EnvironmentKind | str) -> EnvironmentKind:
     except ValueError:
         kinds = [k.value for k in EnvironmentKind]
         raise InvalidInput(f"kind must be one of {kinds}, got {shown(kind)}", param="kind") from None
-
-
-def _is_fresh(item: WorkItem | None) -> bool:
-    return item is not None and item.state is _QUEUED and item.delivered_at is None
 
 
 # --- the server -----------------------------------------------------------------------------------------------
@@ -530,7 +302,7 @@ class Server:
         self.policy = policy
         self._authorizer = authorizer
         self._ids: IdSource = CounterIds() if ids is None else ids
-        self._envs: dict[str, _Environment] = {}
+        self._envs: dict[str, Environment] = {}
         # session id -> the id of its live item (spec section 1: at most one), kept by _store on every write
         self._live: dict[str, str] = {}
         self._deadlines: list[tuple[datetime, str, str]] = []  # (deadline, work id, environment id)
@@ -550,7 +322,7 @@ class Server:
             raise InvalidId(f"the id source gave {shown(env_id)}, not 'env_' and 32 lowercase hex digits", param="env")
         if env_id in self._envs:
             raise DuplicateId(f"the id source gave {env_id} twice", param="env")
-        self._envs[env_id] = _Environment(env_id, env_kind, now, self._polling_window)
+        self._envs[env_id] = Environment(env_id, env_kind, now, self._polling_window)
         return env_id
 
     def create_work(
@@ -616,7 +388,7 @@ class Server:
             raise InvalidId(f"env must be 'env_' and 32 lowercase hex digits, got {shown(env_id)}", param="env")
         if env_id in self._envs:
             raise DuplicateId(f"environment {env_id} exists already", param="env")
-        self._envs[env_id] = _Environment(env_id, env_kind, now, self._polling_window)
+        self._envs[env_id] = Environment(env_id, env_kind, now, self._polling_window)
         return env_id
 
     def adopt(self, item: WorkItem) -> None:
@@ -734,14 +506,14 @@ class Server:
 
     # --- keeping the indexes ---
 
-    def _store(self, env: _Environment, old: WorkItem | None, new: WorkItem) -> None:
+    def _store(self, env: Environment, old: WorkItem | None, new: WorkItem) -> None:
         """Put ``new`` in place of ``old`` and bring every index along: the one place that writes items."""
         env.items[new.id] = new
-        was_fresh, is_fresh = _is_fresh(old), _is_fresh(new)
-        if was_fresh and not is_fresh:
-            env.n_fresh -= 1
-        elif is_fresh and not was_fresh:
-            env.add_fresh(new)
+        was_fresh, now_fresh = is_fresh(old), is_fresh(new)
+        if was_fresh and not now_fresh:
+            env.fresh.drop()
+        elif now_fresh and not was_fresh:
+            env.fresh.add(new, env.items)
         old_at = old.delivered_at if old is not None and old.state is _QUEUED else None
         new_at = new.delivered_at if new.state is _QUEUED else None
         if old_at != new_at:
@@ -860,7 +632,7 @@ class Server:
         return _ok(encode_work(outcome.item), outcome.effects, outcome.rule)
 
     def _poll(
-        self, env: _Environment, params: dict[str, str], headers: dict[str, str | None], body: Any, now: datetime
+        self, env: Environment, params: dict[str, str], headers: dict[str, str | None], body: Any, now: datetime
     ) -> Response:
         """Poll (spec 4.1): the oldest deliverable item by creation order, or ``null``."""
         block = param(params, "block_ms")
@@ -885,7 +657,7 @@ class Server:
         self._store(env, item, outcome.item)
         return _ok(encode_work(outcome.item), outcome.effects)
 
-    def _deliverable(self, env: _Environment, milliseconds: int, now: datetime) -> _Key | None:
+    def _deliverable(self, env: Environment, milliseconds: int, now: datetime) -> CreationKey | None:
         """The creation key of the oldest item a poll with this reclaim window delivers at ``now``.
 
         The core's rule (guard ``deliverable``): never delivered, or ``max(now, clock) -
@@ -894,7 +666,7 @@ class Server:
         stateful test checks this), so that is ``delivered_at <= now - window``, or every
         delivered item when the window is zero: a prefix of the treap.
         """
-        fresh = env.oldest_fresh()
+        fresh = env.fresh.oldest(env.items)
         best = None if fresh is None else (fresh.created_at, fresh.id)
         window = _window(milliseconds)
         if not len(env.delivered) or window is None:  # None: a window longer than any timeline
@@ -908,7 +680,7 @@ class Server:
             return found
         return best
 
-    def _stats(self, env: _Environment, now: datetime) -> StatsObject:
+    def _stats(self, env: Environment, now: datetime) -> StatsObject:
         """Queue stats (spec 4.7) under the policy's reclaim window; ``depth + pending`` = queued items."""
         delivered = len(env.delivered)
         window = self._stats_window  # the same reading of the core's rule as a poll's (see _deliverable)
@@ -916,13 +688,13 @@ class Server:
         pending = delivered - reclaimable
         oldest = env.oldest_queued()
         return StatsObject(
-            depth=env.n_fresh + delivered - pending,
+            depth=len(env.fresh) + delivered - pending,
             pending=pending,
             oldest_queued_at=None if oldest is None else oldest[0],
             workers_polling=env.polls.count(now),
         )
 
-    def _list(self, env: _Environment, params: dict[str, str], body: Any) -> Response:
+    def _list(self, env: Environment, params: dict[str, str], body: Any) -> Response:
         """List (spec 4.6): ascending id order, ``limit`` items, one cursor at most."""
         policy = self.policy
         limit_text = param(params, "limit")

@@ -21,9 +21,10 @@ from collections.abc import Mapping
 from datetime import datetime
 from urllib.parse import parse_qsl
 
-from ..api import BASE_PATH
+from ..api import BASE_PATH, CounterIds, Request, Response, Server
 from ..api.codec import ErrorEnvelope, dumps
-from ..api.server import CounterIds, Request, Response, Server, _Environment, _Key
+from ..api.index import CreationKey
+from ..api.server import Environment
 from ..model import Accepted, Deliver, WorkItem, step
 from ..policy import DEFAULT_POLICY, LARGEST, Policy
 from ..rules import State
@@ -135,7 +136,7 @@ class LeaseNeverLapses(Mutant):
 
 
 class _LifoServer(Server):
-    def _deliverable(self, env: _Environment, milliseconds: int, now: datetime) -> _Key | None:
+    def _deliverable(self, env: Environment, milliseconds: int, now: datetime) -> CreationKey | None:
         """The newest deliverable item instead of the oldest (the core still judges deliverability)."""
         found: list[WorkItem] = [
             item
