@@ -3,6 +3,8 @@
 import contextlib
 import io
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -48,13 +50,14 @@ def test_there_are_examples() -> None:
 
 
 def test_generated_docs_match_the_code() -> None:
-    from workstate.tools.docgen import drifted
+    from workstate.cli.docgen import drifted
 
-    assert drifted(ROOT) == [], "run: python -m workstate.tools.docgen"
+    assert drifted(ROOT) == [], "run: python -m workstate.cli.docgen"
 
 
 def test_drift_is_detected(tmp_path: Path) -> None:
-    from workstate.tools.docgen import GENERATED, drifted, main
+    from workstate.cli.docgen import drifted, main
+    from workstate.tools.docgen import GENERATED
 
     (tmp_path / "docs").mkdir()
     assert sorted(drifted(tmp_path)) == sorted(GENERATED)  # nothing written yet
@@ -77,7 +80,8 @@ def test_the_diagram_has_every_state_and_the_table_every_rule() -> None:
 
 
 def test_one_command_regenerates_every_generated_doc(tmp_path: Path) -> None:
-    from workstate.tools.docgen import GENERATED, main
+    from workstate.cli.docgen import main
+    from workstate.tools.docgen import GENERATED
 
     assert {"docs/lifecycle.md", "docs/policy.md", "docs/errors.md", "docs/lifecycle.svg"} <= set(GENERATED)
     assert main(["--check", "--root", str(ROOT)]) == 0
@@ -86,9 +90,16 @@ def test_one_command_regenerates_every_generated_doc(tmp_path: Path) -> None:
         assert (tmp_path / name).read_text() == (ROOT / name).read_text()
 
 
+def test_the_docs_command_runs_as_a_module() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "workstate.cli.docgen", "--check", "--root", str(ROOT)], capture_output=True, text=True
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+
+
 @pytest.mark.parametrize("name", ["docs/errors.md", "docs/lifecycle.svg", "docs/policy.md"])
 def test_drift_of_each_generated_file_is_detected(tmp_path: Path, name: str) -> None:
-    from workstate.tools.docgen import drifted, main
+    from workstate.cli.docgen import drifted, main
 
     main(["--root", str(tmp_path)])
     (tmp_path / name).write_text((tmp_path / name).read_text() + " ")
