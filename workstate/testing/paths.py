@@ -4,7 +4,7 @@ An edge is one (state, trigger, rule) of :data:`workstate.rules.RULE_TABLE`: wha
 one state under one outcome of its guards. :func:`shortest_paths` finds, for every edge, a shortest
 sequence of core steps (from a fresh ``queued`` item) whose last step is decided by that rule in that
 state. The sequences come from the same breadth-first exploration as ``workstate verify``
-(:func:`workstate.verify.explore`, two workers and one item), run under the policies that some rules
+(:func:`workstate.tools.verify.explore`, two workers and one item), run under the policies that some rules
 need (:data:`COVERAGE_POLICIES`): a poll is the core's ``Deliver``, time passing is a ``Lapse``.
 
 Use them to drive a server or a worker through every rule by name::
@@ -95,7 +95,7 @@ def shortest_paths(lifecycle: Lifecycle = LIFECYCLE, depth: int = 5) -> dict[Edg
     earlier one did not reach, or reaches in fewer steps.
 
     ``lifecycle`` must be a :class:`~workstate.Lifecycle` and ``depth`` an integer from 0 to 1000 (the cap of
-    :func:`workstate.verify.explore`; not a bool); anything else raises
+    :func:`workstate.tools.verify.explore`; not a bool); anything else raises
     :class:`~workstate.errors.InvalidInput` naming the argument.
     """
     if not isinstance(lifecycle, Lifecycle):
