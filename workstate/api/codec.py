@@ -9,9 +9,9 @@ Strict:
   ``workstate check`` reads trace lines and :class:`~workstate.testing.http.HttpTarget` reads reply
   bodies) accepts UTF-8 JSON only: no byte-order mark, no ``NaN``/``Infinity``, no duplicate object
   keys, no lone surrogates, no nesting deep enough to exhaust the stack.
-- Request bodies: the reference server (:mod:`workstate.api`, ``_object_body``, after :func:`loads`)
-  refuses every key a request does not take with 400 (spec 4.4: "another key"), so a client learns
-  of its mistake at once. Nothing in this module parses a request body's keys.
+- Request bodies: the reference server (:func:`workstate.api.routes.read_stop` and ``read_update``,
+  after :func:`loads`) refuses every key a request does not take with 400 (spec 4.4: "another key"),
+  so a client learns of its mistake at once. Nothing in this module parses a request body's keys.
 
 Tolerant (replies, as a client reads them: the worker driver, ``HttpTarget``, ``workstate check``):
 

@@ -76,15 +76,12 @@ from .index import CreationKey, Delivered, FreshQueue, Polls, is_fresh
 from .routes import PARAM_OF_REASON, read_heartbeat, read_stop, read_update, read_worker, route
 from .wire import (
     JSON_HEADERS,
-    REQUEST_ID_MAX_LENGTH,
-    Headers,
     Refusal,
     Request,
     Response,
     bad,
     bearer_token,
     echoed,
-    echoed_request_id,
     integer,
     no_body,
     not_found,
@@ -94,8 +91,6 @@ from .wire import (
 )
 
 __all__ = [
-    "PARAM_OF_REASON",
-    "REQUEST_ID_MAX_LENGTH",
     "Access",
     "Authorizer",
     "CounterIds",
@@ -103,18 +98,13 @@ __all__ = [
     "Environment",
     "EnvironmentKind",
     "EnvironmentSnapshot",
-    "Headers",
     "IdSource",
     "OnChange",
     "NotSelfHosted",
-    "Request",
-    "Response",
     "Server",
     "SessionBusy",
     "UnknownEnvironment",
     "allow_any",
-    "bearer_token",
-    "echoed_request_id",
 ]
 
 _PLACEHOLDER = "work_" + "0" * 32
