@@ -17,19 +17,13 @@ from ..tools import docgen
 from ..tools.teach import OPERATIONS, explain_case, show, summary
 from . import CliCommand
 
+# The options of explain_case, each the dest of the option of the same name.
+_OPTIONS = ("worker_id", "expected", "force", "metadata", "undelivered", "expired")
+
 
 def _run_explain(args: argparse.Namespace, out: TextIO) -> int:
     try:
-        why, assumed = explain_case(
-            args.state,
-            args.op,
-            worker_id=args.worker_id,
-            expected=args.expected,
-            force=args.force,
-            metadata=args.metadata,
-            undelivered=args.undelivered,
-            expired=args.expired,
-        )
+        why, assumed = explain_case(args.state, args.op, **{name: getattr(args, name) for name in _OPTIONS})
     except InvalidInput as exc:
         args.parser.error(exc.message)
     out.write(summary(why, State(args.state), args.op) + "\n")
