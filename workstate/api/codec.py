@@ -45,7 +45,7 @@ import attrs
 from .._time import parse_timestamp, render_timestamp
 from .._values import picklable
 from ..errors import InvalidInput, InvalidTimestamp
-from ..model import _ID as _IDS
+from ..model import valid_id
 from ..rules import State
 
 __all__ = [
@@ -175,7 +175,7 @@ def _string(value: Any, path: str) -> str:
 
 
 def _id(value: Any, prefix: str, path: str) -> str:
-    if not isinstance(value, str) or _IDS[prefix].fullmatch(value) is None:
+    if not isinstance(value, str) or not valid_id(prefix, value):
         raise DecodeError(f"{path} must be {prefix!r} followed by 32 lowercase hex digits, got {value!r}", param=path)
     return value
 
