@@ -5,7 +5,10 @@ values for every endpoint of ``work-api.md`` section 4 (the public contract is
 ``reference-server.md``). It reads no clock, opens no socket, starts no thread and draws no random
 number: time comes in as ``now``, ids come from an injectable, deterministic source. Every rule of
 the lifecycle is the core's (:func:`workstate.step`); this module adds only what an HTTP surface
-and a collection of items need: routing, parsing, the check order, the queue and the clock.
+and a collection of items need: the check order, the environments and their items, the queue and
+the clock. It reads requests with :mod:`workstate.api.wire`, routes them with
+:mod:`workstate.api.routes`, keeps its queue in the indexes of :mod:`workstate.api.index` and
+writes replies with :mod:`workstate.api.codec`.
 
 Decisions taken here where the spec is silent:
 
