@@ -30,11 +30,11 @@ Workloads, each at 1,000, 10,000 and 100,000 pending (delivered, unacked) items:
   is longer than the ack delay, so only abandoned items become reclaimable.
 - ``backlog``: the fleet comes back after an outage. All pending items were delivered more than a
   window ago (delivery order shuffled against creation order, as earlier reclaims leave it); every
-  step is a poll that reclaims the oldest reclaimable item, half of which are acked at the next
-  step, the rest abandoned again; a stats request every ten polls; the whole run lies within one
-  window. Measured from the middle of the drain (half the backlog reclaimed), where both scans of
-  the ``SortedList`` contenders are long: the prefix is what is still to reclaim, and the oldest
-  keys are those reclaimed within the window.
+  step is a poll that reclaims the oldest reclaimable item, half of which are acked at once, the
+  rest abandoned again; a stats request every ten polls; the whole run lies within one window.
+  Measured from the middle of the drain (half the backlog reclaimed), where both scans of the
+  ``SortedList`` contenders are long: the prefix is what is still to reclaim, and the oldest keys
+  are those reclaimed within the window.
 
 Rounds alternate the order of the contenders; each round builds every contender afresh from the
 same starting state (not timed) and times the same steps. Figures are microseconds per step (one
@@ -105,20 +105,17 @@ class SortedPrefixScan:
         if until is None:
             return self.by_key[0][0] if self.by_key else None
         end = self.count(until)
-        if not end:
-            return None
+        return self.oldest_in_prefix(until, end) if end else None
+
+    def oldest_in_prefix(self, until: datetime, end: int) -> CreationKey:
+        """The oldest key of the first ``end`` entries by delivery (those delivered at or before ``until``)."""
         return min(self.by_at.islice(0, end), key=_SECOND)[1]
 
 
 class SortedDualScan(SortedPrefixScan):
-    """As :class:`SortedPrefixScan`, but ``oldest(until)`` first walks creation order, as far as the prefix is long."""
+    """As :class:`SortedPrefixScan`, but the prefix's oldest is first sought in creation order, as far as it is long."""
 
-    def oldest(self, until: datetime | None = None) -> CreationKey | None:
-        if until is None:
-            return self.by_key[0][0] if self.by_key else None
-        end = self.count(until)
-        if not end:
-            return None
+    def oldest_in_prefix(self, until: datetime, end: int) -> CreationKey:
         steps = end
         for key, at in self.by_key:
             if at <= until:
@@ -144,7 +141,11 @@ def key_of(n: int) -> CreationKey:
 
 
 class Workload:
-    """A starting state and a deterministic run of steps over any index; the run's answers are its digest."""
+    """A starting state and a deterministic run of steps over any index; the run's answers are its digest.
+
+    A step is a poll at the next tick (:meth:`served` makes its writes) and, every tenth step, a stats
+    request.
+    """
 
     name = ""
 
@@ -155,73 +156,69 @@ class Workload:
         self.seed = seed
         self.start: list[tuple[datetime, CreationKey]] = []
         self.now = T0
-        self.created = 0
+        self.tick = WINDOW / (4 * pending)
+
+    def served(self, index: Index, step: int, now: datetime, found: CreationKey | None, rng: random.Random) -> int:
+        """The writes of the poll of ``step``, which found ``found`` to reclaim (or None); a digest of them."""
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        """Back to the starting state (of everything :meth:`served` keeps beside the index)."""
+
+    def steps_of(self, index: Index, steps: int, rng: random.Random, now: datetime) -> tuple[datetime, int]:
+        """Run ``steps`` steps from ``now``: the clock after them, and a digest of every answer."""
+        tick, digest, served = self.tick, 0, self.served
+        oldest, count = index.oldest, index.count
+        for step in range(steps):
+            now += tick
+            digest += served(index, step, now, oldest(now - WINDOW), rng)
+            if step % 10 == 0:
+                digest += count(now - WINDOW) + (oldest() is not None)
+        return now, digest
 
     def run(self, index: Index) -> tuple[float, int]:
-        """Seconds taken by the steps, and a digest of every answer."""
-        raise NotImplementedError
+        """Seconds taken by the steps from the starting state, and a digest of every answer."""
+        self.reset()
+        rng = random.Random(self.seed + 1)
+        started = time.perf_counter()
+        _, digest = self.steps_of(index, self.steps, rng, self.now)
+        return time.perf_counter() - started, digest + len(index)
 
 
 class Steady(Workload):
     name = "steady"
 
     def __init__(self, pending: int, steps: int, seed: int) -> None:
-        super().__init__(pending, steps, seed)
-        self.tick = WINDOW / (4 * pending)  # `pending` steps (the ack delay) are a quarter of the window
-        rng = random.Random(seed)
+        super().__init__(pending, steps, seed)  # the ack delay, `pending` steps, is a quarter of the window
+        self.acks: dict[int, tuple[datetime, CreationKey]] = {}  # step -> the delivery acked then
+        self.abandoned: dict[CreationKey, datetime] = {}  # key -> when it was delivered
+        self.created = 0
         warm = Delivered()
-        at, created, acks = T0, 0, {}
-        abandoned: dict[CreationKey, datetime] = {}
-        for step in range(8 * pending):  # two windows: the abandoned items are in the reclaim cycle
-            at += self.tick
-            found = warm.oldest(at - WINDOW)
-            if found is not None:
-                warm.remove(abandoned.pop(found), found)
-                key = found
-            else:
-                created += 1
-                key = key_of(created)
-            warm.insert(at, key)
-            if rng.random() < 0.01:
-                abandoned[key] = at
-            else:
-                acks[step + pending] = (at, key)
-            due = acks.pop(step, None)
-            if due is not None:
-                warm.remove(*due)
-        self.start = [(at_, key) for at_, key in _entries(warm)]
-        self.now, self.created = at, created
-        self.acks = {step - 8 * pending: entry for step, entry in acks.items()}
-        self.abandoned = abandoned
+        warmup = 8 * pending  # two windows: the abandoned items are in their reclaim cycle
+        self.now, _ = self.steps_of(warm, warmup, random.Random(seed), T0)
+        self.start = _entries(warm)
+        self.saved = ({step - warmup: entry for step, entry in self.acks.items()}, dict(self.abandoned), self.created)
 
-    def run(self, index: Index) -> tuple[float, int]:
-        rng = random.Random(self.seed + 1)
-        at, created = self.now, self.created
-        acks, abandoned = dict(self.acks), dict(self.abandoned)
-        tick, digest = self.tick, 0
-        oldest, insert, remove, count = index.oldest, index.insert, index.remove, index.count
-        started = time.perf_counter()
-        for step in range(self.steps):
-            at += tick
-            found = oldest(at - WINDOW)
-            if found is not None:
-                remove(abandoned.pop(found), found)
-                key = found
-                digest += 1
-            else:
-                created += 1
-                key = key_of(created)
-            insert(at, key)
-            if rng.random() < 0.01:
-                abandoned[key] = at
-            else:
-                acks[step + self.pending] = (at, key)
-            due = acks.pop(step, None)
-            if due is not None:
-                remove(*due)
-            if step % 10 == 0:
-                digest += count(at - WINDOW) + (oldest() is not None)
-        return time.perf_counter() - started, digest + len(index)
+    def reset(self) -> None:
+        acks, abandoned, self.created = self.saved
+        self.acks, self.abandoned = dict(acks), dict(abandoned)
+
+    def served(self, index: Index, step: int, now: datetime, found: CreationKey | None, rng: random.Random) -> int:
+        if found is not None:  # an abandoned delivery, reclaimed
+            index.remove(self.abandoned.pop(found), found)
+            key = found
+        else:
+            self.created += 1
+            key = key_of(self.created)
+        index.insert(now, key)
+        if rng.random() < 0.01:
+            self.abandoned[key] = now
+        else:
+            self.acks[step + self.pending] = (now, key)
+        due = self.acks.pop(step, None)
+        if due is not None:
+            index.remove(*due)
+        return found is not None
 
 
 class Backlog(Workload):
@@ -236,47 +233,26 @@ class Backlog(Workload):
         warm = Delivered()
         for n, at in enumerate(delivered):
             warm.insert(at, key_of(n + 1))
-        self.now = T0 + 3 * WINDOW  # the outage: everything delivered is reclaimable
-        self.tick = WINDOW / (4 * pending)  # the drain and the measured steps stay within one window
-        self.at = {key: at for at, key in _entries(warm)}
-        self.now = self._drain(warm, pending // 2, random.Random(seed + 2), self.at)
-        self.start = list(_entries(warm))
+        self.at_of = {key: at for at, key in _entries(warm)}  # key -> when it was delivered
+        outage = T0 + 3 * WINDOW  # everything delivered is reclaimable; the steps below stay within one window
+        self.now, _ = self.steps_of(warm, pending // 2, random.Random(seed + 2), outage)
+        self.start = _entries(warm)
+        self.saved = dict(self.at_of)
 
-    def _drain(self, index: Index, steps: int, rng: random.Random, at_of: dict[CreationKey, datetime]) -> datetime:
-        now = self.now
-        for _ in range(steps):
-            now += self.tick
-            found = index.oldest(now - WINDOW)
-            if found is None:
-                break
-            index.remove(at_of[found], found)
-            if rng.random() < 0.5:
-                del at_of[found]  # acked at once
-            else:
-                index.insert(now, found)
-                at_of[found] = now
-        return now
+    def reset(self) -> None:
+        self.at_of = dict(self.saved)
 
-    def run(self, index: Index) -> tuple[float, int]:
-        rng = random.Random(self.seed + 1)
-        at_of = dict(self.at)
-        now, tick, digest = self.now, self.tick, 0
-        oldest, insert, remove, count = index.oldest, index.insert, index.remove, index.count
-        started = time.perf_counter()
-        for step in range(self.steps):
-            now += tick
-            found = oldest(now - WINDOW)
-            if found is not None:
-                remove(at_of[found], found)
-                insert(now, found)
-                at_of[found] = now
-                digest += found[0].microsecond
-                if rng.random() < 0.5:  # its worker acks it
-                    remove(now, found)
-                    del at_of[found]
-            if step % 10 == 0:
-                digest += count(now - WINDOW) + (oldest() is not None)
-        return time.perf_counter() - started, digest + len(index)
+    def served(self, index: Index, step: int, now: datetime, found: CreationKey | None, rng: random.Random) -> int:
+        if found is None:
+            return 0
+        at_of = self.at_of
+        index.remove(at_of[found], found)
+        index.insert(now, found)
+        at_of[found] = now
+        if rng.random() < 0.5:  # its worker acks it
+            index.remove(now, found)
+            del at_of[found]
+        return found[0].microsecond
 
 
 def _entries(index: Delivered) -> list[tuple[datetime, CreationKey]]:

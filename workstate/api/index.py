@@ -21,8 +21,8 @@ that only moves forward; this one does not (the reclaim window is chosen per pol
 policy's, and ``now`` may go back). The treap keeps the size and the oldest key of every subtree, so
 both questions cost one walk down the tree. ``benchmarks/bench_index.py`` measured it, interleaved
 with the best ``SortedList`` readings: with a backlog of reclaimable items the best one costs 2x the
-treap at 1,000 pending items, 13x at 10,000 and about 190x at 100,000 (4.7 ms a poll against 25 us);
-with almost nothing reclaimable it is faster, by 1.4x to 2x, where both cost 5 to 20 us a poll. The
+treap at 1,000 pending items, 12x at 10,000 and about 180x at 100,000 (4.5 ms a poll against 25 us);
+with almost nothing reclaimable it is faster, by 2x to 2.5x, where both cost 5 to 20 us a poll. The
 figures are in ``docs/performance.md`` ("Ordered indexes: hand-written treap vs sortedcontainers").
 """
 

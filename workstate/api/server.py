@@ -162,7 +162,7 @@ class Access:
     """What an authorizer judges: who (the bearer token) wants to do what, where."""
 
     token: str
-    operation: str  # poll, ack, heartbeat, stop, get, update, list, stats
+    operation: str  # one of routes.OPERATIONS: poll, ack, heartbeat, stop, get, update, list, stats
     environment_id: str
     work_id: str | None
 
