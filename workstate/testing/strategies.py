@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from .._time import UTC, render_timestamp
 from ..api import BASE_PATH, Request
+from ..api.routes import OPERATIONS
 from ..model import NO_HEARTBEAT, Ack, Command, Deliver, Heartbeat, Stop, UpdateMetadata
 
 __all__ = [
@@ -45,8 +46,6 @@ __all__ = [
 
 BASE = BASE_PATH
 AUTHORIZATION = "Bearer workstate-test"
-OPERATIONS = ("poll", "ack", "heartbeat", "stop", "get", "update", "list", "stats")
-"""The endpoints, by the names :class:`~workstate.api.Access` uses."""
 
 T0 = datetime(2026, 7, 1, 8, 15, 1, tzinfo=UTC)
 

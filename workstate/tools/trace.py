@@ -43,7 +43,7 @@ from ..api.codec import (
     WorkObject,
     unknown_keys,
 )
-from ..api.routes import route
+from ..api.routes import ITEM_OPERATIONS, route
 from ..api.server import EnvironmentKind, Server
 from ..api.wire import Refusal, Request, Response, echoed_request_id, integer, param, parse_query
 from ..errors import InvalidInput, WorkstateError
@@ -53,7 +53,6 @@ from ..rules import State
 
 __all__ = ["BLANK", "Checker", "Exchange", "Finding", "Kind", "Report", "check_lines", "parse_line", "split_lines"]
 
-_ITEM_OPERATIONS = frozenset({"ack", "heartbeat", "stop", "get", "update"})
 _UNKNOWN_BY_STATE: dict[State, frozenset[str]] = {
     State.QUEUED: frozenset({"delivery"}),
     State.STARTING: frozenset({"worker"}),
@@ -465,7 +464,7 @@ class Checker:
             return self._judge_plain(ex, operation)
         if operation == "poll":
             return self._judge_poll(ex, env_id)
-        if operation in _ITEM_OPERATIONS and work_id is not None:
+        if operation in ITEM_OPERATIONS and work_id is not None:
             return self._judge_item(ex, operation, env_id, work_id)
         if operation == "list":
             return self._judge_list(ex, env_id)
