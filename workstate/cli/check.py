@@ -10,20 +10,17 @@ line, 2 bad arguments or a file that cannot be read or holds no exchange.
 from __future__ import annotations
 
 import argparse
-import enum
 import json
 import re
 import sys
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TextIO
-
-import attrs
+from typing import TextIO
 
 from ..errors import WorkstateError
-from ..policy import Policy
 from ..tools.trace import BLANK, Kind, check_lines, split_lines
 from . import CliCommand
+from .options import add_policy_option, policy_from_pairs
 
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
@@ -46,38 +43,13 @@ def _printable(text: str, encoding: str | None = None) -> str:
     return text
 
 
-def _policy(pairs: list[str]) -> Policy:
-    """``Policy`` from ``name=value`` pairs; values are read by the type of the field's default."""
-    fields: dict[str, Any] = {}
-    defaults = {f.name: f.default for f in attrs.fields(Policy)}
-    for pair in pairs:
-        name, sep, text = pair.partition("=")
-        if not sep or name not in defaults:
-            raise WorkstateError(f"--policy takes NAME=VALUE with a Policy field name, got {pair!r}", param="policy")
-        default = defaults[name]
-        try:
-            if isinstance(default, enum.Enum):
-                fields[name] = type(default)(text.lower())
-            elif isinstance(default, bool):
-                fields[name] = {"true": True, "false": False}[text.lower()]
-            elif isinstance(default, int):
-                fields[name] = int(text)
-            else:
-                fields[name] = float(text)
-        except (ValueError, KeyError):
-            raise WorkstateError(f"--policy {name}: cannot read {text!r}", param="policy") from None
-    return Policy(**fields)
-
-
 def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("trace", metavar="TRACE", help="the trace: one JSON exchange per line (docs/trace.md)")
     parser.add_argument("--format", choices=("text", "json"), default="text", help="how to report (default: text)")
     parser.add_argument(
         "--skew", type=float, default=1.0, help="seconds a recorded timestamp may differ from the reference's (1)"
     )
-    parser.add_argument(
-        "--policy", action="append", default=[], metavar="NAME=VALUE", help="a Policy field the server uses"
-    )
+    add_policy_option(parser)
 
 
 def _run(args: argparse.Namespace, out: TextIO) -> int:
@@ -91,7 +63,7 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
         return 2
 
     try:
-        policy = _policy(args.policy)
+        policy = policy_from_pairs(args.policy)
         if not 0 <= args.skew <= 86400:
             raise WorkstateError(f"--skew must be from 0 to 86400 seconds, got {args.skew}", param="skew")
         if not args.trace:
