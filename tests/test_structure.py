@@ -34,6 +34,7 @@ IO_PLACES: dict[str, str] = {
     "workstate/__main__.py": "python -m workstate: runs the CLI",
     "workstate/testing/http.py": "the kit's HTTP target: a real client over sockets (http.client)",
     "workstate/testing/target.py": "the kit's AsyncBridge: runs an async server's coroutines on an event loop",
+    "workstate/worker/runner.py": "the worker runner: the driver over httpx, asyncio sleeps and tasks, the wall clock, jitter",
 }
 
 # Modules whose import alone means I/O, time, concurrency or randomness.
