@@ -31,7 +31,7 @@ from ..api import Headers, Request, Response
 from ..api.codec import DecodeError, loads
 from ..errors import WorkstateError
 
-__all__ = ["NOW_HEADER", "CreationFailed", "HttpTarget", "NotJson"]
+__all__ = ["NOW_HEADER", "CreationFailed", "HttpTarget", "NotJson", "decode_reply"]
 
 NOW_HEADER = "X-Workstate-Now"
 """The header that carries the kit's ``now`` to a server in test-clock mode."""
@@ -143,3 +143,7 @@ def _decode(data: bytes) -> Any:
         return loads(data)
     except DecodeError:
         return NotJson(data.decode("utf-8", "replace"))
+
+
+decode_reply = _decode
+"""A reply body as the kit reads it: its strict JSON value, or :class:`NotJson` (also for :mod:`.asgi`)."""

@@ -11,6 +11,7 @@ the same check).
 from __future__ import annotations
 
 import enum
+import json
 import math
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -497,11 +498,19 @@ def svg() -> str:
     return "\n".join(out) + "\n"
 
 
+def openapi_json() -> str:
+    """docs/openapi.json: the OpenAPI 3.1 document of the qoder dialect (:func:`workstate.tools.openapi.document`)."""
+    from .openapi import document
+
+    return json.dumps(document("qoder"), indent=2) + "\n"
+
+
 GENERATED: dict[str, Callable[[], str]] = {
     "docs/lifecycle.md": lifecycle_markdown,
     "docs/policy.md": policy_markdown,
     "docs/errors.md": errors_markdown,
     "docs/lifecycle.svg": svg,
+    "docs/openapi.json": openapi_json,
 }
 
 

@@ -1,0 +1,451 @@
+"""The reference server as an ASGI 3 application: :class:`WorkstateApp` (raw ASGI, no dependency).
+
+This is an I/O adapter (it reads the wall clock, holds a lock and writes the record); the lifecycle is
+all in :class:`workstate.api.Server`. Any ASGI server runs it (``workstate serve`` runs it under uvicorn)::
+
+    from workstate.asgi import WorkstateApp
+    app = WorkstateApp(test_clock=True)   # uvicorn module:app, hypercorn, ...
+
+What the app does around :meth:`Server.handle <workstate.api.Server.handle>`:
+
+- The target is the request's ``raw_path`` and ``query_string`` as sent; a body is read completely (at most
+  :data:`MAX_BODY` bytes: a larger one, by its ``Content-Length`` or as it arrives, is 413 and never
+  executed; a ``Content-Length`` given twice with different values or not digits is 400; a body that stalls
+  for ``body_timeout`` seconds is 408; a client that goes away mid-body is never executed). Refusals close
+  the connection (``connection: close``).
+- State changes happen under one :class:`threading.Lock` per app (around ``handle`` and the creations), so a
+  threaded or an async server may run it; the wall clock is read under it, so time runs forward in the
+  record. Error answers the app gives itself are built outside the lock.
+- ``test_clock``: a header ``X-Workstate-Now: <RFC 3339>`` sets ``now`` for that request (docs/testing-guide.md);
+  with ``test_clock`` or ``test_routes`` the creation routes are served: ``POST /_test/environments``
+  (optional body ``{"kind": "self_hosted" | "cloud"}``) answers 201 ``{"id": "env_..."}`` and
+  ``POST /_test/environments/{env}/work`` with ``{"session_id": "sess_...", "metadata": {...}}`` answers 201
+  ``{"id": "work_..."}``.
+- ``record``: every Work API exchange is written as one line of the trace format (docs/trace.md), in the
+  order the reference handled them, byte-exactly: headers as received, in order, a repeated header under
+  another spelling of its name (``worker-id``, ``Worker-id``: the format reads them as the same header
+  twice); a request the format cannot hold unaltered (a body or a header that is not UTF-8 / ASCII, a target
+  that does not start with ``/`` or is not ASCII, a header given more often than its name has spellings) is
+  refused with 400 and neither served nor recorded.
+- ``GET /openapi.json`` answers the OpenAPI document of the dialect (:func:`workstate.tools.openapi.document`).
+- ``access_log``: called with one line per request (client, method, target, status, bytes), escaped.
+- ``dialect``: only ``"qoder"`` (the default) today; the dialect issue adds the others here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import threading
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Protocol, TextIO
+
+from ._time import parse_timestamp, render_timestamp
+from .api import Request, Response, Server, echoed_request_id
+from .api.codec import DecodeError, ErrorEnvelope, dumps, loads
+from .errors import InvalidInput, WorkstateError
+from .model import valid_id
+from .policy import DEFAULT_POLICY, Policy
+from .tools.openapi import document
+
+__all__ = [
+    "DIALECTS",
+    "MAX_BODY",
+    "NOW_HEADER",
+    "OPENAPI_PATH",
+    "TEST_PREFIX",
+    "Backend",
+    "WorkstateApp",
+]
+
+NOW_HEADER = "X-Workstate-Now"
+TEST_PREFIX = "/_test/environments"
+OPENAPI_PATH = "/openapi.json"
+MAX_BODY = 1 << 20
+"""The largest request body served (1 MiB); a larger one is answered 413 and never executed."""
+DIALECTS = ("qoder",)
+"""The wire dialects the app speaks (the dialect issue adds ``anthropic``)."""
+_MAX_SHOWN = 100
+_MAX_MESSAGE = 300
+_DIGITS = re.compile(r"[0-9]+")
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_ERROR_TYPES = {400: "invalid_request_error", 404: "not_found_error", 409: "invalid_request_error"}
+_JSON_TYPE = {dict: "an object", list: "an array", bool: "a boolean", int: "a number", float: "a number"}
+
+Scope = Mapping[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class Backend(Protocol):
+    """What the app serves: :class:`~workstate.api.Server` (or a subclass, or anything answering alike)."""
+
+    def handle(self, request: Request, now: datetime) -> Response: ...
+
+    def create_environment(self, kind: str = ..., *, now: datetime) -> str: ...
+
+    def create_work(
+        self, env: str, *, session_id: str, metadata: Mapping[str, str] | None = ..., now: datetime
+    ) -> str: ...
+
+
+def _wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+def _shown(value: object) -> str:
+    if not isinstance(value, str):
+        return "null" if value is None else _JSON_TYPE.get(type(value), type(value).__name__)
+    if len(value) <= _MAX_SHOWN:
+        return repr(value)
+    return f"{value[:_MAX_SHOWN]!r}... ({len(value)} characters)"
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _error(status: int, error_type: str, message: str, request_id: str | None, param: str | None = None) -> Response:
+    envelope = ErrorEnvelope(
+        request_id=request_id or "req_" + uuid.uuid4().hex,
+        error_type=error_type,
+        message=_cut(message, _MAX_MESSAGE),
+        param=None if param is None else _cut(param, _MAX_SHOWN),
+    ).to_json()
+    return Response(status, envelope, dumps(envelope))
+
+
+def _bad(message: str, request_id: str | None, param: str | None = None) -> Response:
+    return _error(400, "invalid_request_error", message, request_id, param)
+
+
+def _request_id(headers: Iterable[tuple[str, str]]) -> str | None:
+    return echoed_request_id(list(headers))
+
+
+def _spelling(name: str, taken: Mapping[str, str]) -> str | None:
+    """``name``, or when taken, the first spelling of it in other letter cases that is not; None when none is."""
+    if name not in taken:
+        return name
+    letters = [i for i, char in enumerate(name) if char.isascii() and char.isalpha()][:10]
+    for mask in range(1, 1 << len(letters)):
+        chars = list(name)
+        for bit, i in enumerate(letters):
+            if mask >> bit & 1:
+                chars[i] = chars[i].swapcase()
+        spelled = "".join(chars)
+        if spelled not in taken:
+            return spelled
+    return None
+
+
+def _printable(text: str, limit: int = 200) -> str:
+    """``text`` as a log line may show it: control characters escaped, cut short."""
+    text = _cut(text, limit)
+    return _UNPRINTABLE.sub(lambda m: m[0].encode("unicode_escape", "backslashreplace").decode("ascii"), text)
+
+
+class _Refused(Exception):
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
+class WorkstateApp:
+    """An ASGI 3 application serving ``server`` (a new :class:`Server` of ``policy`` when None).
+
+    ``clock`` is the wall clock (read only when the test clock gives no ``now``); ``record`` a writable text
+    stream for the trace; ``access_log`` a callable taking one line per request. ``lock`` is the one lock
+    around the backend; :meth:`flush` flushes the record (the lifespan shutdown calls it).
+    """
+
+    def __init__(
+        self,
+        server: Backend | None = None,
+        *,
+        policy: Policy = DEFAULT_POLICY,
+        dialect: str = "qoder",
+        test_clock: bool = False,
+        test_routes: bool = False,
+        record: TextIO | None = None,
+        access_log: Callable[[str], None] | None = None,
+        clock: Callable[[], datetime] | None = None,
+        max_body: int = MAX_BODY,
+        body_timeout: float = 30.0,
+    ) -> None:
+        if dialect not in DIALECTS:
+            raise InvalidInput(f"dialect must be one of {list(DIALECTS)}, got {_shown(dialect)}", param="dialect")
+        if not body_timeout > 0:
+            raise InvalidInput(f"body_timeout must be positive, got {body_timeout!r}", param="body_timeout")
+        self.server: Backend = Server(policy) if server is None else server
+        self.dialect = dialect
+        self.test_clock = test_clock
+        self.test_routes = test_routes or test_clock
+        self.record = record
+        self.access_log = access_log
+        self.clock = _wall_clock if clock is None else clock
+        self.max_body = max_body
+        self.body_timeout = body_timeout
+        self.lock = threading.Lock()
+        self._openapi = json.dumps(document(dialect), separators=(",", ":")).encode("utf-8")
+        self._record_lock = threading.Lock()
+        self._handled = 0
+        self._written = 0
+        self._pending: dict[int, str | None] = {}
+
+    # --- ASGI ---
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope.get("type")
+        if kind == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if kind != "http":
+            raise RuntimeError(f"workstate serves HTTP only, not {kind!r}")
+        method = str(scope.get("method", "GET"))
+        raw_headers: list[tuple[bytes, bytes]] = [(bytes(n), bytes(v)) for n, v in scope.get("headers", ())]
+        latin = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in raw_headers]
+        raw_path = scope.get("raw_path") or str(scope.get("path", "/")).encode("utf-8")
+        query = bytes(scope.get("query_string", b""))
+        target_bytes = bytes(raw_path) + (b"?" + query if query else b"")
+        target = target_bytes.decode("latin-1")
+        close = False
+        try:
+            body = await self._body(latin, receive)
+            response = self.answer(method, target, latin, body, raw_headers=raw_headers, target_bytes=target_bytes)
+        except _Refused as refused:
+            response, close = refused.response, True
+        except Exception as exc:  # a bug behind the app: answer 500 rather than drop the connection
+            response = _error(500, "api_error", f"internal error: {type(exc).__name__}", None)
+        await self._send(send, method, response, close)
+        if self.access_log is not None:
+            client = scope.get("client")
+            who = f"{client[0]}:{client[1]}" if client else "-"
+            shown = f"{_printable(method, 20)} {_printable(target)}"
+            self.access_log(f'{who} "{shown}" {response.status} {len(response.body)}')
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.flush()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _body(self, headers: list[tuple[str, str]], receive: Receive) -> bytes:
+        """The whole body, or :class:`_Refused` (the answer; the connection is then closed)."""
+        lengths = set()
+        for name, value in headers:
+            if name.lower() == "content-length":
+                text = value.strip(" \t")
+                if not _DIGITS.fullmatch(text):
+                    text = f"Content-Length must be decimal digits, got {_shown(value)}"
+                    raise _Refused(_bad(text, _request_id(headers), "Content-Length"))
+                lengths.add(text.lstrip("0") or "0")
+        if len(lengths) > 1:
+            raise _Refused(
+                _bad(
+                    "Content-Length is given more than once, with different values",
+                    _request_id(headers),
+                    "Content-Length",
+                )
+            )
+        if lengths:
+            digits = lengths.pop()
+            if len(digits) > len(str(self.max_body)) or int(digits) > self.max_body:
+                raise _Refused(self._too_large(headers))
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            try:
+                message = await asyncio.wait_for(receive(), self.body_timeout)
+            except TimeoutError:
+                text = f"the body did not arrive within {self.body_timeout:g} s: not executed"
+                raise _Refused(_error(408, "invalid_request_error", text, _request_id(headers))) from None
+            if message["type"] == "http.disconnect":
+                raise _Refused(_bad("the client went away before the whole body came: not executed", None))
+            chunk = bytes(message.get("body", b""))
+            size += len(chunk)
+            if size > self.max_body:
+                raise _Refused(self._too_large(headers))
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    def _too_large(self, headers: list[tuple[str, str]]) -> Response:
+        message = f"the body is over {self.max_body} bytes: not executed"
+        return _error(413, "invalid_request_error", message, _request_id(headers), "Content-Length")
+
+    async def _send(self, send: Send, method: str, response: Response, close: bool) -> None:
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(response.body)).encode())]
+        if close:
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if method == "HEAD" else response.body})
+
+    # --- answering (no ASGI here: also for in-process callers) ---
+
+    def answer(
+        self,
+        method: str,
+        target: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        *,
+        raw_headers: list[tuple[bytes, bytes]] | None = None,
+        target_bytes: bytes | None = None,
+    ) -> Response:
+        """The answer to one whole request (headers decoded as Latin-1, as they came)."""
+        request_id = _request_id(headers)
+        now: datetime | None = None
+        if self.test_clock:
+            given = {value.strip() for name, value in headers if name.lower() == NOW_HEADER.lower()}
+            if len(given) > 1:
+                return _bad(f"{NOW_HEADER} is given more than once, with different values", request_id, NOW_HEADER)
+            if given:
+                try:
+                    now = parse_timestamp(given.pop(), NOW_HEADER)
+                except WorkstateError as exc:
+                    return _bad(exc.message, request_id, NOW_HEADER)
+        path = target.partition("?")[0]
+        if method in ("GET", "HEAD") and path == OPENAPI_PATH:
+            return Response(200, None, self._openapi)
+        if self.test_routes and path.startswith(TEST_PREFIX):
+            return self._create(method, path, body, request_id, now)
+        recorded = None
+        if self.record is not None:
+            recordable = self._recordable(target, headers, body, raw_headers, target_bytes)
+            if isinstance(recordable, str):
+                return _bad(recordable, request_id)
+            recorded = recordable
+        request = Request(method, target, headers, body)
+        with self.lock:
+            at = self.clock() if now is None else now
+            response = self.server.handle(request, at)
+            ticket = self._handled
+            self._handled += 1
+        if recorded is not None:
+            self._write(ticket, at, method, target, recorded, response)
+        return response
+
+    @staticmethod
+    def _recordable(
+        target: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        raw_headers: list[tuple[bytes, bytes]] | None,
+        target_bytes: bytes | None,
+    ) -> tuple[dict[str, str], str | None] | str:
+        if not target.startswith("/"):
+            return f"the trace format records targets that start with /, not {_shown(target)}: not served"
+        if target_bytes is not None and not target_bytes.isascii():
+            return "the target is not ASCII, which the trace format cannot record as sent: not served while recording"
+        if raw_headers is not None and not all(n.isascii() and v.isascii() for n, v in raw_headers):
+            return "a header is not ASCII, which the trace format cannot record as sent: not served while recording"
+        try:
+            text = body.decode("utf-8") if body else None
+        except UnicodeDecodeError:
+            return "the body is not UTF-8, which the trace format cannot record: not served while recording"
+        recorded: dict[str, str] = {}
+        for name, value in headers:
+            key = _spelling(name, recorded)
+            if key is None:
+                return f"header {_shown(name)} is given more often than the trace format can record: not served"
+            recorded[key] = value
+        return recorded, text
+
+    def _write(
+        self,
+        ticket: int,
+        now: datetime,
+        method: str,
+        target: str,
+        recorded: tuple[dict[str, str], str | None],
+        response: Response,
+    ) -> None:
+        """Write the line of ``ticket`` once every earlier ticket's line is written (or theirs with it)."""
+        assert self.record is not None
+        line = None
+        try:
+            headers, body = recorded
+            exchange = {
+                "time": render_timestamp(now),
+                "request": {"method": method, "target": target, "headers": headers, "body": body},
+                "response": {"status": response.status, "body": response.json},
+            }
+            line = json.dumps(exchange, separators=(",", ":")) + "\n"
+        finally:  # a ticket is always settled, or every later line would wait for it forever
+            with self._record_lock:
+                self._pending[ticket] = line
+                while self._written in self._pending:
+                    text = self._pending.pop(self._written)
+                    self._written += 1
+                    if text is not None:
+                        self.record.write(text)
+
+    def flush(self) -> None:
+        """Flush the record (when there is one)."""
+        if self.record is not None:
+            with self._record_lock:
+                self.record.flush()
+
+    def _create(self, method: str, path: str, body: bytes, request_id: str | None, now: datetime | None) -> Response:
+        """A test route: the body is read and checked outside the lock; only the creation holds it."""
+        parts = path[len(TEST_PREFIX) :].strip("/").split("/")
+        if method != "POST" or not (parts == [""] or (len(parts) == 2 and parts[1] == "work")):
+            return _error(404, "not_found_error", f"no test route for {_shown(method)} {_shown(path)}", request_id)
+        try:
+            value: Any = loads(body) if body else {}
+        except DecodeError as exc:
+            return _bad(exc.message, request_id)
+        if not isinstance(value, dict):
+            return _bad("the body must be a JSON object", request_id)
+        extra = set(value) - ({"kind"} if parts == [""] else {"session_id", "metadata"})
+        if extra:
+            key = min(extra)
+            return _bad(f"unknown key {_shown(key)}", request_id, key)
+        create: Callable[[datetime], str]
+        if parts == [""]:
+            kind = value.get("kind", "self_hosted")
+            if not isinstance(kind, str) or kind not in ("self_hosted", "cloud"):
+                return _bad(f"kind must be 'self_hosted' or 'cloud', got {_shown(kind)}", request_id, "kind")
+
+            def create(at: datetime) -> str:
+                return self.server.create_environment(kind, now=at)
+
+        else:
+            env, session, metadata = parts[0], value.get("session_id"), value.get("metadata")
+            if not valid_id("env_", env):
+                return _error(404, "not_found_error", f"environment {_shown(env)} not found", request_id, "env")
+            if not isinstance(session, str) or not valid_id("sess_", session):
+                message = f"session_id must be 'sess_' and 32 lowercase hex digits, got {_shown(session)}"
+                return _bad(message, request_id, "session_id")
+            if metadata is not None and not (
+                isinstance(metadata, dict) and all(isinstance(v, str) for v in metadata.values())
+            ):
+                return _bad("metadata must be an object of strings", request_id, "metadata")
+
+            def create(at: datetime) -> str:
+                return self.server.create_work(env, session_id=session, metadata=metadata, now=at)
+
+        try:
+            with self.lock:
+                created = create(self.clock() if now is None else now)
+        except WorkstateError as exc:
+            status = exc.status_hint if exc.status_hint in _ERROR_TYPES else 400
+            return _error(status, _ERROR_TYPES[status], exc.message, request_id, exc.param)
+        reply = {"id": created}
+        return Response(201, reply, dumps(reply))
+
+    # --- outside the routes: what ``workstate serve --seed-environments`` does ---
+
+    def seed_environment(self) -> str:
+        """Create a ``self_hosted`` environment now (under the lock) and return its id."""
+        with self.lock:
+            return self.server.create_environment("self_hosted", now=self.clock())

@@ -1,0 +1,125 @@
+"""``workstate serve``: the reference server over HTTP, :class:`workstate.asgi.WorkstateApp` under uvicorn.
+
+Needs the ``serve`` extra (``pip install 'workstate[serve]'``). Prints each seeded environment's id, then
+``listening on http://HOST:PORT`` once it accepts connections (with ``--port 0``, the port it got), then one
+access-log line per request; SIGINT or SIGTERM shuts it down cleanly and flushes ``--record``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import socket
+import sys
+import threading
+from pathlib import Path
+from typing import TextIO
+
+from ..asgi import DIALECTS, NOW_HEADER, TEST_PREFIX, WorkstateApp
+from ..errors import WorkstateError
+from . import CliCommand
+from .options import add_policy_option, policy_from_pairs
+
+INSTALL_HINT = "pip install 'workstate[serve]'"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8080, help="the port (default 8080; 0: any free port)")
+    parser.add_argument("--dialect", choices=DIALECTS, default="qoder", help="the wire dialect (default qoder)")
+    add_policy_option(parser)
+    parser.add_argument("--test-clock", action="store_true", help=f"honour {NOW_HEADER}; serves the test routes too")
+    parser.add_argument("--test-routes", action="store_true", help=f"serve POST {TEST_PREFIX}[/{{env}}/work]")
+    parser.add_argument("--record", type=Path, metavar="FILE", help="append every exchange to this trace (JSON lines)")
+    parser.add_argument(
+        "--seed-environments", type=int, default=0, metavar="N", help="create N self_hosted environments first"
+    )
+
+
+def _listener(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def run(args: argparse.Namespace, out: TextIO) -> int:
+    try:
+        import uvicorn
+    except ImportError:
+        sys.stderr.write(f"workstate serve: uvicorn is not installed: {INSTALL_HINT}\n")
+        return 2
+    if args.seed_environments < 0:
+        sys.stderr.write("workstate serve: --seed-environments must be 0 or more\n")
+        return 2
+    try:
+        policy = policy_from_pairs(args.policy)
+    except WorkstateError as exc:
+        sys.stderr.write(f"workstate serve: {exc.message}\n")
+        return 2
+    try:
+        sock = _listener(args.host, args.port)
+    except OSError as exc:
+        sys.stderr.write(f"workstate serve: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}\n")
+        return 2
+    record = args.record.open("a", encoding="utf-8") if args.record else None
+    printing = threading.Lock()
+
+    def say(line: str) -> None:
+        with printing:
+            out.write(line + "\n")
+            out.flush()
+
+    try:
+        app = WorkstateApp(
+            policy=policy,
+            dialect=args.dialect,
+            test_clock=args.test_clock,
+            test_routes=args.test_routes,
+            record=record,
+            access_log=say,
+        )
+        for _ in range(args.seed_environments):
+            say(f"environment {app.seed_environment()}")
+        config = uvicorn.Config(app, lifespan="on", log_level="warning", access_log=False, timeout_keep_alive=30)
+        server = uvicorn.Server(config)
+        host, port = sock.getsockname()[:2]
+        shown_host = f"[{host}]" if ":" in host else host
+
+        async def serve() -> None:
+            task = asyncio.create_task(server.serve(sockets=[sock]))
+            while not server.started and not task.done():
+                await asyncio.sleep(0.01)
+            if server.started:
+                say(f"listening on http://{shown_host}:{port}")
+            await task
+
+        # uvicorn shuts down gracefully on SIGINT/SIGTERM (the lifespan's shutdown flushes the record), then raises
+        # the signal again for its caller: here both end the command with status 0.
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            asyncio.run(serve())
+        except KeyboardInterrupt:
+            pass
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    finally:
+        sock.close()
+        if record is not None:
+            record.close()
+    return 0
+
+
+CLI_COMMANDS = (
+    CliCommand(
+        "serve", "serve the reference server over HTTP (the serve extra: uvicorn)", configure, run, description=__doc__
+    ),
+)
