@@ -222,7 +222,8 @@ class Runner:
 
     ``url``: the environment's URL, or the server's with ``environment_id``. ``worker_id``: sent as
     ``Worker-ID`` (default: host name and process id). ``on_event`` is called with every driver event and
-    every :class:`Abandoned` and :class:`HandlerFailed`, in order. The other keywords go to the driver.
+    every :class:`Abandoned` and :class:`HandlerFailed`, in order. ``transport``: httpx's (e.g. an
+    ``httpx.MockTransport`` in a test; default: TCP). The other keywords go to the driver.
     """
 
     def __init__(
@@ -242,6 +243,7 @@ class Runner:
         block_ms: int = 999,
         retry: RetryPolicy | None = None,
         on_event: Callable[[Note], None] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url, env = split_url(url, environment_id, dialect)
         if isinstance(request_timeout, bool) or not isinstance(request_timeout, int | float) or request_timeout <= 0:
@@ -266,6 +268,7 @@ class Runner:
         self._timeout = float(request_timeout)
         self._poll_extra = block_ms / 1000
         self._on_event = on_event
+        self._transport = transport
         self._runs: dict[str, _Run] = {}  # started items whose Finished or Abort has not come
         self._handlers: set[asyncio.Task[None]] = set()  # handler tasks not yet returned (lost ones too)
         self._latest: dict[str, asyncio.Task[None]] = {}  # work id -> its latest handler task, until it returns
@@ -307,7 +310,9 @@ class Runner:
         httpx = require_httpx()
         self._changed = asyncio.Event()
         limits = httpx.Limits(max_connections=self.driver.concurrency + 2, keepalive_expiry=30.0)
-        async with httpx.AsyncClient(base_url=self.base_url, limits=limits, timeout=self._timeout) as client:
+        async with httpx.AsyncClient(
+            base_url=self.base_url, limits=limits, timeout=self._timeout, transport=self._transport
+        ) as client:
             self._client = client
             try:
                 self._apply(self.driver.start(_now()))
