@@ -770,6 +770,11 @@ class Lifecycle:
             else:
                 self._lapse_mode[state] = _ALWAYS
 
+    @property
+    def actions(self) -> Mapping[str, Action]:
+        """The actions this lifecycle's rules run, by name (a variant may bring its own)."""
+        return self._actions
+
     def _apply(self, item: WorkItem, cmd: Any, now: datetime, policy: Policy, pre: tuple[Effect, ...]) -> Outcome:
         trigger = cmd.trigger
         clock = item.clock

@@ -287,3 +287,89 @@ def test_depth_1000_is_the_cap_and_is_accepted() -> None:
 
     with pytest.raises(Enough):
         explore(1, 1, 1000, progress=stop)
+
+
+# --- issue 13: the lifecycle's own actions, and the differential check ------------------------------------
+
+
+def _noted(item: object, cmd: object, at: object, policy: object, ch: dict[str, object], fx: list[object]) -> None:
+    """A new action that writes nothing (a variant's bookkeeping)."""
+
+
+def _with_new_action() -> Lifecycle:
+    """The spec's rules, with an action the global ACTIONS table does not have on the ack line."""
+    from helpers import declaration, line
+
+    from workstate.model import ACTIONS, Action
+
+    ack = line("ack", actions="bind_worker stamp_acknowledged request_dispatch note")
+    return Lifecycle(declaration({"ack": ack}), actions={**ACTIONS, "note": Action(_noted, frozenset())})
+
+
+def test_verify_reads_the_lifecycles_own_actions() -> None:
+    """A variant with an action of its own is explored (it raised KeyError: verify read the global ACTIONS)."""
+    variant = _with_new_action()
+    report = explore(1, 1, 4, variant)
+    assert report.counterexample is None
+    assert report.states == explore(1, 1, 4).states
+    assert System(1, 1, variant).tie_fields == System(1, 1).tie_fields
+
+
+def _ack_by_another_answers_200() -> Lifecycle:
+    from helpers import declaration
+
+    return Lifecycle(declaration({"ack-claimed-by-another": None}))
+
+
+DIFFERENT = {**BROKEN, "ack by another worker answers 200": _ack_by_another_answers_200}
+SHORTEST = {
+    "heartbeat ignores the precondition": 2,
+    "ack succeeds in stopping": 3,
+    "a lapse forgets to clear the bound Worker-ID": 3,
+    "a lapsed lease is never re-queued": 3,
+    "ack replay answers 409": 2,
+    "ack by another worker answers 200": 2,
+}
+
+
+def test_the_invariants_alone_miss_an_ack_by_another_worker() -> None:
+    """Why the differential check exists: this variant keeps every invariant of section 7."""
+    assert explore(2, 1, 6, _ack_by_another_answers_200()).counterexample is None
+
+
+@pytest.mark.parametrize("bug", list(DIFFERENT))
+def test_differ_finds_every_variant_with_the_shortest_sequence(bug: str) -> None:
+    from workstate.tools.verify import differ, observe
+
+    found = differ(2, 1, 8, DIFFERENT[bug]())
+    assert found is not None, bug
+    assert len(found.moves) == SHORTEST[bug]
+    assert found.expected != found.actual
+    assert differ(2, 1, len(found.moves) - 1, DIFFERENT[bug]()) is None  # shortest: one move less finds none
+    # The sequence replays: every move but the last answers alike, the last one differently.
+    mine, spec = System(2, 1, DIFFERENT[bug]()), System(2, 1)
+    a, b = mine.initial(), spec.initial()
+    for n, move in enumerate(found.moves):
+        ours, theirs = mine.apply(a, move), spec.apply(b, move)
+        assert (observe(ours) == observe(theirs)) is (n < len(found.moves) - 1)
+        a, b = ours.world, theirs.world
+    assert observe(theirs) == found.expected and observe(ours) == found.actual
+    assert found.lines()[0] == f"the candidate differs from the reference after {len(found.moves)} moves:"
+
+
+def test_differ_finds_no_difference_between_equal_rule_sets() -> None:
+    from workstate.tools.verify import differ
+
+    assert differ(2, 1, 6, Lifecycle()) is None
+    assert differ(1, 2, 5, _with_new_action()) is None  # a new action that writes nothing changes no answer
+
+
+def test_differ_checks_its_arguments() -> None:
+    from workstate.tools.verify import differ
+
+    with pytest.raises(InvalidInput) as caught:
+        differ(2, 1, 3, LIFECYCLE, reference="spec")  # type: ignore[arg-type]
+    assert caught.value.param == "reference"
+    with pytest.raises(InvalidInput) as caught:
+        differ(2, 1, -1, LIFECYCLE)
+    assert caught.value.param == "depth"

@@ -11,13 +11,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import importlib
 import os
 import sys
 import time
 from collections.abc import Iterator
 from typing import TextIO
 
-from ..tools.verify import MAX_DEPTH, MAX_SIZE, System, explore, summary, trace_lines
+from ..model import Lifecycle
+from ..tools.verify import MAX_DEPTH, MAX_SIZE, System, differ, explore, summary, trace_lines
 from . import CliCommand
 
 
@@ -49,6 +51,12 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         help="write the counterexample's trace to FILE (checked before the search; written only if one is found)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    parser.add_argument(
+        "--candidate",
+        metavar="MODULE:NAME",
+        help="verify this rule set instead of the spec's (a workstate.Lifecycle, or a function returning one) "
+        "and compare it with the spec's, transition by transition (the shortest distinguishing sequence)",
+    )
 
 
 def _positive(value: int, name: str, largest: int) -> str | None:
@@ -74,6 +82,12 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO | None = None) -> int
     if unwritable:
         err.write(f"workstate verify: --trace: {unwritable}\n")
         return 2
+    candidate = None
+    if args.candidate is not None:
+        candidate, problem = _load(args.candidate)
+        if candidate is None:
+            err.write(f"workstate verify: --candidate: {problem}\n")
+            return 2
     started = time.perf_counter()
 
     def progress(level: int, states: int, transitions: int) -> None:
@@ -83,14 +97,24 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO | None = None) -> int
             err.flush()
 
     with gc_paused():
-        report = explore(args.workers, args.items, args.depth, progress=progress)
+        if candidate is None:
+            report, difference = explore(args.workers, args.items, args.depth, progress=progress), None
+        else:
+            report = explore(args.workers, args.items, args.depth, candidate, progress=progress)
+            difference = differ(args.workers, args.items, args.depth, candidate)
     elapsed = time.perf_counter() - started
     for text in summary(report, elapsed):
         out.write(text + "\n")
+    if candidate is not None:
+        if difference is None:
+            out.write(f"the candidate answers as the spec's rules on every sequence up to depth {args.depth}\n")
+        else:
+            out.write("\n".join(difference.lines()) + "\n")
     found = report.counterexample
     if found is None:
-        return 0
-    lines = trace_lines(System(args.workers, args.items), found.moves)
+        return 0 if difference is None else 1
+    system = System(args.workers, args.items) if candidate is None else System(args.workers, args.items, candidate)
+    lines = trace_lines(system, found.moves)
     if args.trace is not None:
         try:
             with open(args.trace, "w", encoding="utf-8") as handle:
@@ -102,6 +126,22 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO | None = None) -> int
     else:
         out.write("\n".join(lines) + "\n")
     return 1
+
+
+def _load(spec: str) -> tuple[Lifecycle | None, str]:
+    """The Lifecycle named ``MODULE:NAME`` (a function is called with no arguments), or None and why not."""
+    module_name, _, name = spec.partition(":")
+    if not module_name or not name:
+        return None, f"expected MODULE:NAME, got {spec!r}"
+    try:
+        found: object = getattr(importlib.import_module(module_name), name)
+        if callable(found) and not isinstance(found, Lifecycle):
+            found = found()
+    except Exception as exc:  # an import or a factory that fails: said, not a traceback
+        return None, f"cannot load {spec!r}: {type(exc).__name__}: {exc}"
+    if not isinstance(found, Lifecycle):
+        return None, f"{spec!r} is not a workstate.Lifecycle (got {type(found).__name__})"
+    return found, ""
 
 
 def _unwritable(path: str | None) -> str | None:

@@ -48,7 +48,6 @@ from ..invariants import (
     timeline_problems,
 )
 from ..model import (
-    ACTIONS,
     LIFECYCLE,
     NO_HEARTBEAT,
     Accepted,
@@ -81,7 +80,10 @@ __all__ = [
     "StepRecord",
     "System",
     "World",
+    "Difference",
+    "differ",
     "explore",
+    "observe",
     "path_to",
     "replay",
     "summary",
@@ -608,6 +610,17 @@ class System:
         best = min(tuple(column[r] for column in columns) for r in self._renaming_range)
         return (best, tuple(sorted(stopped)))
 
+    def columns(self, world: World) -> list[tuple[Any, ...]]:
+        """Per item (in order), its part of the key under each renaming of workers (a stopped item's base,
+        the same under every renaming): what :func:`differ` joins for two worlds under one renaming."""
+        now = world.now
+        found = []
+        for i, item in enumerate(world.items):
+            knowledge = (*[row[i] for row in world.tokens], *[row[i] for row in world.leases])
+            column = self._column(item, now, knowledge)
+            found.append(column if column is not None else (self._base(item, now),) * len(self._renamings))
+        return found
+
     def _column(self, item: WorkItem, now: datetime, knowledge: tuple[datetime | None, ...]) -> Any:
         """A live item's part of the key under each renaming of workers (None for a stopped item): its base,
         its bound and delivered Worker-IDs renamed, and per renamed worker whether its token is none, the
@@ -670,7 +683,7 @@ def _tie_fields(lifecycle: Lifecycle) -> frozenset[str]:
             for action in rule.actions:
                 if action == "requeue":  # it clears instants, it stamps none
                     continue
-                for written in ACTIONS[action].writes:
+                for written in lifecycle.actions[action].writes:
                     found |= _NOT_EARLIER.get(written, frozenset()) & allowed
     return frozenset(found)
 
@@ -843,6 +856,126 @@ def _search(
         reached = level + 1
         frontier = following
     return Report(workers, items, depth, len(parents), transitions, reached, exhausted, None)
+
+
+# --- the differential check ---------------------------------------------------------------------
+
+
+Observation = tuple[int | None, tuple[tuple[Any, ...], ...]]
+"""What a move shows: its HTTP status (None for time passing) and, per item it touched, the item's index,
+the status, the ``error.type`` of a rejection (else None) and the item as the wire shows it."""
+
+
+def observe(result: Result, policy: Policy = DEFAULT_POLICY) -> Observation:
+    """What ``result`` shows from the outside. A poll's refusals to deliver an item are left out (a poll
+    answers the one item it delivers, or null); a lapse shows only the item it leaves (its outcome kind is the
+    model's bookkeeping). Rule names are not compared: a variant may name its rules as it likes."""
+    seen: list[tuple[Any, ...]] = []
+    for record in result.steps:
+        outcome = record.outcome
+        command = record.command
+        if isinstance(command, Deliver) and not isinstance(outcome, Accepted):
+            continue
+        wire = encode_work(outcome.item)
+        if isinstance(command, Lapse):
+            seen.append((record.item, None, None, wire))
+            continue
+        kind = error_type(outcome.reason, policy) if isinstance(outcome, Rejected) else None
+        seen.append((record.item, outcome.status, kind, wire))
+    return result.status, tuple(seen)
+
+
+@attrs.frozen
+class Difference:
+    """The shortest move sequence on which a candidate lifecycle and the reference answer differently.
+
+    ``moves`` lead there from the initial world (every move but the last answers alike); ``expected`` is
+    what the reference shows for the last move and ``actual`` what the candidate shows; ``states`` the
+    pairs of worlds explored.
+    """
+
+    moves: tuple[Move, ...]
+    expected: Observation
+    actual: Observation
+    states: int
+
+    def lines(self) -> list[str]:
+        """The difference, as lines for a person."""
+        out = [f"the candidate differs from the reference after {len(self.moves)} moves:"]
+        out += [f"  {n}. {move}" for n, move in enumerate(self.moves, 1)]
+        out.append(f"  reference: {_shown(self.expected)}")
+        out.append(f"  candidate: {_shown(self.actual)}")
+        return out
+
+
+def _shown(observation: Observation) -> str:
+    status, seen = observation
+    parts = [] if status is None else [f"status {status}"]
+    for index, item_status, kind, wire in seen:
+        text = f"item {index + 1} {wire['state']}"
+        if kind is not None:
+            text += f" ({item_status} {kind})"
+        stamps = {k: v for k, v in wire.items() if k.endswith("_at") and k != "created_at" and v is not None}
+        parts.append(text + (f" {stamps}" if stamps else ""))
+    return "; ".join(parts) or "nothing"
+
+
+def differ(
+    workers: int,
+    items: int,
+    depth: int,
+    candidate: Lifecycle,
+    reference: Lifecycle = LIFECYCLE,
+    policy: Policy = DEFAULT_POLICY,
+) -> Difference | None:
+    """The shortest sequence of moves (at most ``depth``) after which ``candidate`` and ``reference`` answer
+    differently, or None when they answer alike on every sequence up to ``depth``.
+
+    Breadth first over pairs of worlds driven by the same moves: each request of the model, and time
+    advancing to just before, at and just after the next instant either world cares about. After every move
+    the two :func:`observe` values are compared: the status, each touched item's status and ``error.type``,
+    and the item as the wire shows it (timestamps, state, metadata). Pairs are deduplicated by the two
+    canonical keys under one common renaming of workers (never two separate ones, which could merge pairs
+    that are not alike), and the difference between the two clocks. Arguments are checked as
+    :func:`explore` checks them.
+    """
+    if not isinstance(depth, int) or isinstance(depth, bool) or not 0 <= depth <= MAX_DEPTH:
+        raise InvalidInput(f"depth must be an integer from 0 to {MAX_DEPTH}, got {depth!r}", param="depth")
+    _check_size(workers, "workers")
+    _check_size(items, "items")
+    _check_rules(candidate, policy)
+    if not isinstance(reference, Lifecycle):
+        raise InvalidInput(f"reference must be a workstate.Lifecycle, got {reference!r}", param="reference")
+    mine, spec = System(workers, items, candidate, policy), System(workers, items, reference, policy)
+    renamings = range(len(mine._renamings))
+
+    def key(a: World, b: World) -> tuple[Any, ...]:
+        ours, theirs = mine.columns(a), spec.columns(b)
+        best = min(tuple((x[r], y[r]) for x, y in zip(ours, theirs, strict=True)) for r in renamings)
+        return (best, (b.now - a.now) // MICROSECOND)
+
+    root = (mine.initial(), spec.initial())
+    parents: dict[Any, tuple[Any, Move] | None] = {key(*root): None}
+    frontier = [(key(*root), *root)]
+    for _level in range(depth):
+        following = []
+        for at, a, b in frontier:
+            latest = max(a.now, b.now)
+            instants = sorted({t for t in (*mine.events(a), *spec.events(b)) if t > latest})
+            for move in (*mine.requests, *(Move(MoveKind.ADVANCE, at=t) for t in instants)):
+                ours, theirs = mine.apply(a, move), spec.apply(b, move)
+                actual, expected = observe(ours, policy), observe(theirs, policy)
+                if actual != expected:
+                    moves = (*path_to(parents, at), move)
+                    return Difference(moves, expected, actual, len(parents))
+                child = key(ours.world, theirs.world)
+                if child not in parents:
+                    parents[child] = (at, move)
+                    following.append((child, ours.world, theirs.world))
+        if not following:
+            break
+        frontier = following
+    return None
 
 
 def path_to(parents: dict[Any, tuple[Any, Move] | None], key: Any) -> list[Move]:
