@@ -35,7 +35,7 @@ IO_PLACES: dict[str, str] = {
     "workstate/__main__.py": "python -m workstate: runs the CLI",
     "workstate/testing/http.py": "the kit's HTTP target: a real client over sockets (http.client)",
     "workstate/testing/target.py": "the kit's AsyncBridge: runs an async server's coroutines on an event loop",
-    "workstate/worker/runner.py": "the worker runner: the driver over httpx, asyncio sleeps and tasks, the wall clock, jitter",
+    "workstate/worker/runner.py": "the worker runner: httpx, asyncio tasks and sleeps, the clock, jitter",
     "workstate/asgi.py": "the ASGI edge: the wall clock, a threading.Lock, the record stream, body timeouts",
     "workstate/testing/asgi.py": "the kit's AsgiTarget: runs an ASGI app's coroutines on a private event loop",
 }
