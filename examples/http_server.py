@@ -1,5 +1,9 @@
 """The reference server over real sockets: an example HTTP server on the standard library.
 
+``workstate serve`` (``workstate.asgi`` under uvicorn, ``pip install 'workstate[serve]'``) is the server to
+run; this file stays as the dependency-free fallback: the same test clock, test routes and record format on
+``http.server`` alone, and it passes its own tests (tests/examples/).
+
 Every HTTP request becomes a :class:`workstate.api.Request` and is answered, under one lock, by
 :meth:`workstate.api.Server.handle` at ``now``. This is an edge of the project (it reads the clock,
 opens sockets and starts a thread); the lifecycle is all in ``workstate``.

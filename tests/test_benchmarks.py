@@ -19,6 +19,7 @@ DOC = ROOT / "docs" / "performance.md"
         ("bench_core.py", ["--quick"], "us"),
         ("bench_server.py", ["--smoke"], "handle:"),
         ("bench_index.py", ["--smoke"], "treap"),
+        ("bench_serve.py", ["--smoke"], "requests/s"),
         ("bench_simulate.py", ["--items", "200", "--runs", "1"], "lifecycles"),
         ("bench_verify.py", ["--budget", "0.2", "--budget3", "0.2"], "depth"),
     ],

@@ -1,0 +1,239 @@
+"""What ``workstate serve`` costs over HTTP, against the transport floor, in one run.
+
+Run: ``python benchmarks/bench_serve.py`` (``--smoke``: a tiny run that checks the script works). Loopback only.
+
+Two servers run side by side as processes under the same uvicorn configuration:
+
+- ``workstate serve --port 0 --test-routes --seed-environments N`` (its access log read and thrown away);
+- the floor: a bare ASGI app under uvicorn that reads the request and answers one fixed JSON body (a work
+  object's size), whatever was asked.
+
+``--clients`` concurrent clients (default 50), each on its own keep-alive connection and in its own
+environment, run lifecycles: create an item (the test route), poll, ack, first heartbeat, stop, confirm the
+stop (6 requests). The same requests go to the floor. Rounds are interleaved (floor, serve, floor, serve, ...),
+so both see the same machine (after one uncounted warm-up); each round prints requests per second and p50/p99
+latency, and the run ends with the ratio serve / floor per round (median and spread). Prints figures; asserts
+nothing. The load generator runs on the same machine (one process, asyncio), so on 2 cores it competes with
+the server it measures, the same way for both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import platform
+import select
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+BASE = "/api/v1/cloud/environments"
+FIXED = json.dumps(
+    {
+        "id": "work_" + "1" * 32,
+        "type": "work",
+        "environment_id": "env_" + "1" * 32,
+        "data": {"type": "session", "id": "sess_" + "1" * 32},
+        "state": "active",
+        "created_at": "2026-07-01T08:15:01.000000Z",
+        "acknowledged_at": "2026-07-01T08:15:01.000000Z",
+        "started_at": "2026-07-01T08:15:01.000000Z",
+        "latest_heartbeat_at": "2026-07-01T08:15:01.000000Z",
+        "stop_requested_at": None,
+        "stopped_at": None,
+        "metadata": {},
+    },
+    separators=(",", ":"),
+).encode()
+
+
+# --- the floor ----------------------------------------------------------------------------------------------
+
+
+async def bare(scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+    """An ASGI app that reads the request and answers FIXED."""
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            else:
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    more = True
+    while more:
+        message = await receive()
+        more = message.get("more_body", False)
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(FIXED)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": FIXED})
+
+
+def serve_bare() -> None:
+    """Serve the floor on 127.0.0.1, any port, as ``workstate serve`` runs uvicorn; print the listening line."""
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # as workstate serve's: TCP_NODELAY
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1024)
+    sock.setblocking(False)
+    config = uvicorn.Config(bare, lifespan="on", log_level="warning", access_log=False, timeout_keep_alive=30)
+    server = uvicorn.Server(config)
+
+    async def run() -> None:
+        task = asyncio.create_task(server.serve(sockets=[sock]))
+        while not server.started and not task.done():
+            await asyncio.sleep(0.01)
+        print(f"listening on http://127.0.0.1:{sock.getsockname()[1]}", flush=True)
+        await task
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run())
+
+
+# --- the processes ------------------------------------------------------------------------------------------
+
+
+class Process:
+    def __init__(self, command: list[str]) -> None:
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.envs: list[str] = []
+        assert self.process.stdout is not None
+        while True:
+            ready, _, _ = select.select([self.process.stdout], [], [], 30)
+            line = self.process.stdout.readline() if ready else ""
+            if not line:
+                raise SystemExit(f"{command[:4]} did not start")
+            if line.startswith("environment "):
+                self.envs.append(line.split()[1])
+            if line.startswith("listening on http://"):
+                self.port = int(line.rsplit(":", 1)[1])
+                break
+        self.drain = threading.Thread(target=lambda: [None for _ in self.process.stdout or ()], daemon=True)
+        self.drain.start()
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+# --- the clients --------------------------------------------------------------------------------------------
+
+
+class Client:
+    """One keep-alive HTTP/1.1 connection; ``call`` sends a request and reads its answer (Content-Length framed)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, latencies: list[float]) -> None:
+        self.reader, self.writer, self.latencies = reader, writer, latencies
+
+    async def call(self, method: str, target: str, headers: str = "", body: bytes = b"") -> tuple[int, bytes]:
+        head = f"{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer bench\r\n{headers}"
+        data = (head + f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+        start = time.perf_counter()
+        self.writer.write(data)
+        status_line = await self.reader.readline()
+        length = 0
+        while True:
+            line = await self.reader.readline()
+            if line in (b"\r\n", b""):
+                break
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        reply = await self.reader.readexactly(length)
+        self.latencies.append(time.perf_counter() - start)
+        return int(status_line.split()[1]), reply
+
+
+async def lifecycles(port: int, env: str, client_no: int, count: int, latencies: list[float], real: bool) -> int:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    client = Client(reader, writer, latencies)
+    worker = f"Worker-ID: w{client_no}\r\n"
+    done = 0
+    try:
+        for n in range(count):
+            session = f"sess_{client_no:016x}{n + lifecycles.offset:016x}"  # type: ignore[attr-defined]
+            body = json.dumps({"session_id": session}).encode()
+            status, reply = await client.call("POST", f"/_test/environments/{env}/work", body=body)
+            wid = json.loads(reply)["id"] if real else "work_" + "1" * 32
+            status, reply = await client.call("GET", f"{BASE}/{env}/work/poll", worker)
+            if real and json.loads(reply)["id"] != wid:
+                raise SystemExit(f"client {client_no}: polled {reply[:80]!r}, not {wid}")
+            for op in ("ack", "heartbeat", "stop", "stop"):
+                status, reply = await client.call("POST", f"{BASE}/{env}/work/{wid}/{op}", worker)
+                if status != 200:
+                    raise SystemExit(f"client {client_no}: {op} answered {status}: {reply[:200]!r}")
+            done += 6
+    finally:
+        writer.close()
+    return done
+
+
+lifecycles.offset = 0  # type: ignore[attr-defined]
+
+
+async def load(port: int, envs: list[str], per_client: int, real: bool) -> tuple[int, float, list[float]]:
+    latencies: list[float] = []
+    start = time.perf_counter()
+    counts = await asyncio.gather(
+        *(lifecycles(port, envs[i], i, per_client, latencies, real) for i in range(len(envs)))
+    )
+    elapsed = time.perf_counter() - start
+    lifecycles.offset += per_client  # type: ignore[attr-defined]
+    return sum(counts), elapsed, latencies
+
+
+def quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--lifecycles", type=int, default=40, help="lifecycles per client per round")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--smoke", action="store_true", help="2 clients, 2 lifecycles, 1 round")
+    parser.add_argument("--bare-serve", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.bare_serve:
+        serve_bare()
+        return
+    if args.smoke:
+        args.clients, args.lifecycles, args.rounds = 2, 2, 1
+    print(f"Python {platform.python_version()}, {platform.machine()}, {args.clients} clients, loopback")
+    seeds = ["--seed-environments", str(args.clients)]
+    serve = Process([sys.executable, "-m", "workstate", "serve", "--port", "0", "--test-routes", *seeds])
+    floor = Process([sys.executable, __file__, "--bare-serve"])
+    ratios = []
+    try:
+        for process, real in ((floor, False), (serve, True)):  # warm-up: connections, imports, caches; not counted
+            asyncio.run(load(process.port, serve.envs, 2, real))
+        for round_no in range(args.rounds):
+            figures = {}
+            for name, process, real in (("floor", floor, False), ("serve", serve, True)):
+                envs = serve.envs  # the floor ignores them
+                requests, elapsed, latencies = asyncio.run(load(process.port, envs, args.lifecycles, real))
+                rate = requests / elapsed
+                figures[name] = rate
+                print(
+                    f"round {round_no + 1} {name}: {requests} requests in {elapsed:.2f} s = {rate:,.0f} requests/s,"
+                    f" p50 {quantile(latencies, 0.5) * 1000:.2f} ms, p99 {quantile(latencies, 0.99) * 1000:.2f} ms"
+                )
+            ratios.append(figures["serve"] / figures["floor"])
+    finally:
+        serve.close()
+        floor.close()
+    spread = f"{min(ratios):.2f} to {max(ratios):.2f}"
+    print(f"serve / floor requests/s: median {statistics.median(ratios):.2f} (rounds: {spread})")
+
+
+if __name__ == "__main__":
+    main()
