@@ -42,9 +42,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from .._time import UTC, parse_timestamp, render_timestamp
-from ..api import Request, Response, Server, echoed_request_id
-from ..errors import WorkstateError
+from .._time import UTC, render_timestamp
+from ..api import Request, Response, Server
 from ..model import (
     NO_HEARTBEAT,
     Accepted,
@@ -60,6 +59,7 @@ from ..model import (
     step,
 )
 from ..policy import DEFAULT_POLICY, Policy
+from .compare import Comparison, instant, show
 from .strategies import AUTHORIZATION, build_request, hostile_requests
 from .target import Target
 
@@ -73,18 +73,6 @@ __all__ = [
 ]
 
 T0 = datetime(2026, 7, 1, 8, 15, 1, tzinfo=UTC)
-TIMESTAMP_KEYS = frozenset(
-    {
-        "created_at",
-        "acknowledged_at",
-        "started_at",
-        "latest_heartbeat_at",
-        "stop_requested_at",
-        "stopped_at",
-        "last_heartbeat",
-        "oldest_queued_at",
-    }
-)
 SECTIONS = {
     "poll": "4.1 poll: the oldest deliverable item by creation order, or null",
     "ack": "4.2 ack",
@@ -214,37 +202,7 @@ def _recorded(method: Callable[..., None]) -> Callable[..., None]:
     return run
 
 
-def _show(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=repr)
-
-
-# --- comparing two answers ------------------------------------------------------------------------------
-
-
-class _Bijection:
-    """Pairs of (reference value, target value), each side used once."""
-
-    def __init__(self) -> None:
-        self.forward: dict[str, str] = {}
-        self.backward: dict[str, str] = {}
-
-    def pair(self, reference: str, target: str) -> bool:
-        """Record the pair, or say whether it agrees with the pairs so far."""
-        known, back = self.forward.get(reference), self.backward.get(target)
-        if known is None and back is None:
-            self.forward[reference] = target
-            self.backward[target] = reference
-            return True
-        return known == target and back == reference
-
-
-def _instant(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return parse_timestamp(value)
-    except WorkstateError:
-        return None
+_show = show
 
 
 # --- the machine ----------------------------------------------------------------------------------------------
@@ -300,8 +258,9 @@ class LockstepMachine(RuleBasedStateMachine):
         self.now = T0
         self.history: list[Sent | Created] = []
         self.steps: list[tuple[str, dict[str, Any]]] = []  # the rules run so far, to replay them
-        self.ids = _Bijection()  # environment and work ids
-        self.request_ids = _Bijection()
+        self.comparison = Comparison(compare_error_param=self.compare_error_param)
+        self.ids = self.comparison.ids  # environment and work ids
+        self.request_ids = self.comparison.request_ids
         self.envs: list[str] = []  # the reference's ids
         self.works: list[str] = []
         self.homes: dict[str, str] = {}  # work -> environment
@@ -425,57 +384,8 @@ class LockstepMachine(RuleBasedStateMachine):
 
     def difference(self, request: Request, expected: Response, actual: Response) -> str | None:
         """Where ``actual`` differs from ``expected`` (after mapping ids and instants), or None."""
-        if actual.status != expected.status:
-            return f"status {actual.status}, expected {expected.status}"
-        sent_id = echoed_request_id(request.headers or ())  # the reference's own rule of what is echoed
-        return self._diff(expected.json, actual.json, "$", sent_id)
-
-    def _diff(self, want: Any, got: Any, path: str, sent_id: str | None) -> str | None:
-        if isinstance(want, dict):
-            if not isinstance(got, dict):
-                return f"{path}: expected an object, got {_show(got)}"
-            keys = set(want)
-            other = set(got)
-            if path == "$.error":
-                keys.discard("message")
-                other.discard("message")
-                if not self.compare_error_param:
-                    keys.discard("param")
-                    other.discard("param")
-            if keys != other:
-                missing, extra = sorted(keys - other), sorted(other - keys)
-                return f"{path}: keys differ (missing {missing}, unexpected {extra})"
-            for key in sorted(keys):
-                found = self._diff(want[key], got[key], f"{path}.{key}", sent_id)
-                if found is not None:
-                    return found
-            return None
-        if isinstance(want, list):
-            if not isinstance(got, list) or len(got) != len(want):
-                return f"{path}: expected {len(want)} entries, got {_show(got)}"
-            for index, (a, b) in enumerate(zip(want, got, strict=True)):
-                found = self._diff(a, b, f"{path}[{index}]", sent_id)
-                if found is not None:
-                    return found
-            return None
-        key = path.rsplit(".", 1)[-1]
-        if isinstance(want, str) and key in TIMESTAMP_KEYS:
-            instant = _instant(got)
-            if instant is None or instant != parse_timestamp(want):
-                return f"{path}: expected the instant {want}, got {_show(got)}"
-            return None
-        if isinstance(want, str) and path == "$.request_id":
-            if sent_id:
-                return None if got == sent_id else f"{path}: the request's x-request-id {sent_id!r} is not echoed"
-            if isinstance(got, str) and self.request_ids.pair(want, got):
-                return None
-            return f"{path}: {_show(got)} is not the request id of this request alone"
-        if isinstance(want, str) and want in self.ids.forward:
-            target = self.ids.forward[want]
-            return None if got == target else f"{path}: expected {target} (the reference's {want}), got {_show(got)}"
-        if type(want) is not type(got) or want != got:
-            return f"{path}: expected {_show(want)}, got {_show(got)}"
-        return None
+        self.comparison.compare_error_param = self.compare_error_param
+        return self.comparison.difference(request, expected, actual)
 
     def pick(self, index: int) -> str:
         return self.works[index % len(self.works)]
@@ -690,10 +600,10 @@ class LockstepMachine(RuleBasedStateMachine):
 
 def _offset_form(token: str) -> str:
     """The same instant written with ``+00:00`` instead of ``Z`` (a client may re-render it)."""
-    instant = _instant(token)
-    if instant is None:
+    found = instant(token)
+    if found is None:
         return token
-    return instant.isoformat(timespec="microseconds")
+    return found.isoformat(timespec="microseconds")
 
 
 # --- running it ---------------------------------------------------------------------------------------------
