@@ -308,3 +308,96 @@ def test_a_refused_poll_exits_1_with_a_halted_line(server: str) -> None:
     assert done.returncode == 1
     assert [line.split(" ")[0] for line in done.stdout.splitlines()] == ["ready", "halted"]
     assert "status=404" in done.stdout
+
+
+# One worker, one item, and a command that records what reaches it: "term" traps SIGTERM and exits,
+# "stubborn" ignores it; both otherwise run until killed (at most a minute).
+SOLO = r"""
+import os, signal, sys, time
+mode, markers = sys.argv[1], sys.argv[2]
+def mark(event):
+    with open(markers, "a") as f:
+        f.write(f"{event} {os.getpid()}\n")
+def term(signum, frame):
+    mark("sigterm")
+    if mode == "term":
+        sys.exit(0)
+signal.signal(signal.SIGTERM, term)
+mark("start")
+stop_at = time.monotonic() + 60
+while time.monotonic() < stop_at:
+    time.sleep(0.05)
+"""
+
+
+def solo(server: str, tmp_path: Path, mode: str, *extra: str) -> tuple[httpx.Client, str, str, Any, Path, Path]:
+    child = tmp_path / "solo.py"
+    child.write_text(SOLO)
+    client = httpx.Client(headers={"Authorization": "Bearer operator"}, timeout=30)
+    env, (wid,) = create(client, server, [{"session_id": "sess_" + "1" * 32}])
+    env_url = f"{server}{BASE_PATH}{env}"
+    log, markers = tmp_path / "w.log", tmp_path / "markers.txt"
+    command = [*WORKSTATE, "work", "--url", env_url, "--token", "t", "--idle-poll=0.1", *extra]
+    with log.open("wb") as out:
+        proc = subprocess.Popen([*command, "--", sys.executable, str(child), mode, str(markers)], stdout=out)
+    return client, env_url, wid, proc, log, markers
+
+
+def events_of(log: Path) -> list[str]:
+    return [e["event"] for e in read_log(log)]
+
+
+def test_a_lost_lease_kills_the_command_at_once_and_stops_nothing(server: str, tmp_path: Path) -> None:
+    client, env_url, wid, proc, log, markers = solo(server, tmp_path, "term")
+    deadline = time.monotonic() + DEADLINE
+    try:
+        wait_for(lambda: markers.exists() and "start" in markers.read_text(), deadline, "the command to start")
+        # Stopped by force under the worker: its next heartbeat meets 409, the lease is lost.
+        assert client.post(f"{env_url}/work/{wid}/stop", json={"force": True}).status_code == 200
+        wait_for(lambda: "exit" in events_of(log), deadline, "the command to be killed")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 143
+    finally:
+        end([proc])
+        client.close()
+    assert events_of(log)[:3] == ["ready", "start", "spawn"]
+    assert events_of(log)[3:] == ["abort", "sigkill", "exit", "shutdown"]
+    assert "status=-9" in log.read_text()
+    assert "sigterm" not in markers.read_text()  # killed, not asked
+
+
+def test_a_drain_sends_sigterm_then_sigkill_after_the_grace(server: str, tmp_path: Path) -> None:
+    client, env_url, wid, proc, log, markers = solo(server, tmp_path, "stubborn", "--grace=0.5")
+    deadline = time.monotonic() + DEADLINE
+    try:
+        wait_for(lambda: markers.exists() and "start" in markers.read_text(), deadline, "the command to start")
+        assert client.post(f"{env_url}/work/{wid}/stop", json={}).status_code == 200
+        wait_for(lambda: "finished" in events_of(log), deadline, "the drained item to finish")
+        state = client.get(f"{env_url}/work/{wid}").json()["state"]
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 130
+    finally:
+        end([proc])
+        client.close()
+    assert state == "stopped"
+    assert events_of(log)[3:] == ["drain", "sigterm", "sigkill", "exit", "finished", "shutdown"]
+    assert "reason=drained confirmed=true" in log.read_text()
+    assert "grace" in next(line for line in log.read_text().splitlines() if line.startswith("sigkill"))
+    assert "sigterm" in markers.read_text()
+
+
+def test_ctrl_c_drains_the_running_command_and_exits_130(server: str, tmp_path: Path) -> None:
+    client, env_url, wid, proc, log, markers = solo(server, tmp_path, "term")
+    deadline = time.monotonic() + DEADLINE
+    try:
+        wait_for(lambda: markers.exists() and "start" in markers.read_text(), deadline, "the command to start")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 130
+        item = client.get(f"{env_url}/work/{wid}").json()
+    finally:
+        end([proc])
+        client.close()
+    assert events_of(log)[3:] == ["shutdown", "sigterm", "exit", "finished"]
+    assert "reason=completed confirmed=true" in log.read_text()
+    assert item["state"] == "stopped"
+    assert "sigterm" in markers.read_text()

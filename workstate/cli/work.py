@@ -28,7 +28,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TextIO
 
 from ..errors import WorkstateError
@@ -73,10 +73,16 @@ def _fields(**values: object) -> str:
     )
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Linux: the child gets SIGKILL when this process dies (the parent's pid checked after, for the race)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+def _die_with(parent: int) -> Callable[[], None]:
+    """Linux: what the child runs between fork and exec so that it gets SIGKILL when ``parent`` dies."""
+
+    def arrange() -> None:  # pragma: no cover - runs in the child
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before the line above: no signal will come
+            os._exit(137)
+
+    return arrange
 
 
 def _kill(pid: int, sig: signal.Signals) -> None:
@@ -110,6 +116,8 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         return fail(f"httpx is not installed: {INSTALL_HINT}")
     try:
         return asyncio.run(_work(args, cmd, out))
+    except KeyboardInterrupt:  # Ctrl-C before the signal handlers were in place: nothing ran yet
+        return 128 + signal.SIGINT
     except WorkstateError as exc:
         option = {"environment_id": "--environment", "ttl_seconds": "--ttl", "idle_poll_seconds": "--idle-poll"}
         name = option.get(exc.param or "", "--" + (exc.param or "url").replace("_", "-"))
@@ -153,7 +161,7 @@ async def _work(args: argparse.Namespace, cmd: list[str], out: TextIO) -> int:
                 stdin=asyncio.subprocess.PIPE,
                 env=env,
                 start_new_session=True,
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                preexec_fn=_die_with(os.getpid()) if sys.platform == "linux" else None,
             )
         except OSError as exc:
             say("error", work_id=job.work_id, reason=f"cannot run {cmd[0]}: {exc.strerror or exc}")
