@@ -1383,3 +1383,234 @@ def test_issue11_1_unknown_reply_keys_are_notes_not_divergences(tmp_path: Path) 
     report = check_lines([*lines[:2], json.dumps(wrong)])
     assert [(f.line, f.kind) for f in report.findings] == [(1, Kind.NOTE), (3, Kind.DIVERGENCE)]
     assert report.findings[1].rule == "4.2 ack-bound-to-another"
+
+
+# --- issue 13: the stats numbers are judged, within what the unknowns allow ----------------------------------
+
+
+def _stats_line(rec: Recorder, change: Any = None) -> str:
+    value = rec.answer("GET", f"{rec.base}/stats")
+    if change is not None:
+        change(value["response"]["body"])
+    return json.dumps(value)
+
+
+def test_stats_numbers_the_items_and_polls_of_the_trace_force_are_judged() -> None:
+    rec = Recorder()
+    rec.create()  # the one the poll delivers
+    second = rec.create()
+    rec.now += timedelta(seconds=10)
+    shown = [
+        rec.line("GET", f"{rec.base}/{second}"),  # queued, its delivery unknown: deliverable or pending
+        rec.line("GET", f"{rec.base}/poll", {"Worker-ID": "w1"}),  # delivers `first`: pending for 5 s
+    ]
+    honest = _stats_line(rec)
+    assert json.loads(honest)["response"]["body"]["pending"] == 1
+    assert check_lines([*shown, honest]).findings == ()
+    oldest = json.loads(honest)["response"]["body"]["oldest_queued_at"]
+    cases = {
+        "pending": (lambda b: b.update(pending=0, depth=2), "pending: 0, but 1 items the trace showed"),
+        "sum": (lambda b: b.update(pending=1, depth=0), "depth + pending: 1, but 2 items"),
+        "null": (lambda b: b.update(oldest_queued_at=None), "oldest_queued_at: null with depth + pending = 2"),
+        "empty": (lambda b: b.update(depth=0, pending=0, oldest_queued_at=None), "depth + pending: 0, but 2 items"),
+        "later": (
+            lambda b: b.update(oldest_queued_at="2026-07-01T09:00:00.000000Z"),
+            f"oldest_queued_at: 2026-07-01T09:00:00.000000Z, but {oldest} is the created_at",
+        ),
+        "polling": (lambda b: b.update(workers_polling=0), "workers_polling: 0, but 1 workers polled"),
+    }
+    for name, (change, message) in cases.items():
+        rec_copy_line = json.loads(honest)
+        change(rec_copy_line["response"]["body"])
+        report = check_lines([*shown, json.dumps(rec_copy_line)])
+        assert [(f.line, f.kind, f.rule) for f in report.findings] == [(3, Kind.DIVERGENCE, "4.7 stats")], name
+        assert any(d.startswith(message) for d in report.findings[0].differences), (name, report.findings[0])
+    # What an unseen item or an unseen poll explains is legal: more depth, more pending, an older item, more workers.
+    for change in (
+        lambda b: b.update(depth=b["depth"] + 3),
+        lambda b: b.update(pending=b["pending"] + 1),
+        lambda b: b.update(oldest_queued_at="2026-07-01T07:00:00.000000Z"),
+        lambda b: b.update(workers_polling=7),
+    ):
+        line = json.loads(honest)
+        change(line["response"]["body"])
+        assert check_lines([*shown, json.dumps(line)]).findings == ()
+    # Without the lines that showed the items and the poll, nothing is forced.
+    assert (
+        check_lines(
+            [
+                json.dumps(
+                    dict(
+                        json.loads(honest),
+                        response={
+                            "status": 200,
+                            "body": {
+                                "type": "work_queue_stats",
+                                "depth": 0,
+                                "pending": 0,
+                                "oldest_queued_at": None,
+                                "workers_polling": 0,
+                            },
+                        },
+                    )
+                )
+            ]
+        ).findings
+        == ()
+    )
+
+
+def test_stats_at_the_edges_of_a_window_are_not_judged_within_the_skew() -> None:
+    """The reclaim window and the workers-polling window end at an instant the recorded server's clock may not
+    have reached yet: around them (two skews), neither answer is wrong."""
+    rec = Recorder()
+    rec.create()
+    poll = rec.line("GET", f"{rec.base}/poll", {"Worker-ID": "w1"})
+    for seconds in (3.5, 4.5, 5, 5.5, 6.5, 28.5, 29.5, 30, 31):
+        at = json.loads(poll)["time"]
+        base = parse_timestamp(at) + timedelta(seconds=seconds)
+        for depth, pending, polling in ((0, 1, 1), (1, 0, 1), (0, 1, 0), (1, 0, 0)):
+            body = {
+                "type": "work_queue_stats",
+                "depth": depth,
+                "pending": pending,
+                "oldest_queued_at": "2026-07-01T08:15:01.000000Z",
+                "workers_polling": polling,
+            }
+            line = json.dumps(
+                {
+                    "time": base.isoformat(),
+                    "request": {
+                        "method": "GET",
+                        "target": f"{rec.base}/stats",
+                        "headers": {"Authorization": "Bearer t"},
+                        "body": None,
+                    },
+                    "response": {"status": 200, "body": body},
+                }
+            )
+            findings = check_lines([poll, line]).findings
+            wrong_pending = pending == 0 and seconds < 5 - 2
+            wrong_depth = depth == 0 and seconds >= 5 + 2
+            wrong_polling = polling == 0 and seconds < 30 - 2
+            assert bool(findings) is (wrong_pending or wrong_depth or wrong_polling), (seconds, depth, pending, polling)
+
+
+def stats_traffic(seed: int, exchanges: int = 160) -> list[str]:
+    """Legal traffic heavy in polls and stats, with steps around the windows, items created off the trace, and
+    every line's time up to half a second off the recorded server's clock (the default skew is 1 s)."""
+    rnd = random.Random(seed)
+    rec = Recorder()
+    items = [rec.create() for _ in range(4)]
+    lines = []
+    for _ in range(exchanges):
+        rec.now += timedelta(seconds=rnd.choice([0, 0.5, 2, 4, 5, 6, 25, 29, 30, 31, 60, 61]))
+        work = rnd.choice(items)
+        headers = {"Worker-ID": rnd.choice(["w1", "w2", "w3", "w4"])} if rnd.random() < 0.8 else {}
+        op = rnd.choice(["poll", "poll", "ack", "heartbeat", "stop", "stats", "stats", "stats", "create", "get"])
+        if op == "create":
+            if len(items) < 20:
+                items.append(rec.create())
+            continue
+        if op == "poll":
+            value = rec.answer("GET", f"{rec.base}/poll?reclaim_older_than_ms={rnd.choice([0, 5000, 9000])}", headers)
+        elif op == "ack":
+            value = rec.answer("POST", f"{rec.base}/{work}/ack", headers)
+        elif op == "heartbeat":
+            value = rec.answer("POST", f"{rec.base}/{work}/heartbeat?desired_ttl_seconds=10", headers)
+        elif op == "stop":
+            value = rec.answer("POST", f"{rec.base}/{work}/stop", headers, rnd.choice([b"", b'{"force": true}']))
+        elif op == "get":
+            value = rec.answer("GET", f"{rec.base}/{work}", headers)
+        else:
+            value = rec.answer("GET", f"{rec.base}/stats", headers)
+            shift = timedelta(milliseconds=rnd.randint(-500, 500))
+            value["time"] = (parse_timestamp(value["time"]) + shift).isoformat()
+        if op in ("get", "stats") and rnd.random() < 0.3:
+            continue
+        lines.append(json.dumps(value))
+    return lines
+
+
+def test_legal_stats_traffic_has_no_divergence() -> None:
+    """Never report legal traffic as wrong: stats judged on traffic that starts anywhere, with unseen items,
+    unseen polls (before the trace began) and clocks off by up to half the skew."""
+    judged = 0
+    for seed in range(16):
+        lines = stats_traffic(seed)
+        for start in (0, len(lines) // 4, len(lines) // 2):
+            report = check_lines(lines[start:])
+            assert [f for f in report.findings if f.kind is not Kind.NOT_JUDGED] == [], (seed, start)
+            judged += sum('"work_queue_stats"' in line for line in lines[start:])
+    assert judged >= 300
+
+
+def test_an_item_the_replay_just_requeued_is_not_counted_within_the_skew() -> None:
+    """The lease ran out at an instant the recorded server's clock had not reached when it answered stats
+    (its clock 0.3 s behind the line's): the item is still active there, and the answer is legal."""
+    rec = Recorder()
+    work = rec.create()
+    lines = [
+        rec.line("GET", f"{rec.base}/poll", {"Worker-ID": "w1"}),
+        rec.line("POST", f"{rec.base}/{work}/ack", {"Worker-ID": "w1"}),
+        rec.line("POST", f"{rec.base}/{work}/heartbeat?desired_ttl_seconds=10", {"Worker-ID": "w1"}),
+    ]
+    rec.now += timedelta(seconds=8.7)  # the answer comes at the lease's deadline minus 0.3 s
+    late = rec.answer("GET", f"{rec.base}/stats")
+    assert late["response"]["body"]["depth"] == 0
+    late["time"] = (parse_timestamp(late["time"]) + timedelta(seconds=0.6)).isoformat()  # written 0.3 s after it
+    assert check_lines([*lines, json.dumps(late)]).findings == ()
+    late["time"] = (parse_timestamp(late["time"]) + timedelta(seconds=3)).isoformat()  # long after: it is queued
+    report = check_lines([*lines, json.dumps(late)])
+    assert [f.kind for f in report.findings] == [Kind.DIVERGENCE]
+    assert report.findings[0].differences == (
+        "depth: 0, but 1 items the trace showed are deliverable",
+        "depth + pending: 0, but 1 items the trace showed are queued",
+    )
+
+
+def test_a_backward_page_cannot_claim_unseen_items_before_a_complete_first_page() -> None:
+    """A first page shorter than its limit showed every item up to its last (ids ascend with creation, and
+    items never disappear): a later before_id page that says items precede the first of them is wrong. The
+    same page is legal when no such line came first (an unseen item may precede it)."""
+    rec = Recorder()
+    ids = [rec.create() for _ in range(3)]
+    everything = rec.line("GET", f"{rec.base}?limit=20")
+    page = json.loads(rec.line("GET", f"{rec.base}?before_id={ids[2]}&limit=2"))
+    assert page["response"]["body"]["has_more"] is False
+    page["response"]["body"].update(has_more=True, next_page=ids[1])  # "more follow", the forward reading
+    report = check_lines([everything, json.dumps(page)])
+    assert [(f.line, f.kind) for f in report.findings] == [(2, Kind.DIVERGENCE)]
+    assert report.findings[0].differences == (
+        "has_more: expected False, got True",
+        f"nothing precedes {ids[0]}: a first page at line 1 showed every item up to {ids[2]}",
+    )
+    assert [f.kind for f in check_lines([json.dumps(page)]).findings] == [Kind.NOT_JUDGED]
+    # Items created after the complete page have larger ids: a backward page among them is still judged as before.
+    later = [rec.create() for _ in range(2)]
+    legal = rec.line("GET", f"{rec.base}?before_id={later[1]}&limit=1")  # [later[0]], has_more: known items precede
+    assert check_lines([everything, legal]).findings == ()
+
+
+def test_the_default_skew_hides_a_restamp_by_less_than_a_second_and_skew_0_finds_it() -> None:
+    """docs/trace.md: what the default skew of 1 s hides (an ack replay restamping acknowledged_at 0.5 s later)."""
+    from workstate.api import Request
+    from workstate.testing.mutants import AckReplayRestamps
+
+    mutant = AckReplayRestamps()
+    env = mutant.create_environment(T)
+    work = mutant.create_work(env, "sess_" + "1" * 32, {}, T)
+    lines = []
+    for seconds, method, path in ((1, "GET", "poll"), (2, "POST", f"{work}/ack"), (2.5, "POST", f"{work}/ack")):
+        at = T + timedelta(seconds=seconds)
+        target = f"{BASE}/{env}/work/{path}"
+        headers = {"Authorization": "Bearer t", "Worker-ID": "w1"}
+        response = mutant.send(Request(method, target, headers, b""), at)
+        request = {"method": method, "target": target, "headers": headers, "body": None}
+        lines.append(
+            json.dumps({"time": at.isoformat(), "request": request, "response": {"status": 200, "body": response.json}})
+        )
+    assert check_lines(lines).findings == ()
+    exact = check_lines(lines, skew=timedelta(0))
+    assert [(f.line, f.kind) for f in exact.findings] == [(3, Kind.DIVERGENCE)]
+    assert exact.findings[0].differences[0].startswith("acknowledged_at")

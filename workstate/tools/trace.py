@@ -333,6 +333,11 @@ class Checker:
         self.server = Server(policy, authorizer=lambda access: not self._deny, on_change=self._changed)
         self._envs_seen: set[str] = set()
         self.unknown: dict[str, set[str]] = {}  # work id -> facts the trace has not shown
+        # env -> the largest id of a first page shorter than its limit: every item up to it was shown then (ids
+        # ascend with creation, spec 4.6, and items never disappear), so no unseen item precedes it, ever.
+        self._complete: dict[str, str] = {}
+        self._complete_line: dict[str, int] = {}
+        self._polled: dict[str, dict[str, datetime]] = {}  # env -> Worker-ID -> latest time of a recorded 200 poll
         self._noted: set[tuple[str, str]] = set()  # (kind of object, key path without indexes) noted already
         self.seeded = 0
 
@@ -468,6 +473,8 @@ class Checker:
             return self._judge_item(ex, operation, env_id, work_id)
         if operation == "list":
             return self._judge_list(ex, env_id)
+        if operation == "stats":
+            return self._judge_stats(ex, env_id)
         return self._judge_plain(ex, operation)
 
     def _handle(self, ex: Exchange) -> Response:
@@ -770,6 +777,10 @@ class Checker:
     def _judge_poll(self, ex: Exchange, env_id: str) -> list[Finding]:
         if self._transient(ex):
             return [self._not_judged(ex, "429 and 5xx are outside the model; assumed to change nothing")]
+        worker_id = _header(ex, "worker-id")
+        if ex.status == 200 and worker_id:  # the recorded server took this poll: it counts for workers_polling
+            polled = self._polled.setdefault(env_id, {})
+            polled[worker_id] = max(ex.time, polled.get(worker_id, ex.time))
         recorded_obj = _work_object(ex.response) if ex.status == 200 else None
         findings: list[Finding] = []
         fresh = recorded_obj is not None and recorded_obj.environment_id == env_id
@@ -890,6 +901,88 @@ class Checker:
             for item in reversed(masked):
                 self.server.adopt(item)
 
+    def _note_complete(self, ex: Exchange, env_id: str) -> None:
+        """Remember a first page (no cursor) shorter than its limit: it showed every item up to its last."""
+        got = ListEnvelope.from_json(ex.response)
+        limit, _ = _list_query(ex.target, self.policy)
+        query = parse_query(ex.target.partition("?")[2]) if "?" in ex.target else {}
+        if got.data and len(got.data) < limit and not {"page", "after_id", "before_id"} & set(query):
+            last = got.data[-1].id
+            if env_id not in self._complete or last > self._complete[env_id]:
+                self._complete[env_id] = last
+                self._complete_line[env_id] = ex.line
+
+    # --- stats ---
+
+    def _judge_stats(self, ex: Exchange, env_id: str) -> list[Finding]:
+        """Stats are judged by what the items and polls the trace showed force: an item the trace never
+        showed may be queued (deliverable or pending, and older), and a worker may have polled before the
+        trace began, so the trace gives lower bounds only. Within two skews of an instant that decides
+        (a lapse, the end of a reclaim window, the end of the workers-polling window) nothing is counted."""
+        if self._transient(ex):
+            return [self._not_judged(ex, "429 and 5xx are outside the model; assumed to change nothing")]
+        expected = self._handle(ex)
+        differences = self._compare_envelope(ex, expected)
+        if not differences and expected.status == 200:
+            try:
+                got = StatsObject.from_json(ex.response)
+            except DecodeError as exc:
+                differences.append(f"body: {exc.message} ({exc.param})")
+            else:
+                differences = self._stats_bounds(env_id, ex.time, got)
+        return [self._finding(ex, Kind.DIVERGENCE, expected, differences, "stats")] if differences else []
+
+    def _stats_bounds(self, env_id: str, now: datetime, got: StatsObject) -> list[str]:
+        """What in ``got`` no unseen item, unseen poll or clock skew can explain."""
+        margin = 2 * self.skew  # two recorded instants, each up to one skew off the recorded server's clock
+        window = timedelta(milliseconds=self.policy.reclaim_older_than_ms)
+        queued: list[WorkItem] = []
+        deliverable = pending = 0
+        for env in self.server.snapshot():
+            if env.id != env_id:
+                continue
+            for item in env.items:
+                if item.state is not State.QUEUED:
+                    continue
+                if item.delivered_at is None and item.clock > item.created_at and now - item.clock <= margin:
+                    continue  # re-queued by a lapse just now: the recorded server's clock may not be there yet
+                queued.append(item)
+                if "delivery" in self.unknown.get(item.id, ()):
+                    continue  # delivered before the trace showed it, or not: deliverable or pending
+                if item.delivered_at is None or now - item.delivered_at >= window + margin:
+                    deliverable += 1
+                elif now - item.delivered_at < window - margin:
+                    pending += 1
+        found = []
+        if got.depth < deliverable:
+            found.append(f"depth: {got.depth}, but {deliverable} items the trace showed are deliverable")
+        if got.pending < pending:
+            found.append(f"pending: {got.pending}, but {pending} items the trace showed are delivered and unacked")
+        if got.depth + got.pending < len(queued):
+            found.append(
+                f"depth + pending: {got.depth + got.pending}, but {len(queued)} items the trace showed are queued"
+            )
+        if (got.oldest_queued_at is None) != (got.depth + got.pending == 0):
+            found.append(
+                f"oldest_queued_at: {_show(got.oldest_queued_at and render_timestamp(got.oldest_queued_at))} "
+                f"with depth + pending = {got.depth + got.pending} (spec 4.7, invariant 9)"
+            )
+        elif got.oldest_queued_at is not None and queued:
+            oldest = min(item.created_at for item in queued)
+            if got.oldest_queued_at > oldest:
+                found.append(
+                    f"oldest_queued_at: {render_timestamp(got.oldest_queued_at)}, but {render_timestamp(oldest)} "
+                    "is the created_at of an item the trace showed queued"
+                )
+        polling = timedelta(seconds=self.policy.workers_polling_window_seconds) - margin
+        polled = sorted(w for w, at in self._polled.get(env_id, {}).items() if now - at < polling)
+        if got.workers_polling < len(polled):
+            found.append(
+                f"workers_polling: {got.workers_polling}, but {len(polled)} workers polled in the last "
+                f"{self.policy.workers_polling_window_seconds:g} s ({', '.join(polled)})"
+            )
+        return found
+
     # --- list ---
 
     def _judge_list(self, ex: Exchange, env_id: str) -> list[Finding]:
@@ -947,8 +1040,14 @@ class Checker:
             if expected.json["has_more"] != got.has_more:
                 differences.append(f"has_more: expected {expected.json['has_more']}, got {got.has_more}")
                 unseen = None
+                complete = self._complete.get(env_id)
                 if got.has_more and len(got.data) == limit:  # the replay knows no item beyond a full page
-                    if before_id is not None:
+                    if before_id is not None and complete is not None and got.first_id and got.first_id <= complete:
+                        differences.append(
+                            f"nothing precedes {got.first_id}: a first page at line {self._complete_line[env_id]} "
+                            f"showed every item up to {complete}"
+                        )
+                    elif before_id is not None:
                         unseen = (
                             f"an item the trace never showed may precede {got.first_id} "
                             f"(the page holds the limit, {limit} items)"
@@ -961,6 +1060,8 @@ class Checker:
                 unexplained = unexplained or unseen is None
                 if unseen is not None:
                     explained.append(unseen)
+        if not differences and expected.status == 200:
+            self._note_complete(ex, env_id)
         if not differences:
             return []
         for obj in lapsed:  # reported once: later lines are judged against the item as the recorded server shows it
