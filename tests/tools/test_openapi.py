@@ -40,14 +40,19 @@ CHECKS = [
 ]
 
 
+ENV = "env_" + "0" * 31 + "1"
+WORKS = [f"work_{n:032x}" for n in range(1, 6)]
+
+
 def _app() -> WorkstateApp:
     """An app whose environments exist and hold items in every state, so generated requests reach the rules."""
     server = Server()
     env = server.create_environment(now=T)
+    assert env == ENV
     server.create_environment("cloud", now=T)
     worker = {**AUTH, "Worker-ID": "w1"}
     for n in range(5):
-        server.create_work(env, session_id=f"sess_{n + 1:032x}", metadata={"n": str(n)}, now=T)
+        assert server.create_work(env, session_id=f"sess_{n + 1:032x}", metadata={"n": str(n)}, now=T) == WORKS[n]
     for steps in (["poll"], ["poll", "ack"], ["poll", "ack", "heartbeat"], ["poll", "ack", "heartbeat", "stop"]):
         for operation in steps:
             if operation == "poll":
@@ -110,6 +115,28 @@ SETTINGS = settings(
 @SETTINGS
 def test_schemathesis_finds_no_failure(case: schemathesis.Case) -> None:
     case.call_and_validate(headers=AUTH, checks=CHECKS)
+
+
+SEEN: dict[str, set[int]] = {}
+
+
+@SCHEMA.parametrize()
+@SETTINGS
+def test_schemathesis_on_the_seeded_items_finds_no_failure(case: schemathesis.Case) -> None:
+    """The same checks with the path naming a seeded environment and one of its items (queued, delivered,
+    starting, active, stopping or stopped), so 200s, 409s and 412s are answered and checked against the schema."""
+    case.path_parameters = {**(case.path_parameters or {}), "environment_id": ENV}
+    if "work_id" in case.path_parameters:
+        case.path_parameters["work_id"] = WORKS[len(repr(case.query)) % len(WORKS)]
+    response = case.call_and_validate(headers=AUTH, checks=CHECKS)
+    SEEN.setdefault(case.operation.definition.raw["operationId"], set()).add(response.status_code)
+
+
+def test_the_seeded_run_reached_every_operation_with_a_200() -> None:
+    """(Runs after the parametrized test above, in file order.)"""
+    assert sorted(SEEN) == sorted(OPERATIONS)
+    assert all(200 in statuses for statuses in SEEN.values()), SEEN
+    assert 409 in SEEN["ack"] | SEEN["heartbeat"], SEEN
 
 
 def test_schemathesis_covers_every_operation() -> None:
