@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import json
 import platform
-import select
 import socket
 import statistics
 import subprocess
@@ -105,19 +104,21 @@ class Process:
     def __init__(self, command: list[str]) -> None:
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         self.envs: list[str] = []
-        assert self.process.stdout is not None
-        while True:
-            ready, _, _ = select.select([self.process.stdout], [], [], 30)
-            line = self.process.stdout.readline() if ready else ""
-            if not line:
-                raise SystemExit(f"{command[:4]} did not start")
-            if line.startswith("environment "):
-                self.envs.append(line.split()[1])
-            if line.startswith("listening on http://"):
-                self.port = int(line.rsplit(":", 1)[1])
-                break
-        self.drain = threading.Thread(target=lambda: [None for _ in self.process.stdout or ()], daemon=True)
-        self.drain.start()
+        self.port = 0
+        started = threading.Event()
+
+        def read() -> None:  # every line, then the access log thrown away (a select() could miss buffered lines)
+            for line in self.process.stdout or ():
+                if line.startswith("environment "):
+                    self.envs.append(line.split()[1])
+                if line.startswith("listening on http://"):
+                    self.port = int(line.rsplit(":", 1)[1])
+                    started.set()
+            started.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        if not started.wait(60) or not self.port:
+            raise SystemExit(f"{command[:4]} did not start")
 
     def close(self) -> None:
         self.process.terminate()

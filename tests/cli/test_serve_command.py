@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import http.client
 import json
-import select
+import queue
 import signal
 import socket
 import subprocess
@@ -29,7 +29,8 @@ from workstate.asgi import MAX_BODY
 BASE = "/api/v1/cloud/environments"
 AUTH = {"Authorization": "Bearer t"}
 SESSION = "sess_" + "1" * 32
-TIMEOUT = 10.0  # the longest any single wait of these tests lasts
+TIMEOUT = 10.0  # the longest a single wait on an answer lasts
+STARTUP = 60.0  # the longest the command may take to print its listening line (a loaded machine is slow to import)
 
 
 class Serving:
@@ -44,27 +45,32 @@ class Serving:
         )
         self.lines: list[str] = []
         self.envs: list[str] = []
-        assert self.process.stdout is not None
-        while True:
-            ready, _, _ = select.select([self.process.stdout], [], [], TIMEOUT)
-            assert ready, "workstate serve printed nothing"
-            line = self.process.stdout.readline()
-            assert line, f"workstate serve ended: {self.process.stderr.read() if self.process.stderr else ''}"
-            self.lines.append(line.rstrip("\n"))
-            if line.startswith("environment "):
-                self.envs.append(line.split()[1])
-            if line.startswith("listening on http://"):
-                break
-        address = self.lines[-1].removeprefix("listening on http://")
-        host, _, port = address.rpartition(":")
-        self.host, self.port = host, int(port)
+        self._listening: queue.Queue[str | None] = queue.Queue()
+        # One thread reads every line (a select() on the pipe would miss lines already in the reader's buffer).
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
+        try:
+            address = self._listening.get(timeout=STARTUP)
+        except queue.Empty:
+            address = None
+        if address is None:
+            self.process.kill()
+            self.process.wait(timeout=TIMEOUT)
+            stderr = self.process.stderr.read() if self.process.stderr else ""
+            raise AssertionError(f"workstate serve did not print its listening line: {self.lines} {stderr[-2000:]}")
+        host, _, port = address.rpartition(":")
+        self.host, self.port = host, int(port)
 
     def _read(self) -> None:
         assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip("\n"))
+        for raw in self.process.stdout:
+            line = raw.rstrip("\n")
+            self.lines.append(line)
+            if line.startswith("environment "):
+                self.envs.append(line.split()[1])
+            if line.startswith("listening on http://"):
+                self._listening.put(line.removeprefix("listening on http://"))
+        self._listening.put(None)
 
     def request(self, method: str, target: str, body: bytes = b"", headers: dict[str, str] | None = None) -> Any:
         connection = http.client.HTTPConnection(self.host, self.port, timeout=TIMEOUT)
@@ -163,7 +169,7 @@ def test_serve_prints_the_seeded_environments_and_the_real_port_then_one_log_lin
     serving: Serving,
 ) -> None:
     assert len(serving.envs) == 2 and all(env.startswith("env_") for env in serving.envs)
-    assert serving.port > 0 and serving.lines[-1] == f"listening on http://127.0.0.1:{serving.port}"
+    assert serving.port > 0 and serving.lines[2] == f"listening on http://127.0.0.1:{serving.port}"
     assert serving.request("GET", f"{BASE}/{serving.envs[0]}/work/poll")[0] == 200
     assert serving.request("GET", f"{BASE}/{serving.envs[1]}/work/stats")[0] == 200
     assert serving.request("GET", "/openapi.json")[1]["openapi"] == "3.1.0"
