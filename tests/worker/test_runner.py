@@ -21,7 +21,7 @@ from workstate import Policy, State
 from workstate.api import BASE_PATH, Server
 from workstate.api import Request as ApiRequest
 from workstate.errors import InvalidInput
-from workstate.worker import Abort, Drain, Finished, Halted, StartWork
+from workstate.worker import Abort, Drain, Finished, Halted, RetryPolicy, StartWork
 from workstate.worker.runner import (
     Abandoned,
     Cancel,
@@ -382,6 +382,75 @@ def test_an_item_that_starts_after_a_stop_is_abandoned_to_its_lease() -> None:
     assert of(notes, Finished) == [Finished(first, "completed", True)]
     items = {item.id: item for item in server.snapshot()[0].items}
     assert items[first].state is State.STOPPED and items[second].state is State.ACTIVE  # the lease will lapse
+
+
+def reference_transport(
+    server: Server, before: Callable[[httpx.Request], Awaitable[httpx.Response | None]]
+) -> httpx.MockTransport:
+    """httpx's MockTransport answering from the sans-I/O reference, unless ``before`` answers first."""
+
+    async def answer(request: httpx.Request) -> httpx.Response:
+        early = await before(request)
+        if early is not None:
+            return early
+        target = request.url.raw_path.decode()
+        reply = server.handle(
+            ApiRequest(request.method, target, list(request.headers.items()), request.content), datetime.now(UTC)
+        )
+        return httpx.Response(reply.status, content=reply.body, headers=dict(reply.headers))
+
+    return httpx.MockTransport(answer)
+
+
+def test_request_timeouts_stay_below_the_lease_and_garbage_replies_are_retried() -> None:
+    server = Server(POLICY)
+    now = datetime.now(UTC)
+    env = server.create_environment(now=now)
+    (wid,) = (server.create_work(env, session_id="sess_" + "1" * 32, now=now),)
+    timeouts: list[tuple[str, float]] = []
+    garbage = [httpx.Response(200, content=b"<html>hello</html>"), httpx.Response(502, content=b"Bad gateway")]
+    notes: list[Note] = []
+    beats = [0]
+
+    async def before(request: httpx.Request) -> httpx.Response | None:
+        kind = request.url.path.rsplit("/", 1)[1]
+        timeouts.append((kind, request.extensions["timeout"]["read"]))
+        if kind == "heartbeat":
+            beats[0] += 1
+        if kind == "poll" and garbage:
+            return garbage.pop(0)  # a proxy's page where JSON was owed, then a gateway error: both retried
+        return None
+
+    async def handler(job: Job, cancel: Cancel) -> None:
+        while beats[0] < 3 and not cancel.is_set():  # long enough for heartbeats under a held lease
+            await asyncio.sleep(0.05)
+
+    async def body() -> None:
+        worker = Runner(
+            f"http://workstate.test{BASE_PATH}{env}",
+            handler,
+            token="t",
+            ttl_seconds=2,
+            request_timeout=30.0,
+            lease_margin_seconds=0.5,
+            idle_poll_seconds=0.05,
+            retry=RetryPolicy(base_seconds=0.01, cap_seconds=0.05),
+            on_event=notes.append,
+            transport=reference_transport(server, before),
+        )
+        task = asyncio.create_task(worker.run())
+        await until(lambda: bool(of(notes, Finished)), "the item to finish")
+        worker.stop()
+        assert await task is None
+
+    drive(body)
+    assert of(notes, Finished) == [Finished(wid, "completed", True)]
+    polls = [t for kind, t in timeouts if kind == "poll"]
+    assert len(polls) >= 3 and all(t == pytest.approx(30.999) for t in polls)  # request_timeout + block_ms
+    beat_timeouts = [t for kind, t in timeouts if kind == "heartbeat"]
+    assert beat_timeouts[0] == 30.0  # the first heartbeat: no lease yet
+    later = beat_timeouts[1:]
+    assert later and all(t <= 2 for t in later)  # at most what is left of a 2 s lease, far below 30 s
 
 
 @pytest.mark.parametrize(
