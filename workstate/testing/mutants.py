@@ -966,8 +966,9 @@ class HasMoreOnFullLastPage(_ListMutant):
         if found is None or response.status != 200 or "before_id" in found[1]:
             return response
         body = response.json
-        limit = int(found[1]["limit"]) if found[1].get("limit", "").isdigit() else 20
-        if not body["has_more"] and body["data"] and len(body["data"]) == min(limit, 100):
+        policy = self.server.policy
+        limit = int(found[1]["limit"]) if found[1].get("limit", "").isdigit() else policy.list_default_limit
+        if not body["has_more"] and body["data"] and len(body["data"]) == min(limit, policy.list_max_limit):
             return self.answer(response, {**body, "has_more": True, "next_page": body["last_id"]})
         return response
 
