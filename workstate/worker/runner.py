@@ -309,7 +309,9 @@ class Runner:
         self._started = True
         httpx = require_httpx()
         self._changed = asyncio.Event()
-        limits = httpx.Limits(max_connections=self.driver.concurrency + 2, keepalive_expiry=30.0)
+        # one connection per item and one for the polls; an idle one is closed before a server would (uvicorn's
+        # default keep-alive is 5 s), so that a request rarely meets a connection the server is closing
+        limits = httpx.Limits(max_connections=self.driver.concurrency + 2, keepalive_expiry=4.0)
         async with httpx.AsyncClient(
             base_url=self.base_url, limits=limits, timeout=self._timeout, transport=self._transport
         ) as client:
