@@ -23,7 +23,8 @@ from workstate.api import BASE_PATH
 
 WORKSTATE = [sys.executable, "-m", "workstate"]
 DEADLINE = 90.0  # generous, for a loaded two-core machine: only "eventually" is asserted
-POLICY = ["min_ttl_seconds=1", "default_ttl_seconds=4", "start_timeout_seconds=2", "reclaim_older_than_ms=500"]
+# 6 s leases: heartbeats every 3 s, a lease believed for 5 s (a 1 s margin): 2 s of slack for a loaded machine
+POLICY = ["min_ttl_seconds=1", "default_ttl_seconds=6", "start_timeout_seconds=2", "reclaim_older_than_ms=500"]
 
 # The command each item runs: it records its start (with its environment and its stdin), a SIGTERM, and its
 # end, one JSON line each, in MARKERS; a "long" item runs until SIGTERM, the others until RELEASE exists.
@@ -219,7 +220,7 @@ def test_workers_share_items_survive_a_kill_and_pass_an_operator_stop_to_the_chi
     (drained,) = [e for e in events if e["event"] == "finished" and e["work_id"] == long_item]
     assert drained["reason"] == "drained"
     assert any(e["event"] == "sigterm" and e["work_id"] == long_item for e in events)
-    assert not any(e["event"] in ("sigkill", "abort", "error") for e in events)
+    assert not any(e["event"] in ("error", "halted") for e in events)
 
     # The children: each saw its own item's ids in its environment and on stdin; the long one got SIGTERM.
     seen = read_lines(markers)
