@@ -64,6 +64,7 @@ __all__ = [
     "conformance_cases",
     "run_case",
     "run_conformance",
+    "selected",
 ]
 
 T0 = datetime(2026, 7, 1, 8, 15, 1, tzinfo=UTC)
@@ -459,7 +460,11 @@ def run_case(
     return CaseResult(case.case_id, case.rule, True, tuple(run.exchanges))
 
 
-def _selected(case_id: str, only: str | None) -> bool:
+def selected(case_id: str, only: str | None) -> bool:
+    """Whether ``only`` keeps the case: None keeps every case; else the id contains it or matches it as a glob;
+    a leading ``!`` inverts (``!*@*`` keeps the boundaries, dropping the transition cover, whose ids hold ``@``)."""
+    if only is not None and only.startswith("!"):
+        return not selected(case_id, only[1:])
     return only is None or only in case_id or fnmatch.fnmatchcase(case_id, only)
 
 
@@ -478,7 +483,8 @@ def run_conformance(
     ``policy`` is the reference's (give it the documented choices your server makes); ``dialect`` is a
     placeholder until the dialect issue: None (or a dialect named ``qoder``) is the Work API of
     work-api.md, and anything else raises :class:`~workstate.errors.InvalidInput`. ``only`` keeps the
-    cases whose id contains it or matches it as a glob (``4.2-*``). ``progress(done, total, result)``
+    cases whose id contains it or matches it as a glob (``4.2-*``; ``!`` first inverts: see :func:`selected`).
+    ``progress(done, total, result)``
     is called after each case; ``sessions()`` makes a fresh session id per work item (the default
     counts up within the process: give a long-lived server that outlives the process a salted one).
     ``max_failures`` stops the run after that many failing cases (the report then holds the cases run).
@@ -486,7 +492,7 @@ def run_conformance(
     _check_dialect(dialect)
     if not isinstance(policy, Policy):
         raise InvalidInput(f"policy must be a Policy, got {policy!r}", param="policy")
-    chosen = [case for case in conformance_cases(policy) if _selected(case.case_id, only)]
+    chosen = [case for case in conformance_cases(policy) if selected(case.case_id, only)]
     results = []
     for number, case in enumerate(chosen, 1):
         result = run_case(case, make_target, policy=policy, sessions=sessions)
@@ -547,11 +553,17 @@ def _counting() -> Callable[[], str]:
 
 
 def _case(stem: str, label: str, script: tuple[Action, ...], policy: Policy) -> Case:
-    """A case whose id starts with the rule the reference applies to the script's last request."""
-    run = _simulate(script, policy)
-    last = next(action for action in reversed(script) if isinstance(action, Call))
-    assert run.last is not None
-    rule_stem, text = _probe_rule(last.op, run.last)
+    """A case whose id starts with the rule the reference applies to the request it probes.
+
+    That is the last request, unless it is a ``get`` right after another request (which it observes).
+    """
+    probed = len(script) - 1
+    if isinstance(script[-1], Call) and script[-1].op == "get" and len(script) > 1 and isinstance(script[-2], Call):
+        probed -= 1
+    run = _simulate(script[: probed + 1], policy)
+    probe = script[probed]
+    assert isinstance(probe, Call) and run.last is not None
+    rule_stem, text = _probe_rule(probe.op, run.last)
     return Case(f"{rule_stem}/{stem}{label}", text, script)
 
 

@@ -1,4 +1,4 @@
-"""The pytest plugin of the oracle kit: the ``workstate_lockstep`` fixture.
+"""The pytest plugin of the oracle kit: the ``workstate_lockstep`` and ``workstate_conformance`` fixtures.
 
 Registered through the ``pytest11`` entry point, so it is active wherever workstate is
 installed. Importing it needs nothing but workstate (hypothesis is imported when the fixture is
@@ -6,6 +6,16 @@ used), so an installation without the ``testing`` extra does not break anyone's 
 
     def test_my_server(workstate_lockstep):
         workstate_lockstep(make_my_target, max_examples=50)
+
+A test that takes a ``workstate_conformance_case`` argument is parametrized with every case of the
+conformance suite (one pytest item per case, named by its id); ``workstate_conformance`` runs the case::
+
+    def test_conformance(workstate_conformance_case, workstate_conformance):
+        workstate_conformance(make_my_target)
+
+A module-level ``workstate_policy`` (a :class:`~workstate.Policy`) chooses the reference's policy, and
+``workstate_conformance_only`` (a pattern, as ``run_conformance(only=...)``) a subset of the cases. The
+suite is imported when such a test is collected, never before.
 """
 
 from __future__ import annotations
@@ -18,7 +28,7 @@ import pytest
 from ..policy import DEFAULT_POLICY, Policy
 from .target import Target
 
-__all__ = ["workstate_lockstep"]
+__all__ = ["pytest_generate_tests", "workstate_conformance", "workstate_lockstep"]
 
 
 @pytest.fixture
@@ -37,5 +47,47 @@ def workstate_lockstep() -> Callable[..., None]:
         except ImportError as exc:  # pragma: no cover - depends on the installation
             pytest.fail(f"the workstate oracle kit needs hypothesis: pip install 'workstate[testing]' ({exc})")
         run_lockstep(make_target, policy=policy, settings=Settings(**settings) if settings else None)
+
+    return run
+
+
+CASE_ARGUMENT = "workstate_conformance_case"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrize every test that takes ``workstate_conformance_case`` with the suite's cases (ids as pytest ids)."""
+    if CASE_ARGUMENT not in metafunc.fixturenames:
+        return
+    from .conformance import conformance_cases, selected
+
+    policy = getattr(metafunc.module, "workstate_policy", DEFAULT_POLICY)
+    only = getattr(metafunc.module, "workstate_conformance_only", None)
+    cases = [case for case in conformance_cases(policy) if selected(case.case_id, only)]
+    metafunc.parametrize(CASE_ARGUMENT, cases, ids=[case.case_id for case in cases])
+
+
+@pytest.fixture
+def workstate_conformance(request: pytest.FixtureRequest) -> Callable[..., None]:
+    """Run conformance against a target: ``workstate_conformance(make_target, policy=...)``.
+
+    In a test parametrized with ``workstate_conformance_case`` it runs that one case; elsewhere the whole
+    suite. A failing case fails the test with the rule, the difference, both answers and every request.
+    """
+
+    def run(make_target: Callable[[], Target], *, policy: Policy | None = None) -> None:
+        from .conformance import Case, run_case, run_conformance
+
+        chosen: Policy = policy if policy is not None else getattr(request.module, "workstate_policy", DEFAULT_POLICY)
+        callspec = getattr(request.node, "callspec", None)
+        case = callspec.params.get(CASE_ARGUMENT) if callspec is not None else None
+        if isinstance(case, Case):
+            result = run_case(case, make_target, policy=chosen)
+            if not result.passed:
+                pytest.fail(result.render(), pytrace=False)
+            return
+        report = run_conformance(make_target, policy=chosen)
+        if not report.ok:
+            failures = "\n\n".join(failure.render() for failure in report.failures[:5])
+            pytest.fail(f"{report.summary()}\n\n{failures}", pytrace=False)
 
     return run
