@@ -41,6 +41,7 @@ COMMAND_MODULES = (
     "workstate.cli.simulate",
     "workstate.cli.check",
     "workstate.cli.verify",
+    "workstate.cli.conform",
     "workstate.cli.serve",
     "workstate.cli.work",
 )

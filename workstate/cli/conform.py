@@ -1,0 +1,195 @@
+"""``workstate conform --url URL``: run the conformance suite against a live server.
+
+The suite is :func:`workstate.testing.conformance.run_conformance`; the server must implement the
+test-clock contract of docs/testing-guide.md (``X-Workstate-Now`` on every request, the ``/_test``
+creation routes), which :class:`~workstate.testing.http.HttpTarget` speaks. This module reads the
+options, shows a progress bar on stderr, prints a summary table (and every failure), writes the JSON and
+JUnit reports asked for, and chooses the exit status: 0 every case passed, 1 a case failed, 2 bad arguments
+or no server at the URL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import time
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO
+from urllib.parse import urlsplit
+from xml.sax.saxutils import escape, quoteattr
+
+from ..api import Request, Response
+from ..errors import WorkstateError
+from ..testing.compare import show
+from ..testing.conformance import T0, CaseResult, ConformanceReport, run_conformance
+from ..testing.http import HttpTarget
+from . import CliCommand
+from .options import add_policy_option, policy_from_pairs
+
+
+def _configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", required=True, help="the server, e.g. http://127.0.0.1:8080 (a path is a base path)")
+    add_policy_option(parser, "a Policy field the server under test uses (the reference is given the same)")
+    parser.add_argument("--json", metavar="FILE", help="write every case's result as JSON to FILE")
+    parser.add_argument("--junit", metavar="FILE", help="write a JUnit XML report to FILE (one testcase per case)")
+    parser.add_argument(
+        "--only", metavar="PATTERN", help="run the cases whose id contains PATTERN or matches it (glob)"
+    )
+    parser.add_argument("--token", default="Bearer workstate-test", help="the Authorization of the /_test routes")
+
+
+def _response(value: Any) -> Any:
+    if value is None or isinstance(value, str):
+        return value
+    return {"status": value.status, "body": value.json}
+
+
+def _case_json(case: CaseResult) -> dict[str, Any]:
+    return {
+        "id": case.case_id,
+        "rule": case.rule,
+        "passed": case.passed,
+        "where": case.where,
+        "expected": _response(case.expected),
+        "actual": _response(case.actual),
+        "requests": [str(exchange) for exchange in case.requests],
+    }
+
+
+def _junit(report: ConformanceReport, seconds: float) -> str:
+    failed = len(report.failures)
+    lines = [
+        '<?xml version="1.0" encoding="utf-8"?>',
+        f'<testsuite name="workstate-conformance" tests="{len(report.cases)}" failures="{failed}" '
+        f'errors="0" time="{seconds:.3f}">',
+    ]
+    for case in report.cases:
+        name = quoteattr(case.case_id)
+        classname = quoteattr(f"conformance.{case.section}")
+        if case.passed:
+            lines.append(f"  <testcase classname={classname} name={name}/>")
+            continue
+        lines.append(f"  <testcase classname={classname} name={name}>")
+        lines.append(f"    <failure message={quoteattr(case.where or '')}>{escape(case.render())}</failure>")
+        lines.append("  </testcase>")
+    lines.append("</testsuite>")
+    return "\n".join(lines) + "\n"
+
+
+class _Bar:
+    """A one-line progress bar on a terminal; on anything else a line every tenth of the run."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self.failed = 0
+        self.shown = -1
+
+    def __call__(self, done: int, total: int, result: CaseResult) -> None:
+        self.failed += not result.passed
+        tenth = done * 10 // total
+        if not self.tty and tenth == self.shown and done != total:
+            return
+        if self.tty and done % 50 and done != total:
+            return
+        self.shown = tenth
+        filled = done * 30 // total
+        line = f"[{'#' * filled}{'.' * (30 - filled)}] {done}/{total} cases, {self.failed} failed"
+        self.stream.write(("\r" + line) if self.tty else line + "\n")
+        if self.tty and done == total:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+class _Shared:
+    """One keep-alive connection for every case: each case makes its own environment, so none sees another's."""
+
+    def __init__(self, target: HttpTarget) -> None:
+        self.target = target
+
+    def send(self, request: Request, now: datetime) -> Response:
+        return self.target.send(request, now)
+
+    def create_environment(self, now: datetime) -> str:
+        return self.target.create_environment(now)
+
+    def create_work(self, env: str, session_id: str, metadata: Mapping[str, str], now: datetime) -> str:
+        return self.target.create_work(env, session_id, metadata, now)
+
+
+def _run(args: argparse.Namespace, out: TextIO) -> int:
+    def refuse(message: str) -> int:
+        sys.stderr.write(f"workstate conform: {message}\n")
+        return 2
+
+    try:
+        policy = policy_from_pairs(args.policy)
+    except WorkstateError as exc:
+        return refuse(exc.message)
+    url = urlsplit(args.url)
+    if url.scheme != "http" or not url.hostname:
+        return refuse(f"--url must be http://HOST:PORT[/BASE], got {args.url!r}")
+    host, port, base = url.hostname, url.port or 80, url.path.rstrip("/")
+    probe = HttpTarget(host, port, base_path=base, authorization=args.token)
+    try:
+        probe.create_environment(T0)
+    except (OSError, WorkstateError) as exc:
+        return refuse(f"no server that speaks the test-clock contract at {args.url}: {exc}")
+    finally:
+        probe.close()
+    salt = time.time_ns() & 0xFFFF_FFFF_FFFF  # sessions unique across runs against one long-lived server
+    counter = itertools.count(1)
+
+    def sessions() -> str:
+        return f"sess_{salt:012x}{next(counter):020x}"
+
+    shared = _Shared(HttpTarget(host, port, base_path=base, authorization=args.token))
+    started = time.perf_counter()
+    try:
+        report = run_conformance(
+            lambda: shared,
+            policy=policy,
+            only=args.only,
+            progress=_Bar(sys.stderr),
+            sessions=sessions,
+        )
+    finally:
+        shared.target.close()
+    seconds = time.perf_counter() - started
+    if not report.cases:
+        return refuse(f"--only {args.only!r} selects no case")
+    for case in report.failures[:20]:
+        out.write(case.render() + "\n\n")
+    if len(report.failures) > 20:
+        out.write(f"... and {len(report.failures) - 20} more failures (--json or --junit lists them all)\n\n")
+    out.write(report.summary() + "\n")
+    verdict = "OK" if report.ok else "FAIL"
+    out.write(f"{verdict}: {len(report.cases) - len(report.failures)} of {len(report.cases)} cases passed")
+    out.write(f" ({report.request_count} requests, {seconds:.1f} s)\n")
+    try:
+        if args.json:
+            document = {"ok": report.ok, "cases": [_case_json(case) for case in report.cases]}
+            Path(args.json).write_text(json.dumps(document, indent=1, default=show) + "\n", encoding="utf-8")
+        if args.junit:
+            Path(args.junit).write_text(_junit(report, seconds), encoding="utf-8")
+    except OSError as exc:
+        return refuse(f"cannot write the report: {exc.strerror or exc}")
+    return 0 if report.ok else 1
+
+
+CLI_COMMANDS: tuple[CliCommand, ...] = (
+    CliCommand(
+        "conform",
+        "run the conformance suite against a live server (test-clock contract)",
+        _configure,
+        _run,
+        "Run every case of workstate's conformance suite (docs/conformance.md) against the server at URL, "
+        "which must implement the test-clock contract of docs/testing-guide.md (X-Workstate-Now, the /_test "
+        "routes). Progress goes to stderr, the summary table to stdout. Exit status: 0 every case passed, "
+        "1 a case failed, 2 bad arguments or no such server.",
+    ),
+)
