@@ -32,10 +32,10 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TextIO
 
 from ..errors import WorkstateError
+from ..worker.runner import DIALECTS
 from . import CliCommand
 
 INSTALL_HINT = "pip install 'workstate[worker]'"
-DIALECT_NAMES = ("qoder",)  # the runner's DIALECTS, without importing it before it is needed
 ENVIRONMENT = ("WORKSTATE_WORK_ID", "WORKSTATE_ENVIRONMENT_ID", "WORKSTATE_SESSION_ID", "WORKSTATE_WORKER_ID")
 _PR_SET_PDEATHSIG = 1
 
@@ -51,7 +51,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--token", default=os.environ.get("WORKSTATE_TOKEN"), help="the bearer token (default: $WORKSTATE_TOKEN)"
     )
-    parser.add_argument("--dialect", choices=DIALECT_NAMES, default="qoder", help="the wire dialect (default qoder)")
+    parser.add_argument("--dialect", choices=tuple(DIALECTS), default="qoder", help="the wire dialect (default qoder)")
     parser.add_argument("--concurrency", type=int, default=1, help="items run at once (default 1)")
     parser.add_argument("--worker-id", help="the Worker-ID header (default: host name and process id)")
     parser.add_argument(
