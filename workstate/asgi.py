@@ -49,7 +49,7 @@ from .api.codec import DecodeError, ErrorEnvelope, dumps, loads
 from .errors import InvalidInput, WorkstateError
 from .model import valid_id
 from .policy import DEFAULT_POLICY, Policy
-from .tools.openapi import document
+from .tools.openapi import DIALECTS, document  # the dialects the app speaks: one list (the dialect issue adds)
 
 __all__ = [
     "DIALECTS",
@@ -66,8 +66,6 @@ TEST_PREFIX = "/_test/environments"
 OPENAPI_PATH = "/openapi.json"
 MAX_BODY = 1 << 20
 """The largest request body served (1 MiB); a larger one is answered 413 and never executed."""
-DIALECTS = ("qoder",)
-"""The wire dialects the app speaks (the dialect issue adds ``anthropic``)."""
 _MAX_SHOWN = 100
 _MAX_MESSAGE = 300
 _DIGITS = re.compile(r"[0-9]+")
