@@ -82,7 +82,8 @@ def test_the_committed_picture_is_the_generated_one() -> None:
 
 
 @pytest.mark.skipif(
-    shutil.which("rsvg-convert") is None and not Path("/usr/bin/chromium").exists(), reason="no renderer: apt-get install librsvg2-bin (.ci/run does)"
+    shutil.which("rsvg-convert") is None and not Path("/usr/bin/chromium").exists(),
+    reason="no renderer: apt-get install librsvg2-bin (.ci/run does)",
 )
 def test_it_renders(tmp_path: Path) -> None:
     source = ROOT / "docs" / "lifecycle.svg"
