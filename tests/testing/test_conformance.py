@@ -173,3 +173,17 @@ def test_the_fixture_makes_one_pytest_item_per_case(tmp_path: Path) -> None:
     assert ran.returncode == 1
     assert f"{count} failed, {count} passed" in ran.stdout, ran.stdout[-2000:]
     assert "status 409, expected 200" in ran.stdout
+
+
+def test_the_generated_page_lists_every_case_id() -> None:
+    text = (ROOT / "docs" / "conformance.md").read_text()
+    state = None
+    listed = set()
+    for line in text.splitlines():
+        if line.startswith("### `@"):
+            state = line.removeprefix("### `@").removesuffix("`")
+        elif line.startswith("| `"):
+            listed.add(line.split("`")[1])
+        elif state is not None and line.startswith("`"):
+            listed |= {f"{entry.strip().strip('`')}@{state}" for entry in line.split(",")}
+    assert listed == {case.case_id for case in conformance_cases()}

@@ -17,11 +17,17 @@ from ..tools.docgen import generate
 COMMAND = "python -m workstate.cli.docgen"
 
 
+def texts() -> dict[str, str]:
+    """Every generated file's text: the engines' (:func:`~workstate.tools.docgen.generate`) and the
+    conformance suite's case list (``docs/conformance.md``, from :mod:`workstate.testing.conformance`)."""
+    from ..testing.conformance import markdown
+
+    return {**generate(), "docs/conformance.md": markdown()}
+
+
 def drifted(root: Path) -> list[str]:
     """The generated files whose committed copy under ``root`` differs from what the code generates."""
-    return [
-        name for name, text in generate().items() if not (root / name).exists() or (root / name).read_text() != text
-    ]
+    return [name for name, text in texts().items() if not (root / name).exists() or (root / name).read_text() != text]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -34,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in stale:
             sys.stderr.write(f"{name} is out of date: run {COMMAND}\n")
         return 1 if stale else 0
-    for name, text in generate().items():
+    for name, text in texts().items():
         (args.root / name).parent.mkdir(parents=True, exist_ok=True)
         (args.root / name).write_text(text)
         sys.stdout.write(f"wrote {name}\n")
