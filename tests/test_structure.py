@@ -36,7 +36,7 @@ IO_PLACES: dict[str, str] = {
     "workstate/testing/http.py": "the kit's HTTP target: a real client over sockets (http.client)",
     "workstate/testing/target.py": "the kit's AsyncBridge: runs an async server's coroutines on an event loop",
     "workstate/worker/runner.py": "the worker runner: httpx, asyncio tasks and sleeps, the clock, jitter",
-    "workstate/asgi.py": "the ASGI edge: the wall clock, a threading.Lock, the record stream, body timeouts",
+    "workstate/asgi/": "the ASGI edge: the wall clock, a threading.Lock, the record stream, body timeouts",
     "workstate/testing/asgi.py": "the kit's AsgiTarget: runs an ASGI app's coroutines on a private event loop",
 }
 
@@ -136,9 +136,7 @@ def test_the_architecture_page_matches_the_tree() -> None:
     assert seen == rooms, "every folder of the package has its row, and no row names a missing one"
     top = {p.name for p in PACKAGE.glob("*.py")} - {"__init__.py", "__main__.py"}
     core = {"rules.py", "model.py", "policy.py", "invariants.py", "errors.py", "_time.py", "_values.py"}
-    assert top <= core | {"asgi.py"}, (
-        "the top level holds the pure lifecycle core only (and asgi.py, the ASGI edge, an I/O place of layer 3)"
-    )
+    assert top <= core, "the top level holds the pure lifecycle core only"
 
 
 @pytest.mark.parametrize(("name", "path", "tree"), ALL, ids=[name for name, _, _ in ALL])

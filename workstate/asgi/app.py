@@ -43,13 +43,13 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol, TextIO
 
-from ._time import parse_timestamp, render_timestamp
-from .api import Request, Response, Server, echoed_request_id
-from .api.codec import DecodeError, ErrorEnvelope, dumps, loads
-from .errors import InvalidInput, WorkstateError
-from .model import valid_id
-from .policy import DEFAULT_POLICY, Policy
-from .tools.openapi import DIALECTS, document  # the dialects the app speaks: one list (the dialect issue adds)
+from .._time import parse_timestamp, render_timestamp
+from ..api import Request, Response, Server, echoed_request_id
+from ..api.codec import DecodeError, ErrorEnvelope, dumps, loads
+from ..errors import InvalidInput, WorkstateError
+from ..model import valid_id
+from ..policy import DEFAULT_POLICY, Policy
+from ..tools.openapi import DIALECTS, document  # the dialects the app speaks: one list (the dialect issue adds)
 
 __all__ = [
     "DIALECTS",
