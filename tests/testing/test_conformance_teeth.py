@@ -37,3 +37,18 @@ def test_the_suite_alone_catches_the_mutant(mutant: type[mutants.Mutant]) -> Non
     again = run_case(case, mutant)
     assert not again.passed and _masked(again.where) == _masked(failure.where)  # the same case, the same difference
     assert run_case(case, ReferenceTarget).passed
+
+
+def test_the_guides_ten_lines_fail_a_wrong_server() -> None:
+    """docs/testing-guide.md's first example is no smoke test: pointed at a wrong server, it fails."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "testing-guide.md").read_text()
+    code = text.split("## Ten lines", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    assert "run_conformance(make_target)" in code and "return ReferenceTarget()" in code
+    wrong = code.replace("return ReferenceTarget()", "return AckReplayConflicts()")
+    wrong = "from workstate.testing.mutants import AckReplayConflicts\n" + wrong.replace(
+        "report = run_conformance(make_target)", "report = run_conformance(make_target, max_failures=1)"
+    )
+    with pytest.raises(AssertionError, match=r"4\.2-ack-replay"):
+        exec(compile(wrong, "testing-guide.md", "exec"), {})
