@@ -187,3 +187,17 @@ def test_the_generated_page_lists_every_case_id() -> None:
         elif state is not None and line.startswith("`"):
             listed |= {f"{entry.strip().strip('`')}@{state}" for entry in line.split(",")}
     assert listed == {case.case_id for case in conformance_cases()}
+
+
+def test_the_suite_and_the_command_need_no_hypothesis_and_the_plugin_imports_the_suite_lazily() -> None:
+    code = (
+        "import sys; sys.modules['hypothesis'] = None\n"
+        "import workstate.testing.plugin\n"
+        "assert 'workstate.testing.conformance' not in sys.modules\n"
+        "import workstate.cli.conform\n"
+        "from workstate.testing.conformance import run_conformance\n"
+        "from workstate.testing.target import ReferenceTarget\n"
+        "print(run_conformance(ReferenceTarget, only='4.7-stats/stats-empty').ok)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert (result.returncode, result.stdout.strip()) == (0, "True"), result.stderr

@@ -34,6 +34,9 @@ from .options import add_policy_option, policy_from_pairs
 def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", required=True, help="the server, e.g. http://127.0.0.1:8080 (a path is a base path)")
     add_policy_option(parser, "a Policy field the server under test uses (the reference is given the same)")
+    parser.add_argument(
+        "--dialect", choices=("qoder",), default="qoder", help="the wire dialect (only qoder until the dialect issue)"
+    )
     parser.add_argument("--json", metavar="FILE", help="write every case's result as JSON to FILE")
     parser.add_argument("--junit", metavar="FILE", help="write a JUnit XML report to FILE (one testcase per case)")
     parser.add_argument(
