@@ -15,6 +15,15 @@ so both see the same machine (after one uncounted warm-up); each round prints re
 latency, and the run ends with the ratio serve / floor per round (median and spread). Prints figures; asserts
 nothing. The load generator runs on the same machine (one process, asyncio), so on 2 cores it competes with
 the server it measures, the same way for both.
+
+Then the probe (issue 15: others' throughput stays within 2x): against the same ``workstate serve``,
+``--probe-clients`` ordinary clients (default 10, each in its own environment) run the same lifecycles for
+``--round-seconds`` (default 3), once alone ("quiet") and once while ``--heavy`` other clients (default 3) keep
+sending 1 MB nested JSON bodies (``{"metadata": [[[...]]]}``, as tests/cli/test_serve_command.py sends them) to
+the update endpoint of an active item, each answered 400. Quiet and loaded rounds alternate (which goes first
+swaps every round), ``--probe-rounds`` (default 7) of each after one uncounted warm-up of each; every round
+prints the ordinary clients' requests/s and latency, and the run ends with the ratio quiet / loaded per round
+(median and spread). ``--probe-only`` skips the floor comparison.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import platform
 import socket
@@ -191,6 +201,115 @@ async def load(port: int, envs: list[str], per_client: int, real: bool) -> tuple
     return sum(counts), elapsed, latencies
 
 
+# --- the probe: ordinary clients beside 1 MB nested bodies ---------------------------------------------------
+
+NESTED_DEPTH = (1_000_000 - 20) // 2
+NESTED = b'{"metadata": ' + b"[" * NESTED_DEPTH + b"]" * NESTED_DEPTH + b"}"  # just under MAX_BODY (1 MiB)
+probe_sessions = itertools.count(1 << 40)  # apart from the sessions the floor comparison uses
+
+
+async def timed_lifecycles(port: int, env: str, client_no: int, deadline: float, latencies: list[float]) -> int:
+    """Lifecycles (6 requests each, as ``lifecycles``) until ``deadline``; the requests answered."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    client = Client(reader, writer, latencies)
+    worker = f"Worker-ID: p{client_no}\r\n"
+    done = 0
+    try:
+        while time.perf_counter() < deadline:
+            body = json.dumps({"session_id": f"sess_{client_no:016x}{next(probe_sessions):016x}"}).encode()
+            status, reply = await client.call("POST", f"/_test/environments/{env}/work", body=body)
+            wid = json.loads(reply)["id"]
+            status, reply = await client.call("GET", f"{BASE}/{env}/work/poll", worker)
+            if json.loads(reply)["id"] != wid:
+                raise SystemExit(f"probe client {client_no}: polled {reply[:80]!r}, not {wid}")
+            for op in ("ack", "heartbeat", "stop", "stop"):
+                status, reply = await client.call("POST", f"{BASE}/{env}/work/{wid}/{op}", worker)
+                if status != 200:
+                    raise SystemExit(f"probe client {client_no}: {op} answered {status}: {reply[:200]!r}")
+            done += 6
+    finally:
+        writer.close()
+    return done
+
+
+async def heavy_client(port: int, env: str, wid: str, deadline: float) -> int:
+    """1 MB nested bodies to the update endpoint of ``wid`` until ``deadline``; the bodies answered (all 400)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    client = Client(reader, writer, [])
+    sent = 0
+    try:
+        while time.perf_counter() < deadline:
+            status, reply = await client.call("POST", f"{BASE}/{env}/work/{wid}", body=NESTED)
+            if status != 400:
+                raise SystemExit(f"heavy client: the nested body answered {status}: {reply[:200]!r}")
+            sent += 1
+    finally:
+        writer.close()
+    return sent
+
+
+async def probe_round(
+    port: int, envs: list[str], target: tuple[str, str], heavy: int, seconds: float
+) -> tuple[int, float, list[float], int]:
+    """One round: ordinary clients (one per env) for ``seconds``, beside ``heavy`` heavy clients."""
+    latencies: list[float] = []
+    start = time.perf_counter()
+    deadline = start + seconds
+    ordinary = [timed_lifecycles(port, env, i, deadline, latencies) for i, env in enumerate(envs)]
+    heavies = [heavy_client(port, *target, deadline) for _ in range(heavy)]
+    counts = await asyncio.gather(*ordinary, *heavies)
+    elapsed = time.perf_counter() - start  # the last lifecycle started before the deadline finishes after it
+    return sum(counts[: len(envs)]), elapsed, latencies, sum(counts[len(envs) :])
+
+
+async def active_item(port: int, env: str) -> str:
+    """An item of ``env`` held ``active`` by worker ``h`` (the heavy clients' target, as the tests' probe)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    client = Client(reader, writer, [])
+    try:
+        body = json.dumps({"session_id": "sess_" + "f" * 32}).encode()
+        wid = json.loads((await client.call("POST", f"/_test/environments/{env}/work", body=body))[1])["id"]
+        await client.call("GET", f"{BASE}/{env}/work/poll", "Worker-ID: h\r\n")
+        for op in ("ack", "heartbeat"):
+            status, reply = await client.call("POST", f"{BASE}/{env}/work/{wid}/{op}", "Worker-ID: h\r\n")
+            if status != 200:
+                raise SystemExit(f"the heavy clients' item: {op} answered {status}: {reply[:200]!r}")
+    finally:
+        writer.close()
+    return wid
+
+
+def probe(serve: Process, clients: int, heavy: int, seconds: float, rounds: int) -> None:
+    envs, target_env = serve.envs[:clients], serve.envs[clients]
+    target = (target_env, asyncio.run(active_item(serve.port, target_env)))
+    print(
+        f"probe: {clients} ordinary clients, {seconds:g} s a round, alone (quiet) and beside {heavy} clients"
+        f" sending {len(NESTED):,}-byte nested bodies (loaded)"
+    )
+    for contenders in (0, heavy):  # warm-up, not counted
+        asyncio.run(probe_round(serve.port, envs, target, contenders, min(seconds, 1.0)))
+    ratios = []
+    for round_no in range(rounds):
+        rates = {}
+        order = (("quiet", 0), ("loaded", heavy)) if round_no % 2 == 0 else (("loaded", heavy), ("quiet", 0))
+        for name, contenders in order:
+            requests, elapsed, latencies, bodies = asyncio.run(
+                probe_round(serve.port, envs, target, contenders, seconds)
+            )
+            rates[name] = requests / elapsed
+            extra = f", {bodies} nested bodies ({bodies * len(NESTED) / elapsed / 1e6:.1f} MB/s)" if contenders else ""
+            print(
+                f"probe round {round_no + 1} {name}: {requests} requests in {elapsed:.2f} s = {rates[name]:,.0f}"
+                f" requests/s, p50 {quantile(latencies, 0.5) * 1000:.2f} ms, p99 {quantile(latencies, 0.99) * 1000:.2f}"
+                f" ms{extra}"
+            )
+        ratios.append(rates["quiet"] / rates["loaded"])
+        print(f"probe round {round_no + 1} quiet / loaded: {ratios[-1]:.2f}")
+    spread = f"{min(ratios):.2f} to {max(ratios):.2f}"
+    verdict = "within" if statistics.median(ratios) <= 2 else "over"
+    print(f"probe quiet / loaded requests/s: median {statistics.median(ratios):.2f} (rounds: {spread}); {verdict} 2x")
+
+
 def quantile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -201,7 +320,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--lifecycles", type=int, default=40, help="lifecycles per client per round")
     parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--smoke", action="store_true", help="2 clients, 2 lifecycles, 1 round")
+    parser.add_argument("--probe-clients", type=int, default=10, help="the probe's ordinary clients")
+    parser.add_argument("--heavy", type=int, default=3, help="the probe's clients sending 1 MB nested bodies")
+    parser.add_argument("--round-seconds", type=float, default=3.0, help="the length of a probe round")
+    parser.add_argument("--probe-rounds", type=int, default=7, help="probe rounds (each: quiet and loaded)")
+    parser.add_argument("--probe-only", action="store_true", help="skip the floor comparison")
+    parser.add_argument("--smoke", action="store_true", help="2 clients, 2 lifecycles, 1 round; a 0.3 s probe round")
     parser.add_argument("--bare-serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare_serve:
@@ -209,19 +333,30 @@ def main() -> None:
         return
     if args.smoke:
         args.clients, args.lifecycles, args.rounds = 2, 2, 1
+        args.probe_clients, args.heavy, args.round_seconds, args.probe_rounds = 2, 1, 0.3, 1
     print(f"Python {platform.python_version()}, {platform.machine()}, {args.clients} clients, loopback")
-    seeds = ["--seed-environments", str(args.clients)]
+    seeds = ["--seed-environments", str(max(args.clients, args.probe_clients + 1))]
     serve = Process([sys.executable, "-m", "workstate", "serve", "--port", "0", "--test-routes", *seeds])
+    try:
+        if not args.probe_only:
+            compare(serve, args.lifecycles, args.rounds, args.clients)
+        probe(serve, args.probe_clients, args.heavy, args.round_seconds, args.probe_rounds)
+    finally:
+        serve.close()
+
+
+def compare(serve: Process, per_client: int, rounds: int, clients: int) -> None:
+    """``workstate serve`` against the floor, in interleaved rounds."""
     floor = Process([sys.executable, __file__, "--bare-serve"])
+    envs = serve.envs[:clients]  # the floor ignores them
     ratios = []
     try:
         for process, real in ((floor, False), (serve, True)):  # warm-up: connections, imports, caches; not counted
-            asyncio.run(load(process.port, serve.envs, 2, real))
-        for round_no in range(args.rounds):
+            asyncio.run(load(process.port, envs, 2, real))
+        for round_no in range(rounds):
             figures = {}
             for name, process, real in (("floor", floor, False), ("serve", serve, True)):
-                envs = serve.envs  # the floor ignores them
-                requests, elapsed, latencies = asyncio.run(load(process.port, envs, args.lifecycles, real))
+                requests, elapsed, latencies = asyncio.run(load(process.port, envs, per_client, real))
                 rate = requests / elapsed
                 figures[name] = rate
                 print(
@@ -230,7 +365,6 @@ def main() -> None:
                 )
             ratios.append(figures["serve"] / figures["floor"])
     finally:
-        serve.close()
         floor.close()
     spread = f"{min(ratios):.2f} to {max(ratios):.2f}"
     print(f"serve / floor requests/s: median {statistics.median(ratios):.2f} (rounds: {spread})")
