@@ -21,9 +21,10 @@ Then the probe (issue 15: others' throughput stays within 2x): against the same 
 ``--round-seconds`` (default 3), once alone ("quiet") and once while ``--heavy`` other clients (default 3) keep
 sending 1 MB nested JSON bodies (``{"metadata": [[[...]]]}``, as tests/cli/test_serve_command.py sends them) to
 the update endpoint of an active item, each answered 400. Quiet and loaded rounds alternate (which goes first
-swaps every round), ``--probe-rounds`` (default 7) of each after one uncounted warm-up of each; every round
-prints the ordinary clients' requests/s and latency, and the run ends with the ratio quiet / loaded per round
-(median and spread). ``--probe-only`` skips the floor comparison.
+swaps every round), ``--probe-rounds`` (default 7) of each after one uncounted warm-up of each. Every round
+prints the ordinary clients' requests/s and latency and the CPU the server and this process used (in cores);
+the run ends with the ratio quiet / loaded per round (median and spread). ``--probe-only`` skips the floor
+comparison.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import os
 import platform
 import socket
 import statistics
@@ -41,6 +43,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 BASE = "/api/v1/cloud/environments"
@@ -279,6 +282,15 @@ async def active_item(port: int, env: str) -> str:
     return wid
 
 
+def cpu_seconds(pid: int) -> float:
+    """The CPU time (user + system) process ``pid`` used so far; 0 where /proc is not there."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def probe(serve: Process, clients: int, heavy: int, seconds: float, rounds: int) -> None:
     envs, target_env = serve.envs[:clients], serve.envs[clients]
     target = (target_env, asyncio.run(active_item(serve.port, target_env)))
@@ -293,15 +305,18 @@ def probe(serve: Process, clients: int, heavy: int, seconds: float, rounds: int)
         rates = {}
         order = (("quiet", 0), ("loaded", heavy)) if round_no % 2 == 0 else (("loaded", heavy), ("quiet", 0))
         for name, contenders in order:
+            server_cpu, own_cpu = cpu_seconds(serve.process.pid), time.process_time()
             requests, elapsed, latencies, bodies = asyncio.run(
                 probe_round(serve.port, envs, target, contenders, seconds)
             )
+            server_cpu, own_cpu = cpu_seconds(serve.process.pid) - server_cpu, time.process_time() - own_cpu
             rates[name] = requests / elapsed
+            cpu = f", CPU: serve {server_cpu / elapsed:.2f}, clients {own_cpu / elapsed:.2f} cores"
             extra = f", {bodies} nested bodies ({bodies * len(NESTED) / elapsed / 1e6:.1f} MB/s)" if contenders else ""
             print(
                 f"probe round {round_no + 1} {name}: {requests} requests in {elapsed:.2f} s = {rates[name]:,.0f}"
                 f" requests/s, p50 {quantile(latencies, 0.5) * 1000:.2f} ms, p99 {quantile(latencies, 0.99) * 1000:.2f}"
-                f" ms{extra}"
+                f" ms{cpu}{extra}"
             )
         ratios.append(rates["quiet"] / rates["loaded"])
         print(f"probe round {round_no + 1} quiet / loaded: {ratios[-1]:.2f}")
