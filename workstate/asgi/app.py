@@ -260,21 +260,26 @@ class WorkstateApp:
                 raise _Refused(self._too_large(headers))
         chunks: list[bytes] = []
         size = 0
-        while True:
-            try:
-                message = await asyncio.wait_for(receive(), self.body_timeout)
-            except TimeoutError:
-                text = f"the body did not arrive within {self.body_timeout:g} s: not executed"
-                raise _Refused(_error(408, "invalid_request_error", text, _request_id(headers))) from None
-            if message["type"] == "http.disconnect":
-                raise _Refused(_bad("the client went away before the whole body came: not executed", None))
-            chunk = bytes(message.get("body", b""))
-            size += len(chunk)
-            if size > self.max_body:
-                raise _Refused(self._too_large(headers))
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
+        loop = asyncio.get_running_loop()
+        # One timeout for the whole body, moved on at every piece: each piece must come within body_timeout of
+        # the one before (a stalled body is refused), without the task wait_for would start for every piece.
+        try:
+            async with asyncio.timeout(self.body_timeout) as deadline:
+                while True:
+                    message = await receive()
+                    deadline.reschedule(loop.time() + self.body_timeout)
+                    if message["type"] == "http.disconnect":
+                        raise _Refused(_bad("the client went away before the whole body came: not executed", None))
+                    chunk = bytes(message.get("body", b""))
+                    size += len(chunk)
+                    if size > self.max_body:
+                        raise _Refused(self._too_large(headers))
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        return b"".join(chunks)
+        except TimeoutError:
+            text = f"the body did not arrive within {self.body_timeout:g} s: not executed"
+            raise _Refused(_error(408, "invalid_request_error", text, _request_id(headers))) from None
 
     def _too_large(self, headers: list[tuple[str, str]]) -> Response:
         message = f"the body is over {self.max_body} bytes: not executed"
