@@ -31,6 +31,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, TextIO
 
+from ..api.routes import BASE_PATH
 from ..errors import WorkstateError
 from ..worker.runner import DIALECTS
 from . import CliCommand
@@ -44,8 +45,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--url",
         required=True,
-        help="the environment's URL (http://HOST:PORT/api/v1/cloud/environments/env_...), or the server's with "
-        "--environment",
+        help=f"the environment's URL (http://HOST:PORT{BASE_PATH}env_...), or the server's with --environment",
     )
     parser.add_argument("--environment", metavar="ENV", help="the environment id, when --url does not name it")
     parser.add_argument(

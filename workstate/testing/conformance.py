@@ -41,7 +41,7 @@ import attrs
 
 from .._time import UTC, parse_timestamp, render_timestamp
 from ..api import Request, Response, Server
-from ..api.routes import work_path
+from ..api.routes import BASE_PATH, work_path
 from ..errors import InvalidInput, WorkstateError
 from ..model import NO_HEARTBEAT
 from ..policy import DEFAULT_POLICY, Policy
@@ -1109,12 +1109,12 @@ def _error_cases(policy: Policy) -> Iterator[Case]:
     for name, call in order:
         yield _case(f"order-{name}", "", (NewWork(), call), policy)
     for name, method, path in (
-        ("unknown-route", "GET", "/api/v1/cloud/environments/{env}/jobs"),
-        ("ack-with-get", "GET", "/api/v1/cloud/environments/{env}/work/{work}/ack"),
-        ("poll-with-post", "POST", "/api/v1/cloud/environments/{env}/work/poll"),
-        ("unknown-action", "POST", "/api/v1/cloud/environments/{env}/work/{work}/finish"),
+        ("unknown-route", "GET", BASE_PATH + "{env}/jobs"),
+        ("ack-with-get", "GET", BASE_PATH + "{env}/work/{work}/ack"),
+        ("poll-with-post", "POST", BASE_PATH + "{env}/work/poll"),
+        ("unknown-action", "POST", BASE_PATH + "{env}/work/{work}/finish"),
         ("root", "GET", "/"),
-        ("trailing-slash", "GET", "/api/v1/cloud/environments/{env}/work/"),
+        ("trailing-slash", "GET", BASE_PATH + "{env}/work/"),
     ):
         yield _case(f"route-{name}", "", (NewWork(), Call("route", 0, method=method, path=path)), policy)
         yield _case(

@@ -177,7 +177,7 @@ def _default_worker_id() -> str:
 
 
 def split_url(url: str, environment_id: str | None, dialect: str) -> tuple[str, str]:
-    """``(base URL, environment id)`` from an environment's URL (``http://host:port/api/v1/cloud/environments/env_…``)
+    """``(base URL, environment id)`` from an environment's URL (``http://host:port``, the base path, ``env_…``)
     or a server's URL and ``environment_id``. The base URL keeps any path before the dialect's base path."""
     if dialect not in DIALECTS:
         known = ", ".join(sorted(DIALECTS))
