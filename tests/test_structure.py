@@ -202,3 +202,11 @@ def test_the_purity_check_has_teeth(tmp_path: Path) -> None:
         test_no_module_imports_a_private_name_of_another(
             "workstate.api.server", PACKAGE / "api" / "server.py", ast.parse("from ..model import _ID\n")
         )
+
+
+def test_the_base_path_is_written_in_the_route_table_only() -> None:
+    """One module owns the routes: no other module of the package spells the base path."""
+    from workstate.api.routes import BASE_PATH
+
+    spelled = [p.relative_to(ROOT).as_posix() for p in PACKAGE.rglob("*.py") if BASE_PATH.rstrip("/") in p.read_text()]
+    assert spelled == ["workstate/api/routes.py"]
