@@ -47,7 +47,6 @@ import socket
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from email.message import Message
@@ -58,9 +57,11 @@ from typing import Any, BinaryIO, TextIO
 
 from workstate import Policy, parse_timestamp, render_timestamp
 from workstate.api import Request, Response, Server, echoed_request_id
-from workstate.api.codec import DecodeError, ErrorEnvelope, dumps, loads
+from workstate.asgi import answer_test_route
+from workstate.asgi import bad_request as _bad
+from workstate.asgi import error_answer as _error
+from workstate.asgi import shown as _shown
 from workstate.errors import WorkstateError
-from workstate.model import valid_id
 
 __all__ = ["DEFAULT_TIMEOUT", "REQUEST_QUEUE_SIZE", "ExampleHttpServer", "main", "serve"]
 
@@ -71,48 +72,14 @@ DEFAULT_TIMEOUT = 30.0
 REQUEST_QUEUE_SIZE = 1024
 """The listen backlog: connections the kernel queues while every accept is still to come."""
 _MAX_BODY = 1 << 20
-_MAX_SHOWN = 100  # characters of a client's input an answer of this server shows
-_MAX_MESSAGE = 300  # characters of any message this server answers with
 _LINGER_BYTES = 1 << 16  # what is read and thrown away after a refusal, so that the close does not reset the answer
 _LINGER_SECONDS = 1.0
 _DIGITS = re.compile(r"[0-9]+")  # Content-Length = 1*DIGIT (RFC 9110 8.6), ASCII digits only
 _NOT_A_HEADER_BLOCK = (email.errors.MissingHeaderBodySeparatorDefect, email.errors.FirstHeaderLineIsContinuationDefect)
-_JSON_TYPE = {dict: "an object", list: "an array", bool: "a boolean", int: "a number", float: "a number"}
 
 
 def _wall_clock() -> datetime:
     return datetime.now(UTC)
-
-
-def _shown(value: object) -> str:
-    """A client's value as an answer may show it: a string quoted and cut short, anything else by its JSON type."""
-    if not isinstance(value, str):
-        return "null" if value is None else _JSON_TYPE.get(type(value), type(value).__name__)
-    if len(value) <= _MAX_SHOWN:
-        return repr(value)
-    return f"{value[:_MAX_SHOWN]!r}... ({len(value)} characters)"
-
-
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _error(status: int, error_type: str, message: str, request_id: str | None, param: str | None = None) -> Response:
-    """An error envelope; whatever the message and the param echo is cut short (they may carry a client's input)."""
-    envelope = ErrorEnvelope(
-        request_id=request_id or "req_" + uuid.uuid4().hex,
-        error_type=error_type,
-        message=_cut(message, _MAX_MESSAGE),
-        param=None if param is None else _cut(param, _MAX_SHOWN),
-    ).to_json()
-    return Response(status, envelope, dumps(envelope))
-
-
-def _bad(message: str, request_id: str | None, param: str | None = None) -> Response:
-    return _error(400, "invalid_request_error", message, request_id, param)
-
-
-_ERROR_TYPES = {400: "invalid_request_error", 404: "not_found_error", 409: "invalid_request_error"}
 
 
 def _spelling(name: str, taken: Mapping[str, str]) -> str | None:
@@ -274,52 +241,8 @@ class ExampleHttpServer:
                 self.record.flush()
 
     def _create(self, method: str, path: str, body: bytes, request_id: str | None, now: datetime | None) -> Response:
-        """A test route: the body is read and checked here, outside the lock; only the creation holds it."""
-        parts = path[len(TEST_PREFIX) :].strip("/").split("/")
-        if method != "POST" or not (parts == [""] or (len(parts) == 2 and parts[1] == "work")):
-            return _error(404, "not_found_error", f"no test route for {_shown(method)} {_shown(path)}", request_id)
-        try:
-            value: Any = loads(body) if body else {}
-        except DecodeError as exc:
-            return _bad(exc.message, request_id)
-        if not isinstance(value, dict):
-            return _bad("the body must be a JSON object", request_id)
-        extra = set(value) - ({"kind"} if parts == [""] else {"session_id", "metadata"})
-        if extra:
-            key = min(extra)
-            return _bad(f"unknown key {_shown(key)}", request_id, key)
-        create: Callable[[datetime], str]
-        if parts == [""]:
-            kind = value.get("kind", "self_hosted")
-            if not isinstance(kind, str) or kind not in ("self_hosted", "cloud"):
-                return _bad(f"kind must be 'self_hosted' or 'cloud', got {_shown(kind)}", request_id, "kind")
-
-            def create(at: datetime) -> str:
-                return self.reference.create_environment(kind, now=at)
-
-        else:
-            env, session, metadata = parts[0], value.get("session_id"), value.get("metadata")
-            if not valid_id("env_", env):
-                return _error(404, "not_found_error", f"environment {_shown(env)} not found", request_id, "env")
-            if not isinstance(session, str) or not valid_id("sess_", session):
-                message = f"session_id must be 'sess_' and 32 lowercase hex digits, got {_shown(session)}"
-                return _bad(message, request_id, "session_id")
-            if metadata is not None and not (
-                isinstance(metadata, dict) and all(isinstance(v, str) for v in metadata.values())
-            ):
-                return _bad("metadata must be an object of strings", request_id, "metadata")
-
-            def create(at: datetime) -> str:
-                return self.reference.create_work(env, session_id=session, metadata=metadata, now=at)
-
-        try:
-            with self.lock:
-                created = create(self.clock() if now is None else now)
-        except WorkstateError as exc:
-            status = exc.status_hint if exc.status_hint in _ERROR_TYPES else 400
-            return _error(status, _ERROR_TYPES[status], exc.message, request_id, exc.param)
-        reply = {"id": created}
-        return Response(201, reply, dumps(reply))
+        """A test route, answered as workstate serve answers it: the body is checked outside the lock."""
+        return answer_test_route(self.reference, self.lock, self.clock, method, path, body, request_id, now)
 
 
 # --- HTTP/1.1 framing -----------------------------------------------------------------------------------------

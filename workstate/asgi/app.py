@@ -52,6 +52,10 @@ from ..policy import DEFAULT_POLICY, Policy
 from ..tools.openapi import DIALECTS, document  # the dialects the app speaks: one list (the dialect issue adds)
 
 __all__ = [
+    "answer_test_route",
+    "bad_request",
+    "error_answer",
+    "shown",
     "DIALECTS",
     "MAX_BODY",
     "NOW_HEADER",
@@ -95,7 +99,8 @@ def _wall_clock() -> datetime:
     return datetime.now(UTC)
 
 
-def _shown(value: object) -> str:
+def shown(value: object) -> str:
+    """A client's value as an answer may show it: a string quoted and cut short, anything else by its JSON type."""
     if not isinstance(value, str):
         return "null" if value is None else _JSON_TYPE.get(type(value), type(value).__name__)
     if len(value) <= _MAX_SHOWN:
@@ -107,7 +112,11 @@ def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _error(status: int, error_type: str, message: str, request_id: str | None, param: str | None = None) -> Response:
+def error_answer(
+    status: int, error_type: str, message: str, request_id: str | None, param: str | None = None
+) -> Response:
+    """An error envelope an edge answers itself; whatever the message and the param echo is cut short (they may
+    carry a client's input)."""
     envelope = ErrorEnvelope(
         request_id=request_id or "req_" + uuid.uuid4().hex,
         error_type=error_type,
@@ -117,8 +126,9 @@ def _error(status: int, error_type: str, message: str, request_id: str | None, p
     return Response(status, envelope, dumps(envelope))
 
 
-def _bad(message: str, request_id: str | None, param: str | None = None) -> Response:
-    return _error(400, "invalid_request_error", message, request_id, param)
+def bad_request(message: str, request_id: str | None, param: str | None = None) -> Response:
+    """A 400 ``invalid_request_error`` an edge answers itself."""
+    return error_answer(400, "invalid_request_error", message, request_id, param)
 
 
 def _request_id(headers: Iterable[tuple[str, str]]) -> str | None:
@@ -176,7 +186,7 @@ class WorkstateApp:
         body_timeout: float = 30.0,
     ) -> None:
         if dialect not in DIALECTS:
-            raise InvalidInput(f"dialect must be one of {list(DIALECTS)}, got {_shown(dialect)}", param="dialect")
+            raise InvalidInput(f"dialect must be one of {list(DIALECTS)}, got {shown(dialect)}", param="dialect")
         if not body_timeout > 0:
             raise InvalidInput(f"body_timeout must be positive, got {body_timeout!r}", param="body_timeout")
         self.server: Backend = Server(policy) if server is None else server
@@ -218,7 +228,7 @@ class WorkstateApp:
         except _Refused as refused:
             response, close = refused.response, True
         except Exception as exc:  # a bug behind the app: answer 500 rather than drop the connection
-            response = _error(500, "api_error", f"internal error: {type(exc).__name__}", None)
+            response = error_answer(500, "api_error", f"internal error: {type(exc).__name__}", None)
         await self._send(send, method, response, close)
         if self.access_log is not None:
             client = scope.get("client")
@@ -243,12 +253,12 @@ class WorkstateApp:
             if name.lower() == "content-length":
                 text = value.strip(" \t")
                 if not _DIGITS.fullmatch(text):
-                    text = f"Content-Length must be decimal digits, got {_shown(value)}"
-                    raise _Refused(_bad(text, _request_id(headers), "Content-Length"))
+                    text = f"Content-Length must be decimal digits, got {shown(value)}"
+                    raise _Refused(bad_request(text, _request_id(headers), "Content-Length"))
                 lengths.add(text.lstrip("0") or "0")
         if len(lengths) > 1:
             raise _Refused(
-                _bad(
+                bad_request(
                     "Content-Length is given more than once, with different values",
                     _request_id(headers),
                     "Content-Length",
@@ -269,7 +279,9 @@ class WorkstateApp:
                     message = await receive()
                     deadline.reschedule(loop.time() + self.body_timeout)
                     if message["type"] == "http.disconnect":
-                        raise _Refused(_bad("the client went away before the whole body came: not executed", None))
+                        raise _Refused(
+                            bad_request("the client went away before the whole body came: not executed", None)
+                        )
                     chunk = bytes(message.get("body", b""))
                     size += len(chunk)
                     if size > self.max_body:
@@ -279,11 +291,11 @@ class WorkstateApp:
                         return b"".join(chunks)
         except TimeoutError:
             text = f"the body did not arrive within {self.body_timeout:g} s: not executed"
-            raise _Refused(_error(408, "invalid_request_error", text, _request_id(headers))) from None
+            raise _Refused(error_answer(408, "invalid_request_error", text, _request_id(headers))) from None
 
     def _too_large(self, headers: list[tuple[str, str]]) -> Response:
         message = f"the body is over {self.max_body} bytes: not executed"
-        return _error(413, "invalid_request_error", message, _request_id(headers), "Content-Length")
+        return error_answer(413, "invalid_request_error", message, _request_id(headers), "Content-Length")
 
     async def _send(self, send: Send, method: str, response: Response, close: bool) -> None:
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(response.body)).encode())]
@@ -310,12 +322,14 @@ class WorkstateApp:
         if self.test_clock:
             given = {value.strip() for name, value in headers if name.lower() == NOW_HEADER.lower()}
             if len(given) > 1:
-                return _bad(f"{NOW_HEADER} is given more than once, with different values", request_id, NOW_HEADER)
+                return bad_request(
+                    f"{NOW_HEADER} is given more than once, with different values", request_id, NOW_HEADER
+                )
             if given:
                 try:
                     now = parse_timestamp(given.pop(), NOW_HEADER)
                 except WorkstateError as exc:
-                    return _bad(exc.message, request_id, NOW_HEADER)
+                    return bad_request(exc.message, request_id, NOW_HEADER)
         path = target.partition("?")[0]
         if method in ("GET", "HEAD") and path == OPENAPI_PATH:
             return Response(200, None, self._openapi)
@@ -325,7 +339,7 @@ class WorkstateApp:
         if self.record is not None:
             recordable = self._recordable(target, headers, body, raw_headers, target_bytes)
             if isinstance(recordable, str):
-                return _bad(recordable, request_id)
+                return bad_request(recordable, request_id)
             recorded = recordable
         request = Request(method, target, headers, body)
         with self.lock:
@@ -346,7 +360,7 @@ class WorkstateApp:
         target_bytes: bytes | None,
     ) -> tuple[dict[str, str], str | None] | str:
         if not target.startswith("/"):
-            return f"the trace format records targets that start with /, not {_shown(target)}: not served"
+            return f"the trace format records targets that start with /, not {shown(target)}: not served"
         if target_bytes is not None and not target_bytes.isascii():
             return "the target is not ASCII, which the trace format cannot record as sent: not served while recording"
         if raw_headers is not None and not all(n.isascii() and v.isascii() for n, v in raw_headers):
@@ -359,7 +373,7 @@ class WorkstateApp:
         for name, value in headers:
             key = _spelling(name, recorded)
             if key is None:
-                return f"header {_shown(name)} is given more often than the trace format can record: not served"
+                return f"header {shown(name)} is given more often than the trace format can record: not served"
             recorded[key] = value
         return recorded, text
 
@@ -399,52 +413,7 @@ class WorkstateApp:
                 self.record.flush()
 
     def _create(self, method: str, path: str, body: bytes, request_id: str | None, now: datetime | None) -> Response:
-        """A test route: the body is read and checked outside the lock; only the creation holds it."""
-        parts = path[len(TEST_PREFIX) :].strip("/").split("/")
-        if method != "POST" or not (parts == [""] or (len(parts) == 2 and parts[1] == "work")):
-            return _error(404, "not_found_error", f"no test route for {_shown(method)} {_shown(path)}", request_id)
-        try:
-            value: Any = loads(body) if body else {}
-        except DecodeError as exc:
-            return _bad(exc.message, request_id)
-        if not isinstance(value, dict):
-            return _bad("the body must be a JSON object", request_id)
-        extra = set(value) - ({"kind"} if parts == [""] else {"session_id", "metadata"})
-        if extra:
-            key = min(extra)
-            return _bad(f"unknown key {_shown(key)}", request_id, key)
-        create: Callable[[datetime], str]
-        if parts == [""]:
-            kind = value.get("kind", "self_hosted")
-            if not isinstance(kind, str) or kind not in ("self_hosted", "cloud"):
-                return _bad(f"kind must be 'self_hosted' or 'cloud', got {_shown(kind)}", request_id, "kind")
-
-            def create(at: datetime) -> str:
-                return self.server.create_environment(kind, now=at)
-
-        else:
-            env, session, metadata = parts[0], value.get("session_id"), value.get("metadata")
-            if not valid_id("env_", env):
-                return _error(404, "not_found_error", f"environment {_shown(env)} not found", request_id, "env")
-            if not isinstance(session, str) or not valid_id("sess_", session):
-                message = f"session_id must be 'sess_' and 32 lowercase hex digits, got {_shown(session)}"
-                return _bad(message, request_id, "session_id")
-            if metadata is not None and not (
-                isinstance(metadata, dict) and all(isinstance(v, str) for v in metadata.values())
-            ):
-                return _bad("metadata must be an object of strings", request_id, "metadata")
-
-            def create(at: datetime) -> str:
-                return self.server.create_work(env, session_id=session, metadata=metadata, now=at)
-
-        try:
-            with self.lock:
-                created = create(self.clock() if now is None else now)
-        except WorkstateError as exc:
-            status = exc.status_hint if exc.status_hint in _ERROR_TYPES else 400
-            return _error(status, _ERROR_TYPES[status], exc.message, request_id, exc.param)
-        reply = {"id": created}
-        return Response(201, reply, dumps(reply))
+        return answer_test_route(self.server, self.lock, self.clock, method, path, body, request_id, now)
 
     # --- outside the routes: what ``workstate serve --seed-environments`` does ---
 
@@ -452,3 +421,63 @@ class WorkstateApp:
         """Create a ``self_hosted`` environment now (under the lock) and return its id."""
         with self.lock:
             return self.server.create_environment("self_hosted", now=self.clock())
+
+
+def answer_test_route(
+    backend: Backend,
+    lock: threading.Lock,
+    clock: Callable[[], datetime],
+    method: str,
+    path: str,
+    body: bytes,
+    request_id: str | None,
+    now: datetime | None,
+) -> Response:
+    """The answer of a test route (``POST /_test/environments`` and ``POST /_test/environments/{env}/work``, the
+    creation routes of the test-clock contract, docs/testing-guide.md) for ``backend``: the body is read and
+    checked outside ``lock``; only the creation holds it, at ``now`` or else at ``clock()``."""
+    parts = path[len(TEST_PREFIX) :].strip("/").split("/")
+    if method != "POST" or not (parts == [""] or (len(parts) == 2 and parts[1] == "work")):
+        return error_answer(404, "not_found_error", f"no test route for {shown(method)} {shown(path)}", request_id)
+    try:
+        value: Any = loads(body) if body else {}
+    except DecodeError as exc:
+        return bad_request(exc.message, request_id)
+    if not isinstance(value, dict):
+        return bad_request("the body must be a JSON object", request_id)
+    extra = set(value) - ({"kind"} if parts == [""] else {"session_id", "metadata"})
+    if extra:
+        key = min(extra)
+        return bad_request(f"unknown key {shown(key)}", request_id, key)
+    create: Callable[[datetime], str]
+    if parts == [""]:
+        kind = value.get("kind", "self_hosted")
+        if not isinstance(kind, str) or kind not in ("self_hosted", "cloud"):
+            return bad_request(f"kind must be 'self_hosted' or 'cloud', got {shown(kind)}", request_id, "kind")
+
+        def create(at: datetime) -> str:
+            return backend.create_environment(kind, now=at)
+
+    else:
+        env, session, metadata = parts[0], value.get("session_id"), value.get("metadata")
+        if not valid_id("env_", env):
+            return error_answer(404, "not_found_error", f"environment {shown(env)} not found", request_id, "env")
+        if not isinstance(session, str) or not valid_id("sess_", session):
+            message = f"session_id must be 'sess_' and 32 lowercase hex digits, got {shown(session)}"
+            return bad_request(message, request_id, "session_id")
+        if metadata is not None and not (
+            isinstance(metadata, dict) and all(isinstance(v, str) for v in metadata.values())
+        ):
+            return bad_request("metadata must be an object of strings", request_id, "metadata")
+
+        def create(at: datetime) -> str:
+            return backend.create_work(env, session_id=session, metadata=metadata, now=at)
+
+    try:
+        with lock:
+            created = create(clock() if now is None else now)
+    except WorkstateError as exc:
+        status = exc.status_hint if exc.status_hint in _ERROR_TYPES else 400
+        return error_answer(status, _ERROR_TYPES[status], exc.message, request_id, exc.param)
+    reply = {"id": created}
+    return Response(201, reply, dumps(reply))
