@@ -41,13 +41,12 @@ from __future__ import annotations
 
 import argparse
 import email.errors
-import json
 import re
 import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -55,11 +54,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO, TextIO
 
-from workstate import Policy, parse_timestamp, render_timestamp
+from workstate import Policy, parse_timestamp
 from workstate.api import Request, Response, Server, echoed_request_id
-from workstate.asgi import answer_test_route
+from workstate.asgi import RecordInOrder, answer_test_route
 from workstate.asgi import bad_request as _bad
 from workstate.asgi import error_answer as _error
+from workstate.asgi import header_spelling as _spelling
 from workstate.asgi import shown as _shown
 from workstate.errors import WorkstateError
 
@@ -80,27 +80,6 @@ _NOT_A_HEADER_BLOCK = (email.errors.MissingHeaderBodySeparatorDefect, email.erro
 
 def _wall_clock() -> datetime:
     return datetime.now(UTC)
-
-
-def _spelling(name: str, taken: Mapping[str, str]) -> str | None:
-    """``name``, or when a header of that name is already taken, the first spelling of it in other letter cases
-    that is not; None when every one is.
-
-    Header names are case-insensitive (and so are the trace format's), and the trace format's headers are a JSON
-    object, whose keys must differ: ``Worker-ID`` and ``worker-id`` are the same header given twice.
-    """
-    if name not in taken:
-        return name
-    letters = [i for i, char in enumerate(name) if char.isascii() and char.isalpha()][:10]
-    for mask in range(1, 1 << len(letters)):
-        chars = list(name)
-        for bit, i in enumerate(letters):
-            if mask >> bit & 1:
-                chars[i] = chars[i].swapcase()
-        spelled = "".join(chars)
-        if spelled not in taken:
-            return spelled
-    return None
 
 
 def _recordable(
@@ -153,10 +132,8 @@ class ExampleHttpServer:
         self.test_routes = test_routes
         self.record = record
         self.timeout = timeout
-        self._record_lock = threading.Lock()
         self._handled = 0  # tickets, taken under `lock` in the order the reference handled requests
-        self._written = 0  # the next ticket whose line is written
-        self._pending: dict[int, str | None] = {}
+        self._recorder = None if record is None else RecordInOrder(record, flush_each=True)
         self._httpd = _HTTPServer((host, port), _handler_for(self))
         bound_host, bound_port = self._httpd.server_address[:2]
         self.host, self.port = str(bound_host), int(bound_port)
@@ -219,26 +196,8 @@ class ExampleHttpServer:
         recorded: tuple[dict[str, str], str | None],
         response: Response,
     ) -> None:
-        """Write the line of ``ticket`` once every earlier ticket's line is written (or theirs with it)."""
-        assert self.record is not None
-        line = None
-        try:
-            headers, body = recorded
-            exchange = {
-                "time": render_timestamp(now),
-                "request": {"method": method, "target": target, "headers": headers, "body": body},
-                "response": {"status": response.status, "body": response.json},
-            }
-            line = json.dumps(exchange, separators=(",", ":")) + "\n"
-        finally:  # a ticket is always settled, or every later line would wait for it forever
-            with self._record_lock:
-                self._pending[ticket] = line
-                while self._written in self._pending:
-                    text = self._pending.pop(self._written)
-                    self._written += 1
-                    if text is not None:
-                        self.record.write(text)
-                self.record.flush()
+        assert self._recorder is not None
+        self._recorder.write(ticket, now, method, target, recorded, response)
 
     def _create(self, method: str, path: str, body: bytes, request_id: str | None, now: datetime | None) -> Response:
         """A test route, answered as workstate serve answers it: the body is checked outside the lock."""

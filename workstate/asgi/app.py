@@ -52,6 +52,8 @@ from ..policy import DEFAULT_POLICY, Policy
 from ..tools.openapi import DIALECTS, document  # the dialects the app speaks: one list (the dialect issue adds)
 
 __all__ = [
+    "header_spelling",
+    "RecordInOrder",
     "answer_test_route",
     "bad_request",
     "error_answer",
@@ -135,8 +137,11 @@ def _request_id(headers: Iterable[tuple[str, str]]) -> str | None:
     return echoed_request_id(list(headers))
 
 
-def _spelling(name: str, taken: Mapping[str, str]) -> str | None:
-    """``name``, or when taken, the first spelling of it in other letter cases that is not; None when none is."""
+def header_spelling(name: str, taken: Mapping[str, str]) -> str | None:
+    """``name``, or when a header of that name is already taken, the first spelling of it in other letter cases
+    that is not; None when every one is. Header names are case-insensitive (and so are the trace format's), and
+    the trace format's headers are a JSON object, whose keys must differ: ``Worker-ID`` and ``worker-id`` record
+    the same header given twice."""
     if name not in taken:
         return name
     letters = [i for i, char in enumerate(name) if char.isascii() and char.isalpha()][:10]
@@ -200,10 +205,8 @@ class WorkstateApp:
         self.body_timeout = body_timeout
         self.lock = threading.Lock()
         self._openapi = json.dumps(document(dialect), separators=(",", ":")).encode("utf-8")
-        self._record_lock = threading.Lock()
-        self._handled = 0
-        self._written = 0
-        self._pending: dict[int, str | None] = {}
+        self._handled = 0  # tickets, taken under `lock` in the order the server handled requests
+        self._recorder = None if record is None else RecordInOrder(record)
 
     # --- ASGI ---
 
@@ -371,7 +374,7 @@ class WorkstateApp:
             return "the body is not UTF-8, which the trace format cannot record: not served while recording"
         recorded: dict[str, str] = {}
         for name, value in headers:
-            key = _spelling(name, recorded)
+            key = header_spelling(name, recorded)
             if key is None:
                 return f"header {shown(name)} is given more often than the trace format can record: not served"
             recorded[key] = value
@@ -386,31 +389,13 @@ class WorkstateApp:
         recorded: tuple[dict[str, str], str | None],
         response: Response,
     ) -> None:
-        """Write the line of ``ticket`` once every earlier ticket's line is written (or theirs with it)."""
-        assert self.record is not None
-        line = None
-        try:
-            headers, body = recorded
-            exchange = {
-                "time": render_timestamp(now),
-                "request": {"method": method, "target": target, "headers": headers, "body": body},
-                "response": {"status": response.status, "body": response.json},
-            }
-            line = json.dumps(exchange, separators=(",", ":")) + "\n"
-        finally:  # a ticket is always settled, or every later line would wait for it forever
-            with self._record_lock:
-                self._pending[ticket] = line
-                while self._written in self._pending:
-                    text = self._pending.pop(self._written)
-                    self._written += 1
-                    if text is not None:
-                        self.record.write(text)
+        assert self._recorder is not None
+        self._recorder.write(ticket, now, method, target, recorded, response)
 
     def flush(self) -> None:
         """Flush the record (when there is one)."""
-        if self.record is not None:
-            with self._record_lock:
-                self.record.flush()
+        if self._recorder is not None:
+            self._recorder.flush()
 
     def _create(self, method: str, path: str, body: bytes, request_id: str | None, now: datetime | None) -> Response:
         return answer_test_route(self.server, self.lock, self.clock, method, path, body, request_id, now)
@@ -481,3 +466,50 @@ def answer_test_route(
         return error_answer(status, _ERROR_TYPES[status], exc.message, request_id, exc.param)
     reply = {"id": created}
     return Response(201, reply, dumps(reply))
+
+
+class RecordInOrder:
+    """A record's lines written in the order of their tickets: an edge takes a ticket where it handles a request
+    (under its lock, so tickets follow the server's order), then builds and writes the line outside that lock.
+    ``flush_each`` flushes the stream after every write."""
+
+    def __init__(self, stream: TextIO, *, flush_each: bool = False) -> None:
+        self.stream = stream
+        self.flush_each = flush_each
+        self._lock = threading.Lock()
+        self._written = 0  # the next ticket whose line is written
+        self._pending: dict[int, str | None] = {}
+
+    def write(
+        self,
+        ticket: int,
+        now: datetime,
+        method: str,
+        target: str,
+        recorded: tuple[dict[str, str], str | None],
+        response: Response,
+    ) -> None:
+        """Write the line of ``ticket`` once every earlier ticket's line is written (or theirs with it)."""
+        line = None
+        try:
+            headers, body = recorded
+            exchange = {
+                "time": render_timestamp(now),
+                "request": {"method": method, "target": target, "headers": headers, "body": body},
+                "response": {"status": response.status, "body": response.json},
+            }
+            line = json.dumps(exchange, separators=(",", ":")) + "\n"
+        finally:  # a ticket is always settled, or every later line would wait for it forever
+            with self._lock:
+                self._pending[ticket] = line
+                while self._written in self._pending:
+                    text = self._pending.pop(self._written)
+                    self._written += 1
+                    if text is not None:
+                        self.stream.write(text)
+                if self.flush_each:
+                    self.stream.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            self.stream.flush()
