@@ -204,9 +204,53 @@ def test_the_purity_check_has_teeth(tmp_path: Path) -> None:
         )
 
 
-def test_the_base_path_is_written_in_the_route_table_only() -> None:
-    """One module owns the routes: no other module of the package spells the base path."""
-    from workstate.api.routes import BASE_PATH
+def _wire_words_in(tree: ast.AST) -> set[str]:
+    """The dialects' base paths and header names that a module's string constants (not its docstrings) spell."""
+    from workstate import DIALECTS
 
-    spelled = [p.relative_to(ROOT).as_posix() for p in PACKAGE.rglob("*.py") if BASE_PATH.rstrip("/") in p.read_text()]
-    assert spelled == ["workstate/api/routes.py"]
+    paths = {d.base_path.rstrip("/") for d in DIALECTS.values()}
+    headers = {
+        h.lower() for d in DIALECTS.values() for h in (d.worker_header, *d.ignored_headers, d.request_id_header or "")
+    }
+    headers |= {h.lower() for d in DIALECTS.values() for h in d.auth_headers if h.lower() != "authorization"}
+    headers.discard("")
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            found |= {p for p in paths if p in node.value}
+            found |= {h for h in headers if node.value.lower() == h}
+    return found
+
+
+def test_base_paths_and_header_names_are_written_in_the_dialects_only() -> None:
+    """The wire's spellings are data of workstate/dialect.py: no other module of the package writes a base path or a
+    dialect's header name (the API layer reads them from the Dialect it is given)."""
+    spelled = {
+        p.relative_to(ROOT).as_posix(): sorted(words)
+        for p in PACKAGE.rglob("*.py")
+        if p.name != "dialect.py" and (words := _wire_words_in(ast.parse(p.read_text())))
+    }
+    spelled.update(
+        {
+            p.relative_to(ROOT).as_posix(): ["a base path"]
+            for p in PACKAGE.rglob("*")
+            if p.suffix in (".html", ".js", ".css") and any(b in p.read_text() for b in ("/environments/",))
+        }
+    )
+    assert spelled == {}
+
+
+def test_the_wire_words_check_has_teeth() -> None:
+    assert _wire_words_in(ast.parse('P = "/v1/environments"\nH = {"worker-id": 1}\n')) == {
+        "/v1/environments",
+        "worker-id",
+    }
+    assert _wire_words_in(ast.parse('"""Under /v1/environments, a Worker-ID."""\n')) == set()

@@ -14,8 +14,10 @@ function over frozen :class:`WorkItem` values::
 """
 
 from ._time import parse_timestamp, render_timestamp
+from .dialect import ANTHROPIC, DIALECTS, QODER, Dialect
 from .errors import (
     InvalidCommand,
+    InvalidDialect,
     InvalidId,
     InvalidInput,
     InvalidItem,
@@ -67,7 +69,9 @@ from .rules import Guard, Kind, Reason, Rule, State, Trigger
 __version__ = "0.1.0"
 
 __all__ = [
+    "ANTHROPIC",
     "DEFAULT_POLICY",
+    "DIALECTS",
     "LIFECYCLE",
     "NO_HEARTBEAT",
     "Accepted",
@@ -75,12 +79,14 @@ __all__ = [
     "Command",
     "ConflictErrorType",
     "Deliver",
+    "Dialect",
     "DispatchRequested",
     "Effect",
     "Explanation",
     "Guard",
     "Heartbeat",
     "InvalidCommand",
+    "InvalidDialect",
     "InvalidId",
     "InvalidInput",
     "InvalidItem",
@@ -97,6 +103,7 @@ __all__ = [
     "OnStartTimeout",
     "Outcome",
     "Policy",
+    "QODER",
     "Reason",
     "Rejected",
     "Replayed",

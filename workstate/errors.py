@@ -12,6 +12,7 @@ from __future__ import annotations
 
 __all__ = [
     "InvalidCommand",
+    "InvalidDialect",
     "InvalidId",
     "InvalidInput",
     "InvalidItem",
@@ -64,3 +65,7 @@ class InvalidItem(InvalidInput):
 
 class InvalidPolicy(InvalidInput):
     """A :class:`~workstate.Policy` field is out of its domain."""
+
+
+class InvalidDialect(InvalidInput):
+    """A :class:`~workstate.Dialect` field is out of its domain, or no dialect has the name given."""

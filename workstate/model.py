@@ -17,6 +17,7 @@ import attrs
 
 from ._time import EARLIEST, LATEST, MICROSECOND, UTC, aware, read_timestamp, render_timestamp, shown
 from ._values import picklable
+from .dialect import QODER, Dialect, ErrorStyle
 from .errors import InvalidCommand, InvalidId, InvalidInput, InvalidItem, InvalidMetadata
 from .policy import (
     DEFAULT_POLICY,
@@ -76,29 +77,46 @@ NO_HEARTBEAT = "NO_HEARTBEAT"
 """The ``expected_last_heartbeat`` of a worker that has not heartbeated yet."""
 
 _ID = {prefix: re.compile(prefix + r"[0-9a-f]{32}") for prefix in ("work_", "env_", "sess_")}
+_ITEM_ID = {
+    "work_": re.compile(r"work_[0-9A-Za-z]{1,64}"),
+    "env_": re.compile(r"env_[0-9A-Za-z]{1,64}"),
+    "data": re.compile(r"[a-z]{1,16}_[0-9A-Za-z]{1,64}"),
+}
+"""What a work item accepts as its ids: those of every shipped dialect (each dialect's own, narrower format is
+checked where ids enter, by :meth:`workstate.Dialect.valid_id`)."""
+_ITEM_ID_RULE = {"work_": "'work_'", "env_": "'env_'", "data": "a lowercase prefix and '_'"}
+DATA_TYPES = ("session", "healthcheck")
+"""The kinds of work an item's ``data`` names: a session, or a health probe (dialects with ``healthcheck_items``)."""
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 _TIMESTAMPS = ("acknowledged_at", "started_at", "latest_heartbeat_at", "stop_requested_at", "stopped_at")
 
 
 def valid_id(prefix: str, value: object) -> bool:
-    """Whether ``value`` is ``prefix`` (``"work_"``, ``"env_"`` or ``"sess_"``) and 32 lowercase hex digits."""
+    """Whether ``value`` is ``prefix`` (``"work_"``, ``"env_"`` or ``"sess_"``) and 32 lowercase hex digits: an id
+    of the ``qoder`` dialect (``Dialect.valid_id`` checks any dialect's)."""
     return isinstance(value, str) and _ID[prefix].fullmatch(value) is not None
 
 
-def _id(prefix: str, param: str) -> Callable[[Any, Any, Any], None]:
-    pattern = _ID[prefix]
+def _id(kind: str, param: str) -> Callable[[Any, Any, Any], None]:
+    pattern = _ITEM_ID[kind]
 
     def check(_instance: Any, _attribute: Any, value: Any) -> None:
         if not isinstance(value, str) or pattern.fullmatch(value) is None:
             raise InvalidId(
-                f"{param} must be {prefix!r} followed by 32 lowercase hex digits, got {shown(value)}", param=param
+                f"{param} must be {_ITEM_ID_RULE[kind]} followed by 1 to 64 letters or digits, got {shown(value)}",
+                param=param,
             )
 
     return check
 
 
-def _worker_id(value: Any, param: str = "Worker-ID", error: type[InvalidInput] = InvalidCommand) -> str | None:
-    """A Worker-ID: a non-empty string, or None; anything else raises ``error`` (an item passes ``InvalidItem``)."""
+def _data_type(_instance: Any, _attribute: Any, value: Any) -> None:
+    if value not in DATA_TYPES or not isinstance(value, str):
+        raise InvalidItem(f"data_type must be one of {list(DATA_TYPES)}, got {shown(value)}", param="data_type")
+
+
+def _worker_id(value: Any, param: str = "worker_id", error: type[InvalidInput] = InvalidCommand) -> str | None:
+    """A worker identity: a non-empty string, or None; anything else raises ``error`` (an item passes ``InvalidItem``)."""
     if value is None or (isinstance(value, str) and value):
         return value
     raise error(f"{param} must be a non-empty string or None, got {shown(value)}", param=param)
@@ -143,7 +161,8 @@ class WorkItem:
 
     id: str = attrs.field(validator=_id("work_", "id"))
     environment_id: str = attrs.field(validator=_id("env_", "environment_id"))
-    session_id: str = attrs.field(validator=_id("sess_", "session_id"))
+    session_id: str = attrs.field(validator=_id("data", "session_id"))
+    """``data.id``: the session this item runs (or the health probe's id, for a ``healthcheck`` item)."""
     created_at: datetime
     state: State = attrs.field(default=State.QUEUED)
     acknowledged_at: datetime | None = None
@@ -164,6 +183,8 @@ class WorkItem:
     """The latest instant the item's timeline has reached; no later operation stamps an earlier one."""
     version: int = 0
     """Increases by one on every change: the compare-and-set token for servers that store items."""
+    data_type: str = attrs.field(default="session", validator=_data_type)
+    """``data.type``: ``"session"``, or ``"healthcheck"`` for a health probe (dialects with ``healthcheck_items``)."""
 
     @clock.default
     def _clock_default(self) -> datetime:
@@ -205,8 +226,8 @@ class WorkItem:
 
     @property
     def data(self) -> dict[str, str]:
-        """The wire object's ``data``: the session this item runs."""
-        return {"type": "session", "id": self.session_id}
+        """The wire object's ``data``: the session this item runs (or the health probe it is)."""
+        return {"type": self.data_type, "id": self.session_id}
 
     @property
     def lease_deadline(self) -> datetime | None:
@@ -492,16 +513,17 @@ class Rejected(Outcome):
         assert self.rule.reason is not None
         return self.rule.reason
 
-    def error_type(self, policy: Policy = DEFAULT_POLICY) -> str:
+    def error_type(self, policy: Policy = DEFAULT_POLICY, dialect: Dialect = QODER) -> str:
         """The ``error.type`` of the error envelope (spec section 6)."""
-        return error_type(self.reason, policy)
+        return error_type(self.reason, policy, dialect)
 
 
-def error_type(reason: Reason, policy: Policy = DEFAULT_POLICY) -> str:
-    """The ``error.type`` a rejection answers with: 409's is the policy's choice (spec section 6)."""
+def error_type(reason: Reason, policy: Policy = DEFAULT_POLICY, dialect: Dialect = QODER) -> str:
+    """The ``error.type`` a rejection answers with: 409's is the policy's choice (spec section 6); 412's is
+    ``precondition_failed_error``, or ``invalid_request_error`` in a dialect whose errors carry ``details``."""
     if reason.status == 409:
         return policy.conflict_error_type.value
-    if reason.status == 412:
+    if reason.status == 412 and dialect.error_style is not ErrorStyle.DETAILS:
         return "precondition_failed_error"
     return "invalid_request_error"
 
@@ -721,10 +743,24 @@ class Explanation:
 _NEVER, _WHEN_DUE, _ALWAYS = 0, 1, 2
 
 
-class Lifecycle:
-    """A compiled rule table with its guards and actions: the step function and its queries.
+def _constant(value: bool) -> GuardFn:
+    def guard(item: WorkItem, cmd: Any, at: datetime, policy: Policy) -> bool:
+        return value
 
-    ``Lifecycle()`` is the spec's lifecycle; tests build variants from other declarations.
+    return guard
+
+
+def dialect_guards(dialect: Dialect) -> dict[Guard, GuardFn]:
+    """The guards a dialect decides (constant for the dialect; ``Dialect.guards`` names their values)."""
+    return {Guard(name): _constant(value) for name, value in dialect.guards.items()}
+
+
+class Lifecycle:
+    """A compiled rule table with its guards and actions, for one dialect: the step function and its queries.
+
+    ``Lifecycle()`` is the spec's lifecycle in the ``qoder`` dialect, ``Lifecycle(dialect=ANTHROPIC)`` the
+    same declaration as the peer speaks it (its dialect's guards are constants, folded away when the table is
+    compiled to run); tests build variants from other declarations.
     """
 
     def __init__(
@@ -732,17 +768,28 @@ class Lifecycle:
         declaration: tuple[Line, ...] = DECLARATION,
         actions: Mapping[str, Action] = ACTIONS,
         guards: Mapping[Guard, GuardFn] = GUARDS,
+        dialect: Dialect = QODER,
     ) -> None:
+        if not isinstance(dialect, Dialect):
+            raise InvalidCommand(f"dialect must be a Dialect, got {shown(dialect)}", param="dialect")
         self.declaration = declaration
+        self.dialect = dialect
         self.machine = build_machine(declaration)
         self.table: RuleTable = compile_rules(self.machine)
+        self._given_guards = guards
+        constants = dialect_guards(dialect)
+        guards = {**constants, **guards}
         self._guards = guards
         self._actions = actions
-        # The table, ready to run: per (state, trigger), the guard functions with their bit, and per
-        # combination of guard outcomes the rule, its outcome type, action functions and copier.
-        self._run: dict[tuple[State, Trigger], tuple[Any, Any]] = {
+        self._variants: dict[Dialect, Lifecycle] = {dialect: self}
+        fixed = {g: dialect.guards[str(g)] for g in constants}
+        # The table, ready to run: per (state, trigger), the bits of the dialect's (constant) guards, the
+        # other guard functions with their bit, and per combination of guard outcomes the rule, its
+        # outcome type, action functions and copier.
+        self._run: dict[tuple[State, Trigger], tuple[Any, Any, Any]] = {
             key: (
-                tuple((1 << bit, guards[g]) for bit, g in enumerate(entry.guards)),
+                sum(1 << bit for bit, g in enumerate(entry.guards) if fixed.get(g)),
+                tuple((1 << bit, guards[g]) for bit, g in enumerate(entry.guards) if g not in fixed),
                 tuple(
                     (rule, _OUTCOME[rule.kind], tuple(actions[a].run for a in rule.actions), None)
                     if rule.kind is not Kind.ACCEPT
@@ -775,12 +822,22 @@ class Lifecycle:
         """The actions this lifecycle's rules run, by name (a variant may bring its own)."""
         return self._actions
 
+    def in_dialect(self, dialect: Dialect) -> Lifecycle:
+        """This lifecycle (the same declaration, actions and guards) as ``dialect`` speaks it."""
+        if not isinstance(dialect, Dialect):
+            raise InvalidCommand(f"dialect must be a Dialect, got {shown(dialect)}", param="dialect")
+        found = self._variants.get(dialect)
+        if found is None:
+            found = Lifecycle(self.declaration, self._actions, self._given_guards, dialect)
+            found._variants = self._variants
+            self._variants[dialect] = found
+        return found
+
     def _apply(self, item: WorkItem, cmd: Any, now: datetime, policy: Policy, pre: tuple[Effect, ...]) -> Outcome:
         trigger = cmd.trigger
         clock = item.clock
         at = now if now > clock else clock
-        guards, rules = self._run[item.state, trigger]
-        index = 0
+        index, guards, rules = self._run[item.state, trigger]
         for bit, guard in guards:
             if guard(item, cmd, at, policy):
                 index |= bit
@@ -800,8 +857,22 @@ class Lifecycle:
             action(item, cmd, at, policy, changes, effects)
         return Accepted(replace(item, changes), rule, tuple(effects))
 
-    def step(self, item: WorkItem, command: Command, now: datetime, policy: Policy = DEFAULT_POLICY) -> Outcome:
-        """Apply ``command`` to ``item`` at ``now``: the lapse due at ``now`` first, then the command."""
+    def step(
+        self,
+        item: WorkItem,
+        command: Command,
+        now: datetime,
+        policy: Policy | None = None,
+        dialect: Dialect | None = None,
+    ) -> Outcome:
+        """Apply ``command`` to ``item`` at ``now``: the lapse due at ``now`` first, then the command.
+
+        ``policy`` defaults to the dialect's (``Dialect.policy``); ``dialect`` to this lifecycle's.
+        """
+        if dialect is not None and dialect is not self.dialect:
+            return self.in_dialect(dialect).step(item, command, now, policy)
+        if policy is None:
+            policy = self.dialect.policy
         if type(now) is not datetime or now.tzinfo is not UTC or not EARLIEST <= now <= LATEST:
             now = aware(now)
         if type(item) is not WorkItem or type(policy) is not Policy:
@@ -821,8 +892,19 @@ class Lifecycle:
         lapsed = self._apply(item, _LAPSE, now, policy, ())
         return self._apply(lapsed.item, command, now, policy, lapsed.effects)
 
-    def explain(self, item: WorkItem, command: Command, now: datetime, policy: Policy = DEFAULT_POLICY) -> Explanation:
+    def explain(
+        self,
+        item: WorkItem,
+        command: Command,
+        now: datetime,
+        policy: Policy | None = None,
+        dialect: Dialect | None = None,
+    ) -> Explanation:
         """The outcome ``command`` would have at ``now``, with the rule and guard values that decided it."""
+        if dialect is not None and dialect is not self.dialect:
+            return self.in_dialect(dialect).explain(item, command, now, policy)
+        if policy is None:
+            policy = self.dialect.policy
         outcome = self.step(item, command, now, policy)
         lapse = None
         met = item
@@ -835,8 +917,14 @@ class Lifecycle:
         values = tuple((g, self._guards[g](met, command, at, policy)) for g in entry.guards)
         return Explanation(outcome, outcome.rule, met.state, values, lapse)
 
-    def accepts(self, item: WorkItem, now: datetime, policy: Policy = DEFAULT_POLICY) -> frozenset[Trigger]:
+    def accepts(
+        self, item: WorkItem, now: datetime, policy: Policy | None = None, dialect: Dialect | None = None
+    ) -> frozenset[Trigger]:
         """The triggers for which some command would change the item at ``now`` (after any lapse due then)."""
+        if dialect is not None and dialect is not self.dialect:
+            return self.in_dialect(dialect).accepts(item, now, policy)
+        if policy is None:
+            policy = self.dialect.policy
         met = self.step(item, _LAPSE, now, policy).item
         at = max(aware(now), met.clock)
         found = set()

@@ -1,11 +1,13 @@
 """The Work item lifecycle, declared once.
 
-Every rule of spec sections 4.1-4.5 and 5 is one line of :data:`DECLARATION`, and
+Every rule of spec sections 4.1-4.5 and 5, in every dialect, is one line of :data:`DECLARATION`, and
 that table is loaded into a ``transitions`` :class:`~transitions.Machine`
 (``auto_transitions=False``). Read it like h11's ``_state.py``: for a trigger fired
 in a source state, the first line whose guards hold decides. A guard written
 ``!name`` must not hold. ``dest`` ``"="`` stays in the source state (a change that
-is accepted); ``None`` changes nothing (a replay or a rejection).
+is accepted); ``None`` changes nothing (a replay or a rejection). Where dialects differ, a guard
+of the dialect decides (``checks_worker``, ``stopped_heartbeat_reports``, …: constant for one
+:class:`~workstate.Dialect`), so both dialects are this one table.
 
 Nothing else in workstate states a rule: :func:`compile_rules` turns the Machine
 into an immutable lookup table (one :class:`Rule` per combination of guard
@@ -74,6 +76,11 @@ class Guard(enum.StrEnum):
     LAPSE_DUE = "lapse_due"  # the item's deadline is at or before now
     EXPIRY_STOPS = "expiry_stops"  # Policy.on_lease_expiry is STOP
     METADATA_FITS = "metadata_fits"  # the merged metadata is within the policy's limits
+    # The dialect's guards (workstate.dialect): constant for a dialect, so a lifecycle folds them away.
+    CHECKS_WORKER = "checks_worker"  # Dialect.ack_checks_worker
+    STOPPED_HEARTBEAT_REPORTS = "stopped_heartbeat_reports"  # Dialect.heartbeat_on_stopped is REPORT
+    QUEUED_HEARTBEAT_FAILS_PRECONDITION = "queued_heartbeat_fails_precondition"  # Dialect.heartbeat_on_queued
+    STOP_OF_STOPPED_REFUSED = "stop_of_stopped_refused"  # Dialect.stop_on_stopped is CONFLICT
 
 
 class Kind(enum.Enum):
@@ -128,14 +135,16 @@ DECLARATION: tuple[Line, ...] = (
     ("deliver-not-reclaimable",     "4.1", T.DELIVER,         QUEUED,              None,     "",                              R.NOT_DELIVERABLE,      ""),
     ("deliver-not-queued",          "4.1", T.DELIVER,         [STARTING, ACTIVE, STOPPING, STOPPED], None, "",              R.NOT_DELIVERABLE,      ""),
 
-    ("ack-claimed-by-another",      "4.2", T.ACK,             QUEUED,              None,     "worker_conflict",               R.WORKER_CONFLICT,      ""),
+    ("ack-claimed-by-another",      "4.2", T.ACK,             QUEUED,              None,     "checks_worker worker_conflict", R.WORKER_CONFLICT,      ""),
     ("ack-not-delivered",           "4.2", T.ACK,             QUEUED,              None,     "delivery_required !delivered",  R.NOT_DELIVERED,        ""),
     ("ack",                         "4.2", T.ACK,             QUEUED,              STARTING, "",                              ACCEPT,                 "bind_worker stamp_acknowledged request_dispatch"),
-    ("ack-bound-to-another",        "4.2", T.ACK,             [STARTING, ACTIVE],  None,     "worker_conflict",               R.WORKER_CONFLICT,      ""),
+    ("ack-bound-to-another",        "4.2", T.ACK,             [STARTING, ACTIVE],  None,     "checks_worker worker_conflict", R.WORKER_CONFLICT,      ""),
     ("ack-replay",                  "4.2", T.ACK,             [STARTING, ACTIVE],  None,     "",                              REPLAY,                 ""),
     ("ack-after-stop",              "4.2", T.ACK,             [STOPPING, STOPPED], None,     "",                              R.STOPPING_OR_STOPPED,  ""),
 
+    ("heartbeat-queued-not-the-lease", "4.3", T.HEARTBEAT,    QUEUED,              None,     "queued_heartbeat_fails_precondition", R.PRECONDITION_FAILED, ""),
     ("heartbeat-queued",            "4.3", T.HEARTBEAT,       QUEUED,              None,     "",                              R.NOT_ACKED,            ""),
+    ("heartbeat-stopped-reported",  "4.3", T.HEARTBEAT,       STOPPED,             None,     "stopped_heartbeat_reports",     REPLAY,                 ""),
     ("heartbeat-stopped",           "4.3", T.HEARTBEAT,       STOPPED,             None,     "",                              R.STOPPED,              ""),
     ("heartbeat-precondition-failed", "4.3", T.HEARTBEAT,     [STARTING, ACTIVE, STOPPING], None, "!precondition_holds",    R.PRECONDITION_FAILED,  ""),
     ("heartbeat-first",             "4.3", T.HEARTBEAT,       STARTING,            ACTIVE,   "",                              ACCEPT,                 "stamp_started grant_lease"),
@@ -145,8 +154,10 @@ DECLARATION: tuple[Line, ...] = (
     ("stop-queued",                 "4.4", T.STOP,            QUEUED,              STOPPED,  "",                              ACCEPT,                 "request_stop stamp_stopped"),
     ("stop-requests-drain",         "4.4", T.STOP,            [STARTING, ACTIVE],  STOPPING, "",                              ACCEPT,                 "request_stop"),
     ("stop-confirms",               "4.4", T.STOP,            STOPPING,            STOPPED,  "",                              ACCEPT,                 "stamp_stopped"),
+    ("stop-stopped-refused",        "4.4", T.STOP,            STOPPED,             None,     "stop_of_stopped_refused",       R.STOPPED,              ""),
     ("stop-stopped",                "4.4", T.STOP,            STOPPED,             None,     "",                              REPLAY,                 ""),
     ("force-stop",                  "4.4", T.FORCE_STOP,      LIVE,                STOPPED,  "",                              ACCEPT,                 "stamp_stopped"),
+    ("force-stop-stopped-refused",  "4.4", T.FORCE_STOP,      STOPPED,             None,     "stop_of_stopped_refused",       R.STOPPED,              ""),
     ("force-stop-stopped",          "4.4", T.FORCE_STOP,      STOPPED,             None,     "",                              REPLAY,                 ""),
 
     ("metadata-over-limits",        "4.5", T.UPDATE_METADATA, ANY,                 None,     "!metadata_fits",                R.METADATA_LIMITS,      ""),

@@ -75,9 +75,12 @@ def test_items_are_frozen_slotted_and_hashable() -> None:
 @pytest.mark.parametrize(
     ("fields", "error", "param"),
     [
-        ({"id": "work_123"}, InvalidId, "id"),
-        ({"id": "work_" + "A" * 32}, InvalidId, "id"),
-        ({"environment_id": "env_" + "g" * 32}, InvalidId, "environment_id"),
+        ({"id": "work_"}, InvalidId, "id"),
+        ({"id": "work_" + "A" * 65}, InvalidId, "id"),
+        ({"id": "job_123"}, InvalidId, "id"),
+        ({"environment_id": "env_" + "g-" * 16}, InvalidId, "environment_id"),
+        ({"session_id": "Sess_1"}, InvalidId, "session_id"),
+        ({"data_type": "job"}, InvalidItem, "data_type"),
         ({"session_id": 7}, InvalidId, "session_id"),
         ({"created_at": datetime(2026, 7, 1)}, NaiveDatetime, "created_at"),
         ({"created_at": "2026-07-01T00:00:00Z"}, NaiveDatetime, "created_at"),
@@ -164,8 +167,8 @@ def test_non_commands_and_non_items_raise() -> None:
         (lambda: Heartbeat(None, True), InvalidCommand, "desired_ttl_seconds"),
         (lambda: Heartbeat(None, "60"), InvalidCommand, "desired_ttl_seconds"),
         (lambda: Deliver(None, -1), InvalidCommand, "reclaim_older_than_ms"),
-        (lambda: Ack(""), InvalidCommand, "Worker-ID"),
-        (lambda: Ack(3), InvalidCommand, "Worker-ID"),
+        (lambda: Ack(""), InvalidCommand, "worker_id"),
+        (lambda: Ack(3), InvalidCommand, "worker_id"),
         (lambda: Stop(force="yes"), InvalidCommand, "force"),
         (lambda: UpdateMetadata({"a": 1}), InvalidMetadata, "metadata"),
         (lambda: UpdateMetadata("a=b"), InvalidMetadata, "metadata"),
@@ -592,7 +595,9 @@ def test_a_lapse_never_stamps_behind_the_items_timeline() -> None:
         lambda: Policy(start_timeout_seconds=float("inf")),
         lambda: Policy(start_timeout_seconds=4e-7),
         lambda: fresh(state="active", acknowledged_at=T0, started_at=T0, latest_heartbeat_at=T0, ttl_seconds=10**20),
-        lambda: step(fresh(), Ack(), T0, None),  # type: ignore[arg-type]
+        lambda: step(fresh(), Ack(), T0, "strict"),  # type: ignore[arg-type]
+        lambda: step(fresh(), Ack(), T0, dialect="anthropic"),  # type: ignore[arg-type]
+        lambda: step(fresh(), Ack(), T0, dialect={}),  # type: ignore[arg-type]
         lambda: next_deadline(None),  # type: ignore[arg-type]
     ],
 )

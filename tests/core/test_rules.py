@@ -7,6 +7,8 @@ import pytest
 from helpers import T0, declaration, fresh, item_in, line, sec
 
 from workstate import (
+    ANTHROPIC,
+    QODER,
     NO_HEARTBEAT,
     Accepted,
     Ack,
@@ -153,7 +155,7 @@ def test_compile_refuses_an_undecided_combination() -> None:
 
 def test_compile_refuses_a_missing_trigger() -> None:
     with pytest.raises(ValueError, match="no rule at all"):
-        compile_rules(build_machine(declaration({"heartbeat-stopped": None})))
+        compile_rules(build_machine(declaration({"heartbeat-stopped": None, "heartbeat-stopped-reported": None})))
 
 
 def test_compile_refuses_a_dead_line() -> None:
@@ -220,6 +222,27 @@ EXAMPLES: dict[str, tuple[Case, type, State]] = {
         Replayed,
         State.STOPPED,
     ),
+    # the rules only the anthropic dialect reaches (IN_DIALECT below)
+    "heartbeat-queued-not-the-lease": (
+        lambda: (item_in(State.QUEUED), Heartbeat(), sec(5), ANTHROPIC.policy),
+        Rejected,
+        State.QUEUED,
+    ),
+    "heartbeat-stopped-reported": (
+        lambda: (item_in(State.STOPPED), Heartbeat(NO_HEARTBEAT), sec(5), ANTHROPIC.policy),
+        Replayed,
+        State.STOPPED,
+    ),
+    "stop-stopped-refused": (
+        lambda: (item_in(State.STOPPED), Stop(), sec(5), ANTHROPIC.policy),
+        Rejected,
+        State.STOPPED,
+    ),
+    "force-stop-stopped-refused": (
+        lambda: (item_in(State.STOPPED), Stop(force=True), sec(5), ANTHROPIC.policy),
+        Rejected,
+        State.STOPPED,
+    ),
     "metadata-over-limits": (
         lambda: (fresh(), UpdateMetadata({str(i): "v" for i in range(17)}), sec(1), DEFAULT),
         Rejected,
@@ -239,6 +262,17 @@ EXAMPLES: dict[str, tuple[Case, type, State]] = {
 }
 
 
+IN_DIALECT = {
+    name: ANTHROPIC
+    for name in (
+        "heartbeat-queued-not-the-lease",
+        "heartbeat-stopped-reported",
+        "stop-stopped-refused",
+        "force-stop-stopped-refused",
+    )
+}
+
+
 def test_every_rule_has_a_named_example() -> None:
     assert set(EXAMPLES) == {r.name for r in rules_of(RULE_TABLE)}
 
@@ -247,7 +281,7 @@ def test_every_rule_has_a_named_example() -> None:
 def test_rule(name: str) -> None:
     case, kind, state = EXAMPLES[name]
     item, command, now, policy = case()
-    outcome = step(item, command, now, policy)
+    outcome = step(item, command, now, policy, IN_DIALECT.get(name, QODER))
     assert outcome.rule.name == name
     assert type(outcome) is kind
     assert outcome.item.state is state
@@ -267,7 +301,10 @@ def test_rule_statuses_match_the_spec() -> None:
         "ack-bound-to-another": 409,
         "ack-after-stop": 409,
         "heartbeat-queued": 409,
+        "heartbeat-queued-not-the-lease": 412,
         "heartbeat-stopped": 409,
+        "stop-stopped-refused": 409,
+        "force-stop-stopped-refused": 409,
         "heartbeat-precondition-failed": 412,
         "metadata-over-limits": 400,
     }
