@@ -301,7 +301,8 @@ class WorkstateApp:
         return error_answer(413, "invalid_request_error", message, _request_id(headers), "Content-Length")
 
     async def _send(self, send: Send, method: str, response: Response, close: bool) -> None:
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(response.body)).encode())]
+        kind = str(response.headers.get("content-type", "application/json")).encode("latin-1")  # a page: its own
+        headers = [(b"content-type", kind), (b"content-length", str(len(response.body)).encode())]
         if close:
             headers.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": response.status, "headers": headers})

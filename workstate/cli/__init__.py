@@ -43,6 +43,7 @@ COMMAND_MODULES = (
     "workstate.cli.verify",
     "workstate.cli.conform",
     "workstate.cli.serve",
+    "workstate.cli.playground",
     "workstate.cli.work",
 )
 

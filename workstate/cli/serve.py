@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TextIO
 
 from ..asgi import DIALECTS, NOW_HEADER, TEST_PREFIX, WorkstateApp
+from ..asgi.playground import PlaygroundApp
 from ..errors import WorkstateError
 from . import CliCommand
 from .options import add_policy_option, policy_from_pairs
@@ -34,6 +35,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--record", type=Path, metavar="FILE", help="append every exchange to this trace (JSON lines)")
     parser.add_argument(
         "--seed-environments", type=int, default=0, metavar="N", help="create N self_hosted environments first"
+    )
+    parser.add_argument(
+        "--playground", action="store_true", help="serve the playground page at / too (workstate playground)"
     )
 
 
@@ -81,7 +85,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
             out.flush()
 
     try:
-        app = WorkstateApp(
+        app = (PlaygroundApp if getattr(args, "playground", False) else WorkstateApp)(
             policy=policy,
             dialect=args.dialect,
             test_clock=args.test_clock,
@@ -102,6 +106,8 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
                 await asyncio.sleep(0.01)
             if server.started:
                 say(f"listening on http://{shown_host}:{port}")
+                if isinstance(app, PlaygroundApp):
+                    say(f"playground on http://{shown_host}:{port}/")
             await task
 
         # uvicorn shuts down gracefully on SIGINT/SIGTERM (the lifespan's shutdown flushes the record), then raises
