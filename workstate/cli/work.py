@@ -31,9 +31,8 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, TextIO
 
-from ..api.routes import BASE_PATH
+from ..dialect import DIALECTS, QODER
 from ..errors import WorkstateError
-from ..worker.runner import DIALECTS
 from . import CliCommand
 
 INSTALL_HINT = "pip install 'workstate[worker]'"
@@ -45,15 +44,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--url",
         required=True,
-        help=f"the environment's URL (http://HOST:PORT{BASE_PATH}env_...), or the server's with --environment",
+        help=f"the environment's URL (http://HOST:PORT{QODER.base_path}env_..., or the --dialect's base path), "
+        "or the server's with --environment",
     )
     parser.add_argument("--environment", metavar="ENV", help="the environment id, when --url does not name it")
     parser.add_argument(
         "--token", default=os.environ.get("WORKSTATE_TOKEN"), help="the bearer token (default: $WORKSTATE_TOKEN)"
     )
-    parser.add_argument("--dialect", choices=tuple(DIALECTS), default="qoder", help="the wire dialect (default qoder)")
+    parser.add_argument(
+        "--dialect", choices=tuple(DIALECTS), default=QODER.name, help=f"the wire dialect (default {QODER.name})"
+    )
     parser.add_argument("--concurrency", type=int, default=1, help="items run at once (default 1)")
-    parser.add_argument("--worker-id", help="the Worker-ID header (default: host name and process id)")
+    parser.add_argument(
+        "--worker-id", help="the worker identity, in the dialect's worker header (default: host name and process id)"
+    )
     parser.add_argument(
         "--grace", type=float, default=10.0, help="seconds between SIGTERM and SIGKILL on a drain (default 10)"
     )

@@ -1,4 +1,4 @@
-"""The worker driver: one worker's side of the lifecycle (spec section 8), sans-I/O.
+"""The worker driver: one worker's side of the lifecycle (api.md §8), sans-I/O.
 
 :class:`Worker` decides what a worker sends and when; the caller does the I/O and the waiting.
 Every call takes ``now`` (the worker's clock) and returns :class:`Actions`: the requests to send
@@ -9,7 +9,7 @@ exactly once, with :meth:`Worker.receive` (a :class:`~workstate.api.Response`) o
 :meth:`Worker.fail` (no response: timeout, connection error); answers to sends the driver no
 longer waits for are ignored, so a duplicated or late response is harmless.
 
-The loop (spec section 8):
+The loop (api.md §8):
 
 - poll with ``Worker-ID`` and ``block_ms=999`` while fewer than ``concurrency`` items are held;
 - ack with the same ``Worker-ID``; a 409 (or another final 4xx) drops the item;
@@ -29,7 +29,7 @@ The loop (spec section 8):
 - 408, 429, 5xx, network faults, malformed replies and any status the request does not owe that
   is no 4xx (1xx, a 2xx other than 200, 3xx: a proxy's or a misconfigured server's answer) are
   retried with capped exponential backoff and jitter from an injected source; any other 4xx is
-  final (spec section 8: "treat other 4xx as final"). A reply is read tolerantly: keys the driver
+  final (api.md §8: "treat other 4xx as final"). A reply is read tolerantly: keys the driver
   does not know (e.g. a ``secret``) are ignored (see :mod:`workstate.codec`).
 
 The driver reads no clock, draws no random number (``jitter`` is injected), and never sleeps.
@@ -39,6 +39,7 @@ Bad arguments raise :class:`~workstate.errors.InvalidInput` and change nothing.
 from __future__ import annotations
 
 import enum
+import inspect
 import math
 import re
 from collections.abc import Callable
@@ -48,11 +49,12 @@ from urllib.parse import quote
 
 import attrs
 
-from .._time import LATEST, aware
-from ..api import BASE_PATH, Request, Response, bearer_token
+from .._time import LATEST, aware, parse_timestamp
+from ..api import Request, Response, bearer_token
 from ..api.codec import DecodeError, HeartbeatObject, WorkObject, work_state
+from ..dialect import QODER, Dialect, StopAnswer, StopOfStopped, dialect_named
 from ..errors import InvalidInput
-from ..model import NO_HEARTBEAT, valid_id
+from ..model import NO_HEARTBEAT
 from ..rules import RULE_TABLE, State, Trigger, edges
 
 _HEARTBEAT_STATES = frozenset(target for _, target, rule in edges(RULE_TABLE) if rule.trigger is Trigger.HEARTBEAT)
@@ -74,7 +76,7 @@ __all__ = [
 ]
 
 HEARTBEAT_CAP_SECONDS = 30.0
-"""Heartbeats go every ``ttl/2``, at most this far apart (spec section 8)."""
+"""Heartbeats go every ``ttl/2``, at most this far apart (api.md §8)."""
 MAX_SECONDS = 3600.0
 """The longest pause, margin or backoff cap the driver takes (an hour)."""
 
@@ -195,7 +197,7 @@ class RetryPolicy:
 
 def _final(status: int) -> bool:
     """Whether a status other than 200 is final: a 4xx, but for 408 and 429. Every other status (5xx, and the
-    1xx, 2xx and 3xx no request of the Work API owes) is a fault, retried (spec section 8 makes only 4xx final)."""
+    1xx, 2xx and 3xx no request of the Work API owes) is a fault, retried (api.md §8 makes only 4xx final)."""
     return 400 <= status < 500 and status not in (408, 429)
 
 
@@ -212,10 +214,12 @@ class _Retry:
 
 @attrs.frozen
 class _Refused:
-    """A final answer: a 4xx other than 408 and 429."""
+    """A final answer: a 4xx other than 408 and 429. ``current_state``: the item's state where a 412 names it
+    (``error.details.current_state.state``, a dialect's detail)."""
 
     status: int
     message: str
+    current_state: str | None = None
 
 
 @attrs.frozen
@@ -328,9 +332,14 @@ class Worker:
         lease_margin_seconds: float = 1.0,
         idle_poll_seconds: float = 1.0,
         block_ms: int = 999,
+        dialect: Dialect | str = QODER,
     ) -> None:
-        if not valid_id("env_", environment_id):
-            raise _bad(f"environment_id must be 'env_' and 32 hex digits, got {environment_id!r}", "environment_id")
+        dialect = _dialect(dialect)
+        if not dialect.valid_id("env", environment_id):
+            raise _bad(
+                f"environment_id must be {dialect.id_rule('env')} ({dialect.name}), got {environment_id!r}",
+                "environment_id",
+            )
         if not isinstance(worker_id, str) or _HEADER_VALUE.fullmatch(worker_id) is None:
             raise _bad(
                 f"worker_id must be a header value (visible ASCII, spaces or tabs only inside), got {worker_id!r}",
@@ -354,14 +363,16 @@ class Worker:
             raise _bad(f"block_ms must be an integer from 1 to 999, got {block_ms!r}", "block_ms")
         self.environment_id = environment_id
         self.worker_id = worker_id
+        self.dialect = dialect
         self.concurrency = concurrency
         self.retry = RetryPolicy() if retry is None else retry
         self._jitter = jitter
         self._margin = timedelta(seconds=margin)
         self._idle = timedelta(seconds=idle)
         self._authorization = f"Bearer {token}"
-        self._work_path = f"{BASE_PATH}{environment_id}/work/"
-        self._poll_target = f"{BASE_PATH}{environment_id}/work/poll?block_ms={block_ms}"
+        self._poll_target = f"{dialect.path(environment_id, operation='poll')}?block_ms={block_ms}"
+        # a dialect whose stop answers 204 (no body, so no state to read) is stopped with force: one stop, done
+        self._force_stop = dialect.stop_answer is StopAnswer.NO_CONTENT
         self._ttl_query = "" if ttl_seconds is None else f"&desired_ttl_seconds={ttl_seconds}"
         self._items: dict[str, _Item] = {}
         self._sends: dict[int, tuple[str | None, datetime]] = {}  # every send owed an answer: (work id, when sent)
@@ -503,9 +514,13 @@ class Worker:
         if response is None:
             return _Retry(reason)
         status = response.status
+        if kind == "stop" and status == 204 and self._force_stop:
+            return State.STOPPED  # the dialect's stop answer (no body): the force stop took
+        if kind == "stop" and status == 409 and self.dialect.stop_on_stopped is StopOfStopped.CONFLICT:
+            return State.STOPPED  # the dialect refuses a stop of a stopped item: it is stopped already
         if status != 200:
             if _final(status):
-                return _Refused(status, _error_message(response))
+                return _Refused(status, _error_message(response), _current_state(response))
             return _Retry(f"{status}: {_error_message(response)}")
         body = response.json
         try:
@@ -515,14 +530,16 @@ class Worker:
                 return None if kind == "ack" else state
             if kind == "heartbeat":
                 beat = HeartbeatObject.from_json(body)
-                if beat.state not in _HEARTBEAT_STATES:
+                # a dialect reports a stopped item with a 200 (lease_extended false): the session must end at once
+                ended = beat.state is State.STOPPED and not beat.lease_extended
+                if beat.state not in _HEARTBEAT_STATES and not ended:
                     return _Retry(f"malformed heartbeat reply: a heartbeat never leaves an item {beat.state.value!r}")
                 lease = timedelta(seconds=beat.ttl_seconds)
                 lease_until = sent_at + lease - min(self._margin, lease / 4)
                 if lease_until > LATEST:
                     raise OverflowError
                 return _Beat(beat, body["last_heartbeat"], sent_at, lease_until)
-            work = None if body is None else WorkObject.from_json(body)  # a poll's answer: null or an item
+            work = None if body is None else _read_work(body, self.dialect)  # a poll's answer: null or an item
         except DecodeError as exc:
             return _Retry(f"malformed {kind} reply: {exc.message}")
         except OverflowError:
@@ -596,10 +613,18 @@ class Worker:
         if isinstance(verdict, _Refused):
             status = verdict.status
             why = {412: "412: another holds the lease", 409: "409: the item moved on"}.get(status)
+            if status == 412 and verdict.current_state is not None:
+                why = f"412: another holds the lease (the item is {verdict.current_state})"
             self._lose(item, now, why or f"heartbeat answered {status}: {verdict.message}")
             return
         assert isinstance(verdict, _Beat)
         beat = verdict.beat
+        if beat.state is State.STOPPED:
+            if item.phase is Phase.STOPPING:  # our stop took (its reply was lost): nothing more to send
+                self._finish(item, "stopped (a heartbeat reply showed it)")
+            else:  # stopped by someone else (a force stop): end the session now, send nothing
+                self._lose(item, now, "the item was stopped (heartbeat: state stopped, lease_extended: false)")
+            return
         if not beat.lease_extended:
             self._lose(item, now, "lease_extended: false")
             return
@@ -641,9 +666,13 @@ class Worker:
 
     # --- sending ---
 
-    def _headers(self) -> dict[str, str]:
-        """A new dict for every request: a caller may add to one request's headers."""
-        return {"Authorization": self._authorization, "Worker-ID": self.worker_id}
+    def _headers(self, kind: _Kind) -> dict[str, str]:
+        """A new dict for every request: a caller may add to one request's headers. The worker's identity goes on
+        every poll, and on the other requests where the dialect's ack compares it (the ``qoder`` dialect)."""
+        headers = {"Authorization": self._authorization}
+        if kind == "poll" or self.dialect.ack_checks_worker:
+            headers[self.dialect.worker_header] = self.worker_id
+        return headers
 
     def _send_request(self, request: Request, work_id: str | None, now: datetime) -> int:
         self._next_id += 1
@@ -653,11 +682,15 @@ class Worker:
         return send_id
 
     def _send(self, item: _Item, kind: _Kind, now: datetime) -> None:
-        target = f"{self._work_path}{item.work_id}/{kind}"
+        target = self.dialect.path(self.environment_id, item.work_id, kind)
         if kind == "heartbeat":
             target += f"?expected_last_heartbeat={quote(item.token, safe='')}{self._ttl_query}"
+        headers, body = self._headers(kind), b""
+        if kind == "stop" and self._force_stop:
+            headers["Content-Type"] = "application/json"
+            body = b'{"force":true}'
         item.kind = kind
-        item.inflight = self._send_request(Request("POST", target, self._headers()), item.work_id, now)
+        item.inflight = self._send_request(Request("POST", target, headers, body), item.work_id, now)
 
     def _begin_stop(self, item: _Item, now: datetime, *, confirming: bool) -> None:
         """A new stop (graceful, or the confirmation): due now, with its own attempts."""
@@ -704,7 +737,9 @@ class Worker:
             and (self._poll_at is None or self._poll_at <= now)
         ):
             self._poll_at = None
-            self._poll_inflight = self._send_request(Request("GET", self._poll_target, self._headers()), None, now)
+            self._poll_inflight = self._send_request(
+                Request("GET", self._poll_target, self._headers("poll")), None, now
+            )
         sends, events = tuple(self._out), tuple(self._events)
         self._out.clear()
         self._events.clear()
@@ -735,6 +770,49 @@ class Worker:
     def _finish(self, item: _Item, reason: str, confirmed: bool = True) -> None:
         self._forget(item)
         self._events.append(Finished(item.work_id, reason, confirmed))
+
+
+def _dialect(value: object) -> Dialect:
+    """A :class:`~workstate.Dialect`, or the shipped one of that name; :class:`InvalidInput` otherwise."""
+    return value if isinstance(value, Dialect) else dialect_named(value)  # type: ignore[arg-type]
+
+
+def _read_work(body: Any, dialect: Dialect) -> WorkObject:
+    """A poll's work object, decoded tolerantly in the dialect (a peer's ``secret`` is read, unknown keys ignored)."""
+    if dialect is QODER or not _CODEC_SPEAKS_DIALECTS:
+        return WorkObject.from_json(body) if dialect is QODER else _peer_work(body, dialect)
+    return WorkObject.from_json(body, dialect=dialect)  # type: ignore[call-arg]
+
+
+_CODEC_SPEAKS_DIALECTS = "dialect" in inspect.signature(WorkObject.from_json).parameters
+
+
+def _peer_work(body: Any, dialect: Dialect) -> WorkObject:  # interim, until the codec decodes every dialect
+    if not isinstance(body, dict) or body.get("type") != "work" or not isinstance(body.get("data"), dict):
+        raise DecodeError("the answer must be a work object", param=None)
+    for key, kind in (("id", "work"), ("environment_id", "env")):
+        if not dialect.valid_id(kind, body.get(key)):
+            raise DecodeError(f"{key} must be {dialect.id_rule(kind)}", param=key)
+    data = body["data"]
+    if not isinstance(data.get("id"), str):
+        raise DecodeError("data.id must be a string", param="data.id")
+    try:
+        state = State(body.get("state") or "")
+        created = parse_timestamp(body.get("created_at") or "", "created_at")
+    except (ValueError, InvalidInput) as exc:
+        raise DecodeError(f"malformed work object: {exc}", param=None) from None
+    return WorkObject(
+        id=body["id"], environment_id=body["environment_id"], session_id=data["id"], state=state, created_at=created
+    )
+
+
+def _current_state(response: Response) -> str | None:
+    """``error.details.current_state.state`` of an error answer (a dialect's 412 names the item's state), or None."""
+    body: Any = response.json
+    found: Any = body
+    for key in ("error", "details", "current_state", "state"):
+        found = found.get(key) if isinstance(found, dict) else None
+    return found if isinstance(found, str) else None
 
 
 def _error_message(response: Response) -> str:

@@ -44,10 +44,10 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from ..api import BASE_PATH, Response
+from ..api import Response
 from ..api.codec import DecodeError, WorkObject, loads
+from ..dialect import DIALECTS, QODER, Dialect, dialect_named
 from ..errors import InvalidInput, WorkstateError
-from ..model import valid_id
 from .driver import Abort, Actions, Drain, Dropped, Event, Finished, Halted, RetryPolicy, Send, StartWork, Worker
 
 if TYPE_CHECKING:
@@ -64,16 +64,13 @@ __all__ = [
     "MissingExtra",
     "Note",
     "Runner",
+    "as_dialect",
     "require_httpx",
     "run",
 ]
 
 INSTALL_HINT = "pip install 'workstate[worker]'"
 """What to install for the runner (httpx)."""
-
-DIALECTS: dict[str, str] = {"qoder": BASE_PATH}
-"""The dialects the runner speaks, each with the base path its environment URLs carry. A second dialect
-(issue 14) adds its name here and hands the driver its paths."""
 
 CancelKind: TypeAlias = Literal["drain", "shutdown", "lost"]
 
@@ -176,18 +173,22 @@ def _default_worker_id() -> str:
     return f"{host}-{os.getpid()}"
 
 
-def split_url(url: str, environment_id: str | None, dialect: str) -> tuple[str, str]:
-    """``(base URL, environment id)`` from an environment's URL (``http://host:port``, the base path, ``env_…``)
-    or a server's URL and ``environment_id``. The base URL keeps any path before the dialect's base path."""
-    if dialect not in DIALECTS:
-        known = ", ".join(sorted(DIALECTS))
-        raise InvalidInput(f"dialect must be one of {known}, got {dialect!r}", param="dialect")
+def as_dialect(dialect: Dialect | str) -> Dialect:
+    """A :class:`~workstate.Dialect`, or the shipped one named so (:data:`workstate.DIALECTS`); else
+    :class:`~workstate.errors.InvalidDialect` (an :class:`~workstate.errors.InvalidInput`) naming the known ones."""
+    return dialect if isinstance(dialect, Dialect) else dialect_named(dialect)
+
+
+def split_url(url: str, environment_id: str | None, dialect: Dialect | str = QODER) -> tuple[str, str]:
+    """``(base URL, environment id)`` from an environment's URL (``http://host:port``, the dialect's base path,
+    ``env_…``) or a server's URL and ``environment_id``. The base URL keeps any path before the base path."""
+    dialect = as_dialect(dialect)
     if not isinstance(url, str):
         raise InvalidInput(f"url must be a string, got {url!r}", param="url")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
         raise InvalidInput(f"url must be an http:// or https:// URL without query, got {url!r}", param="url")
-    base_path = DIALECTS[dialect]
+    base_path = dialect.base_path
     path = parts.path
     found = None
     at = path.find(base_path.rstrip("/"))
@@ -200,8 +201,10 @@ def split_url(url: str, environment_id: str | None, dialect: str) -> tuple[str, 
     env = found or environment_id
     if env is None:
         raise InvalidInput(f"url must name an environment ({base_path}env_…), or give environment_id", param="url")
-    if not valid_id("env_", env):
-        raise InvalidInput(f"environment id must be 'env_' and 32 hex digits, got {env!r}", param="environment_id")
+    if not dialect.valid_id("env", env):
+        raise InvalidInput(
+            f"environment id must be {dialect.id_rule('env')} ({dialect.name}), got {env!r}", param="environment_id"
+        )
     return f"{parts.scheme}://{parts.netloc}{path.rstrip('/')}/", env
 
 
@@ -221,7 +224,7 @@ class Runner:
     """Runs a :class:`~workstate.worker.Worker` over HTTP (see the module docstring). One :meth:`run` per runner.
 
     ``url``: the environment's URL, or the server's with ``environment_id``. ``worker_id``: sent as
-    ``Worker-ID`` (default: host name and process id). ``on_event`` is called with every driver event and
+    the dialect's worker header (default: host name and process id). ``on_event`` is called with every driver event and
     every :class:`Abandoned` and :class:`HandlerFailed`, in order. ``transport``: httpx's (e.g. an
     ``httpx.MockTransport`` in a test; default: TCP). The other keywords go to the driver.
     """
@@ -232,7 +235,7 @@ class Runner:
         handler: Handler,
         *,
         token: str,
-        dialect: str = "qoder",
+        dialect: Dialect | str = QODER,
         concurrency: int = 1,
         worker_id: str | None = None,
         environment_id: str | None = None,
@@ -245,6 +248,7 @@ class Runner:
         on_event: Callable[[Note], None] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        dialect = as_dialect(dialect)
         self.base_url, env = split_url(url, environment_id, dialect)
         if isinstance(request_timeout, bool) or not isinstance(request_timeout, int | float) or request_timeout <= 0:
             raise InvalidInput(
@@ -261,6 +265,7 @@ class Runner:
             lease_margin_seconds=lease_margin_seconds,
             idle_poll_seconds=idle_poll_seconds,
             block_ms=block_ms,
+            dialect=dialect,
         )
         self.environment_id = env
         self.dialect = dialect
@@ -451,7 +456,7 @@ async def run(
     handler: Handler,
     *,
     token: str,
-    dialect: str = "qoder",
+    dialect: Dialect | str = QODER,
     concurrency: int = 1,
     worker_id: str | None = None,
     **options: Any,
