@@ -47,7 +47,7 @@ class Playground:
             url = None
         if url is None:
             self.stop()
-            raise AssertionError(f"workstate playground printed no URL: {self.lines}")
+            raise AssertionError(f"workstate playground printed no URL: {self.lines} {self.stderr[-2000:]}")
         self.url = url
 
     def _read(self) -> None:
@@ -60,6 +60,7 @@ class Playground:
         self._url.put(None)
 
     def stop(self) -> None:
+        self.stderr = ""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
             try:
@@ -67,6 +68,8 @@ class Playground:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=10)
+        if self.process.stderr is not None:
+            self.stderr = self.process.stderr.read()
         for stream in (self.process.stdout, self.process.stderr):
             if stream is not None:
                 stream.close()
@@ -264,6 +267,22 @@ def test_one_item_s_whole_life_by_clicking(page: Any, artifacts: Path) -> None:
     head, rule = steps.latest()
     assert head.endswith("200") and "no lifecycle rule" in rule
     assert page.input_value("#cursor").startswith("work_")  # the next page's cursor, prefilled
-    steps.click("stats")
-    assert steps.latest()[0].endswith("200")
+    done = int(page.get_attribute("body", "data-done") or 0)
+    page.focus("#stats")  # the keyboard works too: a focused button, Enter
+    page.keyboard.press("Enter")
+    page.wait_for_function(f"Number(document.body.dataset.done || 0) > {done}", timeout=WAIT_MS)
+    head, rule = steps.latest()
+    assert "/stats" in head and head.endswith("200")
     assert shot.stat().st_size > 10_000
+
+
+def test_every_control_is_labelled_and_reachable(page: Any) -> None:
+    unlabelled = page.eval_on_selector_all(
+        "input, select, textarea", "cs => cs.filter(c => c.labels.length === 0).map(c => c.id)"
+    )
+    assert unlabelled == []
+    buttons = page.eval_on_selector_all("button", "bs => bs.filter(b => !b.textContent.trim()).length")
+    assert buttons == 0
+    page.focus("#new-env")
+    page.keyboard.press("Tab")  # "New item" is disabled until an environment exists: the next control
+    assert page.evaluate("document.activeElement.id") == "new-metadata"
