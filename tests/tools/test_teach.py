@@ -30,7 +30,7 @@ def test_ack_on_a_stopping_item_is_answered_in_one_line(capsys: pytest.CaptureFi
     first = run(capsys, "explain", "--state", "stopping", "--op", "ack").splitlines()[0]
     assert first == (
         "ack on a stopping item -> 409 invalid_request_error: the work item is stopping or stopped"
-        "  [rule ack-after-stop, spec section 4.2]"
+        "  [rule ack-after-stop, api.md §4.2]"
     )
 
 
@@ -39,7 +39,7 @@ def test_ack_on_a_stopping_item_is_answered_in_one_line(capsys: pytest.CaptureFi
 def test_explain_agrees_with_step_in_every_state(capsys: pytest.CaptureFixture[str], state: State, op: str) -> None:
     out = run(capsys, "explain", "--state", str(state), "--op", op)
     first = out.splitlines()[0]
-    rules = [rule for rule in rules_of(RULE_TABLE) if f"[rule {rule.name}, spec section {rule.section}]" in first]
+    rules = [rule for rule in rules_of(RULE_TABLE) if f"[rule {rule.name}, api.md §{rule.section}]" in first]
     assert len(rules) == 1
     rule = rules[0]
     assert state in rule.sources and f" -> {rule.status}" in first
@@ -92,7 +92,7 @@ def test_explain_prints_the_rule_the_library_decides(capsys: pytest.CaptureFixtu
     item, _ = representative(state)
     why = explain(item, DEFAULT_COMMANDS[op], item.clock + timedelta(seconds=1))
     first = run(capsys, "explain", "--state", str(state), "--op", op).splitlines()[0]
-    assert first.endswith(f"[rule {why.rule.name}, spec section {why.rule.section}]")
+    assert first.endswith(f"[rule {why.rule.name}, api.md §{why.rule.section}]")
     assert f"-> {why.outcome.status}" in first
 
 
@@ -109,7 +109,7 @@ def test_explain_prints_the_rule_the_library_decides(capsys: pytest.CaptureFixtu
         (["explain", "--state", "active", "--op", "update", "--metadata", "novalue"], "KEY=VALUE"),
         (["explain", "--state", "active", "--op", "ack", "--undelivered"], "--undelivered goes with"),
         (["explain", "--state", "stopped", "--op", "lapse", "--expired"], "no deadline"),
-        (["explain", "--state", "queued", "--op", "ack", "--worker-id", ""], "Worker-ID"),
+        (["explain", "--state", "queued", "--op", "ack", "--worker-id", ""], "worker_id"),
         (["diagram", "--format", "png"], "invalid choice"),
         (["table", "--format", "csv"], "invalid choice"),
     ],

@@ -11,22 +11,27 @@ import argparse
 import json
 from typing import TextIO
 
+from ..dialect import DIALECTS
 from ..errors import InvalidInput
 from ..rules import State
 from ..tools import docgen
 from ..tools.teach import OPERATIONS, explain_case, show, summary
 from . import CliCommand
+from .options import add_dialect_option, dialect_of
 
 # The options of explain_case, each the dest of the option of the same name.
 _OPTIONS = ("worker_id", "expected", "force", "metadata", "undelivered", "expired")
 
 
 def _run_explain(args: argparse.Namespace, out: TextIO) -> int:
+    dialect = dialect_of(args)
     try:
-        why, assumed = explain_case(args.state, args.op, **{name: getattr(args, name) for name in _OPTIONS})
+        why, assumed = explain_case(
+            args.state, args.op, dialect=dialect, **{name: getattr(args, name) for name in _OPTIONS}
+        )
     except InvalidInput as exc:
         args.parser.error(exc.message)
-    out.write(summary(why, State(args.state), args.op) + "\n")
+    out.write(summary(why, State(args.state), args.op, dialect) + "\n")
     out.write(f"  rule: {why.rule.text}\n")
     guards = ", ".join(f"{g}={'yes' if v else 'no'}" for g, v in why.guards) or "none read"
     out.write(f"  guards: {guards}\n")
@@ -40,7 +45,7 @@ def _run_explain(args: argparse.Namespace, out: TextIO) -> int:
 def _configure_explain(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state", required=True, choices=[str(s) for s in State], help="the item's state")
     parser.add_argument("--op", required=True, choices=OPERATIONS, help="the operation (update: update metadata)")
-    parser.add_argument("--worker-id", help="the Worker-ID header sent (poll, ack); the item's worker is w1")
+    parser.add_argument("--worker-id", help="the worker identity sent (poll, ack); the item's worker is w1")
     parser.add_argument(
         "--expected",
         metavar="LAST_HEARTBEAT",
@@ -50,6 +55,7 @@ def _configure_explain(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metadata", action="append", default=[], metavar="KEY=VALUE", help="update's metadata")
     parser.add_argument("--undelivered", action="store_true", help="a queued item no poll delivered")
     parser.add_argument("--expired", action="store_true", help="ask at the item's deadline (a lapse applies first)")
+    add_dialect_option(parser, "whose rules decide, under the dialect's default policy")
     parser.set_defaults(parser=parser)
 
 
@@ -76,23 +82,43 @@ def _explain(args: argparse.Namespace, out: TextIO) -> int:
 
 def _configure_diagram(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=("mermaid", "dot", "svg"), default="mermaid", help="default: mermaid")
+    parser.add_argument(
+        "--dialect",
+        choices=list(DIALECTS),
+        help="only the changes this dialect reaches, its constant guards left out (mermaid, dot; "
+        "default: every rule of the declaration)",
+    )
+    parser.set_defaults(parser=parser)
 
 
 def _diagram(args: argparse.Namespace, out: TextIO) -> int:
-    text = {"mermaid": docgen.mermaid, "dot": docgen.dot, "svg": docgen.svg}[args.format]()
+    dialect = None if args.dialect is None else dialect_of(args)
+    if args.format == "svg":
+        if dialect is not None:
+            args.parser.error("--dialect goes with --format mermaid or dot (the picture is the whole declaration)")
+        text = docgen.svg()
+    else:
+        text = {"mermaid": docgen.mermaid, "dot": docgen.dot}[args.format](dialect)
     out.write(text if text.endswith("\n") else text + "\n")
     return 0
 
 
 def _configure_table(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=("md", "json"), default="md", help="default: md (Markdown)")
+    parser.add_argument(
+        "--dialect",
+        choices=list(DIALECTS),
+        help="only the rules this dialect reaches, its constant guards left out, error.type as it answers "
+        "(default: every rule of the declaration)",
+    )
 
 
 def _table(args: argparse.Namespace, out: TextIO) -> int:
+    dialect = None if args.dialect is None else dialect_of(args)
     if args.format == "json":
-        out.write(json.dumps(docgen.rules_table_json(), indent=2) + "\n")
+        out.write(json.dumps(docgen.rules_table_json(dialect), indent=2) + "\n")
     else:
-        out.write(docgen.rules_table_markdown() + "\n")
+        out.write(docgen.rules_table_markdown(dialect) + "\n")
     return 0
 
 
@@ -116,7 +142,7 @@ CLI_COMMANDS: tuple[CliCommand, ...] = (
         _configure_explain,
         _explain,
         "Build a representative item in --state (walked there by the rules), apply --op to it, and print the "
-        "outcome and the rule that decided it with its spec section, then the assumptions made. "
+        "outcome and the rule that decided it with its section of docs/api.md, then the assumptions made. "
         'Example: workstate explain --state stopping --op ack  ("what happens if I ack an item that is stopping?")',
     ),
 )

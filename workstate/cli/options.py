@@ -1,4 +1,4 @@
-"""Options that several commands share: ``--policy NAME=VALUE`` (and, with the dialect issue, ``--dialect``)."""
+"""Options that several commands share: ``--policy NAME=VALUE`` and ``--dialect qoder|anthropic``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 
 import attrs
 
+from ..dialect import DIALECTS, QODER, Dialect, dialect_named
 from ..errors import WorkstateError
 from ..policy import Policy
 
@@ -17,8 +18,9 @@ def add_policy_option(parser: argparse.ArgumentParser, help: str = "a Policy fie
     parser.add_argument("--policy", action="append", default=[], metavar="NAME=VALUE", help=help)
 
 
-def policy_from_pairs(pairs: list[str]) -> Policy:
-    """``Policy`` from ``name=value`` pairs; values are read by the type of the field's default."""
+def policy_from_pairs(pairs: list[str], base: Policy | None = None) -> Policy:
+    """``Policy`` from ``name=value`` pairs over ``base`` (``Policy()`` when None; a dialect's ``Dialect.policy``);
+    values are read by the type of the field's default."""
     fields: dict[str, Any] = {}
     defaults = {f.name: f.default for f in attrs.fields(Policy)}
     for pair in pairs:
@@ -37,4 +39,16 @@ def policy_from_pairs(pairs: list[str]) -> Policy:
                 fields[name] = float(text)
         except (ValueError, KeyError):
             raise WorkstateError(f"--policy {name}: cannot read {text!r}", param="policy") from None
-    return Policy(**fields)
+    return attrs.evolve(Policy() if base is None else base, **fields)
+
+
+def add_dialect_option(
+    parser: argparse.ArgumentParser, help: str = "the wire dialect: how the API is spelled and which rules apply"
+) -> None:
+    """``--dialect NAME``, one of :data:`workstate.DIALECTS` (default ``qoder``); read with :func:`dialect_of`."""
+    parser.add_argument("--dialect", choices=list(DIALECTS), default=QODER.name, help=f"{help} (default: {QODER.name})")
+
+
+def dialect_of(args: argparse.Namespace) -> Dialect:
+    """The :class:`~workstate.Dialect` that ``--dialect`` named (``qoder`` when the command has no such option)."""
+    return dialect_named(getattr(args, "dialect", None) or QODER.name)

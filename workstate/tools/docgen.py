@@ -21,7 +21,8 @@ from xml.sax.saxutils import escape
 import attrs
 
 from .._time import UTC
-from ..model import error_type
+from ..dialect import DIALECTS, QODER, Dialect
+from ..model import LIFECYCLE, error_type
 from ..policy import DEFAULT_POLICY, Policy
 from ..rules import RULE_TABLE, Kind, Reason, Rule, State, edges, rules_of
 
@@ -32,27 +33,58 @@ def _guard_text(rule: Rule) -> str:
     return " & ".join(g if v else f"not {g}" for g, v in rule.guards)
 
 
-def edge_labels() -> dict[tuple[State, State], list[str]]:
-    """Per (source, target) of an accepted change, its labels: ``trigger`` or ``trigger (guards)``."""
+def reached(dialect: Dialect) -> frozenset[tuple[str, State]]:
+    """(rule name, state) of every rule that ``dialect`` reaches in that state: read off the compiled table of
+    ``LIFECYCLE.in_dialect(dialect)``, where the dialect's guards are the constants ``Dialect.guards`` names."""
+    lifecycle = LIFECYCLE.in_dialect(dialect)
+    found = set()
+    for (state, _trigger), entry in lifecycle.table.items():
+        fixed = [(bit, dialect.guards[str(g)]) for bit, g in enumerate(entry.guards) if str(g) in dialect.guards]
+        for index, rule in enumerate(entry.rules):
+            if all(bool(index >> bit & 1) is value for bit, value in fixed):
+                found.add((rule.name, state))
+    return frozenset(found)
+
+
+def rules_in(dialect: Dialect | None = None) -> tuple[Rule, ...]:
+    """Every rule of the declaration in order, or (``dialect`` given) those ``dialect`` reaches in some state."""
+    if dialect is None:
+        return rules_of(RULE_TABLE)
+    names = {name for name, _ in reached(dialect)}
+    return tuple(rule for rule in rules_of(RULE_TABLE) if rule.name in names)
+
+
+def _dialect_free(guards: Sequence[tuple[Any, bool]], dialect: Dialect | None) -> tuple[tuple[Any, bool], ...]:
+    """The guards of a rule that are not constants of ``dialect`` (all of them when it is None)."""
+    return tuple(gv for gv in guards if dialect is None or str(gv[0]) not in dialect.guards)
+
+
+def edge_labels(dialect: Dialect | None = None) -> dict[tuple[State, State], list[str]]:
+    """Per (source, target) of an accepted change, its labels: ``trigger`` or ``trigger (guards)``; with
+    ``dialect``, only the changes it reaches, without its constant guards."""
     labels: dict[tuple[State, State], list[str]] = {}
+    keep = None if dialect is None else reached(dialect)
     for source, target, rule in edges(RULE_TABLE):
+        if keep is not None and (rule.name, source) not in keep:
+            continue
         names = labels.setdefault((source, target), [])
-        label = str(rule.trigger) + (f" ({_guard_text(rule)})" if rule.guards else "")
+        guards = _dialect_free(rule.guards, dialect)
+        label = str(rule.trigger) + (f" ({' & '.join(g if v else f'not {g}' for g, v in guards)})" if guards else "")
         if label not in names:
             names.append(label)
     return labels
 
 
-def mermaid() -> str:
-    """The state diagram: one arrow per accepted change, labelled with its trigger(s)."""
+def mermaid(dialect: Dialect | None = None) -> str:
+    """The state diagram: one arrow per accepted change, labelled with its trigger(s) (``dialect``'s, if given)."""
     lines = ["stateDiagram-v2", "    [*] --> queued"]
-    for (source, target), names in edge_labels().items():
+    for (source, target), names in edge_labels(dialect).items():
         lines.append(f"    {source} --> {target}: {', '.join(names)}")
     lines.append("    stopped --> [*]")
     return "\n".join(lines)
 
 
-def dot() -> str:
+def dot(dialect: Dialect | None = None) -> str:
     """The state diagram in graphviz's language (``workstate diagram --format dot | dot -Tsvg``)."""
     lines = [
         "digraph lifecycle {",
@@ -63,22 +95,34 @@ def dot() -> str:
         '    start -> "queued";',
     ]
     newline = "\\n"
-    for (source, target), names in edge_labels().items():
+    for (source, target), names in edge_labels(dialect).items():
         lines.append(f'    "{source}" -> "{target}" [label="{newline.join(names)}"];')
     lines.append("}")
     return "\n".join(lines)
+
+
+def section_link(section: str) -> str:
+    """A citation of docs/api.md's section ``section`` (``4.2``) as a Markdown link from a page in docs/."""
+    return f"[§{section}](api.md#section-{section})"
 
 
 def _when(guards: Sequence[tuple[object, bool]]) -> str:
     return ", ".join(f"`{g}`" if v else f"not `{g}`" for g, v in guards) or "always"
 
 
-def rules_table_markdown() -> str:
-    """Every rule in every state it applies to: state x trigger x condition -> result, status, ``error.type``."""
-    out = ["| rule | spec | trigger | in state | when | result | status | `error.type` |"]
+def rules_table_markdown(dialect: Dialect | None = None) -> str:
+    """Every rule in every state it applies to: state x trigger x condition -> result, status, ``error.type``.
+
+    With ``dialect``: only what the dialect reaches, its constant guards left out, ``error.type`` as it answers.
+    """
+    out = ["| rule | api.md | trigger | in state | when | result | status | `error.type` |"]
     out.append("|---|---|---|---|---|---|---:|---|")
+    keep = None if dialect is None else reached(dialect)
+    d = QODER if dialect is None else dialect
     for rule in rules_of(RULE_TABLE):
         for source in rule.sources:
+            if keep is not None and (rule.name, source) not in keep:
+                continue
             if rule.kind is Kind.ACCEPT:
                 result = f"→ `{rule.target(source)}`: " + ", ".join(rule.actions)
             elif rule.kind is Kind.REPLAY:
@@ -86,31 +130,36 @@ def rules_table_markdown() -> str:
             else:
                 assert rule.reason is not None
                 result = f"rejected: {rule.reason.message}"
-            kind = error_type(rule.reason, DEFAULT_POLICY) if rule.reason else ""
+            kind = error_type(rule.reason, d.policy, d) if rule.reason else ""
             out.append(
-                f"| `{rule.name}` | {rule.section} | `{rule.trigger}` | `{source}` | {_when(rule.guards)} "
+                f"| `{rule.name}` | {section_link(rule.section)} | `{rule.trigger}` | `{source}` "
+                f"| {_when(_dialect_free(rule.guards, dialect))} "
                 f"| {result} | {rule.status} | {kind} |"
             )
     return "\n".join(out)
 
 
-def rules_table_json() -> list[dict[str, Any]]:
-    """The same table as JSON-ready values: one object per rule and state it applies to."""
+def rules_table_json(dialect: Dialect | None = None) -> list[dict[str, Any]]:
+    """The same table as JSON-ready values: one object per rule and state it applies to (``dialect``'s, if given)."""
     rows = []
+    keep = None if dialect is None else reached(dialect)
+    d = QODER if dialect is None else dialect
     for rule in rules_of(RULE_TABLE):
         for source in rule.sources:
+            if keep is not None and (rule.name, source) not in keep:
+                continue
             rows.append(
                 {
                     "rule": rule.name,
                     "spec": rule.section,
                     "trigger": str(rule.trigger),
                     "state": str(source),
-                    "when": {str(g): v for g, v in rule.guards},
+                    "when": {str(g): v for g, v in _dialect_free(rule.guards, dialect)},
                     "kind": rule.kind.value,
                     "result_state": str(rule.target(source)),
                     "actions": list(rule.actions),
                     "status": rule.status,
-                    "error_type": error_type(rule.reason, DEFAULT_POLICY) if rule.reason else None,
+                    "error_type": error_type(rule.reason, d.policy, d) if rule.reason else None,
                     "message": rule.reason.message if rule.reason else None,
                 }
             )
@@ -141,7 +190,116 @@ def lifecycle_markdown() -> str:
         "in [errors.md](errors.md).",
         "",
     ]
+    out += ["## The rules each dialect reaches", ""]
+    out.append(
+        "The guards `" + "`, `".join(QODER.guards) + "` are constants of a dialect "
+        "([dialects.md](dialects.md)): each dialect reaches the rules below, read off "
+        "`LIFECYCLE.in_dialect(dialect)` with the guards' values. A cell is the status (and `error.type`) the "
+        "dialect answers, — where it never reaches the rule. `workstate table --dialect NAME` prints one "
+        "dialect's whole table."
+    )
+    out += ["", dialect_reach_markdown(), ""]
     return "\n".join(out)
+
+
+def dialect_reach_markdown() -> str:
+    """One row per rule and state that some dialect does not reach, or answers otherwise: a column per dialect."""
+    names = list(DIALECTS)
+    keep = {name: reached(DIALECTS[name]) for name in names}
+    out = ["| rule | trigger | in state | " + " | ".join(f"`{n}`" for n in names) + " |"]
+    out.append("|---|---|---|" + "---|" * len(names))
+    for rule in rules_of(RULE_TABLE):
+        for source in rule.sources:
+            cells = []
+            for name in names:
+                d = DIALECTS[name]
+                if (rule.name, source) not in keep[name]:
+                    cells.append("—")
+                else:
+                    kind = f" `{error_type(rule.reason, d.policy, d)}`" if rule.reason else ""
+                    cells.append(f"{rule.status}{kind}")
+            if len(set(cells)) > 1:
+                out.append(f"| `{rule.name}` | `{rule.trigger}` | `{source}` | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def _value(value: Any) -> str:
+    """A ``Dialect`` field's value as the differences table shows it."""
+    if isinstance(value, enum.Enum):
+        return f"`{value.name}`"
+    if isinstance(value, Policy):
+        changed = [f for f in attrs.fields(Policy) if getattr(value, f.name) != getattr(DEFAULT_POLICY, f.name)]
+        inner = ", ".join(f"{f.name}={_value(getattr(value, f.name)).strip('`')}" for f in changed)
+        return f"`Policy({inner})`"
+    if isinstance(value, tuple):
+        return ", ".join(f"`{v}`" for v in value) or "—"
+    if value is None:
+        return "—"
+    return f"`{value}`"
+
+
+def dialects_markdown() -> str:
+    """docs/dialects.md: the differences table, one row per field of :class:`~workstate.Dialect` with its value in
+    every shipped dialect (read off the values), and where each difference lives."""
+    names = list(DIALECTS)
+    guards = {field: guard for guard, field in _GUARD_FIELDS.items()}
+    out = [HEADER.replace("workstate/rules.py", "workstate/dialect.py") + "# Dialects", ""]
+    out.append(
+        "workstate speaks one lifecycle in several wire dialects: `qoder`, the default (the Work API of "
+        "[api.md](api.md)), and `anthropic`, the peer API that the `anthropic` SDK's workers speak "
+        "(`/v1/environments`, `Anthropic-Worker-ID`, …). A dialect is a frozen `workstate.Dialect` value beside "
+        "`Policy` (`workstate.QODER`, `workstate.ANTHROPIC`, `workstate.dialect_named(name)`; define another "
+        "with `attrs.evolve(QODER, name=..., ...)`), and every command that talks or judges the wire takes "
+        "`--dialect qoder|anthropic`."
+    )
+    out += [
+        "",
+        "Where each difference lives:",
+        "",
+        "- **wire** fields are spellings: the routes, the codec and the server of `workstate.api` read them "
+        "(base path, headers, ids, the list and error envelopes, stop's answer); no other module spells a base "
+        "path or a header name.",
+        "- **lifecycle** fields are guards of the one declaration in `workstate/rules.py`, constant for a "
+        "dialect (`Dialect.guards`), so both dialects are one rule table, not two machines; `step` decides "
+        "every answer and the wire only renders it (the peer's heartbeat on `stopped` is the replay of rule "
+        "`heartbeat-stopped-reported`, rendered 200 "
+        '`{"type": "work_heartbeat", "state": "stopped", "lease_extended": false, …}`). '
+        "Which rules each dialect reaches is in [lifecycle.md](lifecycle.md#the-rules-each-dialect-reaches).",
+        "- `policy` is the dialect's default `Policy`, used where nobody chose one.",
+        "",
+        "Source tags: PEER (the peer's API reference), SDK (its SDKs' code or fixtures), DECIDED (workstate's "
+        "choice where the peer is silent).",
+        "",
+        "## Differences",
+        "",
+        "| field | " + " | ".join(f"`{n}`" for n in names) + " | layer | source | meaning |",
+        "|---|" + "---|" * len(names) + "---|---|---|",
+    ]
+    for field in attrs.fields(Dialect):
+        values = [_value(getattr(DIALECTS[n], field.name)) for n in names]
+        m = field.metadata
+        layer = m["layer"] + (f" (guard `{guards[field.name]}`)" if field.name in guards else "")
+        out.append(
+            f"| `{field.name}` | "
+            + " | ".join(v.replace("|", "&#124;") for v in values)
+            + f" | {layer} | {m['source'] or '—'} | {m['doc'].replace('|', '&#124;')} |"
+        )
+    out += [
+        "",
+        'A stop body is empty, `{}` or `{"force": true|false}` in every dialect: `{"force": null}` is a 400 '
+        "`invalid_request_error` (param `force`), as [errors.md](errors.md) shows.",
+        "",
+    ]
+    return "\n".join(out)
+
+
+# Which Dialect field each dialect guard reads (Dialect.guards computes their values from these fields).
+_GUARD_FIELDS = {
+    "checks_worker": "ack_checks_worker",
+    "stopped_heartbeat_reports": "heartbeat_on_stopped",
+    "queued_heartbeat_fails_precondition": "heartbeat_on_queued",
+    "stop_of_stopped_refused": "stop_on_stopped",
+}
 
 
 def policy_markdown() -> str:
@@ -151,13 +309,13 @@ def policy_markdown() -> str:
         "the behaviour of the spec. A server that behaves differently configures the oracle instead "
         "of forking it: `Policy(on_lease_expiry=OnLeaseExpiry.STOP)`."
     )
-    out += ["", "| field | default | spec | public reference | meaning | alternatives |", "|---|---|---|---|---|---|"]
+    out += ["", "| field | default | api.md | public reference | meaning | alternatives |", "|---|---|---|---|---|---|"]
     for field in attrs.fields(Policy):
         default = getattr(DEFAULT_POLICY, field.name)
         shown = f"`{type(default).__name__}.{default.name}`" if hasattr(default, "name") else f"`{default!r}`"
         m = field.metadata
         out.append(
-            f"| `{field.name}` | {shown} | {m['spec']} | {m['public']} | {m['doc']} | {m['alternatives'] or '—'} |"
+            f"| `{field.name}` | {shown} | {section_link(m['spec'])} | {m['public']} | {m['doc']} | {m['alternatives'] or '—'} |"
         )
     out.append("")
     return "\n".join(out)
@@ -194,14 +352,14 @@ def _server_probes() -> list[tuple[str, str, int, str, str | None, str]]:
 
     Each row is the answer of a real request to :class:`workstate.api.Server` (in check order).
     """
-    from ..api import BASE_PATH, Request, Server
+    from ..api import Request, Server
 
     now = datetime(2026, 7, 1, 8, 15, 1, tzinfo=UTC)
     server = Server(authorizer=lambda access: access.token != "denied")
     env = server.create_environment(now=now)
     cloud = server.create_environment(kind="cloud", now=now)
     work = server.create_work(env, session_id="sess_" + "1" * 32, now=now)
-    base = BASE_PATH
+    base = QODER.base_path
     auth = {"Authorization": "Bearer t"}
     missing = "work_" + "f" * 32
     cases: list[tuple[str, str, str, dict[str, str], bytes]] = [
@@ -211,8 +369,9 @@ def _server_probes() -> list[tuple[str, str, int, str, str | None, str]]:
         ("unknown environment", "GET", f"{base}env_{'e' * 32}/work/{work}", auth, b""),
         ("environment not `self_hosted`", "GET", f"{base}{cloud}/work/poll", auth, b""),
         ("query parameter out of range", "GET", f"{base}{env}/work/poll?block_ms=0", auth, b""),
-        ("`Worker-ID` header empty", "POST", f"{base}{env}/work/{work}/ack", {**auth, "Worker-ID": ""}, b""),
+        ("`Worker-ID` header empty", "POST", f"{base}{env}/work/{work}/ack", {**auth, QODER.worker_header: ""}, b""),
         ('body `{"force": 1}`', "POST", f"{base}{env}/work/{work}/stop", auth, b'{"force": 1}'),
+        ('body `{"force": null}`', "POST", f"{base}{env}/work/{work}/stop", auth, b'{"force": null}'),
         ("unknown work item", "POST", f"{base}{env}/work/{missing}/ack", auth, b""),
     ]
     rows = []
@@ -235,7 +394,7 @@ def errors_markdown() -> str:
         "(`workstate.Reason`, answered by `step` as a `Rejected` outcome) and the reference server's own "
         "errors, found by sending it each request below. Every error is a JSON envelope "
         '`{"type": "error", "request_id": …, "error": {"type", "message", "param"?}}`, and a rejected '
-        "request changes nothing (spec section 6)."
+        "request changes nothing (api.md §6)."
     )
     out += ["", "## Rejections by the lifecycle rules", ""]
     out.append(
@@ -511,6 +670,7 @@ GENERATED: dict[str, Callable[[], str]] = {
     "docs/errors.md": errors_markdown,
     "docs/lifecycle.svg": svg,
     "docs/openapi.json": openapi_json,
+    "docs/dialects.md": dialects_markdown,
 }
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 
 from .._time import UTC, render_timestamp
+from ..dialect import QODER, Dialect
 from ..errors import InvalidInput
 from ..model import (
     NO_HEARTBEAT,
@@ -34,8 +35,8 @@ from ..model import (
     next_deadline,
     step,
 )
-from ..policy import DEFAULT_POLICY
-from ..rules import RULE_TABLE, Kind, State, rules_of
+from ..policy import Policy
+from ..rules import Kind, State, Trigger
 
 T0 = datetime(2026, 7, 1, 8, 15, 1, tzinfo=UTC)
 WORKER = "w1"
@@ -52,11 +53,11 @@ def vars_of(command: Command) -> dict[str, object]:
     return {f.name: getattr(command, f.name) for f in attrs.fields(type(command)) if f.init}
 
 
-def walk(out: list[str]) -> WorkItem:
+def walk(out: list[str], dialect: Dialect = QODER) -> WorkItem:
     """Walk one item through a whole life (with the mistakes workers make), appending each step to ``out``.
 
     It reads no clock: the walk runs on a fixed, made-up timeline (from :data:`T0`), so its lines are the same
-    on every machine. ``workstate walk`` prints them.
+    on every machine. ``workstate walk`` prints them. The rules are ``dialect``'s, under its default policy.
     """
     item = WorkItem(
         id="work_019f3be4fd2475d9a784bf2c739e1194",
@@ -84,11 +85,11 @@ def walk(out: list[str]) -> WorkItem:
     out.append("")
     for offset, story, command in script:
         now = T0 + timedelta(seconds=offset)
-        why = explain(item, command, now)
+        why = explain(item, command, now, dialect=dialect)
         outcome = why.outcome
         mark = "x" if isinstance(outcome, Rejected) else "+"
         out.append(f"t={offset:>5g}  {mark} {story}")
-        rule = f"[{why.rule.section} {why.rule.name}]"
+        rule = f"[api.md §{why.rule.section} {why.rule.name}]"
         out.append(f"          {_describe(command)} -> {outcome.status} {outcome.item.state}  {rule}")
         for effect in outcome.effects:
             out.append(f"          effect: {effect!r}")
@@ -102,21 +103,24 @@ def walk(out: list[str]) -> WorkItem:
         session_id="sess_019f3be3fa66750bb9a1fbcde85b5fe2",
         created_at=T0,
     )
-    lost = explain(lost, Ack(worker_id="w3"), T0).outcome.item
-    why = explain(lost, Lapse(), T0 + timedelta(seconds=90))
-    out.append(f"t=   90  + time passes -> {why.outcome.item.state}  [{why.rule.section} {why.rule.name}]")
+    lost = explain(lost, Ack(worker_id="w3"), T0, dialect=dialect).outcome.item
+    why = explain(lost, Lapse(), T0 + timedelta(seconds=90), dialect=dialect)
+    out.append(f"t=   90  + time passes -> {why.outcome.item.state}  [api.md §{why.rule.section} {why.rule.name}]")
     for effect in why.outcome.effects:
         out.append(f"          effect: {effect!r}")
     return item
 
 
-def list_rules(out: list[str]) -> None:
-    """Append every rule of the lifecycle to ``out``, one line each (``workstate rules`` prints them)."""
-    for rule in rules_of(RULE_TABLE):
+def list_rules(out: list[str], dialect: Dialect | None = None) -> None:
+    """Append every rule of the lifecycle to ``out``, one line each (``workstate rules`` prints them): every rule
+    of the declaration, or (``dialect`` given) those the dialect reaches."""
+    from .docgen import rules_in
+
+    for rule in rules_in(dialect):
         out.append(rule.text)
 
 
-# How a representative item reaches each state: the worker loop of spec section 8, one step at a time.
+# How a representative item reaches each state: the worker loop of api.md §8, one step at a time.
 _PATH: tuple[tuple[float, Command], ...] = (
     (0, Deliver(worker_id=WORKER)),
     (1, Ack(worker_id=WORKER)),
@@ -126,8 +130,9 @@ _PATH: tuple[tuple[float, Command], ...] = (
 )
 
 
-def representative(state: State, *, delivered: bool = True) -> tuple[WorkItem, list[str]]:
-    """An item in ``state``, walked there by :func:`step` along a worker's loop, and what that assumes."""
+def representative(state: State, *, delivered: bool = True, dialect: Dialect = QODER) -> tuple[WorkItem, list[str]]:
+    """An item in ``state``, walked there by :func:`step` along a worker's loop (``dialect``'s rules, under its
+    default policy), and what that assumes."""
     item = WorkItem(
         id="work_" + "1" * 32, environment_id="env_" + "1" * 32, session_id="sess_" + "1" * 32, created_at=T0
     )
@@ -135,14 +140,14 @@ def representative(state: State, *, delivered: bool = True) -> tuple[WorkItem, l
     path = _PATH if delivered else _PATH[1:]
     if state is not State.QUEUED:
         for offset, command in path:
-            outcome = step(item, command, T0 + timedelta(seconds=offset))
+            outcome = step(item, command, T0 + timedelta(seconds=offset), dialect=dialect)
             assert isinstance(outcome, Accepted), outcome
             item = outcome.item
             steps.append(f"{type(command).__name__}")
             if item.state is state:
                 break
     elif delivered:
-        item = step(item, path[0][1], T0).item
+        item = step(item, path[0][1], T0, dialect=dialect).item
         steps.append("Deliver")
     assert item.state is state, (item.state, state)
     assumed = [
@@ -206,15 +211,18 @@ def explain_case(
     metadata: Sequence[str] = (),
     undelivered: bool = False,
     expired: bool = False,
+    dialect: Dialect = QODER,
 ) -> tuple[Explanation, list[str]]:
     """The explanation of ``op`` (one of :data:`OPERATIONS`) on a representative item in ``state``, and the
     assumptions made: the options of ``workstate explain`` (``expected``: ``NO_HEARTBEAT``, ``latest``,
     ``stale`` or an RFC 3339 timestamp; ``metadata``: ``KEY=VALUE`` pairs). A request the core refuses to
     build (a bad Worker-ID or timestamp) or ``expired`` on a state without a deadline raises
-    :class:`~workstate.errors.InvalidInput`."""
+    :class:`~workstate.errors.InvalidInput`. The rules are ``dialect``'s, under its default policy
+    (``Dialect.policy``)."""
     state = State(state)
-    item, assumed = representative(state, delivered=not undelivered)
-    deadline = next_deadline(item, DEFAULT_POLICY)
+    item, assumed = representative(state, delivered=not undelivered, dialect=dialect)
+    policy = dialect.policy
+    deadline = next_deadline(item, policy)
     if expired:
         if deadline is None:
             raise InvalidInput(f"a {state} item has no deadline that could pass", param="--expired")
@@ -225,20 +233,27 @@ def explain_case(
         ahead = f", before the item's deadline {render_timestamp(deadline)} (--expired: at it)" if deadline else ""
         assumed.append(f"now = {render_timestamp(now)}{ahead}")
     command = _command(op, item, worker_id=worker_id, expected=expected, force=force, metadata=metadata)
-    assumed.append(f"request: {show(command)}, default Policy()")
-    return explain(item, command, now, DEFAULT_POLICY), assumed
+    changed = [
+        f"{f.name}={getattr(policy, f.name)}" for f in attrs.fields(Policy) if f.default != getattr(policy, f.name)
+    ]
+    shown_policy = "default Policy()" if not changed else f"the dialect's Policy({', '.join(changed)})"
+    dialect_note = "" if dialect == QODER else f", dialect {dialect.name}"
+    assumed.append(f"request: {show(command)}, {shown_policy}{dialect_note}")
+    return explain(item, command, now, policy, dialect), assumed
 
 
-def summary(why: Explanation, state: State, op: str) -> str:
-    """One line: the status, the result (or ``error.type`` and message) and the deciding rule."""
+def summary(why: Explanation, state: State, op: str, dialect: Dialect = QODER) -> str:
+    """One line: the status, the result (or ``error.type`` and message, in ``dialect``) and the deciding rule."""
     outcome, rule = why.outcome, why.rule
     where = f"{op} on {'an' if state[0] in 'aeiou' else 'a'} {state} item"
     if why.lapse is not None:
-        where += f" (first {why.lapse.name} [{why.lapse.section}]: now {why.state})"
+        where += f" (first {why.lapse.name} [api.md §{why.lapse.section}]: now {why.state})"
     if isinstance(outcome, Rejected):
-        result = f"{outcome.status} {outcome.error_type()}: {outcome.reason.message}"
+        result = f"{outcome.status} {outcome.error_type(dialect.policy, dialect)}: {outcome.reason.message}"
+    elif rule.kind is Kind.REPLAY and rule.trigger is Trigger.HEARTBEAT:  # a beat that extends is accepted
+        result = f"{outcome.status}, item unchanged (replay): state {outcome.item.state}, lease_extended false"
     elif rule.kind is Kind.REPLAY:
         result = f"{outcome.status}, item unchanged (replay)"
     else:
         result = f"{outcome.status}, now {outcome.item.state}"
-    return f"{where} -> {result}  [rule {rule.name}, spec section {rule.section}]"
+    return f"{where} -> {result}  [rule {rule.name}, api.md §{rule.section}]"
