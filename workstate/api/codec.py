@@ -36,16 +36,16 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from types import MappingProxyType
 from typing import Any
 
 import attrs
 
-from .._time import parse_timestamp, render_timestamp
+from .._time import parse_timestamp, read_timestamp, render_timestamp
 from .._values import picklable
+from ..dialect import QODER, Dialect, ErrorStyle, ListStyle
 from ..errors import InvalidInput, InvalidTimestamp
-from ..model import valid_id
 from ..rules import State
 
 __all__ = [
@@ -57,10 +57,13 @@ __all__ = [
     "ListEnvelope",
     "StatsObject",
     "WorkObject",
+    "Instant",
     "decode_poll",
+    "decode_stop",
     "dumps",
     "encode_work",
     "loads",
+    "timestamp_text",
     "unknown_keys",
     "work_state",
 ]
@@ -174,21 +177,120 @@ def _string(value: Any, path: str) -> str:
     return value
 
 
-def _id(value: Any, prefix: str, path: str) -> str:
-    if not isinstance(value, str) or not valid_id(prefix, value):
-        raise DecodeError(f"{path} must be {prefix!r} followed by 32 lowercase hex digits, got {value!r}", param=path)
+def _id(value: Any, kind: str, path: str, dialect: Dialect = QODER) -> str:
+    if not dialect.valid_id(kind, value):
+        raise DecodeError(f"{path} must be {dialect.id_rule(kind)}, got {value!r}", param=path)
+    assert isinstance(value, str)
     return value
 
 
-def _optional_id(value: Any, prefix: str, path: str) -> str | None:
-    return None if value is None else _id(value, prefix, path)
+def _optional_id(value: Any, kind: str, path: str, dialect: Dialect = QODER) -> str | None:
+    return None if value is None else _id(value, kind, path, dialect)
+
+
+_FRACTION = re.compile(r"(?<=[0-9]{2}:[0-9]{2}:[0-9]{2}\.)([0-9]{6})([0-9]+)")
+
+
+class Instant(datetime):
+    """An instant finer than a microsecond, as a reply may carry it (servers written in Go render nanoseconds:
+    ``2026-07-01T08:15:01.123456789Z``): the ``datetime`` of its microsecond (the instant truncated) and the
+    digits past the sixth (``extra``, never all zeros: such a timestamp reads as a plain ``datetime``).
+
+    It compares, orders and hashes by the exact instant: it equals no plain ``datetime`` (it lies strictly
+    between two microseconds) and orders after its own microsecond; arithmetic is ``datetime``'s (to the
+    microsecond). :func:`timestamp_text` renders it with every digit, so a client can echo a fencing token
+    exactly; ``render_timestamp`` renders its microsecond."""
+
+    extra: str
+
+    @classmethod
+    def of(cls, base: datetime, extra: str) -> Instant:
+        instant = cls(
+            base.year, base.month, base.day, base.hour, base.minute, base.second, base.microsecond, base.tzinfo
+        )
+        instant.extra = extra
+        return instant
+
+    @staticmethod
+    def _compare(a: datetime, b: datetime) -> int:
+        base_a, base_b = _plain(a), _plain(b)
+        if base_a != base_b:
+            return -1 if base_a < base_b else 1
+        extra_a, extra_b = getattr(a, "extra", ""), getattr(b, "extra", "")
+        width = max(len(extra_a), len(extra_b))
+        left, right = extra_a.ljust(width, "0"), extra_b.ljust(width, "0")
+        return (left > right) - (left < right)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, datetime) and self._compare(self, other) == 0
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    def __lt__(self, other: date) -> bool:
+        if not isinstance(other, datetime):
+            return NotImplemented
+        return self._compare(self, other) < 0
+
+    def __le__(self, other: date) -> bool:
+        if not isinstance(other, datetime):
+            return NotImplemented
+        return self._compare(self, other) <= 0
+
+    def __gt__(self, other: date) -> bool:
+        if not isinstance(other, datetime):
+            return NotImplemented
+        return self._compare(self, other) > 0
+
+    def __ge__(self, other: date) -> bool:
+        if not isinstance(other, datetime):
+            return NotImplemented
+        return self._compare(self, other) >= 0
+
+    def __hash__(self) -> int:
+        return hash((_plain(self), getattr(self, "extra", "")))
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        return (Instant.of, (_plain(self), getattr(self, "extra", "")))
+
+    def __repr__(self) -> str:
+        return f"Instant({timestamp_text(self)!r})"
+
+
+def _plain(value: datetime) -> datetime:
+    """The plain ``datetime`` of an instant (an :class:`Instant`'s microsecond)."""
+    if type(value) is datetime:
+        return value
+    return datetime(
+        value.year, value.month, value.day, value.hour, value.minute, value.second, value.microsecond, value.tzinfo
+    )
+
+
+def timestamp_text(value: datetime) -> str:
+    """``value`` rendered as the spec does (``.ffffffZ``), or, for an :class:`Instant`, with every digit it was read
+    with (``.123456789Z``): what a client echoes to a server (a fencing token must name the very same instant)."""
+    text = render_timestamp(value)
+    if isinstance(value, Instant):
+        text = text[:-1] + getattr(value, "extra", "") + "Z"
+    return text
 
 
 def _timestamp(value: Any, path: str) -> datetime:
+    """A reply's timestamp, judged by instant: to the microsecond when the digits past the sixth are zeros (or
+    absent), else an :class:`Instant` that keeps them (a reply is read tolerantly; a request's timestamps are the
+    server's to judge, and :func:`workstate._time.parse_timestamp` refuses what it cannot hold)."""
     if isinstance(value, str):
         try:
             return parse_timestamp(value, path)
         except InvalidTimestamp as exc:
+            fine = _FRACTION.search(value)
+            if fine is not None and fine[2].strip("0"):
+                try:
+                    base = read_timestamp(value[: fine.start(2)] + value[fine.end(2) :], path)
+                except InvalidTimestamp:  # pragma: no cover - the same text with fewer digits parses alike
+                    base = None
+                if base is not None:
+                    return Instant.of(base, fine[2].rstrip("0"))
             raise DecodeError(exc.message, param=path) from None
     raise DecodeError(f"{path} must be an RFC 3339 timestamp, got {value!r}", param=path)
 
@@ -252,13 +354,14 @@ _WORK_KEYS = (
 _SESSION_KEYS = ("type", "id")
 
 
-def _work_json(item: Any) -> dict[str, Any]:
-    """The wire object of anything with the work item's fields (a WorkItem or a WorkObject)."""
-    return {
+def _work_json(item: Any, dialect: Dialect = QODER, secret: str | None = None) -> dict[str, Any]:
+    """The wire object of anything with the work item's fields (a WorkItem or a WorkObject) in ``dialect``: with
+    ``secret`` (``secret``, or null) where the dialect's work object carries one."""
+    value = {
         "id": item.id,
         "type": "work",
         "environment_id": item.environment_id,
-        "data": {"type": "session", "id": item.session_id},
+        "data": {"type": getattr(item, "data_type", "session"), "id": item.session_id},
         "state": item.state.value,
         "created_at": render_timestamp(item.created_at),
         "acknowledged_at": _render(item.acknowledged_at),
@@ -268,17 +371,25 @@ def _work_json(item: Any) -> dict[str, Any]:
         "stopped_at": _render(item.stopped_at),
         "metadata": dict(item.metadata),
     }
+    if dialect.secret_field:
+        value["secret"] = secret
+    return value
 
 
-def encode_work(item: Any) -> dict[str, Any]:
-    """The JSON value of a :class:`~workstate.WorkItem` (or a :class:`WorkObject`) on the wire."""
-    return _work_json(item)
+def encode_work(item: Any, dialect: Dialect = QODER, secret: str | None = None) -> dict[str, Any]:
+    """The JSON value of a :class:`~workstate.WorkItem` (or a :class:`WorkObject`) on the wire of ``dialect``;
+    ``secret`` is rendered only where the dialect's work object has the field (null unless given: a poll's
+    answer alone may carry one)."""
+    return _work_json(item, dialect, secret)
 
 
 @picklable
 @attrs.frozen(kw_only=True)
 class WorkObject:
-    """A work item as the wire shows it: the fields of spec section 2 and nothing else."""
+    """A work item as the wire shows it: the fields of spec section 2, the kind of work its ``data`` names
+    (``data_type``: ``session``, or ``healthcheck`` in a dialect with health probes) and, where a dialect's work
+    object carries one, its ``secret`` (None when null or absent; it takes no part in equality: it is a
+    credential of one delivery, not of the item)."""
 
     id: str
     environment_id: str
@@ -291,28 +402,46 @@ class WorkObject:
     stop_requested_at: datetime | None = None
     stopped_at: datetime | None = None
     metadata: Mapping[str, str] = attrs.field(default=_EMPTY, hash=False)
+    data_type: str = "session"
+    secret: str | None = attrs.field(default=None, eq=False)
 
     type = "work"
 
     @classmethod
-    def of(cls, item: Any) -> WorkObject:
-        """The wire view of a :class:`~workstate.WorkItem`."""
-        return cls(**{field.name: getattr(item, field.name) for field in attrs.fields(cls)})
+    def of(cls, item: Any, secret: str | None = None) -> WorkObject:
+        """The wire view of a :class:`~workstate.WorkItem` (with the ``secret`` of its delivery, if any)."""
+        fields = {field.name: getattr(item, field.name) for field in attrs.fields(cls)[:-2]}
+        return cls(**fields, data_type=getattr(item, "data_type", "session"), secret=secret)
 
-    def to_json(self) -> dict[str, Any]:
-        return _work_json(self)
+    def to_json(self, dialect: Dialect = QODER) -> dict[str, Any]:
+        return _work_json(self, dialect, self.secret)
 
     @classmethod
-    def from_json(cls, value: Any, path: str = "") -> WorkObject:
+    def from_json(cls, value: Any, path: str = "", dialect: Dialect = QODER) -> WorkObject:
+        """A work object of ``dialect`` (ids in its format; ``data.type`` ``session``, or ``healthcheck`` where the
+        dialect has health probes); ``secret`` is read in a dialect whose work object has it (a string or null)."""
         obj = _object(value, path, _WORK_KEYS)
         _literal(obj["type"], "work", _path(path, "type"))
         data_path = _path(path, "data")
         data = _object(obj["data"], data_path, _SESSION_KEYS)
-        _literal(data["type"], "session", _path(data_path, "type"))
+        kinds = ("session", "healthcheck") if dialect.healthcheck_items else ("session",)
+        data_type = data["type"]
+        if not isinstance(data_type, str) or data_type not in kinds:
+            type_path = _path(data_path, "type")
+            raise DecodeError(f"{type_path} must be one of {list(kinds)}, got {data_type!r}", param=type_path)
+        if data_type == "session":
+            data_id = _id(data["id"], "session", _path(data_path, "id"), dialect)
+        else:
+            data_id = _string(data["id"], _path(data_path, "id"))
+        secret = obj.get("secret") if dialect.secret_field else None  # elsewhere an unknown key, ignored
+        if secret is not None:
+            secret = _string(secret, _path(path, "secret"))
         return cls(
-            id=_id(obj["id"], "work_", _path(path, "id")),
-            environment_id=_id(obj["environment_id"], "env_", _path(path, "environment_id")),
-            session_id=_id(data["id"], "sess_", _path(data_path, "id")),
+            id=_id(obj["id"], "work", _path(path, "id"), dialect),
+            environment_id=_id(obj["environment_id"], "env", _path(path, "environment_id"), dialect),
+            session_id=data_id,
+            data_type=data_type,
+            secret=secret,
             state=_state(obj["state"], _path(path, "state")),
             created_at=_timestamp(obj["created_at"], _path(path, "created_at")),
             acknowledged_at=_optional_timestamp(obj["acknowledged_at"], _path(path, "acknowledged_at")),
@@ -324,8 +453,8 @@ class WorkObject:
         )
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> WorkObject:
-        return cls.from_json(loads(data))
+    def from_bytes(cls, data: bytes, dialect: Dialect = QODER) -> WorkObject:
+        return cls.from_json(loads(data), dialect=dialect)
 
 
 def work_state(value: Any, work_id: str, environment_id: str) -> State:
@@ -343,10 +472,19 @@ def work_state(value: Any, work_id: str, environment_id: str) -> State:
     return _state(value.get("state"), "state")
 
 
-def decode_poll(data: bytes) -> WorkObject | None:
-    """A poll reply: a work object, or ``null`` when nothing was deliverable."""
+def decode_poll(data: bytes, dialect: Dialect = QODER) -> WorkObject | None:
+    """A poll reply in ``dialect``: a work object (with its ``secret``, if any), or ``null`` when nothing was
+    deliverable."""
     value = loads(data)
-    return None if value is None else WorkObject.from_json(value)
+    return None if value is None else WorkObject.from_json(value, dialect=dialect)
+
+
+def decode_stop(data: bytes, dialect: Dialect = QODER) -> WorkObject | None:
+    """A stop's reply: the work object (``StopAnswer.OBJECT``), or None for an empty body (``StopAnswer.NO_CONTENT``:
+    204, which says only that the stop was taken; read either in either dialect, tolerantly)."""
+    if not data:
+        return None
+    return WorkObject.from_json(loads(data), dialect=dialect)
 
 
 # --- the heartbeat object (spec 4.3) ----------------------------------------------------------------
@@ -375,6 +513,17 @@ class HeartbeatObject:
             last_heartbeat=item.latest_heartbeat_at, lease_extended=True, state=item.state, ttl_seconds=item.ttl_seconds
         )
 
+    @classmethod
+    def reported(cls, item: Any, default_ttl_seconds: int) -> HeartbeatObject:
+        """The reply of a heartbeat on a ``stopped`` item in a dialect that reports it (rule
+        ``heartbeat-stopped-reported``): ``lease_extended`` false, the latest heartbeat (or the stop instant
+        when none came) and the last TTL granted (or ``default_ttl_seconds`` when none was)."""
+        last = item.latest_heartbeat_at if item.latest_heartbeat_at is not None else item.stopped_at
+        if last is None:
+            raise InvalidInput(f"work item {item.id} is not stopped", param="item")
+        ttl = item.ttl_seconds if item.ttl_seconds is not None else default_ttl_seconds
+        return cls(last_heartbeat=last, lease_extended=False, state=item.state, ttl_seconds=ttl)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "type": "work_heartbeat",
@@ -385,7 +534,8 @@ class HeartbeatObject:
         }
 
     @classmethod
-    def from_json(cls, value: Any, path: str = "") -> HeartbeatObject:
+    def from_json(cls, value: Any, path: str = "", dialect: Dialect = QODER) -> HeartbeatObject:
+        """The heartbeat object (the same in every shipped dialect; ``dialect`` is taken for symmetry)."""
         obj = _object(value, path, _HEARTBEAT_KEYS)
         _literal(obj["type"], "work_heartbeat", _path(path, "type"))
         return cls(
@@ -396,8 +546,8 @@ class HeartbeatObject:
         )
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> HeartbeatObject:
-        return cls.from_json(loads(data))
+    def from_bytes(cls, data: bytes, dialect: Dialect = QODER) -> HeartbeatObject:
+        return cls.from_json(loads(data), dialect=dialect)
 
 
 # --- the queue stats object (spec 4.7) -------------------------------------------------------------
@@ -446,6 +596,7 @@ class StatsObject:
 
 
 _LIST_KEYS = ("data", "first_id", "last_id", "has_more", "next_page")
+_NEXT_PAGE_KEYS = ("data", "next_page")
 
 
 @attrs.frozen(kw_only=True)
@@ -457,11 +608,16 @@ class ListEnvelope:
     (``backward``). ``next_page`` is the cursor that continues that way: ``last_id``, or ``first_id`` (to be
     sent back as ``before_id``), and null when nothing is left. A decoded page is ``backward`` when its
     ``next_page`` names its first item and that is not also its last (a one-item page reads the same either
-    way)."""
+    way).
+
+    In a dialect of ``ListStyle.NEXT_PAGE`` the envelope is ``{data, next_page}``: ``has_more`` is whether
+    ``next_page`` is given, and a decoded page keeps the cursor as the server gave it (``cursor``: it is opaque
+    there), which ``next_page`` then answers."""
 
     data: tuple[WorkObject, ...]
     has_more: bool
     backward: bool = False
+    cursor: str | None = attrs.field(default=None, eq=False)
 
     @classmethod
     def of(cls, items: Sequence[Any], has_more: bool, backward: bool = False) -> ListEnvelope:
@@ -479,11 +635,16 @@ class ListEnvelope:
     def next_page(self) -> str | None:
         if not self.has_more:
             return None
+        if self.cursor is not None:
+            return self.cursor
         return self.first_id if self.backward else self.last_id
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, dialect: Dialect = QODER) -> dict[str, Any]:
+        data = [_work_json(item, dialect) for item in self.data]
+        if dialect.list_style is ListStyle.NEXT_PAGE:
+            return {"data": data, "next_page": self.next_page}
         return {
-            "data": [_work_json(item) for item in self.data],
+            "data": data,
             "first_id": self.first_id,
             "last_id": self.last_id,
             "has_more": self.has_more,
@@ -491,18 +652,26 @@ class ListEnvelope:
         }
 
     @classmethod
-    def from_json(cls, value: Any, path: str = "") -> ListEnvelope:
-        obj = _object(value, path, _LIST_KEYS)
+    def from_json(cls, value: Any, path: str = "", dialect: Dialect = QODER) -> ListEnvelope:
+        next_style = dialect.list_style is ListStyle.NEXT_PAGE
+        obj = _object(value, path, _NEXT_PAGE_KEYS if next_style else _LIST_KEYS)
         data_path = _path(path, "data")
         if not isinstance(obj["data"], list):
             raise DecodeError(f"{data_path} must be a JSON array", param=data_path)
-        data = tuple(WorkObject.from_json(item, _path(data_path, i)) for i, item in enumerate(obj["data"]))
+        data = tuple(WorkObject.from_json(item, _path(data_path, i), dialect) for i, item in enumerate(obj["data"]))
+        if next_style:
+            cursor = obj["next_page"]
+            if cursor is not None:
+                cursor = _string(cursor, _path(path, "next_page"))
+                if not cursor:
+                    raise DecodeError(f"{_path(path, 'next_page')} must not be empty", param=_path(path, "next_page"))
+            return cls(data=data, has_more=cursor is not None, cursor=cursor)
         has_more = _boolean(obj["has_more"], _path(path, "has_more"))
         next_page = obj["next_page"]
         backward = has_more and bool(data) and next_page == data[0].id and next_page != data[-1].id
         page = cls(data=data, has_more=has_more, backward=backward)
         for key in ("first_id", "last_id", "next_page"):
-            found = _optional_id(obj[key], "work_", _path(path, key))
+            found = _optional_id(obj[key], "work", _path(path, key), dialect)
             if found != getattr(page, key):
                 raise DecodeError(
                     f"{_path(path, key)} is {found!r}, but the page's data makes it {getattr(page, key)!r}",
@@ -514,8 +683,8 @@ class ListEnvelope:
         return page
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> ListEnvelope:
-        return cls.from_json(loads(data))
+    def from_bytes(cls, data: bytes, dialect: Dialect = QODER) -> ListEnvelope:
+        return cls.from_json(loads(data), dialect=dialect)
 
 
 # --- the error envelope (spec section 6) -----------------------------------------------------------
@@ -528,23 +697,32 @@ _ERROR_DETAIL_KEYS = ("type", "message")
 
 @attrs.frozen(kw_only=True)
 class ErrorEnvelope:
-    """``{"type": "error", "request_id", "error": {"type", "message", "param"?}}``."""
+    """``{"type": "error", "request_id", "error": {"type", "message", "param"?}}`` (``ErrorStyle.PARAM``), or
+    ``{"type": "error", "error": {"type", "message", "details"?}, "request_id"}`` (``ErrorStyle.DETAILS``: the
+    ``param`` is not rendered there). Decoding reads ``param`` wherever it is present, and ``details`` in a
+dialect of ``ErrorStyle.DETAILS`` (elsewhere an unknown key, ignored)."""
 
     request_id: str
     error_type: str
     message: str
     param: str | None = None
+    details: Mapping[str, Any] | None = attrs.field(default=None, hash=False)
 
     type = "error"
 
-    def to_json(self) -> dict[str, Any]:
-        error = {"type": self.error_type, "message": self.message}
+    def to_json(self, dialect: Dialect = QODER) -> dict[str, Any]:
+        error: dict[str, Any] = {"type": self.error_type, "message": self.message}
+        if dialect.error_style is ErrorStyle.DETAILS:
+            if self.details is not None:
+                error["details"] = dict(self.details)
+            return {"type": "error", "error": error, "request_id": self.request_id}
         if self.param is not None:
             error["param"] = self.param
         return {"type": "error", "request_id": self.request_id, "error": error}
 
     @classmethod
-    def from_json(cls, value: Any, path: str = "") -> ErrorEnvelope:
+    def from_json(cls, value: Any, path: str = "", dialect: Dialect = QODER) -> ErrorEnvelope:
+        details_style = dialect.error_style is ErrorStyle.DETAILS  # elsewhere error.details is an unknown key
         obj = _object(value, path, _ERROR_KEYS)
         _literal(obj["type"], "error", _path(path, "type"))
         error_path = _path(path, "error")
@@ -557,11 +735,20 @@ class ErrorEnvelope:
             error_type=error_type,
             message=_string(error["message"], _path(error_path, "message")),
             param=_string(error["param"], _path(error_path, "param")) if "param" in error else None,
+            details=_details(error.get("details"), _path(error_path, "details")) if details_style else None,
         )
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> ErrorEnvelope:
-        return cls.from_json(loads(data))
+    def from_bytes(cls, data: bytes, dialect: Dialect = QODER) -> ErrorEnvelope:
+        return cls.from_json(loads(data), dialect=dialect)
+
+
+def _details(value: Any, path: str) -> Mapping[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise DecodeError(f"{path} must be a JSON object, got {type(value).__name__}", param=path)
+    return MappingProxyType(value)
 
 
 # --- keys a reply holds that the codec does not know ----------------------------------------------
@@ -576,30 +763,43 @@ class _Shape:
     nested: Mapping[str, tuple[_Shape, bool]] = attrs.field(factory=dict)
 
 
-_WORK_SHAPE = _Shape(frozenset(_WORK_KEYS), MappingProxyType({"data": (_Shape(frozenset(_SESSION_KEYS)), False)}))
-_SHAPES: Mapping[type, _Shape] = MappingProxyType(
-    {
-        WorkObject: _WORK_SHAPE,
-        HeartbeatObject: _Shape(frozenset(_HEARTBEAT_KEYS)),
-        StatsObject: _Shape(frozenset(_STATS_KEYS)),
-        ListEnvelope: _Shape(frozenset(_LIST_KEYS), MappingProxyType({"data": (_WORK_SHAPE, True)})),
-        ErrorEnvelope: _Shape(
-            frozenset(_ERROR_KEYS),
-            MappingProxyType({"error": (_Shape(frozenset((*_ERROR_DETAIL_KEYS, "param"))), False)}),
-        ),
-    }
-)
+def _shapes(dialect: Dialect) -> Mapping[type, _Shape]:
+    """The keys the codec knows in each reply object of ``dialect``."""
+    work_keys = (*_WORK_KEYS, "secret") if dialect.secret_field else _WORK_KEYS
+    work = _Shape(frozenset(work_keys), MappingProxyType({"data": (_Shape(frozenset(_SESSION_KEYS)), False)}))
+    list_keys = _NEXT_PAGE_KEYS if dialect.list_style is ListStyle.NEXT_PAGE else _LIST_KEYS
+    error_key = "details" if dialect.error_style is ErrorStyle.DETAILS else "param"
+    return MappingProxyType(
+        {
+            WorkObject: work,
+            HeartbeatObject: _Shape(frozenset(_HEARTBEAT_KEYS)),
+            StatsObject: _Shape(frozenset(_STATS_KEYS)),
+            ListEnvelope: _Shape(frozenset(list_keys), MappingProxyType({"data": (work, True)})),
+            ErrorEnvelope: _Shape(
+                frozenset(_ERROR_KEYS),
+                MappingProxyType({"error": (_Shape(frozenset((*_ERROR_DETAIL_KEYS, error_key))), False)}),
+            ),
+        }
+    )
 
 
-def unknown_keys(value: Any, kind: type) -> tuple[str, ...]:
+_SHAPES = _shapes(QODER)
+_SHAPES_OF: dict[Dialect, Mapping[type, _Shape]] = {QODER: _SHAPES}
+
+
+def unknown_keys(value: Any, kind: type, dialect: Dialect = QODER) -> tuple[str, ...]:
     """The paths of the keys in ``value``, a decoded reply meant as a ``kind`` object (:class:`WorkObject`,
     :class:`HeartbeatObject`, :class:`StatsObject`, :class:`ListEnvelope` or :class:`ErrorEnvelope`), that the
     codec does not know and its decoders ignore: e.g. ``("secret", "data.extra")``, ``("data[0].secret",)``,
     ``("error.details",)``, in the order they appear. Only objects where the codec expects them are looked
     into; what is not an object there (a poll's ``null``, a malformed reply) has no unknown keys, and its
     shape is for ``kind.from_json`` to judge. A ``kind`` that is none of these raises
-    :class:`~workstate.errors.InvalidInput`."""
-    shape = _SHAPES.get(kind) if isinstance(kind, type) else None
+    :class:`~workstate.errors.InvalidInput`. The known keys are ``dialect``'s (``secret`` and ``error.details``
+    are known in a dialect that has them)."""
+    shapes = _SHAPES_OF.get(dialect)
+    if shapes is None:
+        shapes = _SHAPES_OF[dialect] = _shapes(dialect)
+    shape = shapes.get(kind) if isinstance(kind, type) else None
     if shape is None:
         raise InvalidInput(f"kind must be one of {', '.join(k.__name__ for k in _SHAPES)}, got {kind!r}", param="kind")
     found: list[str] = []

@@ -1,14 +1,15 @@
 """The routes: the one table of the Work API's endpoints, and what each endpoint reads from a request.
 
-The base path of every endpoint is written here and nowhere else (:data:`BASE_PATH`; build a path
-with :func:`work_path`). :func:`route` names the operation a method and path ask for (one of
+Every spelling comes from a :class:`~workstate.Dialect` (default :data:`~workstate.QODER`): its base path
+(:data:`BASE_PATH` is ``QODER.base_path``, kept for compatibility; build a path with :func:`work_path`) and
+its worker header. :func:`route` names the operation a method and path ask for (one of
 :data:`OPERATIONS`, as :class:`~workstate.api.Access` carries it) with the environment and work
-item they name, or refuses with a 404; the ``read_*`` functions turn what an endpoint reads (a
-``Worker-ID`` header, a heartbeat's query, a stop's or an update's body) into the core's command, or
-refuse with a 400 (a :class:`~workstate.api.wire.Refusal`). The server and ``workstate check``
-route and read with the same functions.
+item they name, or refuses with a 404; the ``read_*`` functions turn what an endpoint reads (the
+dialect's worker header (``Worker-ID``, ``Anthropic-Worker-ID``), a heartbeat's query, a stop's or an
+update's body) into the core's command, or refuse with a 400 (a :class:`~workstate.api.wire.Refusal`).
+The server and ``workstate check`` route and read with the same functions.
 
-The endpoints (spec section 4), under ``/api/v1/cloud/environments/{env}/work``:
+The endpoints (spec section 4), under the dialect's ``{base}{env}/work``:
 
 - ``GET  /poll`` poll, ``GET /stats`` stats, ``GET ''`` (the collection) list;
 - ``GET  /{work}`` get, ``POST /{work}`` update (metadata);
@@ -27,6 +28,7 @@ import re
 from typing import Any
 
 from .._time import SHOWN, shown
+from ..dialect import QODER, Dialect
 from ..errors import InvalidInput
 from ..model import Heartbeat, Stop, UpdateMetadata
 from ..rules import Reason
@@ -41,47 +43,53 @@ __all__ = [
     "read_stop",
     "read_update",
     "read_worker",
+    "params_of_reasons",
     "route",
     "work_path",
 ]
 
-BASE_PATH = "/api/v1/cloud/environments/"
-"""The path every endpoint starts with; an environment id and ``/work`` follow it."""
+BASE_PATH = QODER.base_path
+"""The path every endpoint of the default dialect starts with (``QODER.base_path``); an environment id and
+``/work`` follow it. Kept for compatibility: a dialect's own is ``dialect.base_path``."""
 OPERATIONS = ("poll", "ack", "heartbeat", "stop", "get", "update", "list", "stats")
 """The operations :func:`route` names, in the order of spec section 4."""
 ITEM_OPERATIONS = frozenset({"ack", "heartbeat", "stop", "get", "update"})
 """The operations on one work item (their route names it)."""
 _CR_LF_NUL = re.compile(r"[\r\n\x00]")
 
-PARAM_OF_REASON = {
-    Reason.METADATA_LIMITS: "metadata",
-    Reason.PRECONDITION_FAILED: "expected_last_heartbeat",
-    Reason.WORKER_CONFLICT: "Worker-ID",
-}
-"""The error envelope's ``param`` for a rejection of the lifecycle (other rejections name none)."""
+
+def params_of_reasons(dialect: Dialect = QODER) -> dict[Reason, str]:
+    """The error envelope's ``param`` for a rejection of the lifecycle in ``dialect`` (other rejections name none):
+    a worker conflict names the dialect's worker header."""
+    return {
+        Reason.METADATA_LIMITS: "metadata",
+        Reason.PRECONDITION_FAILED: "expected_last_heartbeat",
+        Reason.WORKER_CONFLICT: dialect.worker_header,
+    }
 
 
-def work_path(env: str, work: str | None = None, operation: str | None = None) -> str:
-    """The path of an endpoint: the collection of ``env``'s work, one item of it, or an operation on either.
+PARAM_OF_REASON = params_of_reasons(QODER)
+"""The error envelope's ``param`` for a rejection of the lifecycle (other rejections name none), in ``QODER``."""
+
+
+def work_path(env: str, work: str | None = None, operation: str | None = None, dialect: Dialect = QODER) -> str:
+    """The path of an endpoint in ``dialect``: the collection of ``env``'s work, one item of it, or an operation on
+    either.
 
     ``work_path(env)`` lists, ``work_path(env, operation="poll")`` polls, ``work_path(env, work)`` gets or
     updates, ``work_path(env, work, "ack")`` acks. Ids are put in as given (no percent-encoding).
     """
-    path = f"{BASE_PATH}{env}/work"
-    if work is not None:
-        path += "/" + work
-    if operation is not None:
-        path += "/" + operation
-    return path
+    return dialect.path(env, work, operation)
 
 
-def route(method: str, path: str) -> tuple[str, str, str | None]:
-    """(operation, environment id, work id) of a path, or a 404 for anything that is not a route."""
-    if not path.startswith(BASE_PATH):
+def route(method: str, path: str, dialect: Dialect = QODER) -> tuple[str, str, str | None]:
+    """(operation, environment id, work id) of a path in ``dialect``, or a 404 for anything that is not a route."""
+    base = dialect.base_path
+    if not path.startswith(base):
         not_found("no such route")
     if not VISIBLE_ASCII.fullmatch(path):
         not_found("no such route")
-    parts = path[len(BASE_PATH) :].split("/")
+    parts = path[len(base) :].split("/")
     if "%" in path:
         parts = [percent_decode(part, plus=False) or "" for part in parts]
     if not all(parts):
@@ -103,16 +111,19 @@ def route(method: str, path: str) -> tuple[str, str, str | None]:
     not_found(f"no route for {shown(method)} {shown(path)}")
 
 
-def read_worker(headers: dict[str, str | None]) -> str | None:
-    """The ``Worker-ID`` of headers read by :func:`~workstate.api.wire.read_headers` (None when absent); 400
-    when empty, malformed or holding CR, LF or NUL."""
-    if "worker-id" not in headers:
+def read_worker(headers: dict[str, str | None], dialect: Dialect = QODER) -> str | None:
+    """The dialect's worker header (``dialect.worker_header``) of headers read by
+    :func:`~workstate.api.wire.read_headers` (None when absent); 400 when empty, malformed or holding CR, LF or
+    NUL."""
+    name = dialect.worker_header
+    key = name.lower()
+    if key not in headers:
         return None
-    value = headers["worker-id"]
+    value = headers[key]
     if not value:
-        bad("Worker-ID must be a non-empty header, given once", "Worker-ID")
+        bad(f"{name} must be a non-empty header, given once", name)
     if _CR_LF_NUL.search(value):
-        bad(f"Worker-ID must not hold CR, LF or NUL, got {shown(value)}", "Worker-ID")
+        bad(f"{name} must not hold CR, LF or NUL, got {shown(value)}", name)
     return value
 
 

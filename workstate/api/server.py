@@ -56,9 +56,11 @@ from typing import Any, TypeAlias
 
 import attrs
 
-from .._time import aware, shown
+from .._time import aware, render_timestamp, shown
+from ..dialect import QODER, Dialect, ErrorStyle, ListStyle, StopAnswer
 from ..errors import InvalidId, InvalidInput, InvalidMetadata, WorkstateError
 from ..model import (
+    LIFECYCLE,
     Accepted,
     Ack,
     Command,
@@ -66,22 +68,23 @@ from ..model import (
     Effect,
     Lapse,
     Rejected,
+    Replayed,
     UpdateMetadata,
     WorkItem,
     next_deadline,
-    step,
-    valid_id,
 )
-from ..policy import DEFAULT_POLICY, LimitOverMax, Policy
-from ..rules import Rule, State
+from ..policy import LimitOverMax, Policy
+from ..rules import Reason, Rule, State
 from .codec import ErrorEnvelope, HeartbeatObject, ListEnvelope, StatsObject, dumps, encode_work
 from .index import CreationKey, Delivered, FreshQueue, Polls, is_fresh
-from .routes import PARAM_OF_REASON, read_heartbeat, read_stop, read_update, read_worker, route
+from .routes import params_of_reasons, read_heartbeat, read_stop, read_update, read_worker, route
 from .wire import (
     JSON_HEADERS,
+    Headers,
     Refusal,
     Request,
     Response,
+    api_key,
     bad,
     bearer_token,
     echoed,
@@ -111,6 +114,7 @@ __all__ = [
 ]
 
 _PLACEHOLDER = "work_" + "0" * 32
+_NO_HEADERS = Headers()
 _NO_PATCH = UpdateMetadata({})
 _QUEUED = State.QUEUED
 _LAPSE = Lapse()
@@ -180,21 +184,23 @@ def allow_any(access: Access) -> bool:
 
 
 class CounterIds:
-    """The default id source: a counter per prefix, rendered as 32 lowercase hex digits.
+    """The default id source: a counter per prefix, rendered in ``dialect``'s id format (``QODER``: 32 lowercase
+    hex digits; ``ANTHROPIC``: ``"01"`` and 24 base62 digits).
 
     Deterministic (two sources given the same calls give the same ids) and sorting in creation order.
     """
 
-    __slots__ = ("_next", "_start")
+    __slots__ = ("_format", "_next", "_start")
 
-    def __init__(self, start: int = 1) -> None:
+    def __init__(self, start: int = 1, dialect: Dialect = QODER) -> None:
         self._next: dict[str, int] = {}
         self._start = start
+        self._format = dialect.ids
 
     def __call__(self, prefix: str) -> str:
         number = self._next.get(prefix, self._start)
         self._next[prefix] = number + 1
-        return f"{prefix}{number:032x}"
+        return prefix + self._format.render(number)
 
 
 def _minus(now: datetime, delta: timedelta) -> datetime | None:
@@ -269,8 +275,12 @@ def _environment_kind(kind: EnvironmentKind | str) -> EnvironmentKind:
 class Server:
     """The reference server. ``Server()`` uses the spec's policy and accepts any non-empty bearer token.
 
+    ``dialect`` (default :data:`~workstate.QODER`) is how it speaks: its paths, headers, ids and envelopes, and
+    the lifecycle it runs (``LIFECYCLE.in_dialect(dialect)``: every decision is still the core's ``step``);
+    ``policy`` defaults to the dialect's (``dialect.policy``).
+
     ``authorizer`` decides 403s (it sees an :class:`Access`); ``ids`` hands out ids (default
-    :class:`CounterIds`). State changes only through :meth:`create_environment`,
+    :class:`CounterIds` in the dialect's format). State changes only through :meth:`create_environment`,
     :meth:`create_work`, :meth:`handle` and :meth:`expire`.
 
     ``on_change`` (an :data:`OnChange`) is told of every item the server writes -- created, moved by a
@@ -280,12 +290,17 @@ class Server:
 
     def __init__(
         self,
-        policy: Policy = DEFAULT_POLICY,
+        policy: Policy | None = None,
         *,
+        dialect: Dialect = QODER,
         authorizer: Authorizer | None = None,
         ids: IdSource | None = None,
         on_change: OnChange | None = None,
     ) -> None:
+        if not isinstance(dialect, Dialect):
+            raise InvalidInput(f"dialect must be a Dialect, got {shown(dialect)}", param="dialect")
+        if policy is None:
+            policy = dialect.policy
         if not isinstance(policy, Policy):
             raise InvalidInput(f"policy must be a Policy, got {shown(policy)}", param="policy")
         for name, value in (("authorizer", authorizer), ("ids", ids), ("on_change", on_change)):
@@ -293,8 +308,13 @@ class Server:
                 raise InvalidInput(f"{name} must be callable or None, got {shown(value)}", param=name)
         self._on_change = on_change
         self.policy = policy
+        self.dialect = dialect
+        self._lifecycle = LIFECYCLE.in_dialect(dialect)
+        self._step = self._lifecycle.step
+        self._params = params_of_reasons(dialect)
+        self._auth_headers = tuple(name.lower() for name in dialect.auth_headers)
         self._authorizer = authorizer
-        self._ids: IdSource = CounterIds() if ids is None else ids
+        self._ids: IdSource = CounterIds(dialect=dialect) if ids is None else ids
         self._envs: dict[str, Environment] = {}
         # session id -> the id of its live item (spec section 1: at most one), kept by _store on every write
         self._live: dict[str, str] = {}
@@ -311,21 +331,31 @@ class Server:
         now = aware(now)
         env_kind = _environment_kind(kind)
         env_id = self._ids("env_")
-        if not valid_id("env_", env_id):
-            raise InvalidId(f"the id source gave {shown(env_id)}, not 'env_' and 32 lowercase hex digits", param="env")
+        if not self.dialect.valid_id("env", env_id):
+            raise InvalidId(f"the id source gave {shown(env_id)}, not {self.dialect.id_rule('env')}", param="env")
         if env_id in self._envs:
             raise DuplicateId(f"the id source gave {env_id} twice", param="env")
         self._envs[env_id] = Environment(env_id, env_kind, now, self._polling_window)
         return env_id
 
     def create_work(
-        self, env: str, *, session_id: str, metadata: Mapping[str, str] | None = None, now: datetime
+        self,
+        env: str,
+        *,
+        session_id: str,
+        metadata: Mapping[str, str] | None = None,
+        now: datetime,
+        data_type: str = "session",
     ) -> str:
         """Create a ``queued`` work item for ``session_id`` in ``env`` and return its id.
 
+        ``data_type`` is ``"session"``, or ``"healthcheck"`` (a health probe) in a dialect with
+        ``healthcheck_items``; a session id is checked in the dialect's format (``sess_`` and 32 hex digits,
+        ``session_`` and 1 to 64 letters or digits), a health probe's id as a work item holds it.
+
         Raises :class:`UnknownEnvironment`, :class:`NotSelfHosted`, :class:`SessionBusy` (the session
         has a live item at ``now``), or an :class:`~workstate.errors.InvalidInput` for a malformed
-        session id or metadata (:class:`~workstate.errors.InvalidMetadata` also over the policy's limits).
+        session id, data type or metadata (:class:`~workstate.errors.InvalidMetadata` also over the policy's limits).
         """
         now = aware(now)
         environment = self._envs.get(env) if isinstance(env, str) else None
@@ -333,6 +363,13 @@ class Server:
             raise UnknownEnvironment(f"environment {shown(env)} not found", param="env")
         if environment.kind is not EnvironmentKind.SELF_HOSTED:
             raise NotSelfHosted(f"environment {env} is {environment.kind.value}, not self_hosted", param="env")
+        dialect = self.dialect
+        if data_type == "healthcheck" and not dialect.healthcheck_items:
+            raise InvalidInput(f"the {dialect.name} dialect has no healthcheck work items", param="data_type")
+        if data_type == "session" and not dialect.valid_id("session", session_id):
+            raise InvalidId(
+                f"session_id must be {dialect.id_rule('session')}, got {shown(session_id)}", param="session_id"
+            )
         self.expire(now)  # whether the session's item is still live is a question about `now`
         # One item is built (and checked) before an id is spent; then it gets its id (checked again).
         item = WorkItem(
@@ -341,9 +378,10 @@ class Server:
             session_id=session_id,
             created_at=now,
             metadata={} if metadata is None else metadata,
+            data_type=data_type,
         )
         if item.metadata:  # the limits are the core's rule: an empty patch leaves exactly this metadata to judge
-            fits = step(item, _NO_PATCH, now, self.policy)
+            fits = self._step(item, _NO_PATCH, now, self.policy)
             if isinstance(fits, Rejected):
                 raise InvalidMetadata(f"{fits.reason.message} [{fits.rule.section} {fits.rule.name}]", param="metadata")
         holder = self._live.get(session_id)
@@ -352,8 +390,8 @@ class Server:
                 f"session {session_id} already has a live work item ({holder})", session_id=session_id, work_id=holder
             )
         work_id = self._ids("work_")
-        if not valid_id("work_", work_id):
-            raise InvalidId(f"the id source gave {shown(work_id)}, not 'work_' and 32 lowercase hex digits", param="id")
+        if not dialect.valid_id("work", work_id):
+            raise InvalidId(f"the id source gave {shown(work_id)}, not {dialect.id_rule('work')}", param="id")
         if work_id in environment.items:
             raise DuplicateId(f"the id source gave {work_id} twice", param="id")
         item = attrs.evolve(item, id=work_id)
@@ -377,8 +415,8 @@ class Server:
         """
         now = aware(now)
         env_kind = _environment_kind(kind)
-        if not valid_id("env_", env_id):
-            raise InvalidId(f"env must be 'env_' and 32 lowercase hex digits, got {shown(env_id)}", param="env")
+        if not self.dialect.valid_id("env", env_id):
+            raise InvalidId(f"env must be {self.dialect.id_rule('env')}, got {shown(env_id)}", param="env")
         if env_id in self._envs:
             raise DuplicateId(f"environment {env_id} exists already", param="env")
         self._envs[env_id] = Environment(env_id, env_kind, now, self._polling_window)
@@ -462,7 +500,7 @@ class Server:
             item = environment.items[work_id]
             if next_deadline(item, policy) != deadline:
                 continue  # the item moved on since this deadline was set
-            outcome = step(item, _LAPSE, now, policy)
+            outcome = self._step(item, _LAPSE, now, policy)
             if isinstance(outcome, Accepted):
                 self._store(environment, item, outcome.item)
                 lapsed += 1
@@ -553,24 +591,44 @@ class Server:
             message = refusal.message
             if len(message) > _MESSAGE_LIMIT:  # every value we embed is short (shown); this bounds the codec's too
                 message = message[:_MESSAGE_LIMIT] + "..."
+            request_id = echoed(headers) or self._ids("req_")
             envelope = ErrorEnvelope(
-                request_id=echoed(headers) or self._ids("req_"),
+                request_id=request_id,
                 error_type=refusal.error_type,
                 message=message,
                 param=refusal.param,
-            ).to_json()
-            return Response(refusal.status, envelope, dumps(envelope), rule=refusal.rule)
+                details=refusal.details,
+            ).to_json(self.dialect)
+            answer_headers = JSON_HEADERS
+            if self.dialect.request_id_header is not None:
+                answer_headers = Headers({**JSON_HEADERS, self.dialect.request_id_header: request_id})
+            return Response(refusal.status, envelope, dumps(envelope), answer_headers, rule=refusal.rule)
+
+    def _credential(self, headers: dict[str, str | None]) -> str | None:
+        """The key a request carries in one of the dialect's ``auth_headers`` (``Authorization: Bearer KEY``, or a
+        bare ``KEY`` in another such header), else None."""
+        for name in self._auth_headers:
+            value = headers.get(name)
+            token = bearer_token(value) if name == "authorization" else api_key(value)
+            if token is not None:
+                return token
+        return None
 
     def _dispatch(self, request: Request, headers: dict[str, str | None], now: datetime) -> Response:
         method, target = getattr(request, "method", None), getattr(request, "target", None)
         if not isinstance(method, str) or not isinstance(target, str):
             not_found("no such route")
         path, _, query = target.partition("?")
-        operation, env_id, work_id = route(method, path)
+        dialect = self.dialect
+        operation, env_id, work_id = route(method, path, dialect)
 
-        token = bearer_token(headers.get("authorization"))
+        token = self._credential(headers)
         if token is None:
-            raise Refusal(401, "authentication_error", "send Authorization: Bearer <token>")
+            ways = " or ".join(
+                f"{name}: Bearer <token>" if name.lower() == "authorization" else f"{name}: <token>"
+                for name in dialect.auth_headers
+            )
+            raise Refusal(401, "authentication_error", f"send {ways}")
         if self._authorizer is not None and not self._authorizer(Access(token, operation, env_id, work_id)):
             raise Refusal(403, "permission_error", f"not authorized to {operation} in {shown(env_id)}")
         env = self._envs.get(env_id)
@@ -591,7 +649,9 @@ class Server:
 
         command: Command | None = None
         if operation == "ack":
-            command = Ack(read_worker(headers))
+            # A dialect that does not check the worker on ack does not read its header there: the command names
+            # no worker, and the ack binds the delivery's (action bind_worker).
+            command = Ack(read_worker(headers, dialect) if dialect.ack_checks_worker else None)
             no_body(body)
         elif operation == "heartbeat":
             command = read_heartbeat(params)
@@ -607,22 +667,51 @@ class Server:
         if item is None:
             not_found(f"work item {shown(work_id)} not found in {env_id}")
         if command is None:  # get
-            return _ok(encode_work(item))
-        outcome = step(item, command, now, self.policy)
+            return _ok(encode_work(item, dialect))
+        outcome = self._step(item, command, now, self.policy)
         if isinstance(outcome, Rejected):
             rule = outcome.rule
+            reason = outcome.reason
+            details = None
+            if reason is Reason.PRECONDITION_FAILED and dialect.error_style is ErrorStyle.DETAILS:
+                details = self._precondition_details(outcome.item)
             raise Refusal(
                 outcome.status,
-                outcome.error_type(self.policy),
-                f"{outcome.reason.message} [{rule.section} {rule.name}]",
-                PARAM_OF_REASON.get(outcome.reason),
+                outcome.error_type(self.policy, dialect),
+                f"{reason.message} [{rule.section} {rule.name}]",
+                self._params.get(reason),
                 rule,
+                details,
             )
         if isinstance(outcome, Accepted):
             self._store(env, item, outcome.item)
         if operation == "heartbeat":
+            if isinstance(outcome, Replayed):  # rule heartbeat-stopped-reported: the dialect reports the stop
+                report = HeartbeatObject.reported(outcome.item, self.policy.default_ttl_seconds)
+                return _ok(report.to_json(), outcome.effects, outcome.rule)
             return _ok(HeartbeatObject.of(outcome.item).to_json(), outcome.effects, outcome.rule)
-        return _ok(encode_work(outcome.item), outcome.effects, outcome.rule)
+        if operation == "stop" and dialect.stop_answer is StopAnswer.NO_CONTENT:
+            return Response(204, None, b"", _NO_HEADERS, outcome.effects, outcome.rule)
+        return _ok(encode_work(outcome.item, dialect), outcome.effects, outcome.rule)
+
+    def _precondition_details(self, item: WorkItem) -> dict[str, Any]:
+        """The ``details`` of a failed heartbeat precondition in a dialect of ``ErrorStyle.DETAILS``: the item's
+        lease as it stands (``current_state``). ``lease_updated_at`` is the item's clock: the instant of the
+        last change the lifecycle made to it (the delivery, ack, heartbeat, re-queue or stop that moved it last),
+        which for a lease is when it was granted, renewed or taken back; ``ttl_seconds`` is the last TTL
+        granted, or the policy's default when none was."""
+        latest = item.latest_heartbeat_at
+        return {
+            "error_code": "heartbeat_precondition_failed",
+            "error_visibility": "user_facing",
+            "current_state": {
+                "state": item.state.value,
+                "last_heartbeat": None if latest is None else render_timestamp(latest),
+                "lease_updated_at": render_timestamp(item.clock),
+                "lease_extended": False,
+                "ttl_seconds": self.policy.default_ttl_seconds if item.ttl_seconds is None else item.ttl_seconds,
+            },
+        }
 
     def _poll(
         self, env: Environment, params: dict[str, str], headers: dict[str, str | None], body: Any, now: datetime
@@ -635,7 +724,7 @@ class Server:
         reclaim = None
         if reclaim_text is not None:
             reclaim = integer(reclaim_text, "reclaim_older_than_ms", "a non-negative integer")
-        worker = read_worker(headers)
+        worker = read_worker(headers, self.dialect)
         no_body(body)
 
         found = self._deliverable(env, self.policy.reclaim_older_than_ms if reclaim is None else reclaim, now)
@@ -644,11 +733,11 @@ class Server:
         if found is None:
             return _ok(None)
         item = env.items[found[1]]
-        outcome = step(item, Deliver(worker, reclaim), now, self.policy)
+        outcome = self._step(item, Deliver(worker, reclaim), now, self.policy)
         if not isinstance(outcome, Accepted):  # the index and the core disagree: a bug, never an answer
             raise RuntimeError(f"poll index chose {item.id}, which the core does not deliver: {outcome.rule.name}")
         self._store(env, item, outcome.item)
-        return _ok(encode_work(outcome.item), outcome.effects)
+        return _ok(encode_work(outcome.item, self.dialect), outcome.effects)
 
     def _deliverable(self, env: Environment, milliseconds: int, now: datetime) -> CreationKey | None:
         """The creation key of the oldest item a poll with this reclaim window delivers at ``now``.
@@ -700,12 +789,15 @@ class Server:
                 if policy.list_limit_over_max is LimitOverMax.REJECT:
                     bad(f"limit must be at most {policy.list_max_limit}, got {shown(limit_text)}", "limit")
                 limit = policy.list_max_limit
+        dialect = self.dialect
+        next_style = dialect.list_style is ListStyle.NEXT_PAGE
         cursors = {}
-        for name in ("page", "before_id", "after_id"):
+        for name in ("page",) if next_style else ("page", "before_id", "after_id"):
             value = param(params, name)
             if value is not None:
-                if not valid_id("work_", value):
-                    bad(f"{name} must be a work id ('work_' and 32 lowercase hex digits), got {shown(value)}", name)
+                if not dialect.valid_id("work", value):
+                    what = "a cursor from next_page" if next_style else "a work id"
+                    bad(f"{name} must be {what} ({dialect.id_rule('work')}), got {shown(value)}", name)
                 cursors[name] = value
         if len(cursors) > 1:
             names = sorted(cursors)
@@ -725,7 +817,8 @@ class Server:
         # has_more: whether items lie beyond the page in the direction it was asked for (after last_id, or
         # for before_id before first_id); next_page is the cursor that continues in that direction.
         more = bool(ids) and (start > 0 if backward else end < len(order))
-        return _ok(ListEnvelope.of([env.items[i] for i in ids], has_more=more, backward=backward).to_json())
+        page = ListEnvelope.of([env.items[i] for i in ids], has_more=more, backward=backward)
+        return _ok(page.to_json(dialect))
 
 
 def _ok(value: Any, effects: tuple[Effect, ...] = (), rule: Rule | None = None) -> Response:

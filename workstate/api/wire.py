@@ -43,6 +43,7 @@ __all__ = [
     "Refusal",
     "Request",
     "Response",
+    "api_key",
     "bad",
     "bearer_token",
     "body_json",
@@ -64,6 +65,7 @@ _HEX2 = re.compile(r"[0-9A-Fa-f]{2}")
 _DIGITS = re.compile(r"[0-9]+")
 _NOT_ECHOED = re.compile(r"[\r\n\x00\ud800-\udfff]")  # CR, LF, NUL and lone surrogates
 _BEARER = re.compile(r"(?i:bearer) +([A-Za-z0-9\-._~+/]+=*)")
+_TOKEN68 = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 _HUGE = 10**30  # integers longer than this are all "too large" alike (and Python parses at most 4300 digits)
 
 
@@ -147,12 +149,19 @@ class Response:
 class Refusal(Exception):
     """A request the server answers with an error envelope: its status, ``type``, ``message`` and ``param``.
 
-    ``rule`` is the lifecycle rule that refused it, when one did. Raised by the readers of this module and
-    of :mod:`workstate.api.routes`; :meth:`~workstate.api.Server.handle` turns it into the :class:`Response`.
+    ``rule`` is the lifecycle rule that refused it, when one did; ``details`` what a dialect whose errors carry
+    ``details`` (``ErrorStyle.DETAILS``) answers besides. Raised by the readers of this module and of
+    :mod:`workstate.api.routes`; :meth:`~workstate.api.Server.handle` turns it into the :class:`Response`.
     """
 
     def __init__(
-        self, status: int, error_type: str, message: str, param: str | None = None, rule: Rule | None = None
+        self,
+        status: int,
+        error_type: str,
+        message: str,
+        param: str | None = None,
+        rule: Rule | None = None,
+        details: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -160,6 +169,7 @@ class Refusal(Exception):
         self.message = message
         self.param = param
         self.rule = rule
+        self.details = details
 
 
 def bad(message: str, param: str | None = None) -> NoReturn:
@@ -272,6 +282,12 @@ def bearer_token(authorization: str | None) -> str | None:
     else None (the server answers 401)."""
     match = _BEARER.fullmatch(authorization) if isinstance(authorization, str) else None
     return None if match is None else match[1]
+
+
+def api_key(value: str | None) -> str | None:
+    """The key of a header that carries it bare (``x-api-key: KEY``, in a dialect that lists such a header among its
+    ``auth_headers``): a token68, else None."""
+    return value if isinstance(value, str) and _TOKEN68.fullmatch(value) else None
 
 
 REQUEST_ID_MAX_LENGTH = 256
