@@ -33,3 +33,45 @@ def picklable(cls: type[T]) -> type[T]:
     """Class decorator (above ``@attrs.frozen``): pickle, copy and deep-copy through the constructor."""
     cls.__reduce__ = _reduce  # type: ignore[method-assign]
     return cls
+
+
+def _twin(cls: type[Any], made: dict[type[Any], type[Any]]) -> type[Any]:
+    if cls is object:
+        return object
+    found = made.get(cls)
+    if found is None:
+        (base,) = cls.__bases__
+        found = made[cls] = type(cls.__name__ + "Twin", (_twin(base, made),), {"__slots__": cls.__dict__["__slots__"]})
+    return found
+
+
+_TWINS: dict[type[Any], type[Any]] = {}
+
+
+def twin(cls: type[Any]) -> type[Any]:
+    """A plain mutable class with the very memory layout of the frozen, slotted attrs class ``cls``.
+
+    Building a value through its twin — ``new = object.__new__(twin(cls))``, plain attribute stores, then
+    ``new.__class__ = cls`` — skips ``__init__`` and the frozen ``__setattr__``: about three times faster
+    than setting each slot through its descriptor (benchmarks/bench_core.py). Only for values whose fields
+    the caller knows are valid (the step function, from a valid item by the rules). ``cls`` and its bases
+    must be slotted without a ``__weakref__`` slot (``weakref_slot=False``): CPython refuses ``__class__``
+    assignment between layouts that hold one after other slots.
+    """
+    made = _twin(cls, _TWINS)
+    probe = object.__new__(made)
+    probe.__class__ = cls  # fails at import, not at the first step, if the layouts ever differ
+    return made
+
+
+def constructor(cls: type[Any]) -> Any:
+    """A function ``make(*fields)`` that builds a ``cls`` (frozen, slotted attrs) from its fields in order, unchecked.
+
+    See :func:`twin`; ``make`` runs no validator, converter or ``__attrs_post_init__``.
+    """
+    names = [field.name for field in attrs.fields(cls)]
+    namespace: dict[str, Any] = {"_new": object.__new__, "_Twin": twin(cls), "_cls": cls}
+    body = "".join(f"    new.{name} = {name}\n" for name in names)
+    source = f"def make({', '.join(names)}):\n    new = _new(_Twin)\n{body}    new.__class__ = _cls\n    return new\n"
+    exec(source, namespace)  # noqa: S102 - generated from the attrs fields above
+    return namespace["make"]

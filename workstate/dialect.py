@@ -77,7 +77,7 @@ class ListStyle(enum.Enum):
     FULL = "full"
     """``{data, first_id, last_id, has_more, next_page}``; cursors ``page``, ``before_id``, ``after_id``."""
     NEXT_PAGE = "next_page"
-    """``{data, next_page}``; only ``limit`` and ``page`` (``before_id``/``after_id`` are ignored like any unknown parameter)."""
+    """``{data, next_page}``; only ``limit`` and ``page`` (``before_id``/``after_id`` are ignored, as unknown)."""
 
 
 class ErrorStyle(enum.Enum):
@@ -100,7 +100,7 @@ class StopAnswer(enum.Enum):
 
 
 class StoppedHeartbeat(enum.Enum):
-    """What a heartbeat on a ``stopped`` item answers (a rule of the declaration: guard ``stopped_heartbeat_reports``)."""
+    """What a heartbeat on a ``stopped`` item answers (a rule of the declaration: ``stopped_heartbeat_reports``)."""
 
     CONFLICT = "conflict"
     """409: the item is stopped."""
@@ -172,7 +172,7 @@ class Dialect:
     secret_field: bool = _wire(False, "Whether the work object carries `secret` (string or null).", "PEER")
     issues_secrets: bool = _wire(
         False,
-        "Whether a poll's answer carries a per-delivery secret (base64url JSON `{\"sessions_token\": …}`) that "
+        'Whether a poll\'s answer carries a per-delivery secret (base64url JSON `{"sessions_token": …}`) that '
         "authorizes that item's ack, heartbeat and stop like the environment key; null otherwise.",
         "SDK, DECIDED",
     )
@@ -305,7 +305,7 @@ DIALECTS: dict[str, Dialect] = {QODER.name: QODER, ANTHROPIC.name: ANTHROPIC}
 
 
 def dialect_named(name: str) -> Dialect:
-    """The shipped dialect called ``name``; :class:`~workstate.errors.InvalidDialect` naming the known ones otherwise."""
+    """The shipped dialect called ``name``; else :class:`~workstate.errors.InvalidDialect`, naming the known ones."""
     found = DIALECTS.get(name) if isinstance(name, str) else None
     if found is None:
         raise InvalidDialect(f"no dialect {shown(name)}; known: {', '.join(DIALECTS)}", param="dialect")

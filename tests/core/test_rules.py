@@ -8,8 +8,8 @@ from helpers import T0, declaration, fresh, item_in, line, sec
 
 from workstate import (
     ANTHROPIC,
-    QODER,
     NO_HEARTBEAT,
+    QODER,
     Accepted,
     Ack,
     Command,
