@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from helpers import BROKEN
 
-import workstate.cli.verify as verify_module
+import workstate.tools.verify as verify_module  # the command imports its engine when it runs: patch it there
 from workstate.cli import main
 from workstate.cli.verify import gc_paused
 from workstate.tools.verify import explore
@@ -64,8 +64,10 @@ def test_a_counterexample_trace_is_written_to_the_path(
 ) -> None:
     broken = BROKEN["ack replay answers 409"]()
     real_explore, real_system = verify_module.explore, verify_module.System
-    monkeypatch.setattr(verify_module, "explore", lambda w, i, d, **kw: real_explore(w, i, d, broken, **kw))
-    monkeypatch.setattr(verify_module, "System", lambda w, i, *rest: real_system(w, i, *(rest or (broken,))))
+    monkeypatch.setattr(
+        verify_module, "explore", lambda w, i, d, lifecycle=None, policy=None, **kw: real_explore(w, i, d, broken, **kw)
+    )
+    monkeypatch.setattr(verify_module, "System", lambda w, i, *rest: real_system(w, i, broken))
     target = tmp_path / "t.jsonl"
     assert main(["verify", "--workers", "2", "--items", "1", "--depth", "3", "--quiet", "--trace", str(target)]) == 1
     assert f"trace written to {target}" in capsys.readouterr().out
@@ -79,7 +81,9 @@ def test_a_trace_that_fails_at_write_time_exits_2_without_a_traceback(
     real_explore, real_system = verify_module.explore, verify_module.System
     target = tmp_path / "t.jsonl"
 
-    def explore_then_lose_the_directory(w: int, i: int, d: int, **kw: object) -> object:
+    def explore_then_lose_the_directory(
+        w: int, i: int, d: int, lifecycle: object = None, policy: object = None, **kw: object
+    ) -> object:
         report = real_explore(w, i, d, broken, **kw)  # type: ignore[arg-type]
         if os.geteuid() == 0:  # root writes whatever the modes say: put a directory in the file's way
             target.mkdir()
@@ -88,7 +92,7 @@ def test_a_trace_that_fails_at_write_time_exits_2_without_a_traceback(
         return report
 
     monkeypatch.setattr(verify_module, "explore", explore_then_lose_the_directory)
-    monkeypatch.setattr(verify_module, "System", lambda w, i, *rest: real_system(w, i, *(rest or (broken,))))
+    monkeypatch.setattr(verify_module, "System", lambda w, i, *rest: real_system(w, i, broken))
     try:
         assert (
             main(["verify", "--workers", "2", "--items", "1", "--depth", "3", "--quiet", "--trace", str(target)]) == 2

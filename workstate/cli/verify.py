@@ -18,9 +18,9 @@ import time
 from collections.abc import Iterator
 from typing import TextIO
 
-from ..model import Lifecycle
-from ..tools.verify import MAX_DEPTH, MAX_SIZE, System, differ, explore, summary, trace_lines
+from ..model import LIFECYCLE, Lifecycle
 from . import CliCommand
+from .options import add_dialect_option, dialect_of
 
 
 @contextlib.contextmanager
@@ -57,6 +57,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         help="verify this rule set instead of the spec's (a workstate.Lifecycle, or a function returning one) "
         "and compare it with the spec's, transition by transition (the shortest distinguishing sequence)",
     )
+    add_dialect_option(parser, "whose lifecycle to explore, under its default policy; the trace is in its wire")
 
 
 def _positive(value: int, name: str, largest: int) -> str | None:
@@ -65,6 +66,8 @@ def _positive(value: int, name: str, largest: int) -> str | None:
 
 def run(args: argparse.Namespace, out: TextIO, err: TextIO | None = None) -> int:
     """``workstate verify``: search, print the figures, and the shortest counterexample if there is one."""
+    from ..tools.verify import MAX_DEPTH, MAX_SIZE, System, differ, explore, summary, trace_lines
+
     err = sys.stderr if err is None else err
     problems = [
         p
@@ -88,6 +91,11 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO | None = None) -> int
         if candidate is None:
             err.write(f"workstate verify: --candidate: {problem}\n")
             return 2
+    dialect = dialect_of(args)
+    reference = LIFECYCLE.in_dialect(dialect)
+    if candidate is not None:
+        candidate = candidate.in_dialect(dialect)
+    policy = dialect.policy
     started = time.perf_counter()
 
     def progress(level: int, states: int, transitions: int) -> None:
@@ -98,10 +106,15 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO | None = None) -> int
 
     with gc_paused():
         if candidate is None:
-            report, difference = explore(args.workers, args.items, args.depth, progress=progress), None
+            report = explore(
+                args.workers, args.items, args.depth, lifecycle=reference, policy=policy, progress=progress
+            )
+            difference = None
         else:
-            report = explore(args.workers, args.items, args.depth, candidate, progress=progress)
-            difference = differ(args.workers, args.items, args.depth, candidate)
+            report = explore(
+                args.workers, args.items, args.depth, lifecycle=candidate, policy=policy, progress=progress
+            )
+            difference = differ(args.workers, args.items, args.depth, candidate, reference, policy)
     elapsed = time.perf_counter() - started
     for text in summary(report, elapsed):
         out.write(text + "\n")
@@ -113,7 +126,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO | None = None) -> int
     found = report.counterexample
     if found is None:
         return 0 if difference is None else 1
-    system = System(args.workers, args.items) if candidate is None else System(args.workers, args.items, candidate)
+    system = System(args.workers, args.items, reference if candidate is None else candidate, policy)
     lines = trace_lines(system, found.moves)
     if args.trace is not None:
         try:

@@ -2,7 +2,7 @@
 
 :func:`explore` is pure: it visits, breadth first, every state a small environment reaches through the
 Work API's requests (poll, ack, heartbeat with a correct, stale or absent precondition, graceful and
-forced stop, metadata update) and the passing of time, and checks the invariants of spec section 7
+forced stop, metadata update) and the passing of time, and checks the invariants of api.md §7
 (:mod:`workstate.invariants`) on every transition. The items are the core's frozen
 :class:`~workstate.WorkItem` values moved by a :class:`~workstate.Lifecycle`'s ``step``; around them the
 model keeps what the reference server adds (the clock, and a poll that delivers the oldest deliverable
@@ -34,8 +34,9 @@ from typing import Any, cast
 import attrs
 
 from .._time import MICROSECOND, UTC, render_timestamp
-from ..api import BASE_PATH, PARAM_OF_REASON
 from ..api.codec import ErrorEnvelope, HeartbeatObject, encode_work
+from ..api.routes import params_of_reasons
+from ..dialect import QODER, Dialect, ErrorStyle, StopAnswer
 from ..errors import InvalidInput
 from ..invariants import (
     HAS_NOT,
@@ -68,7 +69,7 @@ from ..model import (
     next_deadline,
 )
 from ..policy import DEFAULT_POLICY, Policy
-from ..rules import State
+from ..rules import Reason, State
 
 __all__ = [
     "T0",
@@ -215,6 +216,7 @@ class System:
         self.workers = workers
         self.n_items = items
         self.lifecycle = lifecycle
+        self.dialect: Dialect = lifecycle.dialect  # whose rules decide, and how trace_lines spells the wire
         self.policy = policy
         self.environment_id = f"env_{1:032x}"
         self.work_ids = tuple(f"work_{i + 1:032x}" for i in range(items))
@@ -260,7 +262,12 @@ class System:
 
     def initial(self) -> World:
         items = tuple(
-            WorkItem(id=wid, environment_id=self.environment_id, session_id="sess_" + wid[5:], created_at=T0)
+            WorkItem(
+                id=wid,
+                environment_id=self.environment_id,
+                session_id=self.dialect.prefix("session") + wid[5:],
+                created_at=T0,
+            )
             for wid in self.work_ids
         )
         none = tuple(tuple(None for _ in items) for _ in range(self.workers))
@@ -364,7 +371,7 @@ class System:
         return Result(new, tuple(steps), None, tuple(violations + self._world_checks(new)))
 
     def _poll(self, world: World, move: Move) -> Result:
-        """The oldest item (creation order) that the core's deliver rule accepts, or null (spec 4.1)."""
+        """The oldest item (creation order) that the core's deliver rule accepts, or null (api.md §4.1)."""
         assert move.worker is not None
         command = self._deliver[move.worker]
         steps = []
@@ -487,7 +494,9 @@ class System:
                 if not isinstance(outcome, Replayed):  # 409: drop the item; 200: a new assignment
                     learned = (None, None)
             elif isinstance(command, Heartbeat):
-                if isinstance(outcome, Rejected):  # 409 or 412: the lease is lost
+                # 409 or 412: the lease is lost; a replay (a dialect that reports a stopped item, rule
+                # heartbeat-stopped-reported: lease_extended false) extends nothing, so the worker ends it too
+                if isinstance(outcome, Rejected | Replayed):
                     learned = (None, None)
                 else:
                     learned = (after.latest_heartbeat_at, after.lease_deadline)
@@ -498,7 +507,7 @@ class System:
 
     def _item_checks(self, before: WorkItem, after: WorkItem) -> list[Violation]:
         found = item_problems(before, after, self.policy)
-        # The core's own statement of invariant 2 adds section 5: a queued item has no bound Worker-ID or lease.
+        # The core's own statement of invariant 2 adds api.md §5: a queued item has no bound Worker-ID or lease.
         known = {v.message for v in found}
         found += [Violation(2, after.id, p) for p in consistency_problems(after) if p not in known]
         return found
@@ -866,7 +875,7 @@ Observation = tuple[int | None, tuple[tuple[Any, ...], ...]]
 the status, the ``error.type`` of a rejection (else None) and the item as the wire shows it."""
 
 
-def observe(result: Result, policy: Policy = DEFAULT_POLICY) -> Observation:
+def observe(result: Result, policy: Policy = DEFAULT_POLICY, dialect: Dialect | None = None) -> Observation:
     """What ``result`` shows from the outside. A poll's refusals to deliver an item are left out (a poll
     answers the one item it delivers, or null); a lapse shows only the item it leaves (its outcome kind is the
     model's bookkeeping). Rule names are not compared: a variant may name its rules as it likes."""
@@ -876,11 +885,15 @@ def observe(result: Result, policy: Policy = DEFAULT_POLICY) -> Observation:
         command = record.command
         if isinstance(command, Deliver) and not isinstance(outcome, Accepted):
             continue
-        wire = encode_work(outcome.item)
+        wire = encode_work(outcome.item, QODER if dialect is None else dialect)
         if isinstance(command, Lapse):
             seen.append((record.item, None, None, wire))
             continue
-        kind = error_type(outcome.reason, policy) if isinstance(outcome, Rejected) else None
+        kind = (
+            error_type(outcome.reason, policy, QODER if dialect is None else dialect)
+            if isinstance(outcome, Rejected)
+            else None
+        )
         seen.append((record.item, outcome.status, kind, wire))
     return result.status, tuple(seen)
 
@@ -964,7 +977,7 @@ def differ(
             instants = sorted({t for t in (*mine.events(a), *spec.events(b)) if t > latest})
             for move in (*mine.requests, *(Move(MoveKind.ADVANCE, at=t) for t in instants)):
                 ours, theirs = mine.apply(a, move), spec.apply(b, move)
-                actual, expected = observe(ours, policy), observe(theirs, policy)
+                actual, expected = observe(ours, policy, reference.dialect), observe(theirs, policy, reference.dialect)
                 if actual != expected:
                     moves = (*path_to(parents, at), move)
                     return Difference(moves, expected, actual, len(parents))
@@ -1013,11 +1026,18 @@ def _counterexample(
 
 
 def _line(
-    now: datetime, method: str, target: str, worker: str | None, body: str | None, status: int, reply: Any
+    now: datetime,
+    method: str,
+    target: str,
+    worker: str | None,
+    body: str | None,
+    status: int,
+    reply: Any,
+    dialect: Dialect,
 ) -> str:
-    headers = {"Authorization": "Bearer t"}
+    headers = {dialect.auth_headers[0]: "Bearer t"}
     if worker is not None:
-        headers["Worker-ID"] = worker
+        headers[dialect.worker_header] = worker
     request = {"method": method, "target": target, "headers": headers, "body": body}
     return json.dumps(
         {"time": render_timestamp(now), "request": request, "response": {"status": status, "body": reply}}
@@ -1029,11 +1049,20 @@ def trace_lines(system: System, moves: Sequence[Move]) -> list[str]:
 
     It opens with a GET of every item (so the trace knows every item from the start) and, when the
     last move is time passing, closes with a GET of every item at that instant. Error replies carry
-    the request ids the reference server's default id source would give.
+    the request ids the reference server's default id source would give. The wire is the system's dialect's
+    (``system.dialect``: paths, the worker header, the work object, stop's answer, the error envelope).
     """
+    dialect = system.dialect
+    params = params_of_reasons(dialect)
     world = system.initial()
-    base = f"{BASE_PATH}{system.environment_id}/work"
-    lines = [_line(world.now, "GET", f"{base}/{item.id}", None, None, 200, encode_work(item)) for item in world.items]
+    base = dialect.path(system.environment_id)
+
+    def line(now: datetime, method: str, target: str, worker: str | None, body: str | None, *reply: Any) -> str:
+        return _line(now, method, target, worker, body, reply[0], reply[1], dialect)
+
+    lines = [
+        line(world.now, "GET", f"{base}/{item.id}", None, None, 200, encode_work(item, dialect)) for item in world.items
+    ]
     errors = 0
     for move in moves:
         result = system.apply(world, move)
@@ -1044,9 +1073,8 @@ def trace_lines(system: System, moves: Sequence[Move]) -> list[str]:
             continue
         if move.kind is MoveKind.POLL:
             delivered = [s.outcome.item for s in result.steps if isinstance(s.outcome, Accepted)]
-            lines.append(
-                _line(now, "GET", f"{base}/poll", worker, None, 200, encode_work(delivered[0]) if delivered else None)
-            )
+            polled = encode_work(delivered[0], dialect) if delivered else None
+            lines.append(line(now, "GET", f"{base}/poll", worker, None, 200, polled))
             world = result.world
             continue
         assert move.item is not None
@@ -1068,25 +1096,58 @@ def trace_lines(system: System, moves: Sequence[Move]) -> list[str]:
         elif isinstance(command, UpdateMetadata):
             body = json.dumps({"metadata": dict(command.metadata)})
         outcome = step.outcome
-        reply: Any = encode_work(outcome.item)
-        if isinstance(command, Heartbeat) and not isinstance(outcome, Rejected):
+        status = outcome.status
+        reply: Any = encode_work(outcome.item, dialect)
+        if isinstance(command, Heartbeat) and isinstance(outcome, Replayed):  # heartbeat-stopped-reported
+            reply = HeartbeatObject.reported(outcome.item, system.policy.default_ttl_seconds).to_json()
+        elif isinstance(command, Heartbeat) and not isinstance(outcome, Rejected):
             reply = HeartbeatObject.of(outcome.item).to_json()
+        elif (
+            isinstance(command, Stop)
+            and not isinstance(outcome, Rejected)
+            and dialect.stop_answer is StopAnswer.NO_CONTENT
+        ):
+            status, reply = 204, None
         if isinstance(outcome, Rejected):
             errors += 1
             rule = outcome.rule
             reply = ErrorEnvelope(
-                request_id=f"req_{errors:032x}",
-                error_type=error_type(outcome.reason, system.policy),
+                request_id=dialect.new_id("req", errors),  # what the server's default id source gives
+                error_type=error_type(outcome.reason, system.policy, dialect),
                 message=f"{outcome.reason.message} [{rule.section} {rule.name}]",
-                param=PARAM_OF_REASON.get(outcome.reason),
-            ).to_json()
-        lines.append(_line(now, "POST", target, worker, body, outcome.status, reply))
+                param=params.get(outcome.reason),
+                details=_details(outcome, system.policy, dialect),
+            ).to_json(dialect)
+        if isinstance(command, Ack) and not dialect.ack_checks_worker:
+            worker = None  # the dialect's ack reads no worker header (Anthropic-Worker-ID is sent on poll only)
+        lines.append(line(now, "POST", target, worker, body, status, reply))
         world = result.world
     if moves and moves[-1].kind is MoveKind.ADVANCE:
         lines += [
-            _line(world.now, "GET", f"{base}/{item.id}", None, None, 200, encode_work(item)) for item in world.items
+            line(world.now, "GET", f"{base}/{item.id}", None, None, 200, encode_work(item, dialect))
+            for item in world.items
         ]
     return lines
+
+
+def _details(outcome: Rejected, policy: Policy, dialect: Dialect) -> dict[str, Any] | None:
+    """The ``details`` the reference server gives a failed heartbeat precondition in a dialect whose errors carry
+    them (the item's lease as it stands), else None."""
+    if outcome.reason is not Reason.PRECONDITION_FAILED or dialect.error_style is not ErrorStyle.DETAILS:
+        return None
+    item = outcome.item
+    latest = item.latest_heartbeat_at
+    return {
+        "error_code": "heartbeat_precondition_failed",
+        "error_visibility": "user_facing",
+        "current_state": {
+            "state": item.state.value,
+            "last_heartbeat": None if latest is None else render_timestamp(latest),
+            "lease_updated_at": render_timestamp(item.clock),
+            "lease_extended": False,
+            "ttl_seconds": policy.default_ttl_seconds if item.ttl_seconds is None else item.ttl_seconds,
+        },
+    }
 
 
 def summary(report: Report, seconds: float | None = None) -> Iterator[str]:
