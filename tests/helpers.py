@@ -87,11 +87,9 @@ def declaration(replace: dict[str, tuple[object, ...] | None], prepend: tuple[tu
 # --- teeth: broken rule sets the property suite and the model checker must catch ---------------------------
 
 
-def _requeue_keeping_worker(
-    item: WorkItem, cmd: Any, at: datetime, policy: Policy, ch: dict[str, Any], fx: list[Any]
-) -> None:
-    ACTIONS["requeue"].run(item, cmd, at, policy, ch, fx)
-    ch["worker_id"] = item.worker_id  # the bug: the bound Worker-ID survives the re-queue
+def _requeue_keeping_worker(item: WorkItem, cmd: Any, at: datetime, policy: Policy, new: Any, fx: list[Any]) -> None:
+    ACTIONS["requeue"].run(item, cmd, at, policy, new, fx)
+    new.worker_id = item.worker_id  # the bug: the bound Worker-ID survives the re-queue
 
 
 BROKEN: dict[str, Callable[[], Lifecycle]] = {

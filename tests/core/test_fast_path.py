@@ -5,6 +5,7 @@ constructor, outcomes built by ``__init__``."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import attrs
@@ -49,9 +50,10 @@ def _reference_apply(item: WorkItem, cmd: Any, now: datetime, policy: Policy, di
         "clock": max(at, item.clock),
     }
     effects: list[Any] = list(pre)
+    written = SimpleNamespace(**changes)  # the actions write their fields here
     for name in rule.actions:
-        ACTIONS[name].run(item, cmd, at, policy, changes, effects)
-    return Accepted(attrs.evolve(item, **changes), rule, tuple(effects))  # evolve runs every check of WorkItem
+        ACTIONS[name].run(item, cmd, at, policy, written, effects)
+    return Accepted(attrs.evolve(item, **vars(written)), rule, tuple(effects))  # evolve runs every check of WorkItem
 
 
 def reference_step(item: WorkItem, cmd: Command, now: datetime, policy: Policy | None, dialect: Dialect) -> Outcome:

@@ -292,7 +292,7 @@ def test_depth_1000_is_the_cap_and_is_accepted() -> None:
 # --- issue 13: the lifecycle's own actions, and the differential check ------------------------------------
 
 
-def _noted(item: object, cmd: object, at: object, policy: object, ch: dict[str, object], fx: list[object]) -> None:
+def _noted(item: object, cmd: object, at: object, policy: object, new: object, fx: list[object]) -> None:
     """A new action that writes nothing (a variant's bookkeeping)."""
 
 
@@ -333,7 +333,7 @@ SHORTEST = {
 
 
 def test_the_invariants_alone_miss_an_ack_by_another_worker() -> None:
-    """Why the differential check exists: this variant keeps every invariant of section 7."""
+    """Why the differential check exists: this variant keeps every invariant of api.md §7."""
     assert explore(2, 1, 6, _ack_by_another_answers_200()).counterexample is None
 
 
