@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
+from workstate import ANTHROPIC, QODER
 from workstate.api import Request, Server
 from workstate.asgi import MAX_BODY, WorkstateApp
 from workstate.errors import InvalidInput
@@ -292,10 +293,15 @@ def test_head_is_answered_without_a_body_and_openapi_is_served() -> None:
     assert status == 200 and json.loads(body)["openapi"] == "3.1.0"
 
 
-def test_only_the_qoder_dialect_today() -> None:
+def test_the_app_serves_every_shipped_dialect_and_refuses_others() -> None:
     assert WorkstateApp(dialect="qoder").dialect == "qoder"
+    peer = WorkstateApp(dialect="anthropic")
+    assert peer.dialect == "anthropic" and peer.wire_dialect is ANTHROPIC
+    assert isinstance(peer.server, Server) and peer.server.dialect is ANTHROPIC
+    assert peer.server.policy == ANTHROPIC.policy  # the dialect's defaults where nobody chose
+    assert WorkstateApp(dialect=ANTHROPIC).dialect == "anthropic"
     with pytest.raises(InvalidInput, match="dialect"):
-        WorkstateApp(dialect="anthropic")
+        WorkstateApp(dialect="nonsense")
 
 
 def test_a_bug_behind_the_app_is_a_500_envelope() -> None:
@@ -305,3 +311,41 @@ def test_a_bug_behind_the_app_is_a_500_envelope() -> None:
 
     status, _, body = call(WorkstateApp(Broken()), "GET", b"/x", [AUTH])
     assert status == 500 and json.loads(body)["error"]["type"] == "api_error"
+
+
+# --- the anthropic dialect at the edge (issue 14, step 4) ----------------------------------------------------
+
+
+def test_the_test_routes_take_the_dialects_ids_and_data_type() -> None:
+    app = WorkstateApp(dialect="anthropic", test_routes=True, clock=lambda: T)
+    status, _, body = call(app, "POST", b"/_test/environments")
+    env = json.loads(body)["id"]
+    assert status == 201 and ANTHROPIC.valid_id("env", env)
+    work = f"/_test/environments/{env}/work".encode()
+    status, _, body = call(app, "POST", work, chunks=[b'{"session_id": "session_01Xy"}'])
+    assert status == 201 and ANTHROPIC.valid_id("work", json.loads(body)["id"])
+    status, _, body = call(app, "POST", work, chunks=[b'{"session_id": "session_02", "data_type": "healthcheck"}'])
+    probe = json.loads(body)["id"]
+    assert status == 201
+    item = app.server.work(env, probe)  # type: ignore[attr-defined]
+    assert item is not None and item.data == {"type": "healthcheck", "id": "session_02"}
+    status, _, body = call(app, "POST", work, chunks=[json.dumps({"session_id": SESSION}).encode()])
+    assert status == 400 and json.loads(body)["error"]["param"] == "session_id"  # a qoder id is not the peer's
+    qoder = WorkstateApp(test_routes=True, clock=lambda: T)
+    env = json.loads(call(qoder, "POST", b"/_test/environments")[2])["id"]
+    body = b'{"session_id": "' + SESSION.encode() + b'", "data_type": "healthcheck"}'
+    status, _, answer = call(qoder, "POST", f"/_test/environments/{env}/work".encode(), chunks=[body])
+    assert status == 400 and json.loads(answer)["error"]["param"] == "data_type"  # qoder has no health probes
+
+
+def test_a_peer_stop_is_204_without_content_type_and_errors_carry_request_id() -> None:
+    app = WorkstateApp(dialect=ANTHROPIC, test_routes=True, clock=lambda: T)
+    env = json.loads(call(app, "POST", b"/_test/environments")[2])["id"]
+    work = f"/_test/environments/{env}/work".encode()
+    wid = json.loads(call(app, "POST", work, chunks=[b'{"session_id": "session_01"}'])[2])["id"]
+    stop = ANTHROPIC.path(env, wid, "stop").encode()
+    status, headers, body = call(app, "POST", stop, [(b"x-api-key", b"k")], [b'{"force": true}'])
+    assert (status, body) == (204, b"") and b"content-type" not in headers and b"content-length" not in headers
+    status, headers, body = call(app, "POST", stop, [AUTH])
+    assert status == 409 and headers[b"request-id"] == json.loads(body)["request_id"].encode()
+    assert b"request-id" not in call(WorkstateApp(), "GET", QODER.path(env).encode(), [AUTH])[1]

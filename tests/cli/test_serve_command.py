@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from workstate import ANTHROPIC
 from workstate.asgi import MAX_BODY
 
 BASE = "/api/v1/cloud/environments"
@@ -225,7 +226,7 @@ def test_bad_arguments_exit_2() -> None:
     )
     assert done.returncode == 2 and "--policy" in done.stderr
     done = subprocess.run(
-        [sys.executable, "-m", "workstate", "serve", "--dialect", "anthropic"],
+        [sys.executable, "-m", "workstate", "serve", "--port", "0", "--dialect", "nonsense"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -334,3 +335,48 @@ def test_after_the_probes_the_server_still_serves_lifecycles(serving: Serving) -
     _exchange(serving, b"GARBAGE / HTTP/9.9\r\n\r\n")
     assert serving.request("POST", f"{BASE}/{env}/work/{wid}/stop")[1]["state"] == "stopping"
     assert serving.request("POST", f"{BASE}/{env}/work/{wid}/stop")[1]["state"] == "stopped"
+
+
+def test_serve_speaks_the_anthropic_dialect_over_loopback() -> None:
+    """``workstate serve --dialect anthropic``: the peer's paths, worker header, ids, 204 stop (no content type),
+    the stopped heartbeat report and the DETAILS error envelope with its ``request-id`` header, over real HTTP."""
+    running = Serving("--dialect", "anthropic", "--test-routes", "--seed-environments", "1")
+    try:
+        env = running.envs[0]
+        assert ANTHROPIC.valid_id("env", env)
+        wid = running.create(env, session="session_01Abc")
+        assert ANTHROPIC.valid_id("work", wid)
+        peer = {"Anthropic-Worker-ID": "w1", "anthropic-beta": "managed-agents-2026-04-01"}
+        status, item = running.request(
+            "GET", ANTHROPIC.path(env, operation="poll") + "?block_ms=999&beta=true", b"", peer
+        )
+        assert (status, item["id"], item["secret"], item["data"]) == (
+            200,
+            wid,
+            None,
+            {"type": "session", "id": "session_01Abc"},
+        )
+        assert running.request("POST", ANTHROPIC.path(env, wid, "ack"), headers={"Anthropic-Worker-ID": "w2"})[0] == 200
+        status, beat = running.request("POST", ANTHROPIC.path(env, wid, "heartbeat"))
+        assert (status, beat["state"], beat["lease_extended"]) == (200, "active", True)
+
+        connection = http.client.HTTPConnection(running.host, running.port, timeout=TIMEOUT)
+        try:
+            connection.request(
+                "POST", ANTHROPIC.path(env, wid, "stop"), body=b'{"force":true}', headers={"x-api-key": "k"}
+            )
+            reply = connection.getresponse()
+            assert (reply.status, reply.read(), reply.getheader("content-type")) == (204, b"", None)
+            connection.request("POST", ANTHROPIC.path(env, wid, "stop"), headers=AUTH)
+            reply = connection.getresponse()
+            refused = json.loads(reply.read())
+            assert reply.status == 409 and refused["error"]["type"] == "invalid_request_error"
+            assert reply.getheader("request-id") == refused["request_id"]
+        finally:
+            connection.close()
+        status, report = running.request("POST", ANTHROPIC.path(env, wid, "heartbeat"))
+        assert (status, report["state"], report["lease_extended"]) == (200, "stopped", False)
+        status, page = running.request("GET", ANTHROPIC.path(env) + "?limit=1")
+        assert status == 200 and set(page) == {"data", "next_page"} and page["data"][0]["id"] == wid
+    finally:
+        assert running.stop() == 0

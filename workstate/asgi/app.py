@@ -20,16 +20,20 @@ What the app does around :meth:`Server.handle <workstate.api.Server.handle>`:
   with ``test_clock`` or ``test_routes`` the creation routes are served: ``POST /_test/environments``
   (optional body ``{"kind": "self_hosted" | "cloud"}``) answers 201 ``{"id": "env_..."}`` and
   ``POST /_test/environments/{env}/work`` with ``{"session_id": "sess_...", "metadata": {...}}`` answers 201
-  ``{"id": "work_..."}``.
+  ``{"id": "work_..."}`` (ids in the dialect's format: ``session_...`` in the ``anthropic`` dialect, whose
+  work items may also be health probes: ``"data_type": "healthcheck"``).
 - ``record``: every Work API exchange is written as one line of the trace format (docs/trace.md), in the
   order the reference handled them, byte-exactly: headers as received, in order, a repeated header under
   another spelling of its name (``worker-id``, ``Worker-id``: the format reads them as the same header
   twice); a request the format cannot hold unaltered (a body or a header that is not UTF-8 / ASCII, a target
   that does not start with ``/`` or is not ASCII, a header given more often than its name has spellings) is
   refused with 400 and neither served nor recorded.
-- ``GET /openapi.json`` answers the OpenAPI document of the dialect (:func:`workstate.tools.openapi.document`).
+- ``GET /openapi.json`` answers the OpenAPI document of the dialect (:func:`workstate.tools.openapi.document`;
+  404 for a dialect it has none of).
 - ``access_log``: called with one line per request (client, method, target, status, bytes), escaped.
-- ``dialect``: only ``"qoder"`` (the default) today; the dialect issue adds the others here.
+- ``dialect``: a name of :data:`workstate.DIALECTS` (``"qoder"``, the default, or ``"anthropic"``) or a
+  :class:`~workstate.Dialect`: the new :class:`~workstate.api.Server` speaks it (``policy`` defaults to the
+  dialect's), and the answers carry the headers its server gives (a ``request-id``; a 204 has no content type).
 """
 
 from __future__ import annotations
@@ -46,10 +50,10 @@ from typing import Any, Protocol, TextIO
 from .._time import parse_timestamp, render_timestamp
 from ..api import Request, Response, Server, echoed_request_id
 from ..api.codec import DecodeError, ErrorEnvelope, dumps, loads
+from ..dialect import DIALECTS, QODER, Dialect, dialect_named
 from ..errors import InvalidInput, WorkstateError
-from ..model import valid_id
-from ..policy import DEFAULT_POLICY, Policy
-from ..tools.openapi import DIALECTS, document  # the dialects the app speaks: one list (the dialect issue adds)
+from ..policy import Policy
+from ..tools.openapi import document
 
 __all__ = [
     "header_spelling",
@@ -93,7 +97,13 @@ class Backend(Protocol):
     def create_environment(self, kind: str = ..., *, now: datetime) -> str: ...
 
     def create_work(
-        self, env: str, *, session_id: str, metadata: Mapping[str, str] | None = ..., now: datetime
+        self,
+        env: str,
+        *,
+        session_id: str,
+        metadata: Mapping[str, str] | None = ...,
+        now: datetime,
+        data_type: str = ...,
     ) -> str: ...
 
 
@@ -180,8 +190,8 @@ class WorkstateApp:
         self,
         server: Backend | None = None,
         *,
-        policy: Policy = DEFAULT_POLICY,
-        dialect: str = "qoder",
+        policy: Policy | None = None,
+        dialect: str | Dialect = "qoder",
         test_clock: bool = False,
         test_routes: bool = False,
         record: TextIO | None = None,
@@ -190,12 +200,19 @@ class WorkstateApp:
         max_body: int = MAX_BODY,
         body_timeout: float = 30.0,
     ) -> None:
-        if dialect not in DIALECTS:
+        if isinstance(dialect, Dialect):
+            spoken = dialect
+        elif isinstance(dialect, str) and dialect in DIALECTS:
+            spoken = dialect_named(dialect)
+        else:
             raise InvalidInput(f"dialect must be one of {list(DIALECTS)}, got {shown(dialect)}", param="dialect")
         if not body_timeout > 0:
             raise InvalidInput(f"body_timeout must be positive, got {body_timeout!r}", param="body_timeout")
-        self.server: Backend = Server(policy) if server is None else server
-        self.dialect = dialect
+        self.server: Backend = Server(policy, dialect=spoken) if server is None else server
+        self.dialect = spoken.name
+        """The name of the dialect served."""
+        self.wire_dialect = spoken
+        """The :class:`~workstate.Dialect` served (the test routes check ids in its format)."""
         self.test_clock = test_clock
         self.test_routes = test_routes or test_clock
         self.record = record
@@ -204,7 +221,11 @@ class WorkstateApp:
         self.max_body = max_body
         self.body_timeout = body_timeout
         self.lock = threading.Lock()
-        self._openapi = json.dumps(document(dialect), separators=(",", ":")).encode("utf-8")
+        try:
+            openapi: bytes | None = json.dumps(document(spoken.name), separators=(",", ":")).encode("utf-8")
+        except ValueError:  # no document of this dialect
+            openapi = None
+        self._openapi = openapi
         self._handled = 0  # tickets, taken under `lock` in the order the server handled requests
         self._recorder = None if record is None else RecordInOrder(record)
 
@@ -301,8 +322,17 @@ class WorkstateApp:
         return error_answer(413, "invalid_request_error", message, _request_id(headers), "Content-Length")
 
     async def _send(self, send: Send, method: str, response: Response, close: bool) -> None:
-        kind = str(response.headers.get("content-type", "application/json")).encode("latin-1")  # a page: its own
-        headers = [(b"content-type", kind), (b"content-length", str(len(response.body)).encode())]
+        # The answer's own headers (a page's content type, a dialect's request-id); a 204 has no body and so
+        # neither a content type nor a length.
+        headers = [
+            (str(name).lower().encode("latin-1"), str(value).encode("latin-1"))
+            for name, value in response.headers.items()
+            if str(name).lower() != "content-length"
+        ]
+        if response.status != 204:
+            if not any(name == b"content-type" for name, _ in headers):
+                headers.insert(0, (b"content-type", b"application/json"))
+            headers.append((b"content-length", str(len(response.body)).encode()))
         if close:
             headers.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
@@ -336,6 +366,8 @@ class WorkstateApp:
                     return bad_request(exc.message, request_id, NOW_HEADER)
         path = target.partition("?")[0]
         if method in ("GET", "HEAD") and path == OPENAPI_PATH:
+            if self._openapi is None:
+                return error_answer(404, "not_found_error", f"no OpenAPI document of {self.dialect}", request_id)
             return Response(200, None, self._openapi)
         if self.test_routes and path.startswith(TEST_PREFIX):
             return self._create(method, path, body, request_id, now)
@@ -399,7 +431,9 @@ class WorkstateApp:
             self._recorder.flush()
 
     def _create(self, method: str, path: str, body: bytes, request_id: str | None, now: datetime | None) -> Response:
-        return answer_test_route(self.server, self.lock, self.clock, method, path, body, request_id, now)
+        return answer_test_route(
+            self.server, self.lock, self.clock, method, path, body, request_id, now, dialect=self.wire_dialect
+        )
 
     # --- outside the routes: what ``workstate serve --seed-environments`` does ---
 
@@ -418,10 +452,18 @@ def answer_test_route(
     body: bytes,
     request_id: str | None,
     now: datetime | None,
+    *,
+    dialect: Dialect | None = None,
 ) -> Response:
     """The answer of a test route (``POST /_test/environments`` and ``POST /_test/environments/{env}/work``, the
     creation routes of the test-clock contract, docs/testing-guide.md) for ``backend``: the body is read and
-    checked outside ``lock``; only the creation holds it, at ``now`` or else at ``clock()``."""
+    checked outside ``lock``; only the creation holds it, at ``now`` or else at ``clock()``.
+
+    Ids are checked in ``dialect``'s format (default: the backend's ``dialect`` when it has one, else ``QODER``);
+    a work body may name ``"data_type": "healthcheck"`` where the dialect has health probes."""
+    if dialect is None:
+        found = getattr(backend, "dialect", None)
+        dialect = found if isinstance(found, Dialect) else QODER
     parts = path[len(TEST_PREFIX) :].strip("/").split("/")
     if method != "POST" or not (parts == [""] or (len(parts) == 2 and parts[1] == "work")):
         return error_answer(404, "not_found_error", f"no test route for {shown(method)} {shown(path)}", request_id)
@@ -431,7 +473,7 @@ def answer_test_route(
         return bad_request(exc.message, request_id)
     if not isinstance(value, dict):
         return bad_request("the body must be a JSON object", request_id)
-    extra = set(value) - ({"kind"} if parts == [""] else {"session_id", "metadata"})
+    extra = set(value) - ({"kind"} if parts == [""] else {"session_id", "metadata", "data_type"})
     if extra:
         key = min(extra)
         return bad_request(f"unknown key {shown(key)}", request_id, key)
@@ -446,10 +488,15 @@ def answer_test_route(
 
     else:
         env, session, metadata = parts[0], value.get("session_id"), value.get("metadata")
-        if not valid_id("env_", env):
+        data_type = value.get("data_type", "session")
+        if not dialect.valid_id("env", env):
             return error_answer(404, "not_found_error", f"environment {shown(env)} not found", request_id, "env")
-        if not isinstance(session, str) or not valid_id("sess_", session):
-            message = f"session_id must be 'sess_' and 32 lowercase hex digits, got {shown(session)}"
+        kinds = ("session", "healthcheck") if dialect.healthcheck_items else ("session",)
+        if not isinstance(data_type, str) or data_type not in kinds:
+            message = f"data_type must be one of {list(kinds)}, got {shown(data_type)}"
+            return bad_request(message, request_id, "data_type")
+        if not isinstance(session, str) or (data_type == "session" and not dialect.valid_id("session", session)):
+            message = f"session_id must be {dialect.id_rule('session')}, got {shown(session)}"
             return bad_request(message, request_id, "session_id")
         if metadata is not None and not (
             isinstance(metadata, dict) and all(isinstance(v, str) for v in metadata.values())
@@ -457,7 +504,9 @@ def answer_test_route(
             return bad_request("metadata must be an object of strings", request_id, "metadata")
 
         def create(at: datetime) -> str:
-            return backend.create_work(env, session_id=session, metadata=metadata, now=at)
+            if data_type == "session":  # a backend without health probes need not take data_type
+                return backend.create_work(env, session_id=session, metadata=metadata, now=at)
+            return backend.create_work(env, session_id=session, metadata=metadata, now=at, data_type=data_type)
 
     try:
         with lock:

@@ -8,7 +8,6 @@ access-log line per request; SIGINT or SIGTERM shuts it down cleanly and flushes
 from __future__ import annotations
 
 import argparse
-import asyncio
 import signal
 import socket
 import sys
@@ -16,8 +15,7 @@ import threading
 from pathlib import Path
 from typing import TextIO
 
-from ..asgi import DIALECTS, NOW_HEADER, TEST_PREFIX, WorkstateApp
-from ..asgi.playground import PlaygroundApp
+from ..dialect import DIALECTS, dialect_named
 from ..errors import WorkstateError
 from . import CliCommand
 from .options import add_policy_option, policy_from_pairs
@@ -26,9 +24,11 @@ INSTALL_HINT = "pip install 'workstate[serve]'"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from ..asgi import NOW_HEADER, TEST_PREFIX  # here and in run: `workstate --help` imports no asgi
+
     parser.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="the port (default 8080; 0: any free port)")
-    parser.add_argument("--dialect", choices=DIALECTS, default="qoder", help="the wire dialect (default qoder)")
+    parser.add_argument("--dialect", choices=list(DIALECTS), default="qoder", help="the wire dialect (default qoder)")
     add_policy_option(parser)
     parser.add_argument("--test-clock", action="store_true", help=f"honour {NOW_HEADER}; serves the test routes too")
     parser.add_argument("--test-routes", action="store_true", help=f"serve POST {TEST_PREFIX}[/{{env}}/work]")
@@ -58,6 +58,11 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def run(args: argparse.Namespace, out: TextIO) -> int:
+    import asyncio
+
+    from ..asgi import WorkstateApp
+    from ..asgi.playground import PlaygroundApp
+
     try:
         import uvicorn
     except ImportError:
@@ -67,7 +72,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         sys.stderr.write("workstate serve: --seed-environments must be 0 or more\n")
         return 2
     try:
-        policy = policy_from_pairs(args.policy)
+        policy = policy_from_pairs(args.policy, dialect_named(args.dialect).policy)  # over the dialect's defaults
     except WorkstateError as exc:
         sys.stderr.write(f"workstate serve: {exc.message}\n")
         return 2
