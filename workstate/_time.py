@@ -1,4 +1,4 @@
-"""Instants: the one place that checks, normalizes, renders and parses them (spec section 2); and
+"""Instants: the one place that checks, normalizes, renders and parses them (api.md §2); and
 :func:`shown`, how every error message shows a value it was given (short and escaped)."""
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def read_timestamp(text: str, param: str = "timestamp") -> datetime | None:
     that are not all zeros), a leap second (second ``60``), or an instant outside :data:`EARLIEST` ..
     :data:`LATEST` (``0000-01-01T00:00:00Z`` and ``9999-12-31T23:59:59.999999-01:00`` among them).
 
-    Anything that is not RFC 3339 (section 5.6: the grammar, months 01-12, the days of the month,
+    Anything that is not RFC 3339 (the grammar of its part 5.6, months 01-12, the days of the month,
     hours 00-23, minutes 00-59, seconds 00-60, offsets up to ``23:59``) raises
     :class:`~workstate.errors.InvalidTimestamp`.
     """

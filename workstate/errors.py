@@ -60,7 +60,7 @@ class InvalidCommand(InvalidInput):
 
 
 class InvalidItem(InvalidInput):
-    """A :class:`~workstate.WorkItem` whose fields contradict its state (spec section 7)."""
+    """A :class:`~workstate.WorkItem` whose fields contradict its state (api.md §7)."""
 
 
 class InvalidPolicy(InvalidInput):

@@ -1,4 +1,4 @@
-"""The invariants of spec section 7, as pure checks over work items.
+"""The invariants of api.md §7 (each stated, with where it is checked, in docs/invariants.md), as pure checks.
 
 They are stated here from the spec, independently of the rules that are supposed to keep them,
 so that the simulator, the model checker and test suites can each hold a system (the core, the
@@ -59,7 +59,7 @@ INVARIANTS = {
     9: "stats agree with list",
 }
 
-# The item's timestamps, in the order spec section 7 (3) reads them.
+# The item's timestamps, in the order invariants.md #3 reads them.
 TIMESTAMPS = ("created_at", "acknowledged_at", "started_at", "latest_heartbeat_at", "stop_requested_at", "stopped_at")
 
 # Invariant 2, from the spec's words: what each state has, and has not.
@@ -81,7 +81,7 @@ HAS_NOT = {
 
 @attrs.frozen
 class Violation:
-    """One broken invariant: its number in spec section 7, the item (if one), and what was seen."""
+    """One broken invariant: its number in api.md §7, the item (if one), and what was seen."""
 
     invariant: int
     work_id: str | None
@@ -93,7 +93,7 @@ class Violation:
 
     def __str__(self) -> str:
         where = f" ({self.work_id})" if self.work_id else ""
-        return f"invariant {self.invariant}, {self.name}{where}: {self.message}"
+        return f"invariant {self.invariant}, {self.name}{where}: {self.message} [invariants.md #{self.invariant}]"
 
 
 def timeline_problems(item: WorkItem) -> list[Violation]:

@@ -1,9 +1,9 @@
-"""The reference server, through ``Server.handle``: every endpoint of spec section 4, every row of its
-tables, every error of section 6, and the contract of reference-server.md.
+"""The reference server, through ``Server.handle``: every endpoint of api.md §4, every row of its
+tables, every error of api.md §6, and the contract of reference-server.md.
 
 Every request made here goes through ``World.call``, which also checks that the response is
 well formed (content type, body = json, a decodable error envelope whose type fits the status) and
-that a rejected request changed nothing (spec section 6 and invariant 5).
+that a rejected request changed nothing (api.md §6 and invariants.md #5).
 """
 
 import json
@@ -388,7 +388,7 @@ def test_creation_errors_are_typed(call: Any, error: type, param: str) -> None:
     assert server.create_work(env, session_id=SESSION, now=T) == "work_" + "0" * 31 + "1"  # no id was spent
 
 
-# --- section 4: the order of checks -------------------------------------------------------------------------
+# --- api.md §4: the order of checks -------------------------------------------------------------------------
 
 UNKNOWN_ENV = "env_" + "e" * 32
 UNKNOWN_WORK = "work_" + "f" * 32
@@ -522,7 +522,7 @@ def test_section_4_expiry_due_at_now_is_applied_before_any_operation() -> None:
     assert got["state"] == "queued" and got["latest_heartbeat_at"] is None
 
 
-# --- unknown routes (section 6: 404 also for unknown routes) ---------------------------------------------
+# --- unknown routes (api.md §6: 404 also for unknown routes) ---------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -1216,7 +1216,7 @@ def test_4_7_stats_use_the_policys_windows() -> None:
     assert w.stats(seconds=6).workers_polling == 0
 
 
-# --- section 5 through the server ------------------------------------------------------------------------------
+# --- api.md §5 through the server ------------------------------------------------------------------------------
 
 
 def test_5_start_timeout_requeues_and_the_item_is_deliverable_at_once() -> None:
@@ -1313,7 +1313,7 @@ def test_a_requeued_item_is_polled_once_however_often_it_was_requeued() -> None:
     assert w.stats(seconds=now) == StatsObject(depth=0, pending=2, oldest_queued_at=T, workers_polling=0)
 
 
-# --- section 6: every error row -------------------------------------------------------------------------------
+# --- api.md §6: every error row -------------------------------------------------------------------------------
 
 
 def _error_400(w: World) -> None:
@@ -1399,7 +1399,9 @@ def spec_rows(section: str) -> list[str]:
     return rows
 
 
-@pytest.mark.skipif(not SPEC.exists(), reason="the spec is kept beside the repository, at ../shared")
+@pytest.mark.skipif(
+    not SPEC.exists(), reason="needs ../shared/spec/work-api.md, the spec kept beside the repository (not in an sdist)"
+)
 def test_every_row_of_the_specs_tables_has_a_named_test() -> None:
     assert {" | ".join(cells[:2]) for cells in spec_rows("### 4.2")} == set(ACK_ROWS)
     assert {" | ".join(cells[:2]) for cells in spec_rows("### 4.4")} == set(STOP_ROWS)

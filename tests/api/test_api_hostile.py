@@ -366,7 +366,7 @@ def test_endpoints_that_do_not_read_worker_id_and_unknown_headers_ignore_such_va
     base = f"/api/v1/cloud/environments/{names['env']}/work"
     headers = {"Authorization": "Bearer t", "Worker-ID": value, "X-Other": value}
     assert server.handle(Request("GET", f"{base}/{names['active']}", headers), T).status == 200
-    assert server.handle(Request("POST", f"{base}/{names['stopping']}/stop", headers), T).status == 200  # spec 4.4
+    assert server.handle(Request("POST", f"{base}/{names['stopping']}/stop", headers), T).status == 200  # api.md §4.4
     assert (
         server.handle(Request("GET", f"{base}/poll", {"Authorization": "Bearer t", "X-Other": value}), T).status == 200
     )
@@ -481,7 +481,7 @@ def test_work_item_with_arbitrary_fields_is_built_or_refused_with_a_typed_error(
     result = _outcome_of(lambda: WorkItem(**{**VALID_ITEM, **fields}))
     if isinstance(result, WorkstateError):
         assert not isinstance(result, InvalidCommand)  # an item is not a command
-        # a bad field is named; fields that contradict each other (spec section 7) are listed in the message
+        # a bad field is named; fields that contradict each other (api.md §7) are listed in the message
         assert result.param in ITEM_FIELDS or result.message.startswith("inconsistent work item"), result
 
 

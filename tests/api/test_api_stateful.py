@@ -1,6 +1,6 @@
 """The server under arbitrary sequences of requests: several environments, items and workers, and a
 clock that jumps (also backwards, and exactly onto deadlines). After every step, every invariant
-of spec section 7 is checked, and the server's answers are compared with a brute-force reading of
+of api.md §7 is checked, and the server's answers are compared with a brute-force reading of
 its own items through the core's ``step``:
 
 - poll answers the oldest item that the core would deliver, and stats count what the core would;
@@ -161,7 +161,7 @@ class ServerMachine(RuleBasedStateMachine):
         else:
             self.created[outcomes[0]] = target
 
-    # --- workers following the protocol (spec section 8) ---
+    # --- workers following the protocol (api.md §8) ---
 
     @rule(
         worker=st.sampled_from(WORKERS),
@@ -381,7 +381,7 @@ class ServerMachine(RuleBasedStateMachine):
         response = self.send(method, target, path.format(work=work), query, body=body)
         assert response.status in (400, 404)  # and `send` checked that it changed nothing
 
-    # --- invariants of spec section 7 ---
+    # --- invariants of api.md §7 ---
 
     @invariant()
     def section_7(self) -> None:

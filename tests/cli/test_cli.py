@@ -17,12 +17,12 @@ def test_the_walk_tells_a_whole_life(capsys: pytest.CaptureFixture[str]) -> None
     assert main([]) == 0
     out = capsys.readouterr().out
     for expected in (
-        "Ack(worker_id='w2') -> 409 queued  [4.2 ack-claimed-by-another]",
-        "-> 200 starting  [4.2 ack-replay]",
-        "-> 412 active  [4.3 heartbeat-precondition-failed]",
-        "Heartbeat() -> 200 stopping  [4.3 heartbeat-while-stopping]",
-        "Stop() -> 200 stopped  [4.4 stop-confirms]",
-        "-> queued  [5 start-timeout]",
+        "Ack(worker_id='w2') -> 409 queued  [api.md §4.2 ack-claimed-by-another]",
+        "-> 200 starting  [api.md §4.2 ack-replay]",
+        "-> 412 active  [api.md §4.3 heartbeat-precondition-failed]",
+        "Heartbeat() -> 200 stopping  [api.md §4.3 heartbeat-while-stopping]",
+        "Stop() -> 200 stopped  [api.md §4.4 stop-confirms]",
+        "-> queued  [api.md §5 start-timeout]",
         "effect: DispatchRequested()",
     ):
         assert expected in out

@@ -1,4 +1,4 @@
-"""Each check of spec section 7 finds what it should, and nothing on good items."""
+"""Each check of api.md §7 finds what it should, and nothing on good items."""
 
 from datetime import timedelta
 from typing import Any
@@ -87,7 +87,8 @@ def test_lease_exclusivity() -> None:
     assert lease_problems([("w1", "a", later), ("w2", "a", T0)], T0) == []  # w2's lease ended at T0
     (found,) = lease_problems([("w1", "a", later), ("w2", "a", later)], T0)
     assert (found.invariant, found.work_id) == (7, "a")
-    assert str(found) == "invariant 7, lease exclusivity (a): workers w1, w2 each hold an unexpired lease"
+    message = "workers w1, w2 each hold an unexpired lease"
+    assert str(found) == f"invariant 7, lease exclusivity (a): {message} [invariants.md #7]"
 
 
 def test_liveness() -> None:

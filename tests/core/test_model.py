@@ -1,4 +1,4 @@
-"""Values, validation, time and the finer points of spec sections 4.1-4.5 and 5."""
+"""Values, validation, time and the finer points of api.md §4.1 to §4.5 and §5."""
 
 from datetime import UTC, datetime, timedelta, timezone
 from types import MappingProxyType
@@ -321,7 +321,7 @@ def test_clamp_ttl_refuses_what_a_heartbeat_refuses(ttl: object) -> None:
     assert caught.value.param == "desired_ttl_seconds"
     with pytest.raises(InvalidInput) as also:
         Heartbeat(None, ttl)  # type: ignore[arg-type]
-    assert also.value.param == "desired_ttl_seconds"  # the same rule as the heartbeat's (spec 4.3)
+    assert also.value.param == "desired_ttl_seconds"  # the same rule as the heartbeat's (api.md §4.3)
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,5 @@
 """Property tests: for any sequence of commands from several workers, with a clock that jumps
-(also backwards), the single-item invariants of spec section 7 hold.
+(also backwards), the single-item invariants of api.md §7 hold.
 
 The checks below are the test suite's own statement of the invariants, written from the
 spec and not from the declaration, so that a wrong declaration fails them; the teeth tests
@@ -47,7 +47,7 @@ WIRE_TIMES = ("created_at", "acknowledged_at", "started_at", "latest_heartbeat_a
 
 # --- the invariants, stated from the spec ---------------------------------------------------------
 
-# Invariant 2 (and section 5: a re-queue clears the bound Worker-ID): what each state must not / must have.
+# Invariant 2 (and api.md §5: a re-queue clears the bound Worker-ID): what each state must not / must have.
 MUST_NOT_HAVE = {
     State.QUEUED: {
         "acknowledged_at",
@@ -158,7 +158,7 @@ def delivered_worker_can_ack(
 def lazy_expiry_equals_eager(
     lc: Lifecycle, policy: Policy, before: WorkItem, cmd: Command, now: datetime, out: Outcome, world: World
 ) -> None:
-    """Section 5: a lapse observed lazily gives the item an eager sweep at the deadline gives."""
+    """api.md §5: a lapse observed lazily gives the item an eager sweep at the deadline gives."""
     deadline = next_deadline(before, policy)
     if deadline is not None and deadline <= max(now, before.clock):
         swept = lc.step(before, Lapse(), deadline, policy)

@@ -27,7 +27,7 @@ def test_a_run_under_faults_keeps_every_invariant() -> None:
     assert report.completed > 100
     assert dict(report.requeued).get("lease expired", 0) > 0  # the faults did bite
     assert dict(report.faults_injected).get("crash while running", 0) + dict(report.faults_injected).get("partition", 0)
-    assert "every invariant of spec section 7 held" in report.render()
+    assert "every invariant of api.md §7 held" in report.render()
 
 
 def test_the_same_seed_gives_the_same_report() -> None:
@@ -73,7 +73,7 @@ faults injected
   server answered 503               14
 creation to start             p50 17.55 s, p90 35.51 s, p99 51.60 s, max 51.60 s
 
-every invariant of spec section 7 held after every step"""
+every invariant of api.md §7 held after every step"""
 
 
 def test_a_fixed_seed_gives_the_recorded_report() -> None:

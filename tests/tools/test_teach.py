@@ -69,7 +69,7 @@ def test_explain_options(capsys: pytest.CaptureFixture[str]) -> None:
     assert "now stopped  [rule force-stop," in run(capsys, "explain", "--state", "active", "--op", "stop", "--force")
     assert "now stopping  [rule stop-requests-drain," in run(capsys, "explain", "--state", "active", "--op", "stop")
     out = run(capsys, "explain", "--state", "active", "--op", "heartbeat", "--expired")
-    assert "(first lease-expired [5]: now queued) -> 409" in out and "[rule heartbeat-queued," in out
+    assert "(first lease-expired [api.md §5]: now queued) -> 409" in out and "[rule heartbeat-queued," in out
     assert "[rule ack-not-delivered," not in run(capsys, "explain", "--state", "queued", "--op", "ack", "--undelivered")
     assert "400 invalid_request_error" in run(
         capsys, "explain", "--state", "stopped", "--op", "update", "--metadata", "k=" + "v" * 600

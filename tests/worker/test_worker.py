@@ -1,4 +1,4 @@
-"""The worker driver, one test per branch of spec section 8 (named after the branch)."""
+"""The worker driver, one test per branch of api.md §8 (named after the branch)."""
 
 from __future__ import annotations
 
@@ -420,7 +420,7 @@ def test_bad_arguments_raise_typed_errors() -> None:
         Worker(env, "w1").wake(T0.replace(tzinfo=None))
 
 
-# --- spec section 8: stop retries (429, 5xx, network faults) ---
+# --- api.md §8: stop retries (429, 5xx, network faults) ---
 
 
 def stop_path(rig: Rig) -> str:
@@ -530,7 +530,7 @@ def test_a_stop_retried_while_heartbeating_is_confirmed_once_the_server_recovers
     assert rig.item().state is State.STOPPED  # type: ignore[attr-defined]
 
 
-# --- spec section 8: a heartbeat reply that comes too late ---
+# --- api.md §8: a heartbeat reply that comes too late ---
 
 
 def first_beat_in_flight(rig: Rig) -> Send:
@@ -625,7 +625,7 @@ def test_no_call_returns_a_wake_in_the_past() -> None:
     assert [type(e) for e in late.events] == [Abort]
 
 
-# --- spec section 8: echoing last_heartbeat ---
+# --- api.md §8: echoing last_heartbeat ---
 
 
 def test_last_heartbeat_is_percent_encoded_when_echoed() -> None:
@@ -642,7 +642,7 @@ def test_last_heartbeat_is_percent_encoded_when_echoed() -> None:
     assert not rig.of(Abort) and rig.item().latest_heartbeat_at == sec(5)  # type: ignore[attr-defined]
 
 
-# --- spec section 8: poll branches ---
+# --- api.md §8: poll branches ---
 
 
 def test_poll_with_no_response_is_retried_with_backoff() -> None:
@@ -705,7 +705,7 @@ def test_redelivery_of_an_item_already_held_is_not_acked_again() -> None:
     assert rig.worker.in_flight == 2
 
 
-# --- spec section 8: heartbeat branches ---
+# --- api.md §8: heartbeat branches ---
 
 
 def test_lease_lost_while_a_heartbeat_is_in_flight_aborts_and_ignores_the_late_reply() -> None:
@@ -839,7 +839,7 @@ def test_heartbeat_other_4xx_is_final(status: int) -> None:
     assert "stop" not in rig.targets() and rig.worker.items == ()
 
 
-# --- spec section 8: stop replies ---
+# --- api.md §8: stop replies ---
 
 
 def test_stop_answered_4xx_finishes_unconfirmed() -> None:

@@ -11,7 +11,7 @@ outside; new work arrives over time. Every random choice comes from sources the 
 ``make_random(bits)``, ``bits`` drawn from the first (the command passes ``random.Random``). The same seed
 and the same factory give the same run.
 
-After every step the invariants of spec section 7 are checked (:mod:`workstate.invariants`) on
+After every step the invariants of api.md §7 are checked (:mod:`workstate.invariants`) on
 what that step touched: every item the server wrote (1, 2, 3, 8), the item a rejected request or
 an ack replay named (5, 4), the leases the drivers believe they hold on the item a driver call
 touched (7). No work lost (6) and stats agreeing with the queue (9) are checked periodically and
@@ -282,7 +282,7 @@ class Report:
             if len(self.violations) > 20:
                 lines.append(f"  ... and {len(self.violations) - 20} more")
         else:
-            lines.append("every invariant of spec section 7 held after every step")
+            lines.append("every invariant of api.md §7 held after every step")
         return "\n".join(lines)
 
 
