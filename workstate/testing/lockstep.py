@@ -28,9 +28,10 @@ import functools
 import itertools
 import json
 import re
+import unittest
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import attrs
 from hypothesis import settings as Settings
@@ -68,6 +69,7 @@ __all__ = [
     "Disagreement",
     "LockstepMachine",
     "Sent",
+    "LockstepTestCase",
     "lockstep_test",
     "run_lockstep",
 ]
@@ -483,7 +485,7 @@ class LockstepMachine(RuleBasedStateMachine):
     @rule(worker=st.sampled_from(WORKERS[:2]), env=st.integers(0, 3), beat=st.booleans())
     @_recorded
     def take_work(self, worker: str, env: int, beat: bool) -> None:
-        """A worker's loop (spec section 8): poll with its Worker-ID, ack what it got, and maybe heartbeat."""
+        """A worker's loop (api.md §8): poll with its Worker-ID, ack what it got, and maybe heartbeat."""
         block_ms = self.block_ms_values[-1]
         query = () if block_ms is None else (("block_ms", block_ms),)
         request = self.request("poll", self.env(env), query=query, worker=worker)
@@ -637,32 +639,52 @@ def _machine(make_target: Callable[[], Target], policy: Policy, name: str) -> ty
     return type(name, (LockstepMachine,), {"make_target": make, "policy": policy, "__module__": __name__})
 
 
+class LockstepTestCase(unittest.TestCase):
+    """The type of the classes :func:`lockstep_test` returns: a ``unittest.TestCase`` whose ``runTest`` runs
+    the lockstep machine ``state_machine`` (against the target it was made for) under ``settings``."""
+
+    state_machine: ClassVar[type[LockstepMachine]]
+    """The machine the case runs (its ``make_target`` and ``policy`` are the ones given to :func:`lockstep_test`)."""
+    settings: ClassVar[Settings]
+    """The hypothesis settings of the run (hypothesis's stateful defaults unless :func:`lockstep_test` got some)."""
+    __test__: ClassVar[bool] = False  # this base is no test; the classes lockstep_test makes are
+
+    def runTest(self) -> None:
+        try:
+            run_state_machine_as_test(self.state_machine, settings=self.settings)
+        except Disagreement as failure:
+            raise reduce(failure) from None
+
+
 def lockstep_test(
     make_target: Callable[[], Target],
     *,
     policy: Policy = DEFAULT_POLICY,
     settings: Settings | None = None,
     name: str = "Lockstep",
-) -> type[Any]:
-    """A ``unittest.TestCase`` class running the lockstep machine against ``make_target()``.
+) -> type[LockstepTestCase]:
+    """A :class:`LockstepTestCase` subclass running the lockstep machine against ``make_target()``.
 
     Assign it at module level under a name pytest collects (``TestMyServer = lockstep_test(...)``).
     ``make_target`` is called once per generated sequence; ``settings`` are hypothesis settings.
     """
     machine = _machine(make_target, policy, name)
 
-    def runTest(self: Any) -> None:
-        try:
-            run_state_machine_as_test(machine, settings=self.settings)
-        except Disagreement as failure:
-            raise reduce(failure) from None
+    def runTest(self: LockstepTestCase) -> None:
+        LockstepTestCase.runTest(self)
 
     runTest.is_hypothesis_test = True  # type: ignore[attr-defined]
     runTest._hypothesis_state_machine_class = machine  # type: ignore[attr-defined]
-    case: type[Any] = type(name, (machine.TestCase,), {"runTest": runTest, "__module__": machine.__module__})
+    namespace: dict[str, Any] = {
+        "runTest": runTest,
+        "state_machine": machine,
+        "__module__": machine.__module__,
+        "__test__": True,
+    }
     if settings is not None:
-        case.settings = settings
-    return case
+        namespace["settings"] = settings
+    # machine.TestCase brings hypothesis's stateful settings (no deadline, health checks suppressed) as the default.
+    return cast("type[LockstepTestCase]", type(name, (LockstepTestCase, machine.TestCase), namespace))
 
 
 def run_lockstep(

@@ -9,6 +9,15 @@ read, the core's commands), so generated values reach the rules and not only the
     @given(ws.requests(ws.ids("env_"), ws.ids("work_"), hostile=True))
     def test_never_raises(request): ...
 
+Importing this module registers a strategy for :class:`~workstate.WorkItem` (:func:`work_items`) and for
+each command class (:class:`~workstate.Deliver`, :class:`~workstate.Ack`, :class:`~workstate.Heartbeat`,
+:class:`~workstate.Stop`, :class:`~workstate.UpdateMetadata`, :class:`~workstate.Lapse`) with
+``st.register_type_strategy``, so ``st.from_type(WorkItem)`` and ``st.from_type(Command)`` draw reachable
+values. Nothing needs importing for that: workstate declares a ``hypothesis`` entry point
+(:mod:`workstate.testing.hypothesis_hook`), which hypothesis runs when it is imported, and which registers
+the same types with a resolver that imports this module the first time ``st.from_type`` asks for one
+(``HYPOTHESIS_NO_PLUGINS=1`` turns every such hook off; then import this module).
+
 Needs ``hypothesis`` (the ``testing`` extra).
 """
 
@@ -23,12 +32,14 @@ from hypothesis import strategies as st
 from .._time import UTC, render_timestamp
 from ..api import BASE_PATH, Request
 from ..api.routes import OPERATIONS
-from ..model import NO_HEARTBEAT, Ack, Command, Deliver, Heartbeat, Stop, UpdateMetadata
+from ..model import NO_HEARTBEAT, Ack, Command, Deliver, Heartbeat, Lapse, Stop, UpdateMetadata, WorkItem, step
+from ..policy import DEFAULT_POLICY, Policy
 
 __all__ = [
     "AUTHORIZATION",
     "BASE",
     "OPERATIONS",
+    "TYPE_STRATEGIES",
     "build_request",
     "command_sequences",
     "commands",
@@ -41,6 +52,7 @@ __all__ = [
     "rfc3339",
     "timestamps",
     "well_formed_requests",
+    "work_items",
     "worker_ids",
 ]
 
@@ -208,7 +220,7 @@ def well_formed_requests(
 
 
 # Each malformation is one way a request goes wrong; applied to a well-formed request it meets one check
-# of the check order (spec section 4). Ids are never percent-encoded, so a request written with one
+# of the check order (api.md §4). Ids are never percent-encoded, so a request written with one
 # server's ids can be translated into another's by replacing them.
 _BAD_PARAMS: dict[str, list[tuple[str, str]]] = {
     "poll": [("block_ms", v) for v in ("0", "1000", "-1", "abc", "1e3", "", " 5", "1.0")]
@@ -293,20 +305,37 @@ def requests(
 # --- the core's commands ----------------------------------------------------------------------------------------
 
 
+def _who(workers: st.SearchStrategy[str | None] | None) -> st.SearchStrategy[str | None]:
+    return st.one_of(st.none(), st.sampled_from(["w1", "w2"])) if workers is None else workers
+
+
+def _deliveries(workers: st.SearchStrategy[str | None] | None = None) -> st.SearchStrategy[Deliver]:
+    return st.builds(Deliver, _who(workers), st.one_of(st.none(), st.sampled_from([0, 1000, 5000, 60000])))
+
+
+def _acks(workers: st.SearchStrategy[str | None] | None = None) -> st.SearchStrategy[Ack]:
+    return st.builds(Ack, _who(workers))
+
+
+def _heartbeats() -> st.SearchStrategy[Heartbeat]:
+    return st.builds(
+        Heartbeat,
+        st.one_of(st.none(), st.just(NO_HEARTBEAT), timestamps(T0, T0 + timedelta(hours=1)).map(render_timestamp)),
+        st.one_of(st.none(), st.sampled_from([1, 10, 30, 60, 600, 601])),
+    )
+
+
+def _stops() -> st.SearchStrategy[Stop]:
+    return st.builds(Stop, st.booleans())
+
+
+def _updates() -> st.SearchStrategy[UpdateMetadata]:
+    return st.builds(UpdateMetadata, metadata_patches())
+
+
 def commands(workers: st.SearchStrategy[str | None] | None = None) -> st.SearchStrategy[Command]:
     """The core's commands (:func:`workstate.step`'s input), with a few recurring Worker-IDs."""
-    who = st.one_of(st.none(), st.sampled_from(["w1", "w2"])) if workers is None else workers
-    return st.one_of(
-        st.builds(Deliver, who, st.one_of(st.none(), st.sampled_from([0, 1000, 5000, 60000]))),
-        st.builds(Ack, who),
-        st.builds(
-            Heartbeat,
-            st.one_of(st.none(), st.just(NO_HEARTBEAT), timestamps(T0, T0 + timedelta(hours=1)).map(render_timestamp)),
-            st.one_of(st.none(), st.sampled_from([1, 10, 30, 60, 600, 601])),
-        ),
-        st.builds(Stop, st.booleans()),
-        st.builds(UpdateMetadata, metadata_patches()),
-    )
+    return st.one_of(_deliveries(workers), _acks(workers), _heartbeats(), _stops(), _updates())
 
 
 _JUMPS = st.sampled_from([0.0, 0.000001, 1.0, 5.0, 10.0, 30.0, 59.999999, 60.0, 61.0, 600.0, -1.0, -0.000001])
@@ -326,3 +355,50 @@ def command_sequences(max_size: int = 12, start: datetime = T0) -> st.SearchStra
     and sometimes steps back a little (the model keeps each item's timeline monotonic).
     """
     return _sequences(max_size, start)
+
+
+# --- work items, as the lifecycle reaches them ----------------------------------------------------------------
+
+_STEPS = st.one_of(commands(), st.just(Lapse()))
+
+
+@st.composite
+def _work_items(draw: st.DrawFn, policy: Policy, max_steps: int) -> WorkItem:
+    now = draw(timestamps(T0 - timedelta(days=365), T0 + timedelta(days=365)))
+    item = WorkItem(
+        id=draw(ids("work_")),
+        environment_id=draw(ids("env_")),
+        session_id=draw(ids("sess_")),
+        created_at=now,
+        metadata=draw(metadata()),
+    )
+    for command in draw(st.lists(_STEPS, max_size=max_steps)):
+        now += timedelta(seconds=draw(_JUMPS))
+        item = step(item, command, now, policy).item
+    return item
+
+
+def work_items(policy: Policy = DEFAULT_POLICY, max_steps: int = 10) -> st.SearchStrategy[WorkItem]:
+    """Every work item the lifecycle can reach under ``policy``: a fresh ``queued`` item (random ids, creation
+    time and session metadata) run through :func:`workstate.step` by up to ``max_steps`` commands (lapses
+    included) at a clock that mostly moves forward. Every value is one a server could hold, so it keeps the
+    invariants; shrinking goes towards fewer steps, i.e. towards the fresh item.
+
+    ``st.from_type(WorkItem)`` is this strategy under the spec's policy (registered when this module is imported).
+    """
+    return _work_items(policy, max_steps)
+
+
+TYPE_STRATEGIES: dict[type, st.SearchStrategy[object]] = {
+    WorkItem: work_items(),
+    Deliver: _deliveries(),
+    Ack: _acks(),
+    Heartbeat: _heartbeats(),
+    Stop: _stops(),
+    UpdateMetadata: _updates(),
+    Lapse: st.just(Lapse()),
+}
+"""What ``st.from_type`` draws for workstate's types (registered below, when this module is imported)."""
+
+for _kind, _strategy in TYPE_STRATEGIES.items():
+    st.register_type_strategy(_kind, _strategy)
