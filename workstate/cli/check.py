@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import TextIO
 
 from ..errors import WorkstateError
-from ..tools.trace import BLANK, Kind, check_lines, split_lines
 from . import CliCommand
-from .options import add_policy_option, policy_from_pairs
+from .options import add_dialect_option, add_policy_option, dialect_of, policy_from_pairs
 
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
@@ -49,10 +48,13 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--skew", type=float, default=1.0, help="seconds a recorded timestamp may differ from the reference's (1)"
     )
-    add_policy_option(parser)
+    add_policy_option(parser, "a Policy field the recorded server uses (over the dialect's default policy)")
+    add_dialect_option(parser, "the recorded server's dialect: its paths, worker header and envelopes, and its rules")
 
 
 def _run(args: argparse.Namespace, out: TextIO) -> int:
+    from ..tools.trace import BLANK, Kind, check_lines, split_lines
+
     encoding = getattr(out, "encoding", None)
 
     def emit(text: str) -> None:  # every line printed passes here: nothing from the trace reaches a terminal raw
@@ -63,7 +65,8 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
         return 2
 
     try:
-        policy = policy_from_pairs(args.policy)
+        dialect = dialect_of(args)
+        policy = policy_from_pairs(args.policy, dialect.policy)
         if not 0 <= args.skew <= 86400:
             raise WorkstateError(f"--skew must be from 0 to 86400 seconds, got {args.skew}", param="skew")
         if not args.trace:
@@ -77,7 +80,7 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
     lines = split_lines(data.decode("utf-8-sig", errors="surrogateescape"))
     if not any(line.strip(BLANK) for line in lines):
         return refuse(f"{args.trace}: no exchange to check")
-    report = check_lines(lines, policy, skew=timedelta(seconds=args.skew))
+    report = check_lines(lines, policy, skew=timedelta(seconds=args.skew), dialect=dialect)
     if args.format == "json":
         out.write(json.dumps(report.to_json(), indent=2) + "\n")  # ASCII: JSON escapes what is not
         return report.exit_status

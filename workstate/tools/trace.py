@@ -46,9 +46,10 @@ from ..api.codec import (
 from ..api.routes import ITEM_OPERATIONS, route
 from ..api.server import EnvironmentKind, Server
 from ..api.wire import Refusal, Request, Response, echoed_request_id, integer, param, parse_query
+from ..dialect import QODER, Dialect, ListStyle
 from ..errors import InvalidInput, WorkstateError
-from ..model import Deliver, Lapse, Rejected, WorkItem, step, valid_id
-from ..policy import DEFAULT_POLICY, Policy
+from ..model import Deliver, Lapse, Rejected, WorkItem, step
+from ..policy import Policy
 from ..rules import State
 
 __all__ = ["BLANK", "Checker", "Exchange", "Finding", "Kind", "Report", "check_lines", "parse_line", "split_lines"]
@@ -63,7 +64,8 @@ _UNKNOWN_BY_STATE: dict[State, frozenset[str]] = {
 _STAMPS = ("acknowledged_at", "started_at", "latest_heartbeat_at", "stop_requested_at", "stopped_at")
 _LIVE_WORKED = (State.STARTING, State.ACTIVE, State.STOPPING)
 _MAX_SKEW = timedelta(days=1)
-# The spec section of each item operation: a 200 answer to it carries the object named here, whatever the item's state.
+# The api.md section of each item operation: a 200 answer to it carries the object named here, whatever the
+# item's state.
 _ANSWER_OF: dict[str, tuple[str, str]] = {
     "ack": ("4.2 ack", "work object"),
     "heartbeat": ("4.3 heartbeat", "heartbeat object"),
@@ -321,20 +323,28 @@ def _rule_of(response: Response, operation: str | None) -> str:
 class Checker:
     """Replays exchanges through a reference :class:`Server`, seeding what the trace first sees mid-life."""
 
-    def __init__(self, policy: Policy = DEFAULT_POLICY, *, skew: timedelta = timedelta(seconds=1)) -> None:
+    def __init__(
+        self, policy: Policy | None = None, *, skew: timedelta = timedelta(seconds=1), dialect: Dialect = QODER
+    ) -> None:
+        if not isinstance(dialect, Dialect):
+            raise InvalidInput(f"dialect must be a workstate.Dialect, got {type(dialect).__name__}", param="dialect")
+        if policy is None:
+            policy = dialect.policy
         if not isinstance(policy, Policy):
             raise InvalidInput(f"policy must be a workstate.Policy, got {type(policy).__name__}", param="policy")
         if not isinstance(skew, timedelta) or not timedelta(0) <= skew <= _MAX_SKEW:
             raise InvalidInput(f"skew must be a datetime.timedelta from 0 to 1 day, got {skew!r}", param="skew")
         self.policy = policy
+        self.dialect = dialect
         self.skew = skew
+        self._worker_header = dialect.worker_header.lower()
         self._deny = False
         self._leased: dict[tuple[str, str], WorkItem] = {}  # (env, work) -> the item as it last held a lease
-        self.server = Server(policy, authorizer=lambda access: not self._deny, on_change=self._changed)
+        self.server = Server(policy, dialect=dialect, authorizer=lambda access: not self._deny, on_change=self._changed)
         self._envs_seen: set[str] = set()
         self.unknown: dict[str, set[str]] = {}  # work id -> facts the trace has not shown
         # env -> the largest id of a first page shorter than its limit: every item up to it was shown then (ids
-        # ascend with creation, spec 4.6, and items never disappear), so no unseen item precedes it, ever.
+        # ascend with creation, api.md §4.6, and items never disappear), so no unseen item precedes it, ever.
         self._complete: dict[str, str] = {}
         self._complete_line: dict[str, int] = {}
         self._polled: dict[str, dict[str, datetime]] = {}  # env -> Worker-ID -> latest time of a recorded 200 poll
@@ -349,13 +359,13 @@ class Checker:
         An answer decided before the environment (401, 403) or outside the model (429, 5xx) shows neither,
         nor does a 404 that an empty ``self_hosted`` environment gives too (an item lookup's): the
         environment stays unseen, and a later answer seeds it."""
-        if not valid_id("env_", env_id):
+        if not self.dialect.valid_id("env", env_id):
             self._envs_seen.add(env_id)
             return
         if ex.status in (401, 403) or self._transient(ex):
             return
         # What a self_hosted environment with nothing in it answers decides the kind (or the absence).
-        scratch = Server(self.policy)
+        scratch = Server(self.policy, dialect=self.dialect)
         scratch.adopt_environment(env_id, now=ex.time)
         answer = scratch.handle(ex.request, ex.time)
         if ex.status == 404 and answer.status == 404:
@@ -382,8 +392,10 @@ class Checker:
                 worker_id = base.worker_id
             elif worker is not None:
                 worker_id = worker
-        stamps = [getattr(obj, n) for n in _STAMPS if getattr(obj, n) is not None]
-        clock = max([obj.created_at, *stamps] + ([base.clock] if base else []))
+        shown = {n: None if getattr(obj, n) is None else _plain(getattr(obj, n)) for n in _STAMPS}
+        created_at = _plain(obj.created_at)
+        stamps = [v for v in shown.values() if v is not None]
+        clock = max([created_at, *stamps] + ([base.clock] if base else []))
         delivered_at = delivered_to = None
         if obj.state is State.QUEUED:
             if delivered is not None:
@@ -400,7 +412,8 @@ class Checker:
             id=obj.id,
             environment_id=obj.environment_id,
             session_id=obj.session_id,
-            created_at=obj.created_at,
+            data_type=obj.data_type,
+            created_at=created_at,
             state=obj.state,
             metadata=obj.metadata,
             worker_id=worker_id,
@@ -409,7 +422,7 @@ class Checker:
             ttl_seconds=ttl,
             clock=clock,
             version=0 if base is None else base.version + 1,
-            **{n: getattr(obj, n) for n in _STAMPS},
+            **shown,
         )
 
     def _seed_item(self, obj: WorkObject, *, fresh: bool = False) -> str | None:
@@ -428,7 +441,7 @@ class Checker:
 
     def check(self, ex: Exchange) -> list[Finding]:
         try:
-            operation, env_id, work_id = route(ex.method, ex.target.partition("?")[0])
+            operation, env_id, work_id = route(ex.method, ex.target.partition("?")[0], self.dialect)
         except Refusal:
             operation, env_id, work_id = None, None, None
         notes = self._notes(ex, operation)
@@ -445,8 +458,8 @@ class Checker:
         kind = _reply_kind(ex, operation)
         if kind is None or not isinstance(ex.response, dict):
             return []
-        paths = unknown_keys(ex.response, kind)
-        if not paths or not _decodes(ex.response, kind):
+        paths = unknown_keys(ex.response, kind, self.dialect)
+        if not paths or not _decodes(ex.response, kind, self.dialect):
             return []  # a body that is not the object at all has no unknown keys: its shape is judged instead
         new = []
         for path in paths:
@@ -522,7 +535,7 @@ class Checker:
         if expected.status == 200:
             return []
         try:
-            envelope = ErrorEnvelope.from_json(ex.response)
+            envelope = ErrorEnvelope.from_json(ex.response, dialect=self.dialect)
         except DecodeError as exc:
             return [f"body: not an error envelope: {_decode_problem(exc)}"]
         found = []
@@ -531,17 +544,34 @@ class Checker:
         sent = echoed_request_id(ex.headers)  # the reference's rule: None when it generates one
         if sent is not None and envelope.request_id != sent:
             found.append(f"request_id: expected the x-request-id {sent!r}, got {envelope.request_id!r}")
+        want = expected.json["error"].get("details")
+        if isinstance(want, dict):  # a dialect whose errors carry details (the peer's 412): what they must say
+            got = envelope.details or {}
+            if got.get("error_code") != want.get("error_code"):
+                found.append(
+                    f"error.details.error_code: expected {want.get('error_code')}, got {got.get('error_code')}"
+                )
+            state = want.get("current_state", {}).get("state")
+            shown = got.get("current_state")
+            if state is not None and (not isinstance(shown, dict) or shown.get("state") != state):
+                got_state = shown.get("state") if isinstance(shown, dict) else None
+                found.append(f"error.details.current_state.state: expected {state}, got {_show(got_state)}")
         return found
+
+    def _ack_worker(self, ex: Exchange) -> str | None:
+        """The worker an ack names: its worker header where the dialect's ack reads one (else None: the ack binds
+        the worker the delivery stored)."""
+        return _header(ex, self._worker_header) if self.dialect.ack_checks_worker else None
 
     def _compare_work(self, expected: Any, actual: Any, where: str = "") -> list[str]:
         try:
-            obj = WorkObject.from_json(actual)
+            obj = WorkObject.from_json(actual, dialect=self.dialect)
         except DecodeError as exc:
             return [f"{where}body: not a work object: {_decode_problem(exc)}"]
-        ref = WorkObject.from_json(expected)
+        ref = WorkObject.from_json(expected, dialect=self.dialect)
         found = []
         for name in ("id", "environment_id", "session_id", "state", "created_at"):
-            if getattr(ref, name) != getattr(obj, name):
+            if _plain_value(getattr(ref, name)) != _plain_value(getattr(obj, name)):
                 found.append(f"{where}{name}: expected {_show(getattr(ref, name))}, got {_show(getattr(obj, name))}")
         for name in self._stamps_differ(ref, obj):
             found.append(f"{where}{name}: expected {_show(getattr(ref, name))}, got {_show(getattr(obj, name))}")
@@ -620,7 +650,7 @@ class Checker:
         if self._transient(ex):
             return [self._not_judged(ex, "429 and 5xx are outside the model; assumed to change nothing")]
         pre = self.server.work(env_id, work_id)
-        impossible = None if pre is not None else _impossible_body(ex, operation, env_id, work_id)
+        impossible = None if pre is not None else _impossible_body(self.dialect, ex, operation, env_id, work_id)
         if impossible is not None:  # no state of the item would explain it: a divergence
             section, shape = _ANSWER_OF[operation] if ex.status == 200 else ("6 errors", "error envelope")
             expected_text = f"{ex.status} {shape}"
@@ -628,7 +658,7 @@ class Checker:
             return [Finding(ex.line, Kind.DIVERGENCE, section, _request(ex), expected_text, actual, (impossible,))]
         recorded_obj = None
         if pre is None and ex.status == 200 and operation != "heartbeat":
-            recorded_obj = _work_object(ex.response)
+            recorded_obj = _work_object(ex.response, self.dialect)
         if pre is None and recorded_obj is not None and recorded_obj.id == work_id:
             if operation == "get":
                 why = self._seed_item(recorded_obj)
@@ -650,7 +680,7 @@ class Checker:
         post = self.server.work(env_id, work_id)
         exact = expected.status == ex.status and expected.json == ex.response  # the common case, cheap
         differences = [] if exact else self._compare_envelope(ex, expected)
-        impossible = None if exact else _impossible_body(ex, operation, env_id, work_id)
+        impossible = None if exact else _impossible_body(self.dialect, ex, operation, env_id, work_id)
         if impossible is not None and not differences:
             differences = [impossible]
         elif not differences and not exact and expected.status == 200:
@@ -666,7 +696,8 @@ class Checker:
             return []
         # Only ack reads the bound Worker-ID and the delivery; a lapse (the lease TTL) can change any answer,
         # but no unknown explains a 200 whose body is not the operation's object (or is another item's).
-        uncertain = self._uncertain(work_id, facts=("worker", "delivery", "ttl") if operation == "ack" else ("ttl",))
+        ack_facts = ("worker", "delivery", "ttl") if self.dialect.ack_checks_worker else ("delivery", "ttl")
+        uncertain = self._uncertain(work_id, facts=ack_facts if operation == "ack" else ("ttl",))
         if uncertain and impossible is not None:
             if impossible not in differences:
                 differences.append(impossible)
@@ -683,10 +714,10 @@ class Checker:
 
     def _compare_heartbeat(self, expected: Any, actual: Any) -> list[str]:
         try:
-            obj = HeartbeatObject.from_json(actual)
+            obj = HeartbeatObject.from_json(actual, dialect=self.dialect)
         except DecodeError as exc:
             return [f"body: not a heartbeat object: {_decode_problem(exc)}"]
-        ref = HeartbeatObject.from_json(expected)
+        ref = HeartbeatObject.from_json(expected, dialect=self.dialect)
         found = []
         for name in ("state", "ttl_seconds", "lease_extended"):
             if getattr(ref, name) != getattr(obj, name):
@@ -701,31 +732,34 @@ class Checker:
         """The answers agree: take the recorded timestamps as the real ones, and learn what the line showed."""
         if post is None or ex.status != 200:
             return None
-        worker = _header(ex, "worker-id")
+        worker = self._ack_worker(ex)
         known = self.unknown.get(post.id)
         if exact and operation != "ack":  # the recorded answer is the reference's, to the byte
             if known and operation == "heartbeat":
                 known.discard("ttl")
             return None
         if operation == "heartbeat":
-            beat = HeartbeatObject.from_json(ex.response)
-            if post.latest_heartbeat_at == beat.last_heartbeat:
+            beat = HeartbeatObject.from_json(ex.response, dialect=self.dialect)
+            if not beat.lease_extended:  # a report (the peer's heartbeat on stopped): nothing changed
+                return None
+            last = _plain(beat.last_heartbeat)
+            if post.latest_heartbeat_at == last:
                 new = post
             else:
                 # the heartbeat set started_at when it moved the item to active (never one that stays stopping)
                 first = pre is not None and pre.started_at is None and post.started_at is not None
                 new = attrs.evolve(
                     post,
-                    latest_heartbeat_at=beat.last_heartbeat,
-                    started_at=beat.last_heartbeat if first else post.started_at,
-                    clock=max(post.clock, beat.last_heartbeat),
+                    latest_heartbeat_at=last,
+                    started_at=last if first else post.started_at,
+                    clock=max(post.clock, last),
                 )
             if known:
                 known.discard("ttl")
         elif operation == "get":
             return None
         else:
-            new = post if exact else self._item_from(WorkObject.from_json(ex.response), post)
+            new = post if exact else self._item_from(WorkObject.from_json(ex.response, dialect=self.dialect), post)
             if operation == "ack" and known is not None:
                 if new.worker_id is None and worker is not None and "worker" in known:
                     new = attrs.evolve(new, worker_id=worker)
@@ -740,7 +774,11 @@ class Checker:
         self, ex: Exchange, operation: str, pre: WorkItem | None, post: WorkItem | None, expected: Response
     ) -> None:
         """After a disagreement, make the reference hold what the recorded server holds, as far as it shows."""
-        beat = _heartbeat_object(ex.response) if ex.status == 200 and operation == "heartbeat" else None
+        beat = _heartbeat_object(ex.response, self.dialect) if ex.status == 200 and operation == "heartbeat" else None
+        if beat is not None and not beat.lease_extended:  # a report of a stopped item: it changed nothing
+            if pre is not None and post is not pre:
+                self._adopt(pre)
+            return
         if beat is not None and post is not None:
             base = pre if pre is not None else post
             acked = base.acknowledged_at or beat.last_heartbeat
@@ -759,10 +797,10 @@ class Checker:
                 return
             self._adopt(new)
             return
-        obj = _work_object(ex.response) if ex.status == 200 else None
+        obj = _work_object(ex.response, self.dialect) if ex.status == 200 else None
         if obj is not None and post is not None and obj.id == post.id:
             try:
-                new = self._item_from(obj, pre, worker=_header(ex, "worker-id") if operation == "ack" else None)
+                new = self._item_from(obj, pre, worker=self._ack_worker(ex) if operation == "ack" else None)
             except WorkstateError:
                 return
             self._adopt(new)
@@ -777,11 +815,11 @@ class Checker:
     def _judge_poll(self, ex: Exchange, env_id: str) -> list[Finding]:
         if self._transient(ex):
             return [self._not_judged(ex, "429 and 5xx are outside the model; assumed to change nothing")]
-        worker_id = _header(ex, "worker-id")
+        worker_id = _header(ex, self._worker_header)
         if ex.status == 200 and worker_id:  # the recorded server took this poll: it counts for workers_polling
             polled = self._polled.setdefault(env_id, {})
             polled[worker_id] = max(ex.time, polled.get(worker_id, ex.time))
-        recorded_obj = _work_object(ex.response) if ex.status == 200 else None
+        recorded_obj = _work_object(ex.response, self.dialect) if ex.status == 200 else None
         findings: list[Finding] = []
         fresh = recorded_obj is not None and recorded_obj.environment_id == env_id
         if recorded_obj is not None and fresh and self.server.work(env_id, recorded_obj.id) is None:
@@ -794,7 +832,7 @@ class Checker:
         expected = self._handle(ex)
         differences = self._compare_envelope(ex, expected)
         if differences:
-            impossible = _impossible_body(ex, "poll")
+            impossible = _impossible_body(self.dialect, ex, "poll")
             uncertain = None if impossible else self._uncertain(pick, facts=("delivery",))
             if impossible and impossible not in differences:
                 differences.append(impossible)
@@ -814,7 +852,7 @@ class Checker:
             ]
         ref_id = None if expected.json is None else expected.json["id"]
         rec_id = None if recorded_obj is None else recorded_obj.id
-        worker = _header(ex, "worker-id")
+        worker = _header(ex, self._worker_header)
         if ref_id == rec_id:
             if ref_id is None:
                 return findings
@@ -903,10 +941,11 @@ class Checker:
 
     def _note_complete(self, ex: Exchange, env_id: str) -> None:
         """Remember a first page (no cursor) shorter than its limit: it showed every item up to its last."""
-        got = ListEnvelope.from_json(ex.response)
-        limit, _ = _list_query(ex.target, self.policy)
+        got = ListEnvelope.from_json(ex.response, dialect=self.dialect)
+        limit, _ = _list_query(ex.target, self.policy, self.dialect)
         query = parse_query(ex.target.partition("?")[2]) if "?" in ex.target else {}
-        if got.data and len(got.data) < limit and not {"page", "after_id", "before_id"} & set(query):
+        cursors = {"page"} if self.dialect.list_style is ListStyle.NEXT_PAGE else {"page", "after_id", "before_id"}
+        if got.data and len(got.data) < limit and not cursors & set(query):
             last = got.data[-1].id
             if env_id not in self._complete or last > self._complete[env_id]:
                 self._complete[env_id] = last
@@ -965,7 +1004,7 @@ class Checker:
         if (got.oldest_queued_at is None) != (got.depth + got.pending == 0):
             found.append(
                 f"oldest_queued_at: {_show(got.oldest_queued_at and render_timestamp(got.oldest_queued_at))} "
-                f"with depth + pending = {got.depth + got.pending} (spec 4.7, invariant 9)"
+                f"with depth + pending = {got.depth + got.pending} (api.md §4.7, invariants.md #9)"
             )
         elif got.oldest_queued_at is not None and queued:
             oldest = min(item.created_at for item in queued)
@@ -996,12 +1035,12 @@ class Checker:
         unseeded = None
         if ex.status == 200 and isinstance(ex.response, dict) and isinstance(ex.response.get("data"), list):
             for value in ex.response["data"]:
-                obj = _work_object(value)
+                obj = _work_object(value, self.dialect)
                 if obj is not None and obj.environment_id == env_id and self.server.work(env_id, obj.id) is None:
                     why = self._seed_item(obj)
                     if why is not None and unseeded is None:
                         unseeded = f"could not seed {obj.id}: {why}"
-        impossible = _impossible_body(ex, "list")
+        impossible = _impossible_body(self.dialect, ex, "list")
         if unseeded is not None and impossible is None:
             return [self._not_judged(ex, unseeded)]
         expected = self._handle(ex)
@@ -1012,8 +1051,10 @@ class Checker:
         explained: list[str] = []  # what the trace has not shown that may explain the rest
         lapsed: list[WorkObject] = []  # items shown as an unseen lapse left them: the replay follows
         if not differences and expected.status == 200:
-            got = ListEnvelope.from_json(ex.response)  # a 200 whose body is not one is impossible, above
-            limit, before_id = _list_query(ex.target, self.policy)
+            got = ListEnvelope.from_json(
+                ex.response, dialect=self.dialect
+            )  # a 200 whose body is not one is impossible, above
+            limit, before_id = _list_query(ex.target, self.policy, self.dialect)
             want_ids = [w["id"] for w in expected.json["data"]]
             got_ids = [w.id for w in got.data]
             if len(got_ids) > limit:
@@ -1037,8 +1078,10 @@ class Checker:
                             lapsed.append(got.data[index])
                             if uncertain not in explained:
                                 explained.append(uncertain)
-            if expected.json["has_more"] != got.has_more:
-                differences.append(f"has_more: expected {expected.json['has_more']}, got {got.has_more}")
+            want_more = ListEnvelope.from_json(expected.json, dialect=self.dialect).has_more
+            if want_more != got.has_more:
+                more = "has_more" if self.dialect.list_style is ListStyle.FULL else "next_page given"
+                differences.append(f"{more}: expected {want_more}, got {got.has_more}")
                 unseen = None
                 complete = self._complete.get(env_id)
                 if got.has_more and len(got.data) == limit:  # the replay knows no item beyond a full page
@@ -1104,12 +1147,29 @@ def _reply_kind(ex: Exchange, operation: str | None) -> _ReplyKind | None:
     return None
 
 
-def _decodes(value: Any, kind: _ReplyKind) -> bool:
+def _decodes(value: Any, kind: _ReplyKind, dialect: Dialect = QODER) -> bool:
     try:
-        kind.from_json(value)
+        if kind is StatsObject:
+            kind.from_json(value)
+        else:
+            kind.from_json(value, dialect=dialect)  # type: ignore[call-arg]
     except DecodeError:
         return False
     return True
+
+
+def _plain(value: datetime) -> datetime:
+    """The microsecond of an instant a reply may carry finer (``codec.Instant``: nanoseconds): what the reference,
+    which holds microseconds, adopts."""
+    if type(value) is datetime:
+        return value
+    return datetime(
+        value.year, value.month, value.day, value.hour, value.minute, value.second, value.microsecond, value.tzinfo
+    )
+
+
+def _plain_value(value: Any) -> Any:
+    return _plain(value) if isinstance(value, datetime) else value
 
 
 def _show(value: Any) -> str:
@@ -1120,16 +1180,16 @@ def _show(value: Any) -> str:
     return json.dumps(value) if value is None or isinstance(value, bool) else str(value)
 
 
-def _work_object(value: Any) -> WorkObject | None:
+def _work_object(value: Any, dialect: Dialect = QODER) -> WorkObject | None:
     try:
-        return WorkObject.from_json(value)
+        return WorkObject.from_json(value, dialect=dialect)
     except DecodeError:
         return None
 
 
-def _heartbeat_object(value: Any) -> HeartbeatObject | None:
+def _heartbeat_object(value: Any, dialect: Dialect = QODER) -> HeartbeatObject | None:
     try:
-        return HeartbeatObject.from_json(value)
+        return HeartbeatObject.from_json(value, dialect=dialect)
     except DecodeError:
         return None
 
@@ -1138,23 +1198,25 @@ def _decode_problem(exc: DecodeError) -> str:
     return f"{exc.message} ({exc.param})" if exc.param else exc.message
 
 
-def _impossible_body(ex: Exchange, operation: str, env_id: str = "", work_id: str | None = None) -> str | None:
+def _impossible_body(
+    dialect: Dialect, ex: Exchange, operation: str, env_id: str = "", work_id: str | None = None
+) -> str | None:
     """What makes an answer wrong whatever the trace has not shown: a 4xx whose body is not an error envelope
-    (spec section 6), or a 200 whose body is not the operation's object, or is another item's."""
+    (api.md §6), or a 200 whose body is not the operation's object, or is another item's."""
     try:
         if 400 <= ex.status < 500 and ex.status != 429:
-            ErrorEnvelope.from_json(ex.response)
+            ErrorEnvelope.from_json(ex.response, dialect=dialect)
         elif ex.status != 200:
             return None
         elif operation == "list":
-            ListEnvelope.from_json(ex.response)
+            ListEnvelope.from_json(ex.response, dialect=dialect)
         elif operation == "heartbeat":
-            HeartbeatObject.from_json(ex.response)
+            HeartbeatObject.from_json(ex.response, dialect=dialect)
         elif operation == "poll":
-            if ex.response is not None and _work_object(ex.response) is None:
+            if ex.response is not None and _work_object(ex.response, dialect) is None:
                 return "body: not a work object or null"
         elif operation in _ANSWER_OF and work_id is not None:
-            obj = WorkObject.from_json(ex.response)
+            obj = WorkObject.from_json(ex.response, dialect=dialect)
             if obj.id != work_id:
                 return f"id: expected {work_id} (the target's), got {obj.id}"
             if obj.environment_id != env_id:
@@ -1185,28 +1247,35 @@ def _reclaim(target: str) -> int | None:
     return int(text) if text is not None and text.isdigit() and len(text) < 18 else None
 
 
-def _list_query(target: str, policy: Policy) -> tuple[int, str | None]:
+def _list_query(target: str, policy: Policy, dialect: Dialect = QODER) -> tuple[int, str | None]:
     """The page size and the ``before_id`` of a list the reference answered 200 (so its query is valid)."""
     query = target.partition("?")[2]
     try:
         params = parse_query(query) if query else {}
         text = param(params, "limit")
         limit = policy.list_default_limit if text is None else integer(text, "limit", "a positive integer")
-        return min(limit, policy.list_max_limit), param(params, "before_id")
+        backward = None if dialect.list_style is ListStyle.NEXT_PAGE else param(params, "before_id")
+        return min(limit, policy.list_max_limit), backward  # the peer's list ignores before_id
     except Refusal:  # not reached: the reference refused nothing
         return policy.list_default_limit, None
 
 
 def check_lines(
-    lines: Iterable[str], policy: Policy = DEFAULT_POLICY, *, skew: timedelta = timedelta(seconds=1)
+    lines: Iterable[str],
+    policy: Policy | None = None,
+    *,
+    skew: timedelta = timedelta(seconds=1),
+    dialect: Dialect = QODER,
 ) -> Report:
     """Check the lines of a trace (blank lines are skipped); the result lists every finding by line.
 
     ``lines`` is an iterable of str, one line each (a trailing newline is allowed), e.g.
     ``text.split("\\n")``; ``skew`` a ``timedelta`` from 0 to 1 day. Anything else raises
-    :class:`~workstate.errors.InvalidInput` naming the argument.
+    :class:`~workstate.errors.InvalidInput` naming the argument. ``dialect`` is the recorded server's
+    (:data:`~workstate.QODER` by default): its paths, worker header and envelopes are read, and its rules judge;
+    ``policy`` defaults to the dialect's (``dialect.policy``).
     """
-    checker = Checker(policy, skew=skew)
+    checker = Checker(policy, skew=skew, dialect=dialect)
     if isinstance(lines, (str, bytes, bytearray, memoryview)):
         raise InvalidInput(
             f"lines must be an iterable of lines, got one {type(lines).__name__}; split it first", param="lines"
