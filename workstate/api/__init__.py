@@ -5,10 +5,11 @@
 bodies), refusing what cannot be read with a :class:`~workstate.api.wire.Refusal`; the server and
 ``workstate check`` read requests with the same functions.
 
-:mod:`~workstate.api.routes`: the one route table: :data:`BASE_PATH` (written nowhere else), the
-operation names, :func:`~workstate.api.routes.route` from a method and path to an operation, and what
-each endpoint reads from a request (``Worker-ID``, a heartbeat's query, a stop's or an update's body).
-A new endpoint, or a second dialect of the paths, goes here.
+:mod:`~workstate.api.routes`: the one route table, spelled by a :class:`~workstate.Dialect` (its base
+path and worker header; :data:`BASE_PATH` is ``QODER.base_path``), the operation names,
+:func:`~workstate.api.routes.route` from a method and path to an operation, and what each endpoint reads
+from a request (the worker header, a heartbeat's query, a stop's or an update's body). A new endpoint goes
+here; a new dialect is a new ``Dialect`` value.
 
 :mod:`~workstate.api.codec`: the JSON of the wire: strict parsing, the work-item, heartbeat, list,
 stats and error objects, and their encodings.

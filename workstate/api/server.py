@@ -698,8 +698,8 @@ class Server:
         """The ``details`` of a failed heartbeat precondition in a dialect of ``ErrorStyle.DETAILS``: the item's
         lease as it stands (``current_state``). ``lease_updated_at`` is the item's clock: the instant of the
         last change the lifecycle made to it (the delivery, ack, heartbeat, re-queue or stop that moved it last),
-        which for a lease is when it was granted, renewed or taken back; ``ttl_seconds`` is the last TTL
-        granted, or the policy's default when none was."""
+        which for a lease is when it was granted, renewed or taken back; ``ttl_seconds`` is the TTL of the lease
+        the item holds, or the policy's default when it holds none (never acked, or re-queued)."""
         latest = item.latest_heartbeat_at
         return {
             "error_code": "heartbeat_precondition_failed",
