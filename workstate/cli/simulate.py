@@ -16,21 +16,17 @@ from collections.abc import Callable
 from typing import TextIO
 
 from ..errors import InvalidInput
-from ..tools.simulate import (
-    MAX_CONCURRENCY,
-    MAX_DURATION,
-    MAX_FAULT_LEVEL,
-    MAX_ITEMS,
-    MAX_WORKER_SECONDS,
-    MAX_WORKERS,
-    Faults,
-    SimConfig,
-    simulate,
-)
 from . import CliCommand
+from .options import add_dialect_option, dialect_of
+
+# The engine (workstate.tools.simulate, which imports the reference server and the worker driver) is imported by
+# configure and run, never at import: `workstate --help` lists this command without it.
 
 
 def _configure(parser: argparse.ArgumentParser) -> None:
+    from ..tools.simulate import MAX_CONCURRENCY, MAX_DURATION, MAX_ITEMS, MAX_WORKERS, SimConfig
+
+    parser.description = _description()
     d = SimConfig()
     parser.add_argument("--seed", type=_seed, default=d.seed, help=f"random seed, an integer >= 0 (default {d.seed})")
     parser.add_argument(
@@ -66,17 +62,21 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--progress", action="store_true", help="show a progress bar on stderr even when not a TTY")
     parser.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    add_dialect_option(parser, "the dialect the reference server and the worker drivers speak")
 
 
-_DESCRIPTION = (
-    "Simulate a fleet of worker drivers against the reference server, under faults, checking every invariant "
-    "after every step; the report's first line is the command that reproduces the run exactly. "
-    f"Sizes are capped so that a run finishes: --workers at most {MAX_WORKERS:,}, --items at most {MAX_ITEMS:,}, "
-    f"--duration at most {MAX_DURATION:,.0f} simulated seconds, --concurrency at most {MAX_CONCURRENCY:,}, and "
-    f"--workers x --duration at most {MAX_WORKER_SECONDS:,} worker-seconds (idle workers poll every simulated "
-    "second; 10,000 workers over 1,000 s took about ten minutes on two cores, 1,000,000 items about three "
-    "minutes and 0.7 GB)."
-)
+def _description() -> str:
+    from ..tools.simulate import MAX_CONCURRENCY, MAX_DURATION, MAX_ITEMS, MAX_WORKER_SECONDS, MAX_WORKERS
+
+    return (
+        "Simulate a fleet of worker drivers against the reference server, under faults, checking every invariant "
+        "after every step; the report's first line is the command that reproduces the run exactly. "
+        f"Sizes are capped so that a run finishes: --workers at most {MAX_WORKERS:,}, --items at most {MAX_ITEMS:,}, "
+        f"--duration at most {MAX_DURATION:,.0f} simulated seconds, --concurrency at most {MAX_CONCURRENCY:,}, and "
+        f"--workers x --duration at most {MAX_WORKER_SECONDS:,} worker-seconds (idle workers poll every simulated "
+        "second; 10,000 workers over 1,000 s took about ten minutes on two cores, 1,000,000 items about three "
+        "minutes and 0.7 GB)."
+    )
 
 
 def _integer(text: str) -> int:
@@ -114,6 +114,8 @@ def _number(text: str) -> float:
 
 
 def _duration(text: str) -> float:
+    from ..tools.simulate import MAX_DURATION
+
     value = _number(text)
     if not 0 < value <= MAX_DURATION:
         raise argparse.ArgumentTypeError(f"must be more than 0 and at most {MAX_DURATION:,.0f} seconds, got {text}")
@@ -121,6 +123,8 @@ def _duration(text: str) -> float:
 
 
 def _fault_level(text: str) -> float:
+    from ..tools.simulate import MAX_FAULT_LEVEL
+
     value = _number(text)
     if not 0 <= value <= MAX_FAULT_LEVEL:
         raise argparse.ArgumentTypeError(f"must be from 0 (none) to {MAX_FAULT_LEVEL:g}, got {text}")
@@ -138,6 +142,8 @@ def _progress_bar(stream: TextIO, duration: float) -> Callable[[float, int, int]
 
 
 def _run(args: argparse.Namespace, out: TextIO) -> int:
+    from ..tools.simulate import Faults, SimConfig, simulate
+
     try:
         config = SimConfig(
             seed=args.seed,
@@ -146,6 +152,7 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
             duration=args.duration,
             faults=Faults.scaled(args.faults),
             concurrency=args.concurrency,
+            dialect=dialect_of(args),
         )
     except InvalidInput as exc:  # what no single option breaks: workers x duration
         option = "--" + (exc.param or "workers").replace("_", "-")
@@ -166,6 +173,5 @@ CLI_COMMANDS: tuple[CliCommand, ...] = (
         "simulate a fleet of workers against the reference server, under faults, checking every invariant",
         _configure,
         _run,
-        _DESCRIPTION,
     ),
 )

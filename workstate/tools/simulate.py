@@ -33,7 +33,7 @@ import attrs
 from .._time import UTC
 from ..api import Request, Response, Server
 from ..api.codec import dumps
-from ..api.routes import work_path
+from ..dialect import DIALECTS, QODER, Dialect
 from ..errors import InvalidInput
 from ..invariants import (
     Violation,
@@ -180,6 +180,11 @@ RandomFactory = Callable[[int], RandomSource]
 it once with ``config.seed`` and once per worker (re)start with 64 bits drawn from the first source."""
 
 
+def _default_policy(dialect: Dialect) -> Policy:
+    """A simulation's default policy: the dialect's, with a 20 s start timeout (a run is minutes long)."""
+    return attrs.evolve(dialect.policy if isinstance(dialect, Dialect) else Policy(), start_timeout_seconds=20.0)
+
+
 @attrs.frozen
 class SimConfig:
     """One simulation. Every field is checked when the config is made: a value out of its domain raises
@@ -190,8 +195,10 @@ class SimConfig:
     and at most 86,400 simulated seconds; ``workers * duration`` at most 10,000,000 worker-seconds (idle
     workers poll every simulated second: that is about ten minutes of running); ``concurrency`` 1 to 1,000;
     ``ttl_seconds`` 1 to 86,400; ``work_seconds`` 0 to 86,400; ``request_timeout`` more than 0 and at most
-    3,600; ``faults`` a :class:`Faults`; ``policy`` a :class:`~workstate.Policy`; ``worker_factory``
-    callable; ``check`` and ``stop_at_first_violation`` bools.
+    3,600; ``faults`` a :class:`Faults`; ``policy`` a :class:`~workstate.Policy` (default: the dialect's, with a
+    20 s start timeout); ``worker_factory`` callable (given ``dialect=`` when the dialect is not ``qoder``);
+    ``check`` and ``stop_at_first_violation`` bools; ``dialect`` (by keyword) a :class:`~workstate.Dialect`, the
+    one the reference server and the worker drivers speak.
     """
 
     seed: int = attrs.field(default=1, validator=_whole(0))
@@ -205,8 +212,11 @@ class SimConfig:
     # mean time an item runs (exponential), a tenth of the items ten times longer
     work_seconds: float = attrs.field(default=3.0, validator=_real(0.0, MAX_DURATION))
     request_timeout: float = attrs.field(default=2.0, validator=_real(0.0, 3600.0, above_low=True))
+    # the dialect the server and the drivers speak (set by keyword; declared here so that policy's default reads it)
+    dialect: Dialect = attrs.field(default=QODER, kw_only=True, validator=_of_type(Dialect, "a Dialect"))
     policy: Policy = attrs.field(
-        factory=lambda: Policy(start_timeout_seconds=20.0), validator=_of_type(Policy, "a Policy")
+        default=attrs.Factory(lambda self: _default_policy(self.dialect), takes_self=True),
+        validator=_of_type(Policy, "a Policy"),
     )
     worker_factory: WorkerFactory = attrs.field(default=Worker, validator=_callable)
     check: bool = attrs.field(default=True, validator=_of_type(bool, "True or False"))
@@ -286,7 +296,7 @@ class Report:
         return "\n".join(lines)
 
 
-_CLI_FIELDS = ("seed", "workers", "items", "duration", "faults", "concurrency")
+_CLI_FIELDS = ("seed", "workers", "items", "duration", "faults", "concurrency", "dialect")
 
 
 def _command_line(config: SimConfig) -> tuple[str, tuple[str, ...]]:
@@ -298,8 +308,12 @@ def _command_line(config: SimConfig) -> tuple[str, tuple[str, ...]]:
     if level is not None:
         words += ["--faults", _exact(level)]
     words += ["--concurrency", str(config.concurrency)]
-    default = type(config)()
+    shipped = DIALECTS.get(config.dialect.name) == config.dialect  # --dialect names only the shipped ones
+    if config.dialect != QODER and shipped:
+        words += ["--dialect", config.dialect.name]
+    default = type(config)(dialect=config.dialect)
     unset = ["faults"] if level is None else []
+    unset += [] if shipped else ["dialect"]
     unset += [
         field.name
         for field in attrs.fields(type(config))
@@ -372,7 +386,7 @@ class _Sim:
         self.make_random = make_random
         self.rng = make_random(config.seed)
         self.changes: list[tuple[WorkItem | None, WorkItem]] = []  # every item the server wrote, not yet checked
-        self.server = Server(config.policy, on_change=self._changed)
+        self.server = Server(config.policy, dialect=config.dialect, on_change=self._changed)
         self.env = self.server.create_environment(now=T0)
         self.queue: list[tuple[datetime, int, int, Any]] = []
         self.seq = 0
@@ -417,6 +431,7 @@ class _Sim:
         f, rng = self.f, self.rng
         skew = self.seconds((rng.random() * 2 - 1) * f.skew_seconds)
         jitter = self.make_random(rng.getrandbits(64)).random
+        dialect = {} if self.c.dialect == QODER else {"dialect": self.c.dialect}
         driver = self.c.worker_factory(
             self.env,
             f"w{index}" if incarnation == 0 else f"w{index}.{incarnation}",
@@ -425,6 +440,7 @@ class _Sim:
             jitter=jitter,
             lease_margin_seconds=1.0,
             idle_poll_seconds=1.0,
+            **dialect,
         )
         proc = _Proc(index, incarnation, driver, skew)
         if index < len(self.procs):
@@ -726,7 +742,7 @@ class _Sim:
         if self.changes:
             self.absorb(self.changes)
             self.changes = []
-        work_id = server.create_work(self.env, session_id=f"sess_{self.sessions:032x}", now=self.now)
+        work_id = server.create_work(self.env, session_id=self.c.dialect.new_id("session", self.sessions), now=self.now)
         self.absorb(self.changes)
         self.changes = []
         self.created_at[work_id] = self.now
@@ -736,11 +752,11 @@ class _Sim:
 
     def on_outside(self, work_id: str) -> None:
         force = self.rng.random() < 0.2
-        request = Request("POST", work_path(self.env, work_id, "stop"), _AUTH, _FORCE if force else b"")
+        request = Request("POST", self.c.dialect.path(self.env, work_id, "stop"), _AUTH, _FORCE if force else b"")
         self.serve(request, work_id)
 
     def on_stats(self, payload: Any) -> None:
-        response = self.serve(Request("GET", work_path(self.env, operation="stats"), _AUTH), None)
+        response = self.serve(Request("GET", self.c.dialect.path(self.env, operation="stats"), _AUTH), None)
         if self.c.check and response.status == 200:
             stats = response.json
             for v in stats_problems(self.env, stats["depth"], stats["pending"], self.queued):
