@@ -12,6 +12,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import attrs
 import pytest
 
 from workstate import ANTHROPIC, QODER, Dialect
@@ -544,3 +545,33 @@ def _token(secret: str) -> dict[str, Any]:
     value = json.loads(base64.urlsafe_b64decode(padded))
     assert isinstance(value, dict)
     return value
+
+
+def test_a_dialect_that_issues_secrets_authorizes_that_delivery_with_them() -> None:
+    dialect = attrs.evolve(ANTHROPIC, name="anthropic-secrets", issues_secrets=True)
+    peer = Peer(dialect, authorizer=lambda access: access.token == "env-key")
+    peer.auth = {"Authorization": "Bearer env-key"}
+    wid, other = peer.create(1), peer.create(2)
+    polled = peer.poll()
+    secret = polled.json["secret"]
+    assert isinstance(secret, str) and "=" not in secret and set(_token(secret)) == {"sessions_token"}
+    assert decode_poll(polled.body, dialect) is not None
+    assert peer.get(wid).json["secret"] is None  # only the poll's answer carries it
+    assert peer.list().json["data"][0]["secret"] is None
+    peer.auth = {"Authorization": f"Bearer {secret}"}
+    assert peer.get(wid).status == 403  # it authorizes ack, heartbeat and stop only
+    assert peer.ack(other).status == 403  # and only of its own item
+    assert peer.ack(wid).status == 200
+    assert peer.heartbeat(wid, 1).status == 200
+    assert (
+        peer.call("POST", dialect.path(peer.env, wid, "heartbeat"), 2, {"x-api-key": secret}, auth=False).status == 200
+    )
+    assert peer.stop(wid, force=True, seconds=3).status == 204
+    assert peer.heartbeat(wid, 4).status == 403  # the delivery is over: so is its secret
+    peer.auth = {"Authorization": "Bearer env-key"}
+    again = peer.poll(seconds=5)
+    assert again.json["id"] == other and again.json["secret"] not in (None, secret)
+    assert Peer().poll().json is None  # the shipped peer issues none (secret null): an option
+    plain = Peer()
+    plain.create()
+    assert plain.poll().json["secret"] is None

@@ -47,9 +47,11 @@ Decisions taken here where the spec is silent:
 
 from __future__ import annotations
 
+import base64
 import bisect
 import enum
 import heapq
+import json
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, TypeAlias
@@ -115,6 +117,7 @@ __all__ = [
 
 _PLACEHOLDER = "work_" + "0" * 32
 _NO_HEADERS = Headers()
+_SECRET_OPERATIONS = frozenset({"ack", "heartbeat", "stop"})
 _NO_PATCH = UpdateMetadata({})
 _QUEUED = State.QUEUED
 _LAPSE = Lapse()
@@ -279,6 +282,11 @@ class Server:
     the lifecycle it runs (``LIFECYCLE.in_dialect(dialect)``: every decision is still the core's ``step``);
     ``policy`` defaults to the dialect's (``dialect.policy``).
 
+    In a dialect with ``issues_secrets``, a poll's answer carries a per-delivery ``secret`` (base64url JSON
+    ``{"sessions_token": ...}``, no padding) that authorizes that item's ack, heartbeat and stop like the
+    environment key (the authorizer is not asked) until the delivery ends: the item is delivered again,
+    re-queued or stopped. Secrets take no part in :meth:`snapshot`.
+
     ``authorizer`` decides 403s (it sees an :class:`Access`); ``ids`` hands out ids (default
     :class:`CounterIds` in the dialect's format). State changes only through :meth:`create_environment`,
     :meth:`create_work`, :meth:`handle` and :meth:`expire`.
@@ -318,6 +326,8 @@ class Server:
         self._envs: dict[str, Environment] = {}
         # session id -> the id of its live item (spec section 1: at most one), kept by _store on every write
         self._live: dict[str, str] = {}
+        # (environment id, work id) -> the secret of the item's latest delivery (dialects with issues_secrets)
+        self._secrets: dict[tuple[str, str], str] = {}
         self._deadlines: list[tuple[datetime, str, str]] = []  # (deadline, work id, environment id)
         self._timed = 0  # how many items have a deadline
         # A policy's numbers are at most a billion (policy.LARGEST): these never overflow.
@@ -568,6 +578,8 @@ class Server:
                 self._live[new.session_id] = new.id
         elif not new.live:
             del self._live[old.session_id]
+        if self._secrets and (not new.live or (new.state is _QUEUED and old is not None and old.state is not _QUEUED)):
+            self._secrets.pop((env.id, new.id), None)  # the delivery is over (stopped, re-queued): so is its secret
         if self._on_change is not None:
             self._on_change(env.id, old, new)
 
@@ -629,7 +641,11 @@ class Server:
                 for name in dialect.auth_headers
             )
             raise Refusal(401, "authentication_error", f"send {ways}")
-        if self._authorizer is not None and not self._authorizer(Access(token, operation, env_id, work_id)):
+        if (
+            self._authorizer is not None
+            and not self._delivery_secret(token, operation, env_id, work_id)
+            and not self._authorizer(Access(token, operation, env_id, work_id))
+        ):
             raise Refusal(403, "permission_error", f"not authorized to {operation} in {shown(env_id)}")
         env = self._envs.get(env_id)
         if env is None:
@@ -737,7 +753,25 @@ class Server:
         if not isinstance(outcome, Accepted):  # the index and the core disagree: a bug, never an answer
             raise RuntimeError(f"poll index chose {item.id}, which the core does not deliver: {outcome.rule.name}")
         self._store(env, item, outcome.item)
-        return _ok(encode_work(outcome.item, self.dialect), outcome.effects)
+        secret = self._issue_secret(env.id, item.id) if self.dialect.issues_secrets else None
+        return _ok(encode_work(outcome.item, self.dialect, secret), outcome.effects)
+
+    def _issue_secret(self, env_id: str, work_id: str) -> str:
+        """A new delivery's secret (``issues_secrets``): base64url JSON ``{"sessions_token": ...}`` without
+        padding, whose token comes from the id source (deterministic, as every id here: a reference server, not
+        a vault). It replaces the item's previous one: only the latest delivery's secret authorizes."""
+        token = self._ids("sessions_token_")
+        text = json.dumps({"sessions_token": token}, separators=(",", ":")).encode("utf-8")
+        secret = base64.urlsafe_b64encode(text).decode("ascii").rstrip("=")
+        self._secrets[env_id, work_id] = secret
+        return secret
+
+    def _delivery_secret(self, token: str, operation: str, env_id: str, work_id: str | None) -> bool:
+        """Whether ``token`` is the secret of the latest delivery of the item an ack, heartbeat or stop names: it
+        authorizes those like the environment key (the authorizer is not asked)."""
+        if work_id is None or operation not in _SECRET_OPERATIONS:
+            return False
+        return self._secrets.get((env_id, work_id)) == token
 
     def _deliverable(self, env: Environment, milliseconds: int, now: datetime) -> CreationKey | None:
         """The creation key of the oldest item a poll with this reclaim window delivers at ``now``.
