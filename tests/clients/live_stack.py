@@ -24,7 +24,7 @@ import attrs
 import pytest
 from helpers import T0
 
-from workstate import QODER, Dialect, Policy
+from workstate import Dialect, Policy
 from workstate.api import Server
 from workstate.asgi import WorkstateApp
 
@@ -67,6 +67,12 @@ class Seen:
     body: bytes
     status: int
     at: int  # its place in the order requests were answered
+    reply: bytes = b""
+
+    @property
+    def answer(self) -> Any:
+        """The response body's JSON value (None for no body)."""
+        return json.loads(self.reply) if self.reply else None
 
     @property
     def operation(self) -> str:
@@ -103,6 +109,7 @@ class SessionsStandIn:
         self.live = live
         self.release = threading.Event()
         self.release.set()
+        self.closing = threading.Event()  # the server shuts down: a held stream ends at once
         self.beats_first = 1
         self.streams = 0
 
@@ -116,8 +123,10 @@ class SessionsStandIn:
             )
             await send({"type": "http.response.body", "body": b": open\n\n", "more_body": True})
             deadline = time.monotonic() + LIMIT
-            while time.monotonic() < deadline and not (
-                self.release.is_set() and self.live.count("heartbeat", status=200) >= self.beats_first
+            while (
+                time.monotonic() < deadline
+                and not self.closing.is_set()
+                and not (self.release.is_set() and self.live.count("heartbeat", status=200) >= self.beats_first)
             ):
                 await asyncio.sleep(0.02)
             event = {"type": "session.status_terminated", "id": "sevt_1", "processed_at": "2026-07-01T08:15:01Z"}
@@ -151,9 +160,10 @@ class Live:
         self.trace = trace
         self._record = trace.open("w", encoding="utf-8")
         self.server = Server(policy, dialect=dialect)
-        self.app = WorkstateApp(self.server, dialect=dialect.name, record=self._record, clock=self.clock)
+        self.app = WorkstateApp(self.server, dialect=dialect, record=self._record, clock=self.clock)
         self.standin = SessionsStandIn(self)
         self.seen: list[Seen] = []
+        self._sessions = 0
         self._seen_lock = threading.Lock()
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
@@ -184,6 +194,7 @@ class Live:
             return
         chunks: list[bytes] = []
         status: list[int] = []
+        reply: list[bytes] = []
 
         async def watched_receive() -> MutableMapping[str, Any]:
             message = await receive()
@@ -194,15 +205,19 @@ class Live:
         async def watched_send(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 status.append(int(message["status"]))
-                self._note(scope, b"".join(chunks), status[0])
+            elif message["type"] == "http.response.body":
+                reply.append(bytes(message.get("body", b"")))
+                if not message.get("more_body"):  # noted before the client can read it: the order is the server's
+                    self._note(scope, b"".join(chunks), status[0], b"".join(reply))
             await send(message)
 
         await self.app(scope, watched_receive, watched_send)
 
-    def _note(self, scope: Scope, body: bytes, status: int) -> None:
+    def _note(self, scope: Scope, body: bytes, status: int, reply: bytes) -> None:
         query = parse_qs(bytes(scope.get("query_string", b"")).decode("latin-1"))
         with self._seen_lock:
-            self.seen.append(Seen(str(scope["method"]), str(scope["path"]), query, body, status, len(self.seen)))
+            at = len(self.seen)
+            self.seen.append(Seen(str(scope["method"]), str(scope["path"]), query, body, status, at, reply))
 
     # --- what the tests read ---
 
@@ -228,18 +243,25 @@ class Live:
     def create(self, items: int = 1) -> tuple[str, list[str]]:
         """A new environment with ``items`` queued items (sessions in the dialect's format)."""
         with self.app.lock:
+            env = self.server.create_environment(now=self.clock())
+        return env, self.add(env, items)
+
+    def add(self, env: str, items: int) -> list[str]:
+        """``items`` new queued items in ``env``."""
+        with self.app.lock:
             now = self.clock()
-            env = self.server.create_environment(now=now)
-            work = [
-                self.server.create_work(env, session_id=self.dialect.new_id("session", 900 + i), now=now)
-                for i in range(items)
-            ]
-        return env, work
+            work = []
+            for _ in range(items):
+                self._sessions += 1
+                session = self.dialect.new_id("session", self._sessions)
+                work.append(self.server.create_work(env, session_id=session, now=now))
+        return work
 
     def close(self) -> None:
         """Stop uvicorn and flush the trace (again: nothing)."""
         if self._record.closed:
             return
+        self.standin.closing.set()
         self._uvicorn.should_exit = True
         self._thread.join(LIMIT)
         self.app.flush()
@@ -249,18 +271,11 @@ class Live:
 
 def check_trace(trace: Path, dialect: Dialect, policy: Policy) -> Any:
     """``workstate check --dialect NAME TRACE`` with the server's policy, called the way the CLI calls it."""
-    from inspect import signature
-
     from workstate.tools.trace import check_lines, split_lines
 
     lines = split_lines(trace.read_bytes().decode("utf-8-sig", errors="surrogateescape"))
     assert any(line.strip() for line in lines), "the trace is empty"
-    options: dict[str, Any] = {}
-    if "dialect" in signature(check_lines).parameters:
-        options["dialect"] = dialect
-    else:
-        assert dialect is QODER, "workstate check does not take --dialect yet"
-    report = check_lines(lines, policy, **options)
+    report = check_lines(lines, policy, dialect=dialect)
     bad = [f for f in report.findings if f.kind.value in ("divergence", "malformed")]
     assert report.exit_status == 0 and not bad, bad
     return report

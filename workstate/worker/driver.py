@@ -39,7 +39,6 @@ Bad arguments raise :class:`~workstate.errors.InvalidInput` and change nothing.
 from __future__ import annotations
 
 import enum
-import inspect
 import math
 import re
 from collections.abc import Callable
@@ -49,7 +48,7 @@ from urllib.parse import quote
 
 import attrs
 
-from .._time import LATEST, aware, parse_timestamp
+from .._time import LATEST, aware
 from ..api import Request, Response, bearer_token
 from ..api.codec import DecodeError, HeartbeatObject, WorkObject, work_state
 from ..dialect import QODER, Dialect, StopAnswer, StopOfStopped, dialect_named
@@ -779,31 +778,7 @@ def _dialect(value: object) -> Dialect:
 
 def _read_work(body: Any, dialect: Dialect) -> WorkObject:
     """A poll's work object, decoded tolerantly in the dialect (a peer's ``secret`` is read, unknown keys ignored)."""
-    if dialect is QODER or not _CODEC_SPEAKS_DIALECTS:
-        return WorkObject.from_json(body) if dialect is QODER else _peer_work(body, dialect)
-    return WorkObject.from_json(body, dialect=dialect)  # type: ignore[call-arg]
-
-
-_CODEC_SPEAKS_DIALECTS = "dialect" in inspect.signature(WorkObject.from_json).parameters
-
-
-def _peer_work(body: Any, dialect: Dialect) -> WorkObject:  # interim, until the codec decodes every dialect
-    if not isinstance(body, dict) or body.get("type") != "work" or not isinstance(body.get("data"), dict):
-        raise DecodeError("the answer must be a work object", param=None)
-    for key, kind in (("id", "work"), ("environment_id", "env")):
-        if not dialect.valid_id(kind, body.get(key)):
-            raise DecodeError(f"{key} must be {dialect.id_rule(kind)}", param=key)
-    data = body["data"]
-    if not isinstance(data.get("id"), str):
-        raise DecodeError("data.id must be a string", param="data.id")
-    try:
-        state = State(body.get("state") or "")
-        created = parse_timestamp(body.get("created_at") or "", "created_at")
-    except (ValueError, InvalidInput) as exc:
-        raise DecodeError(f"malformed work object: {exc}", param=None) from None
-    return WorkObject(
-        id=body["id"], environment_id=body["environment_id"], session_id=data["id"], state=state, created_at=created
-    )
+    return WorkObject.from_json(body, dialect=dialect)
 
 
 def _current_state(response: Response) -> str | None:
