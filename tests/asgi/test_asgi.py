@@ -330,7 +330,9 @@ def test_the_test_routes_take_the_dialects_ids_and_data_type() -> None:
     item = app.server.work(env, probe)  # type: ignore[attr-defined]
     assert item is not None and item.data == {"type": "healthcheck", "id": "session_02"}
     status, _, body = call(app, "POST", work, chunks=[json.dumps({"session_id": SESSION}).encode()])
-    assert status == 400 and json.loads(body)["error"]["param"] == "session_id"  # a qoder id is not the peer's
+    refused = json.loads(body)
+    assert status == 400 and refused["error"]["message"].startswith("session_id must be 'session_'")  # not qoder's
+    assert list(refused) == ["type", "error", "request_id"]  # the edge's own errors in the dialect's envelope too
     qoder = WorkstateApp(test_routes=True, clock=lambda: T)
     env = json.loads(call(qoder, "POST", b"/_test/environments")[2])["id"]
     body = b'{"session_id": "' + SESSION.encode() + b'", "data_type": "healthcheck"}'
@@ -349,3 +351,13 @@ def test_a_peer_stop_is_204_without_content_type_and_errors_carry_request_id() -
     status, headers, body = call(app, "POST", stop, [AUTH])
     assert status == 409 and headers[b"request-id"] == json.loads(body)["request_id"].encode()
     assert b"request-id" not in call(WorkstateApp(), "GET", QODER.path(env).encode(), [AUTH])[1]
+
+
+def test_the_edges_own_errors_are_in_the_dialects_envelope() -> None:
+    app = WorkstateApp(dialect=ANTHROPIC, clock=lambda: T)
+    status, headers, body = call(app, "POST", b"/v1/x", [AUTH, (b"content-length", b"nope")], [b""])
+    refused = json.loads(body)
+    assert status == 400 and list(refused) == ["type", "error", "request_id"] and "param" not in refused["error"]
+    assert headers[b"request-id"] == refused["request_id"].encode()
+    status, headers, body = call(WorkstateApp(clock=lambda: T), "POST", b"/x", [(b"content-length", b"nope")], [b""])
+    assert json.loads(body)["error"]["param"] == "Content-Length" and b"request-id" not in headers

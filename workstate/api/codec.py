@@ -20,9 +20,20 @@ Tolerant (replies, as a client reads them: the worker driver, ``HttpTarget``, ``
   ``error``, every item of a list's ``data``): other servers of this API family add fields (e.g. a
   poll answer's ``secret``, an error's ``details``). :func:`unknown_keys` names those keys by path
   (``secret``, ``data[0].secret``, ``error.details``), for a checker to note.
-- They still demand every known required key, each of its type: ids carry their prefix and 32
-  lowercase hex digits; timestamps are RFC 3339 with an offset (the spec's parse rule; they are
-  always rendered ``YYYY-MM-DDTHH:MM:SS.ffffffZ``).
+- They still demand every known required key, each of its type: ids carry their prefix and the
+  dialect's format (``QODER``: 32 lowercase hex digits); timestamps are RFC 3339 with an offset (the
+  spec's parse rule; they are always rendered ``YYYY-MM-DDTHH:MM:SS.ffffffZ``).
+- Dialects (issue 14): every reply decoder and :func:`unknown_keys` take ``dialect`` (default
+  ``QODER``): a work object's ``secret`` and ``data.type`` ``healthcheck``, the ``{data, next_page}``
+  list envelope (``ListStyle.NEXT_PAGE``: the cursor kept as given, it is opaque there), the error's
+  ``details`` (``ErrorStyle.DETAILS``) are read in a dialect that has them and are unknown keys elsewhere;
+  :func:`decode_stop` reads a stop's answer of either kind (the object, or a 204's empty body).
+- Timestamps finer than a microsecond (servers written in Go render nanoseconds) are judged by instant:
+  digits past the sixth that are all zeros read as the microsecond; others make an :class:`Instant`, a
+  ``datetime`` that keeps them, compares by the exact instant (so two instants a nanosecond apart are
+  never equal, as truncating would make them) and renders with every digit through
+  :func:`timestamp_text` (for a client that echoes a fencing token). Requests are not read so: the
+  server refuses, or treats as matching nothing, an instant it cannot hold (``workstate._time``).
 - The codec checks shapes, not the lifecycle: a decoded work object whose timestamps contradict its
   state is returned as it is, for the caller to judge (``workstate.model.consistency_problems``
   judges model items).
@@ -698,9 +709,9 @@ _ERROR_DETAIL_KEYS = ("type", "message")
 @attrs.frozen(kw_only=True)
 class ErrorEnvelope:
     """``{"type": "error", "request_id", "error": {"type", "message", "param"?}}`` (``ErrorStyle.PARAM``), or
-    ``{"type": "error", "error": {"type", "message", "details"?}, "request_id"}`` (``ErrorStyle.DETAILS``: the
-    ``param`` is not rendered there). Decoding reads ``param`` wherever it is present, and ``details`` in a
-dialect of ``ErrorStyle.DETAILS`` (elsewhere an unknown key, ignored)."""
+        ``{"type": "error", "error": {"type", "message", "details"?}, "request_id"}`` (``ErrorStyle.DETAILS``: the
+        ``param`` is not rendered there). Decoding reads ``param`` wherever it is present, and ``details`` in a
+    dialect of ``ErrorStyle.DETAILS`` (elsewhere an unknown key, ignored)."""
 
     request_id: str
     error_type: str

@@ -41,6 +41,14 @@ Decisions taken here where the spec is silent:
   when it went back, a poll "later" than ``now`` still counts. An id stamped a window or more before
   the newest stamp can never count again and is forgotten, so memory and the cost of stats are
   those of the ids inside one window.
+- Dialects (``Server(dialect=...)``): paths, headers, ids, envelopes and stop's answer are the dialect's;
+  every lifecycle decision is ``LIFECYCLE.in_dialect(dialect).step``. A dialect of ``ErrorStyle.DETAILS``
+  renders no ``param`` (its envelope has ``details`` instead) and sends the request id in its
+  ``request_id_header`` too; its 412 carries ``details.current_state`` of the item as it stands at ``now``
+  (``lease_updated_at`` is the item's clock: the instant of the lifecycle's last change to it).
+  A heartbeat's ``Replayed`` outcome (rule ``heartbeat-stopped-reported``) is rendered as the heartbeat
+  object with ``lease_extended: false``. Unknown query parameters (``beta=true``) and headers are ignored
+  in every dialect.
 - ``create_work`` and ``adopt`` find a session's live item through an index (session -> live
   item) that every write keeps, expiry included: O(1), however many items there are.
 """

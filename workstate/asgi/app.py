@@ -48,7 +48,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, TextIO
 
 from .._time import parse_timestamp, render_timestamp
-from ..api import Request, Response, Server, echoed_request_id
+from ..api import Headers, Request, Response, Server, echoed_request_id
 from ..api.codec import DecodeError, ErrorEnvelope, dumps, loads
 from ..dialect import DIALECTS, QODER, Dialect, dialect_named
 from ..errors import InvalidInput, WorkstateError
@@ -125,22 +125,34 @@ def _cut(text: str, limit: int) -> str:
 
 
 def error_answer(
-    status: int, error_type: str, message: str, request_id: str | None, param: str | None = None
+    status: int,
+    error_type: str,
+    message: str,
+    request_id: str | None,
+    param: str | None = None,
+    *,
+    dialect: Dialect = QODER,
 ) -> Response:
-    """An error envelope an edge answers itself; whatever the message and the param echo is cut short (they may
-    carry a client's input)."""
+    """An error envelope an edge answers itself, in ``dialect``'s envelope (with its request-id header, if it has
+    one); whatever the message and the param echo is cut short (they may carry a client's input)."""
+    request_id = request_id or "req_" + uuid.uuid4().hex
     envelope = ErrorEnvelope(
-        request_id=request_id or "req_" + uuid.uuid4().hex,
+        request_id=request_id,
         error_type=error_type,
         message=_cut(message, _MAX_MESSAGE),
         param=None if param is None else _cut(param, _MAX_SHOWN),
-    ).to_json()
-    return Response(status, envelope, dumps(envelope))
+    ).to_json(dialect)
+    if dialect.request_id_header is None:
+        return Response(status, envelope, dumps(envelope))
+    headers = Headers({"content-type": "application/json", dialect.request_id_header: request_id})
+    return Response(status, envelope, dumps(envelope), headers)
 
 
-def bad_request(message: str, request_id: str | None, param: str | None = None) -> Response:
-    """A 400 ``invalid_request_error`` an edge answers itself."""
-    return error_answer(400, "invalid_request_error", message, request_id, param)
+def bad_request(
+    message: str, request_id: str | None, param: str | None = None, *, dialect: Dialect = QODER
+) -> Response:
+    """A 400 ``invalid_request_error`` an edge answers itself (in ``dialect``'s envelope)."""
+    return error_answer(400, "invalid_request_error", message, request_id, param, dialect=dialect)
 
 
 def _request_id(headers: Iterable[tuple[str, str]]) -> str | None:
@@ -252,7 +264,9 @@ class WorkstateApp:
         except _Refused as refused:
             response, close = refused.response, True
         except Exception as exc:  # a bug behind the app: answer 500 rather than drop the connection
-            response = error_answer(500, "api_error", f"internal error: {type(exc).__name__}", None)
+            response = error_answer(
+                500, "api_error", f"internal error: {type(exc).__name__}", None, dialect=self.wire_dialect
+            )
         await self._send(send, method, response, close)
         if self.access_log is not None:
             client = scope.get("client")
@@ -278,7 +292,7 @@ class WorkstateApp:
                 text = value.strip(" \t")
                 if not _DIGITS.fullmatch(text):
                     text = f"Content-Length must be decimal digits, got {shown(value)}"
-                    raise _Refused(bad_request(text, _request_id(headers), "Content-Length"))
+                    raise _Refused(bad_request(text, _request_id(headers), "Content-Length", dialect=self.wire_dialect))
                 lengths.add(text.lstrip("0") or "0")
         if len(lengths) > 1:
             raise _Refused(
@@ -286,6 +300,7 @@ class WorkstateApp:
                     "Content-Length is given more than once, with different values",
                     _request_id(headers),
                     "Content-Length",
+                    dialect=self.wire_dialect,
                 )
             )
         if lengths:
@@ -304,7 +319,11 @@ class WorkstateApp:
                     deadline.reschedule(loop.time() + self.body_timeout)
                     if message["type"] == "http.disconnect":
                         raise _Refused(
-                            bad_request("the client went away before the whole body came: not executed", None)
+                            bad_request(
+                                "the client went away before the whole body came: not executed",
+                                None,
+                                dialect=self.wire_dialect,
+                            )
                         )
                     chunk = bytes(message.get("body", b""))
                     size += len(chunk)
@@ -315,11 +334,15 @@ class WorkstateApp:
                         return b"".join(chunks)
         except TimeoutError:
             text = f"the body did not arrive within {self.body_timeout:g} s: not executed"
-            raise _Refused(error_answer(408, "invalid_request_error", text, _request_id(headers))) from None
+            raise _Refused(
+                error_answer(408, "invalid_request_error", text, _request_id(headers), dialect=self.wire_dialect)
+            ) from None
 
     def _too_large(self, headers: list[tuple[str, str]]) -> Response:
         message = f"the body is over {self.max_body} bytes: not executed"
-        return error_answer(413, "invalid_request_error", message, _request_id(headers), "Content-Length")
+        return error_answer(
+            413, "invalid_request_error", message, _request_id(headers), "Content-Length", dialect=self.wire_dialect
+        )
 
     async def _send(self, send: Send, method: str, response: Response, close: bool) -> None:
         # The answer's own headers (a page's content type, a dialect's request-id); a 204 has no body and so
@@ -357,17 +380,26 @@ class WorkstateApp:
             given = {value.strip() for name, value in headers if name.lower() == NOW_HEADER.lower()}
             if len(given) > 1:
                 return bad_request(
-                    f"{NOW_HEADER} is given more than once, with different values", request_id, NOW_HEADER
+                    f"{NOW_HEADER} is given more than once, with different values",
+                    request_id,
+                    NOW_HEADER,
+                    dialect=self.wire_dialect,
                 )
             if given:
                 try:
                     now = parse_timestamp(given.pop(), NOW_HEADER)
                 except WorkstateError as exc:
-                    return bad_request(exc.message, request_id, NOW_HEADER)
+                    return bad_request(exc.message, request_id, NOW_HEADER, dialect=self.wire_dialect)
         path = target.partition("?")[0]
         if method in ("GET", "HEAD") and path == OPENAPI_PATH:
             if self._openapi is None:
-                return error_answer(404, "not_found_error", f"no OpenAPI document of {self.dialect}", request_id)
+                return error_answer(
+                    404,
+                    "not_found_error",
+                    f"no OpenAPI document of {self.dialect}",
+                    request_id,
+                    dialect=self.wire_dialect,
+                )
             return Response(200, None, self._openapi)
         if self.test_routes and path.startswith(TEST_PREFIX):
             return self._create(method, path, body, request_id, now)
@@ -375,7 +407,7 @@ class WorkstateApp:
         if self.record is not None:
             recordable = self._recordable(target, headers, body, raw_headers, target_bytes)
             if isinstance(recordable, str):
-                return bad_request(recordable, request_id)
+                return bad_request(recordable, request_id, dialect=self.wire_dialect)
             recorded = recordable
         request = Request(method, target, headers, body)
         with self.lock:
@@ -466,22 +498,26 @@ def answer_test_route(
         dialect = found if isinstance(found, Dialect) else QODER
     parts = path[len(TEST_PREFIX) :].strip("/").split("/")
     if method != "POST" or not (parts == [""] or (len(parts) == 2 and parts[1] == "work")):
-        return error_answer(404, "not_found_error", f"no test route for {shown(method)} {shown(path)}", request_id)
+        return error_answer(
+            404, "not_found_error", f"no test route for {shown(method)} {shown(path)}", request_id, dialect=dialect
+        )
     try:
         value: Any = loads(body) if body else {}
     except DecodeError as exc:
-        return bad_request(exc.message, request_id)
+        return bad_request(exc.message, request_id, dialect=dialect)
     if not isinstance(value, dict):
-        return bad_request("the body must be a JSON object", request_id)
+        return bad_request("the body must be a JSON object", request_id, dialect=dialect)
     extra = set(value) - ({"kind"} if parts == [""] else {"session_id", "metadata", "data_type"})
     if extra:
         key = min(extra)
-        return bad_request(f"unknown key {shown(key)}", request_id, key)
+        return bad_request(f"unknown key {shown(key)}", request_id, key, dialect=dialect)
     create: Callable[[datetime], str]
     if parts == [""]:
         kind = value.get("kind", "self_hosted")
         if not isinstance(kind, str) or kind not in ("self_hosted", "cloud"):
-            return bad_request(f"kind must be 'self_hosted' or 'cloud', got {shown(kind)}", request_id, "kind")
+            return bad_request(
+                f"kind must be 'self_hosted' or 'cloud', got {shown(kind)}", request_id, "kind", dialect=dialect
+            )
 
         def create(at: datetime) -> str:
             return backend.create_environment(kind, now=at)
@@ -490,18 +526,20 @@ def answer_test_route(
         env, session, metadata = parts[0], value.get("session_id"), value.get("metadata")
         data_type = value.get("data_type", "session")
         if not dialect.valid_id("env", env):
-            return error_answer(404, "not_found_error", f"environment {shown(env)} not found", request_id, "env")
+            return error_answer(
+                404, "not_found_error", f"environment {shown(env)} not found", request_id, "env", dialect=dialect
+            )
         kinds = ("session", "healthcheck") if dialect.healthcheck_items else ("session",)
         if not isinstance(data_type, str) or data_type not in kinds:
             message = f"data_type must be one of {list(kinds)}, got {shown(data_type)}"
-            return bad_request(message, request_id, "data_type")
+            return bad_request(message, request_id, "data_type", dialect=dialect)
         if not isinstance(session, str) or (data_type == "session" and not dialect.valid_id("session", session)):
             message = f"session_id must be {dialect.id_rule('session')}, got {shown(session)}"
-            return bad_request(message, request_id, "session_id")
+            return bad_request(message, request_id, "session_id", dialect=dialect)
         if metadata is not None and not (
             isinstance(metadata, dict) and all(isinstance(v, str) for v in metadata.values())
         ):
-            return bad_request("metadata must be an object of strings", request_id, "metadata")
+            return bad_request("metadata must be an object of strings", request_id, "metadata", dialect=dialect)
 
         def create(at: datetime) -> str:
             if data_type == "session":  # a backend without health probes need not take data_type
@@ -513,7 +551,7 @@ def answer_test_route(
             created = create(clock() if now is None else now)
     except WorkstateError as exc:
         status = exc.status_hint if exc.status_hint in _ERROR_TYPES else 400
-        return error_answer(status, _ERROR_TYPES[status], exc.message, request_id, exc.param)
+        return error_answer(status, _ERROR_TYPES[status], exc.message, request_id, exc.param, dialect=dialect)
     reply = {"id": created}
     return Response(201, reply, dumps(reply))
 
