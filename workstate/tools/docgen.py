@@ -15,13 +15,13 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from html import escape as _escape  # not xml.sax.saxutils: that imports urllib.request (30 ms on `--help`)
 from typing import Any
-from xml.sax.saxutils import escape
 
 import attrs
 
 from .._time import UTC
-from ..dialect import DIALECTS, QODER, Dialect
+from ..dialect import ANTHROPIC, DIALECTS, QODER, Dialect
 from ..model import LIFECYCLE, error_type
 from ..policy import DEFAULT_POLICY, Policy
 from ..rules import RULE_TABLE, Kind, Reason, Rule, State, edges, rules_of
@@ -247,10 +247,10 @@ def dialects_markdown() -> str:
     out.append(
         "workstate speaks one lifecycle in several wire dialects: `qoder`, the default (the Work API of "
         "[api.md](api.md)), and `anthropic`, the peer API that the `anthropic` SDK's workers speak "
-        "(`/v1/environments`, `Anthropic-Worker-ID`, …). A dialect is a frozen `workstate.Dialect` value beside "
-        "`Policy` (`workstate.QODER`, `workstate.ANTHROPIC`, `workstate.dialect_named(name)`; define another "
-        "with `attrs.evolve(QODER, name=..., ...)`), and every command that talks or judges the wire takes "
-        "`--dialect qoder|anthropic`."
+        f"(`{ANTHROPIC.base_path}`, `{ANTHROPIC.worker_header}`, …). A dialect is a frozen `workstate.Dialect` "
+        "value beside `Policy` (`workstate.QODER`, `workstate.ANTHROPIC`, `workstate.dialect_named(name)`; "
+        "define another with `attrs.evolve(QODER, name=..., ...)`), and every command that talks or judges the "
+        "wire takes `--dialect qoder|anthropic`."
     )
     out += [
         "",
@@ -266,6 +266,10 @@ def dialects_markdown() -> str:
         '`{"type": "work_heartbeat", "state": "stopped", "lease_extended": false, …}`). '
         "Which rules each dialect reaches is in [lifecycle.md](lifecycle.md#the-rules-each-dialect-reaches).",
         "- `policy` is the dialect's default `Policy`, used where nobody chose one.",
+        "",
+        "Each dialect's OpenAPI document is generated too: [openapi.json](openapi.json) (`qoder`) and "
+        "[openapi-anthropic.json](openapi-anthropic.json) (paths, the worker header, the 204 stop, the list and "
+        "error envelopes of the peer).",
         "",
         "Source tags: PEER (the peer's API reference), SDK (its SDKs' code or fixtures), DECIDED (workstate's "
         "choice where the peer is silent).",
@@ -315,7 +319,8 @@ def policy_markdown() -> str:
         shown = f"`{type(default).__name__}.{default.name}`" if hasattr(default, "name") else f"`{default!r}`"
         m = field.metadata
         out.append(
-            f"| `{field.name}` | {shown} | {section_link(m['spec'])} | {m['public']} | {m['doc']} | {m['alternatives'] or '—'} |"
+            f"| `{field.name}` | {shown} | {section_link(m['spec'])} | {m['public']} | {m['doc']} "
+            f"| {m['alternatives'] or '—'} |"
         )
     out.append("")
     return "\n".join(out)
@@ -641,7 +646,7 @@ def svg() -> str:
             baseline = label.y + ASCENT + i * LINE_HEIGHT
             out.append(
                 f'<text class="label" x="{label.x:.1f}" y="{baseline:.1f}" text-anchor="middle" fill="#333">'
-                f"{escape(line)}</text>"
+                f"{_escape(line, quote=False)}</text>"
             )
     for state, box in layout.states.items():
         fill = "#eee" if state is State.STOPPED else "#e8f0fe"
@@ -651,17 +656,18 @@ def svg() -> str:
         )
         out.append(
             f'<text class="state" x="{box.x + box.w / 2:g}" y="{box.y + box.h / 2 + FONT_SIZE * 0.35:.1f}" '
-            f'text-anchor="middle" font-weight="bold" fill="#1a4d8f">{escape(str(state))}</text>'
+            f'text-anchor="middle" font-weight="bold" fill="#1a4d8f">{_escape(str(state), quote=False)}</text>'
         )
     out.append("</svg>")
     return "\n".join(out) + "\n"
 
 
-def openapi_json() -> str:
-    """docs/openapi.json: the OpenAPI 3.1 document of the qoder dialect (:func:`workstate.tools.openapi.document`)."""
+def openapi_json(dialect: str = "qoder") -> str:
+    """docs/openapi.json: the OpenAPI 3.1 document of the qoder dialect (:func:`workstate.tools.openapi.document`);
+    ``docs/openapi-anthropic.json`` the peer's."""
     from .openapi import document
 
-    return json.dumps(document("qoder"), indent=2) + "\n"
+    return json.dumps(document(dialect), indent=2) + "\n"
 
 
 GENERATED: dict[str, Callable[[], str]] = {
@@ -670,6 +676,7 @@ GENERATED: dict[str, Callable[[], str]] = {
     "docs/errors.md": errors_markdown,
     "docs/lifecycle.svg": svg,
     "docs/openapi.json": openapi_json,
+    "docs/openapi-anthropic.json": lambda: openapi_json("anthropic"),
     "docs/dialects.md": dialects_markdown,
 }
 

@@ -23,22 +23,24 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..api.codec import ERROR_TYPES, ErrorEnvelope, HeartbeatObject, ListEnvelope, StatsObject, WorkObject
-from ..api.routes import BASE_PATH, OPERATIONS, work_path
+from ..api.routes import OPERATIONS
+from ..dialect import DIALECTS as _SHIPPED
+from ..dialect import QODER, Dialect, ErrorStyle, ListStyle, StopAnswer, dialect_named
 from ..rules import DECLARATION, Reason, State, Trigger
 
 __all__ = ["DIALECTS", "document"]
 
-DIALECTS = ("qoder",)
+DIALECTS = tuple(_SHIPPED)
+"""The dialects that have a document (every shipped one)."""
 
 _T = datetime(2026, 7, 1, 8, 15, 1, tzinfo=UTC)
-_HEX32 = "[0-9a-f]{32}"
 _TIMESTAMP = {"type": "string", "format": "date-time"}
 _NULLABLE_TIMESTAMP = {"type": ["string", "null"], "format": "date-time"}
 
 
-def _id(prefix: str, nullable: bool = False) -> dict[str, Any]:
+def _id(prefix: str, nullable: bool = False, dialect: Dialect = QODER) -> dict[str, Any]:
     schema: dict[str, Any] = {"type": ["string", "null"] if nullable else "string"}
-    schema["pattern"] = f"^{prefix}{_HEX32}$"
+    schema["pattern"] = f"^{prefix}{dialect.ids.pattern}$"
     return schema
 
 
@@ -100,14 +102,53 @@ _PROPERTIES: dict[str, dict[str, Any]] = {
 }
 
 
-def _samples() -> dict[str, dict[str, Any]]:
+def _properties(dialect: Dialect) -> dict[str, dict[str, Any]]:
+    """The schema of every key the codec writes in ``dialect``: :data:`_PROPERTIES` (the ``qoder`` dialect's) with
+    the dialect's ids, and its work object, list envelope and error envelope where they differ."""
+    if dialect == QODER:
+        return _PROPERTIES
+    found = {name: dict(properties) for name, properties in _PROPERTIES.items()}
+    work = found["Work"]
+    for key, prefix, nullable in (("id", "work_", False), ("environment_id", "env_", False)):
+        work[key] = _id(prefix, nullable, dialect)
+    if dialect.secret_field:
+        work["secret"] = {
+            "type": ["string", "null"],
+            "description": "Set only on a poll's answer (a per-delivery secret), null on every other read",
+        }
+    session = _id(dialect.session_prefix, dialect=dialect)
+    if dialect.healthcheck_items:
+        found["Session"] = {
+            "type": {"enum": ["session", "healthcheck"]},
+            "id": {"type": "string", "minLength": 1, "description": f"A session id ({session['pattern']}), or a "
+                   "health probe's id"},
+        }  # fmt: skip
+    else:
+        found["Session"]["id"] = session
+    if dialect.list_style is ListStyle.NEXT_PAGE:
+        found["WorkList"] = {
+            "data": {"type": "array", "items": _ref("Work")},
+            "next_page": {"type": ["string", "null"], "description": "An opaque cursor: send it back as page"},
+        }
+    if dialect.error_style is ErrorStyle.DETAILS:
+        detail = found["ErrorDetail"]
+        del detail["param"]
+        detail["details"] = {
+            "type": "object",
+            "description": "A failed heartbeat precondition's error_code, error_visibility and the item's "
+            "current_state (state, last_heartbeat, lease_updated_at, lease_extended, ttl_seconds)",
+        }
+    return found
+
+
+def _samples(dialect: Dialect = QODER) -> dict[str, dict[str, Any]]:
     """One encoding of each codec object: its keys are the schema's required properties."""
     work = WorkObject(
-        id="work_" + "1" * 32, environment_id="env_" + "1" * 32, session_id="sess_" + "1" * 32, state=State.QUEUED,
-        created_at=_T,
+        id="work_" + "1" * 32, environment_id="env_" + "1" * 32, session_id=dialect.session_prefix + "1" * 32,
+        state=State.QUEUED, created_at=_T,
     )  # fmt: skip
-    encoded = work.to_json()
-    error = ErrorEnvelope(request_id="req_1", error_type="invalid_request_error", message="m").to_json()
+    encoded = work.to_json(dialect)
+    error = ErrorEnvelope(request_id="req_1", error_type="invalid_request_error", message="m").to_json(dialect)
     return {
         "Work": encoded,
         "Session": encoded["data"],
@@ -115,16 +156,17 @@ def _samples() -> dict[str, dict[str, Any]]:
             last_heartbeat=_T, lease_extended=True, state=State.ACTIVE, ttl_seconds=60
         ).to_json(),
         "Stats": StatsObject(depth=0, pending=0, oldest_queued_at=None, workers_polling=0).to_json(),
-        "WorkList": ListEnvelope(data=(work,), has_more=False).to_json(),
+        "WorkList": ListEnvelope(data=(work,), has_more=False).to_json(dialect),
         "Error": error,
         "ErrorDetail": error["error"],
     }
 
 
-def _schemas() -> dict[str, Any]:
+def _schemas(dialect: Dialect = QODER) -> dict[str, Any]:
     schemas: dict[str, Any] = {}
-    for name, sample in _samples().items():
-        properties = _PROPERTIES[name]
+    every = _properties(dialect)
+    for name, sample in _samples(dialect).items():
+        properties = every[name]
         unknown = sorted(set(sample) - set(properties))
         if unknown:
             raise ValueError(f"the codec writes {name}.{unknown[0]}, which the OpenAPI generator has no schema for")
@@ -165,13 +207,18 @@ _STATUS_TEXT = {
     413: "The body is over 1 MiB (the HTTP edge)",
 }
 
-_WORKER_ID = {
-    "name": "Worker-ID",
-    "in": "header",
-    "required": False,
-    "schema": {"type": "string", "minLength": 1},
-    "description": "The worker's id; an ack binds the item to it",
-}
+
+def _worker_id(dialect: Dialect, operation: str) -> dict[str, Any]:
+    binds = "; an ack binds the item to it" if dialect.ack_checks_worker else " (stored for workers_polling)"
+    return {
+        "name": dialect.worker_header,
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string", "minLength": 1},
+        "description": "The worker's id" + binds,
+    }
+
+
 _REQUEST_ID = {
     "name": "x-request-id",
     "in": "header",
@@ -185,20 +232,25 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
     return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
 
 
-def _parameters(operation: str) -> list[dict[str, Any]]:
+def _parameters(operation: str, dialect: Dialect = QODER) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     if operation == "poll":
         found += [
             _query("block_ms", {"type": "integer", "minimum": 1, "maximum": 999}, "How long the poll may wait"),
             _query("reclaim_older_than_ms", {"type": "integer", "minimum": 0}, "Redeliver items delivered so long ago"),
-            _WORKER_ID,
+            _worker_id(dialect, operation),
         ]
-    elif operation == "ack":
-        found.append(_WORKER_ID)
+    elif operation == "ack" and dialect.ack_checks_worker:
+        found.append(_worker_id(dialect, operation))
     elif operation == "heartbeat":
         found += [
             _query("expected_last_heartbeat", {"type": "string"}, "The last_heartbeat this worker holds (fencing)"),
             _query("desired_ttl_seconds", {"type": "integer", "minimum": 1}, "The lease TTL asked for (clamped)"),
+        ]
+    elif operation == "list" and dialect.list_style is ListStyle.NEXT_PAGE:
+        found += [
+            _query("limit", {"type": "integer", "minimum": 1}, "Items per page (over the maximum: capped)"),
+            _query("page", {"type": "string", "minLength": 1}, "The cursor a page's next_page gave"),
         ]
     elif operation == "list":
         found += [
@@ -220,7 +272,12 @@ def _body(operation: str) -> dict[str, Any] | None:
         }
         return {"required": True, "content": {"application/json": {"schema": schema}}}
     if operation == "stop":
-        schema = {"type": "object", "properties": {"force": {"type": "boolean"}}, "additionalProperties": False}
+        schema = {
+            "type": "object",
+            "properties": {"force": {"type": "boolean"}},
+            "additionalProperties": False,
+            "description": 'Empty, {} or {"force": true|false}; {"force": null} is a 400',
+        }
         return {"required": False, "content": {"application/json": {"schema": schema}}}
     return None
 
@@ -245,16 +302,22 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
     return {"application/json": {"schema": schema}}
 
 
-def _operation(name: str) -> tuple[str, str, dict[str, Any]]:
+def _operation(name: str, dialect: Dialect = QODER) -> tuple[str, str, dict[str, Any]]:
     method, on_item, segment, triggers, summary = _OPERATIONS[name]
-    path = work_path("{environment_id}", "{work_id}" if on_item else None, segment)
+    path = dialect.path("{environment_id}", "{work_id}" if on_item else None, segment)
     responses: dict[str, Any] = {"200": {"description": _STATUS_TEXT[200], "content": _json(_answer(name))}}
+    if name == "stop" and dialect.stop_answer is StopAnswer.NO_CONTENT:
+        responses = {"204": {"description": "Accepted or replayed: no body, no content type"}}
+    elif name == "heartbeat" and dialect.guards["stopped_heartbeat_reports"]:
+        responses["200"]["description"] = (
+            "The answer; on a stopped item state stopped and lease_extended false (the worker ends the session)"
+        )
     for status in _statuses(triggers):
         responses[str(status)] = {"$ref": f"#/components/responses/E{status}"}
     operation: dict[str, Any] = {
         "operationId": name,
         "summary": summary,
-        "parameters": _parameters(name),
+        "parameters": _parameters(name, dialect),
         "responses": responses,
     }
     body = _body(name)
@@ -270,13 +333,15 @@ def _path_parameters(path: str) -> list[dict[str, Any]]:
     return found
 
 
-def document(dialect: str = "qoder") -> dict[str, Any]:
-    """The OpenAPI 3.1 document of the Work API in ``dialect`` (only ``qoder`` today) as a JSON value."""
-    if dialect not in DIALECTS:
-        raise ValueError(f"no OpenAPI document for dialect {dialect!r}; known: {list(DIALECTS)}")
+def document(dialect: str | Dialect = "qoder") -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the Work API in ``dialect`` (a shipped dialect or its name) as a JSON value."""
+    name_of = dialect.name if isinstance(dialect, Dialect) else dialect
+    if name_of not in DIALECTS or (isinstance(dialect, Dialect) and dialect != _SHIPPED[name_of]):
+        raise ValueError(f"no OpenAPI document for dialect {name_of!r}; known: {list(DIALECTS)}")
+    spoken = dialect_named(name_of)
     paths: dict[str, Any] = {}
     for name in OPERATIONS:
-        path, method, operation = _operation(name)
+        path, method, operation = _operation(name, spoken)
         entry = paths.setdefault(path, {"parameters": _path_parameters(path)})
         entry[method] = operation
     statuses = sorted({s for name in OPERATIONS for s in _statuses(_OPERATIONS[name][3])})
@@ -287,7 +352,7 @@ def document(dialect: str = "qoder") -> dict[str, Any]:
             "version": "1",
             "description": (
                 "The Work item lifecycle of a self-hosted worker API, as workstate's reference server answers it "
-                f"(dialect {dialect}). Generated by workstate.tools.openapi from the route table, the codec and "
+                f"(dialect {name_of}). Generated by workstate.tools.openapi from the route table, the codec and "
                 "the rules; see docs/lifecycle.md and docs/errors.md."
             ),
         },
@@ -296,11 +361,11 @@ def document(dialect: str = "qoder") -> dict[str, Any]:
         "paths": paths,
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": _schemas(),
+            "schemas": _schemas(spoken),
             "responses": {
                 f"E{status}": {"description": _STATUS_TEXT[status], "content": _json(_ref("Error"))}
                 for status in statuses
             },
         },
-        "x-base-path": BASE_PATH,
+        "x-base-path": spoken.base_path,
     }
