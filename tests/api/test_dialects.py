@@ -14,8 +14,10 @@ from typing import Any
 
 import attrs
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from workstate import ANTHROPIC, QODER, Dialect
+from workstate import ANTHROPIC, LIFECYCLE, NO_HEARTBEAT, QODER, Accepted, Ack, Deliver, Dialect, Heartbeat, Lapse, Stop
 from workstate.api import CounterIds, Request, Response, Server
 from workstate.api.codec import (
     DecodeError,
@@ -37,7 +39,6 @@ from workstate.rules import Reason
 T = datetime(2026, 7, 1, 8, 15, 1, tzinfo=UTC)
 PEER_SESSION = "session_01Abc"
 QODER_SESSION = "sess_" + "1" * 32
-NO_HEARTBEAT = "NO_HEARTBEAT"
 
 
 def at(seconds: float) -> datetime:
@@ -575,3 +576,64 @@ def test_a_dialect_that_issues_secrets_authorizes_that_delivery_with_them() -> N
     plain = Peer()
     plain.create()
     assert plain.poll().json["secret"] is None
+
+
+# --- every decision is the core's: the peer server against LIFECYCLE.in_dialect(ANTHROPIC).step -------------
+
+_OPS = st.tuples(
+    st.sampled_from(["poll", "ack", "heartbeat", "heartbeat-echo", "heartbeat-none", "stop", "force-stop", "get"]),
+    st.sampled_from([0, 0, 1, 5, 30, 61, 200]),
+    st.sampled_from(["w1", "w2"]),
+)
+
+
+@given(st.lists(_OPS, max_size=14))
+@settings(max_examples=60, deadline=None)
+def test_the_peer_server_answers_as_the_peer_lifecycle_steps(ops: list[tuple[str, int, str]]) -> None:
+    peer = Peer()
+    lifecycle = LIFECYCLE.in_dialect(ANTHROPIC)
+    wid = peer.create()
+    model = peer.server.work(peer.env, wid)
+    assert model is not None
+    now, echoed = 0.0, None
+    for op, later, worker in ops:
+        now += later
+        command: Any
+        if op == "poll":
+            command = Deliver(worker)
+        elif op == "ack":
+            command = Ack()  # the peer reads no worker on ack
+        elif op.startswith("heartbeat"):
+            expected = {"heartbeat": NO_HEARTBEAT, "heartbeat-echo": echoed, "heartbeat-none": None}[op]
+            command = Heartbeat(expected)
+        elif op in ("stop", "force-stop"):
+            command = Stop(op == "force-stop")
+        else:
+            command = Lapse()
+        outcome = lifecycle.step(model, command, at(now))
+        if op == "poll":
+            answer = peer.poll(worker, now)
+            assert answer.status == 200
+            assert (answer.json is None) == (not isinstance(outcome, Accepted))
+        elif op == "ack":
+            answer = peer.ack(wid, worker, now)
+        elif op.startswith("heartbeat"):
+            query = (
+                ""
+                if command.expected_last_heartbeat is None
+                else f"?expected_last_heartbeat={command.expected_last_heartbeat}"
+            )
+            answer = peer.heartbeat(wid, now, query)
+            if answer.status == 200:
+                echoed = answer.json["last_heartbeat"]
+        elif op in ("stop", "force-stop"):
+            answer = peer.stop(wid, op == "force-stop", now)
+        else:
+            answer = peer.get(wid, now)
+        if op != "poll":
+            expected_status = 204 if op in ("stop", "force-stop") and outcome.status == 200 else outcome.status
+            assert answer.status == expected_status, (op, outcome.rule.name)
+            if op != "get":
+                assert answer.rule == outcome.rule  # the rule that decided is the core's
+        model = outcome.item
+        assert peer.server.work(peer.env, wid) == model
