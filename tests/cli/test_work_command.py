@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from workstate import ANTHROPIC
 from workstate.api import BASE_PATH
 
 WORKSTATE = [sys.executable, "-m", "workstate"]
@@ -103,13 +104,12 @@ def end(procs: list[subprocess.Popen[bytes]]) -> None:
         proc.wait(timeout=30)
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[str]:
-    """``workstate serve --test-routes`` with short leases; yields its URL."""
+def serving(tmp_path: Path, *extra: str) -> Iterator[str]:
+    """``workstate serve --test-routes`` with short leases (and ``extra`` options); yields its URL."""
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [*WORKSTATE, "serve", "--port", "0", "--test-routes", *(f"--policy={p}" for p in POLICY)],
+            [*WORKSTATE, "serve", "--port", "0", "--test-routes", *(f"--policy={p}" for p in POLICY), *extra],
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -126,7 +126,18 @@ def server(tmp_path: Path) -> Iterator[str]:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
-            proc.wait()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[str]:
+    """``workstate serve --test-routes`` with short leases; yields its URL."""
+    yield from serving(tmp_path)
+
+
+@pytest.fixture
+def peer_server(tmp_path: Path) -> Iterator[str]:
+    """The same in the ``anthropic`` dialect."""
+    yield from serving(tmp_path, "--dialect", "anthropic")
 
 
 def create(client: httpx.Client, url: str, items: list[dict[str, Any]]) -> tuple[str, list[str]]:
@@ -299,9 +310,36 @@ def test_bad_arguments_exit_2_with_one_line(args: list[str], message: str) -> No
     assert done.stderr.startswith(f"workstate work: {message}") and done.stderr.count("\n") == 1, done.stderr
 
 
-def test_only_the_qoder_dialect_is_accepted_for_now() -> None:
-    done = run_work("work", "--url", "http://127.0.0.1:1", "--token", "t", "--dialect", "anthropic", "--", "true")
-    assert done.returncode == 2 and "invalid choice: 'anthropic'" in done.stderr
+def test_an_unknown_dialect_is_refused() -> None:
+    done = run_work("work", "--url", "http://127.0.0.1:1", "--token", "t", "--dialect", "nope", "--", "true")
+    assert done.returncode == 2 and "invalid choice: 'nope'" in done.stderr and "anthropic" in done.stderr
+
+
+def test_the_anthropic_dialect_runs_an_item_to_its_stop(peer_server: str, tmp_path: Path) -> None:
+    """``workstate work --dialect anthropic`` against ``workstate serve --dialect anthropic``: the item's command
+    runs with the peer's ids, and the item ends stopped (one force stop, answered 204)."""
+    client = httpx.Client(headers={"Authorization": "Bearer operator"}, timeout=30)
+    env, (wid,) = create(client, peer_server, [{"session_id": ANTHROPIC.new_id("session", 1)}])
+    env_url = peer_server + ANTHROPIC.path(env).removesuffix("/work")
+    seen = tmp_path / "seen.txt"
+    command = [*WORKSTATE, "work", "--dialect", "anthropic", "--url", env_url, "--token", "t", "--idle-poll=0.1"]
+    script = f"import os; open({str(seen)!r}, 'w').write(os.environ['WORKSTATE_SESSION_ID'])"
+    log = tmp_path / "w.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([*command, "--", sys.executable, "-c", script], stdout=out)
+    try:
+        deadline = time.monotonic() + DEADLINE
+        wait_for(lambda: any(e["event"] == "finished" for e in read_log(log)), deadline, "the item to finish")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 143
+    finally:
+        end([proc])
+        client.close()
+    assert seen.read_text() == ANTHROPIC.new_id("session", 1)
+    (finished,) = [e for e in read_log(log) if e["event"] == "finished"]
+    assert (finished["work_id"], finished["confirmed"]) == (wid, "true")
+    item = httpx.get(peer_server + ANTHROPIC.path(env, wid), headers={"Authorization": "Bearer t"}, timeout=30)
+    assert item.json()["state"] == "stopped"
 
 
 def test_a_refused_poll_exits_1_with_a_halted_line(server: str) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from workstate import Policy, State
+from workstate import ANTHROPIC, Policy, State
 from workstate.api import BASE_PATH, Server
 from workstate.api import Request as ApiRequest
 from workstate.errors import InvalidInput
@@ -451,6 +451,67 @@ def test_request_timeouts_stay_below_the_lease_and_garbage_replies_are_retried()
     assert beat_timeouts[0] == 30.0  # the first heartbeat: no lease yet
     later = beat_timeouts[1:]
     assert later and all(t <= 2 for t in later)  # at most what is left of a 2 s lease, far below 30 s
+
+
+def test_the_runner_speaks_the_anthropic_dialect() -> None:
+    """The runner in the peer dialect, answered by a reference of that dialect: its paths, the worker header on
+    polls only, one force stop answered 204 that finishes the item, and a force stop by someone else (a
+    heartbeat answering ``stopped``) that ends the other item's handler at once with no stop of its own."""
+    server = Server(POLICY, dialect=ANTHROPIC)
+    now = datetime.now(UTC)
+    env = server.create_environment(now=now)
+    first, second = (server.create_work(env, session_id=ANTHROPIC.new_id("session", i), now=now) for i in (1, 2))
+    seen: list[tuple[str, str, dict[str, str]]] = []
+    notes: list[Note] = []
+    stopped = asyncio.Event()
+
+    async def before(request: httpx.Request) -> httpx.Response | None:
+        seen.append((request.method, request.url.path, dict(request.headers)))
+        return None
+
+    async def handler(job: Job, cancel: Cancel) -> None:
+        if job.work_id == first:
+            return  # done at once: the runner stops it
+        stopped.set()
+        await cancel.wait_lost()  # the second runs until its lease is gone
+
+    async def body() -> None:
+        worker = Runner(
+            f"http://workstate.test{ANTHROPIC.path(env).removesuffix('/work')}",
+            handler,
+            token="t",
+            dialect="anthropic",
+            worker_id="w1",
+            ttl_seconds=2,
+            idle_poll_seconds=0.05,
+            lease_margin_seconds=0.5,
+            on_event=notes.append,
+            transport=reference_transport(server, before),
+        )
+        task = asyncio.create_task(worker.run())
+        await until(lambda: stopped.is_set() and bool(of(notes, Finished, first)), "the second to start")
+        reply = server.handle(
+            ApiRequest("POST", ANTHROPIC.path(env, second, "stop"), {"Authorization": "Bearer op"}, b'{"force":true}'),
+            datetime.now(UTC),
+        )
+        assert reply.status == 204
+        await until(lambda: bool(of(notes, Abort, second)), "the second's handler to be told")
+        worker.stop()
+        assert await task is None
+
+    drive(body)
+    assert all(path.startswith(ANTHROPIC.base_path) for _, path, _ in seen)
+    polls = [headers for _, path, headers in seen if path.endswith("/poll")]
+    others = [headers for _, path, headers in seen if not path.endswith("/poll")]
+    assert polls and all(h["anthropic-worker-id"] == "w1" for h in polls)
+    assert others and not any("anthropic-worker-id" in h or "worker-id" in h for h in others)
+    assert of(notes, Finished, first) == [Finished(first, "completed", True)]
+    (abort,) = of(notes, Abort, second)
+    assert "stopped" in abort.reason
+    stops = [path for method, path, _ in seen if path.endswith("/stop")]
+    assert stops == [ANTHROPIC.path(env, first, "stop")]  # the second is stopped already: no stop of its own
+    items = {item.id: item for item in server.snapshot()[0].items}
+    assert items[first].state is State.STOPPED and items[second].state is State.STOPPED
 
 
 @pytest.mark.parametrize(
