@@ -126,6 +126,7 @@ def serving(tmp_path: Path, *extra: str) -> Iterator[str]:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait()
 
 
 @pytest.fixture
