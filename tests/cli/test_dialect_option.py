@@ -55,3 +55,19 @@ def test_an_unknown_dialect_is_a_usage_error() -> None:
     with pytest.raises(SystemExit) as exc:
         main(["explain", "--dialect", "nope", "--state", "queued", "--op", "poll"], io.StringIO())
     assert exc.value.code == 2
+
+
+def test_the_command_line_of_the_issue_answers_the_peers_rule() -> None:
+    """``workstate explain --dialect anthropic --state stopped --op heartbeat``, run as a process."""
+    import subprocess
+    import sys
+
+    argv = ["explain", "--dialect", "anthropic", "--state", "stopped", "--op", "heartbeat"]
+    done = subprocess.run(
+        [sys.executable, "-m", "workstate", *argv], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    first = done.stdout.splitlines()[0]
+    assert first.startswith("heartbeat on a stopped item -> 200, item unchanged (replay): state stopped")
+    assert "lease_extended false" in first and "[rule heartbeat-stopped-reported," in first
+    assert "  guards: stopped_heartbeat_reports=yes" in done.stdout.splitlines()

@@ -38,7 +38,7 @@ def test_the_peer_config_takes_the_dialects_policy_and_its_command_line_reproduc
     command = report.render().splitlines()[0]
     assert command.endswith("--dialect anthropic")
     out = io.StringIO()
-    argv = command.split()[1:] + ["--no-progress"]
+    argv = [*command.split()[1:], "--no-progress"]
     assert main(argv, out) == 0
     assert out.getvalue() == report.render() + "\n"
 
