@@ -1,6 +1,7 @@
 """A real worker process: the sans-I/O driver (:mod:`workstate.worker`) over ``http.client``.
 
     python examples/http_worker.py http://127.0.0.1:8080 env_... --worker-id w1 --ttl 10 --work-seconds 3
+    python examples/http_worker.py http://127.0.0.1:8080 env_... --dialect anthropic   # the peer's wire
 
 This is an edge: it reads the clock, sleeps and talks to a server. The "work" is a sleep of
 ``--work-seconds`` per item (interrupted by a drain or a lost lease). Every start and end of an
@@ -21,6 +22,7 @@ from datetime import UTC, datetime
 from typing import TextIO
 from urllib.parse import urlsplit
 
+from workstate import DIALECTS
 from workstate.api import Request, Response
 from workstate.api.codec import DecodeError, loads
 from workstate.errors import InvalidInput
@@ -133,6 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--idle-poll-seconds", type=float, default=0.2)
     parser.add_argument("--max-seconds", type=float, default=300.0, help="exit after this long")
     parser.add_argument("--log", help="append the JSON lines here instead of stdout")
+    parser.add_argument("--dialect", choices=tuple(DIALECTS), default="qoder", help="the wire dialect (default qoder)")
     args = parser.parse_args(argv)
     try:
         driver = Worker(
@@ -144,6 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             idle_poll_seconds=args.idle_poll_seconds,
             lease_margin_seconds=0.5,
             jitter=random.random,  # an edge may draw randomness; the driver only takes it
+            dialect=args.dialect,
         )
     except InvalidInput as exc:  # the driver names the option it refuses
         names = {"environment_id": "environment", "ttl_seconds": "--ttl"}  # the rest: --the-parameter
