@@ -94,3 +94,13 @@ def test_the_verify_command_takes_the_dialect(capsys: pytest.CaptureFixture[str]
 
     assert main(["verify", "--dialect", "anthropic", "--workers", "2", "--items", "1", "--depth", "5", "--quiet"]) == 0
     assert "no counterexample up to depth 5" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_peer_traces_are_legal_to_workstate_check_in_the_dialect(seed: int) -> None:
+    from workstate.tools.trace import Kind, check_lines
+
+    rng = random.Random(seed)
+    system = System(2, 2, PEER, ANTHROPIC.policy)
+    report = check_lines(trace_lines(system, _moves(system, rng, 25)), dialect=ANTHROPIC)
+    assert report.exit_status == 0 and not report.of_kind(Kind.NOT_JUDGED), [f.to_json() for f in report.findings]
