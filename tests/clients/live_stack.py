@@ -10,6 +10,7 @@ each work request and its status, for the tests to count heartbeats and find sto
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import socket
 import threading
@@ -246,15 +247,15 @@ class Live:
             env = self.server.create_environment(now=self.clock())
         return env, self.add(env, items)
 
-    def add(self, env: str, items: int) -> list[str]:
-        """``items`` new queued items in ``env``."""
+    def add(self, env: str, items: int, data_type: str = "session") -> list[str]:
+        """``items`` new queued items in ``env`` (sessions, or health probes)."""
         with self.app.lock:
             now = self.clock()
             work = []
             for _ in range(items):
                 self._sessions += 1
                 session = self.dialect.new_id("session", self._sessions)
-                work.append(self.server.create_work(env, session_id=session, now=now))
+                work.append(self.server.create_work(env, session_id=session, now=now, data_type=data_type))
         return work
 
     def close(self) -> None:
@@ -278,6 +279,13 @@ def check_trace(trace: Path, dialect: Dialect, policy: Policy) -> Any:
     report = check_lines(lines, policy, dialect=dialect)
     bad = [f for f in report.findings if f.kind.value in ("divergence", "malformed")]
     assert report.exit_status == 0 and not bad, bad
+    # and the command itself, with the same options
+    from workstate.cli import main
+
+    options = [f"--policy={name}={getattr(policy, name)}" for name in ("min_ttl_seconds", "default_ttl_seconds")]
+    out = io.StringIO()
+    assert main(["check", "--dialect", dialect.name, *options, str(trace)], out) == 0, out.getvalue()
+    assert out.getvalue().splitlines()[-1].startswith("OK: "), out.getvalue()
     return report
 
 

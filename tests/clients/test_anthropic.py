@@ -118,6 +118,23 @@ def test_a_normal_lifecycle(live: Live, tmp_path: Path) -> None:
     judged(live)
 
 
+def test_a_health_probe_is_acked_and_stopped(live: Live, tmp_path: Path) -> None:
+    """A ``healthcheck`` item: the EnvironmentWorker acks it and force-stops it, with no heartbeat and no session."""
+    env, _ = live.create(0)
+    (probe,) = live.add(env, 1, data_type="healthcheck")
+
+    async def body() -> None:
+        async with running(environment_worker(live, env, tmp_path, "w1")):
+            await until(lambda: live.item(env, probe).state is State.STOPPED, "the probe stopped")
+
+    drive(body)
+    (poll,) = [s for s in live.requests("poll") if s.answer is not None]
+    assert poll.answer["data"]["type"] == "healthcheck"
+    assert operations(live, probe) == [("ack", 200), ("stop", 204)]
+    assert live.standin.streams == 0
+    judged(live)
+
+
 def test_an_empty_poll_is_a_null_the_poller_reads(live: Live) -> None:
     """The SDK's poller, alone: an empty poll (200 ``null``, which it reads as nothing), then an item it acks and
     yields."""

@@ -288,3 +288,19 @@ def test_split_url_refuses_an_unknown_dialect_and_a_foreign_id() -> None:
     with pytest.raises(InvalidInput) as caught:
         split_url(f"http://h:1/api/v1/cloud/environments/{ENV}", None, QODER)
     assert caught.value.param == "environment_id"
+
+
+def test_peer_health_probe_is_acked_then_stopped_without_a_session() -> None:
+    """A ``healthcheck`` item: the ack answers it, a force stop ends it; no session starts, no heartbeat goes."""
+    peer = Peer()
+    peer.take(peer.worker.start(T0))
+    probe = work_body(data={"type": "healthcheck", "id": "hc_1"})
+    peer.reply(200, probe)
+    (ack,) = peer.item_sends()
+    assert ack.request.target.endswith("/ack")
+    peer.reply(200, probe | {"state": "starting"})
+    (stop,) = peer.item_sends()
+    assert stop.request.target.endswith(f"/{WORK}/stop") and json.loads(stop.request.body) == {"force": True}
+    peer.reply(204, None, raw=b"")
+    assert peer.events == [Finished(WORK, "healthcheck answered", confirmed=True)]
+    assert not [s for s in peer.sent if "/heartbeat" in s.request.target]

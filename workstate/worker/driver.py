@@ -257,6 +257,7 @@ class _Item:
         "lease_until",
         "next_beat",
         "phase",
+        "probe",
         "retry_at",
         "session_id",
         "started",
@@ -283,6 +284,7 @@ class _Item:
         self.started = False  # StartWork emitted
         self.drained = False  # Drain emitted
         self.confirming = False  # the server holds it stopping: a stop now confirms (a lapse would only stop it)
+        self.probe = work.data_type != "session"  # a health probe: acked, then stopped; no session, no heartbeat
 
 
 def _bad(message: str, param: str) -> InvalidInput:
@@ -603,6 +605,9 @@ class Worker:
             self._forget(item)
             self._events.append(Dropped(item.work_id, f"ack answered {verdict.status}", verdict.status))
             return
+        if item.probe:  # the ack answered the probe: stop it (no session runs, no heartbeat holds a lease)
+            self._begin_stop(item, now, confirming=True)
+            return
         item.phase = Phase.FIRST_BEAT
         item.attempt = 0
         item.beat_attempt = 0
@@ -655,9 +660,12 @@ class Worker:
             return
         assert isinstance(verdict, State)
         if verdict is State.STOPPED:
-            self._finish(
-                item, "drained" if item.drained else "completed" if item.started else "stopped before it started"
-            )
+            if item.probe:
+                self._finish(item, f"{item.work.data_type} answered")
+            else:
+                self._finish(
+                    item, "drained" if item.drained else "completed" if item.started else "stopped before it started"
+                )
         elif verdict is State.STOPPING:
             self._begin_stop(item, now, confirming=True)  # the graceful stop took: confirm it (a new stop)
         else:
@@ -713,7 +721,7 @@ class Worker:
             item.retry_at = None
             if item.phase is Phase.ACKING:
                 self._send(item, "ack", now)
-            elif item.lease_until is None:
+            elif item.lease_until is None and not item.probe:
                 self._lose(item, now, "the lease ran out before the stop was sent")
             else:
                 self._send(item, "stop", now)  # only while the lease is believed held
