@@ -16,12 +16,14 @@ One line per event on standard output: ``start``, ``spawn``, ``drain``, ``sigter
 (as a drain request does), polls no more and exits with 130 (SIGINT) or 143 (SIGTERM) once every stop is
 confirmed; a second signal kills the children at once. Exit status 1 when the server refused a poll for
 good (401, 403, 404), 2 for bad arguments or a missing httpx.
+
+``--dialect qoder|anthropic`` (:data:`workstate.DIALECTS`) is the wire the server speaks: the URL then carries
+that dialect's base path (``/v1/environments/env_...`` for ``anthropic``) and the worker its paths and headers.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import ctypes
 import json
@@ -29,11 +31,14 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ..dialect import DIALECTS, QODER
 from ..errors import WorkstateError
 from . import CliCommand
+
+if TYPE_CHECKING:
+    import asyncio  # imported where it runs: `workstate --help` does not pay for it
 
 INSTALL_HINT = "pip install 'workstate[worker]'"
 ENVIRONMENT = ("WORKSTATE_WORK_ID", "WORKSTATE_ENVIRONMENT_ID", "WORKSTATE_SESSION_ID", "WORKSTATE_WORKER_ID")
@@ -99,6 +104,8 @@ def _kill(pid: int, sig: signal.Signals) -> None:
 
 
 def run(args: argparse.Namespace, out: TextIO) -> int:
+    import asyncio
+
     def fail(message: str) -> int:
         sys.stderr.write(f"workstate work: {message}\n")
         return 2
@@ -129,6 +136,8 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
 
 
 async def _work(args: argparse.Namespace, cmd: list[str], out: TextIO) -> int:
+    import asyncio
+
     from ..worker import runner as r
     from ..worker.driver import Abort, Drain, Dropped, Finished, Halted, StartWork
 
@@ -234,6 +243,7 @@ async def _work(args: argparse.Namespace, cmd: list[str], out: TextIO) -> int:
 
 async def _feed(proc: asyncio.subprocess.Process, data: bytes) -> None:
     """Write the work JSON to the child's stdin and close it; a child that does not read it is no fault."""
+
     assert proc.stdin is not None
     with contextlib.suppress(BrokenPipeError, ConnectionResetError):
         proc.stdin.write(data)
@@ -246,6 +256,8 @@ async def _until(
     first: asyncio.Future[int], *others: Coroutine[Any, Any, object], timeout: float | None = None
 ) -> None:
     """Until ``first`` is done, any of ``others`` returns, or ``timeout`` seconds passed."""
+    import asyncio
+
     waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(other) for other in others]
     try:
         await asyncio.wait([first, *waiters], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)

@@ -11,8 +11,10 @@ longer waits for are ignored, so a duplicated or late response is harmless.
 
 The loop (api.md §8):
 
-- poll with ``Worker-ID`` and ``block_ms=999`` while fewer than ``concurrency`` items are held;
-- ack with the same ``Worker-ID``; a 409 (or another final 4xx) drops the item;
+- poll with the dialect's worker header (``Worker-ID``) and ``block_ms=999`` while fewer than ``concurrency``
+  items are held;
+- ack (with the same worker header where the dialect's ack compares it); a 409 (or another final 4xx) drops
+  the item; a health probe (``data.type`` ``healthcheck``) is stopped once acked, with no session;
 - first heartbeat with ``NO_HEARTBEAT``; then one every ``ttl/2`` (at most 30 s), echoing the
   ``last_heartbeat`` of the latest reply as it was sent (percent-encoded in the query);
   :class:`StartWork` once the first heartbeat holds the lease;
@@ -31,6 +33,13 @@ The loop (api.md §8):
   retried with capped exponential backoff and jitter from an injected source; any other 4xx is
   final (api.md §8: "treat other 4xx as final"). A reply is read tolerantly: keys the driver
   does not know (e.g. a ``secret``) are ignored (see :mod:`workstate.codec`).
+
+Dialects (:class:`~workstate.Dialect`, ``dialect=``; :data:`~workstate.QODER` by default): the paths, the worker
+header and the id formats are the dialect's. Where its stop answers 204 (``anthropic``) the driver's stop is one
+``{"force": true}`` whose 204 finishes the item, and a 409 to a stop (the dialect's stop of a stopped item) is
+the item stopped already. A heartbeat reply ``{"state": "stopped", "lease_extended": false}`` (the peer's answer
+after a force stop) ends the session at once with :class:`Abort`, as a 409 does in ``qoder``; a 412 is a lost
+lease in both, its ``error.details.current_state`` named in the reason where the reply carries it.
 
 The driver reads no clock, draws no random number (``jitter`` is injected), and never sleeps.
 Bad arguments raise :class:`~workstate.errors.InvalidInput` and change nothing.

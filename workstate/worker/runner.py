@@ -24,6 +24,9 @@ turns the driver's events into the handler's life:
   is confirmed (or given up). An item acked but not yet started is left to its lease (the server's
   policy decides what a lapse does), as :class:`Abandoned` reports.
 
+``dialect`` (a :class:`~workstate.Dialect` or its name in :data:`workstate.DIALECTS`) is the wire the server
+speaks; the environment URL carries its base path, and the driver its paths and headers.
+
 Request timeouts stay below the lease: a request for an item whose lease is held gets at most the
 time left of that lease (and never more than ``request_timeout``); a poll gets its ``block_ms`` more.
 Cancelling :meth:`Runner.run` cancels every request and every handler (their ``finally`` runs).
