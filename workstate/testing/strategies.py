@@ -32,6 +32,7 @@ from hypothesis import strategies as st
 from .._time import UTC, render_timestamp
 from ..api import BASE_PATH, Request
 from ..api.routes import OPERATIONS
+from ..dialect import QODER
 from ..model import NO_HEARTBEAT, Ack, Command, Deliver, Heartbeat, Lapse, Stop, UpdateMetadata, WorkItem, step
 from ..policy import DEFAULT_POLICY, Policy
 
@@ -178,10 +179,14 @@ def _query(operation: str, draw: st.DrawFn, works: st.SearchStrategy[str]) -> tu
     return tuple(found)
 
 
+_WORKER = QODER.worker_header
+"""The worker header of the requests drawn here (the qoder dialect's)."""
+
+
 def _headers(operation: str, draw: st.DrawFn) -> tuple[tuple[str, str], ...]:
     headers = [("Authorization", AUTHORIZATION)]
     if operation in ("poll", "ack") and draw(st.booleans()):
-        headers.append(("Worker-ID", draw(worker_ids())))
+        headers.append((_WORKER, draw(worker_ids())))
     if draw(st.integers(0, 3)) == 0:
         headers.append(("x-request-id", draw(request_ids())))
     return tuple(headers)
@@ -266,7 +271,7 @@ def _hostile(
             value = draw(works)
         query = ((name, value), (name, value))
     elif kind == "worker":
-        headers = (*tuple(h for h in headers if h[0] != "Worker-ID"), ("Worker-ID", draw(st.sampled_from(["", " "]))))
+        headers = (*tuple(h for h in headers if h[0] != _WORKER), (_WORKER, draw(st.sampled_from(["", " "]))))
     elif kind == "unknown":
         if work is not None and draw(st.booleans()):
             work = "work_" + "f" * 32
