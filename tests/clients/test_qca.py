@@ -44,7 +44,7 @@ def test_every_work_method_of_qca_against_the_qoder_dialect(live: Live) -> None:
     assert polled.environment_id == env and polled.data is not None and polled.data.type == "session"
     assert polled.state == "queued"
 
-    acked = work.ack(first, environment_id=env, extra_headers={QODER.worker_header: "w1"})
+    acked = work.ack(first, environment_id=env)  # qca sends no worker header on ack: none is needed
     assert (acked.id, acked.state) == (first, "starting") and acked.acknowledged_at is not None
 
     beat = work.heartbeat(first, environment_id=env, expected_last_heartbeat="NO_HEARTBEAT", desired_ttl_seconds=20)
@@ -106,7 +106,7 @@ def test_qca_async_client_runs_a_lifecycle(live: Live) -> None:
             work = api.environments.work
             polled = await work.poll(env, block_ms=999, worker_id="w9")
             assert polled is not None and polled.id == wid
-            await work.ack(wid, environment_id=env, extra_headers={QODER.worker_header: "w9"})
+            await work.ack(wid, environment_id=env)
             beat = await work.heartbeat(wid, environment_id=env, expected_last_heartbeat="NO_HEARTBEAT")
             assert beat.state == "active"
             assert [item.id async for item in work.list(env)] == [wid]
