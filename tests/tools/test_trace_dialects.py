@@ -214,3 +214,34 @@ def test_the_check_command_takes_the_dialect(tmp_path: Path) -> None:
     assert (
         main(["check", str(path), "--dialect", "anthropic", "--policy", "on_start_timeout=requeue"], io.StringIO()) == 0
     )
+
+
+def test_a_peer_400_of_an_unseen_item_does_not_make_its_environment_cloud() -> None:
+    """The peer's errors name no param: a metadata-limit 400 on an item the trace never showed says nothing of
+    the environment's kind, so later lines are still judged as a self_hosted environment's."""
+    r = peer_scenario()
+    first = json.loads(r.lines[0])
+    env_path = first["request"]["target"].rsplit("/", 1)[0]
+    over = json.dumps(
+        {
+            "time": first["time"],
+            "request": {
+                "method": "POST",
+                "target": env_path + "/work_" + "9" * 32,
+                "headers": {"Authorization": "Bearer k"},
+                "body": json.dumps({"metadata": {"k" * 300: "v"}}),
+            },
+            "response": {
+                "status": 400,
+                "body": {
+                    "type": "error",
+                    "error": {"type": "invalid_request_error", "message": "m"},
+                    "request_id": "r",
+                },
+            },
+        }
+    )
+    report = check_lines([over, *r.lines], dialect=ANTHROPIC)
+    assert not report.of_kind(Kind.DIVERGENCE), [f.to_json() for f in report.findings]
+    broken = _edit([over, *r.lines], _line_of(r, "stop: 204") + 1, 409, json.loads(r.lines[-1])["response"]["body"])
+    assert _line_of(r, "stop: 204") + 1 in wrong_lines(broken, ANTHROPIC)  # still judged

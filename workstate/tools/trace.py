@@ -46,7 +46,7 @@ from ..api.codec import (
 from ..api.routes import ITEM_OPERATIONS, route
 from ..api.server import EnvironmentKind, Server
 from ..api.wire import Refusal, Request, Response, echoed_request_id, integer, param, parse_query
-from ..dialect import QODER, Dialect, ListStyle
+from ..dialect import QODER, Dialect, ErrorStyle, ListStyle
 from ..errors import InvalidInput, WorkstateError
 from ..model import Deliver, Lapse, Rejected, WorkItem, step
 from ..policy import Policy
@@ -353,32 +353,39 @@ class Checker:
 
     # --- seeding ---
 
-    def _seed_environment(self, ex: Exchange, env_id: str) -> None:
+    def _seed_environment(self, ex: Exchange, env_id: str) -> str | None:
         """Seed ``env_id`` from the first answer that shows whether it exists, and its kind.
 
         An answer decided before the environment (401, 403) or outside the model (429, 5xx) shows neither,
         nor does a 404 that an empty ``self_hosted`` environment gives too (an item lookup's): the
-        environment stays unseen, and a later answer seeds it."""
+        environment stays unseen, and a later answer seeds it. Returns why the line cannot be judged when
+        the answer depends on the kind it does not show (a 400 about an unseen item, where errors name no
+        ``param``), else None."""
         if not self.dialect.valid_id("env", env_id):
             self._envs_seen.add(env_id)
-            return
+            return None
         if ex.status in (401, 403) or self._transient(ex):
-            return
+            return None
         # What a self_hosted environment with nothing in it answers decides the kind (or the absence).
         scratch = Server(self.policy, dialect=self.dialect)
         scratch.adopt_environment(env_id, now=ex.time)
         answer = scratch.handle(ex.request, ex.time)
         if ex.status == 404 and answer.status == 404:
-            return  # an unknown item in an existing environment, or an unknown environment: not shown
-        self._envs_seen.add(env_id)
+            return None  # an unknown item in an existing environment, or an unknown environment: not shown
         recorded = ex.response if isinstance(ex.response, dict) else {}
         error = recorded.get("error")
-        if ex.status == 400 and not (isinstance(error, dict) and "param" in error) and answer.status != 400:
+        named = isinstance(error, dict) and "param" in error
+        if ex.status == 400 and answer.status == 404 and self.dialect.error_style is not ErrorStyle.PARAM:
+            # errors name no param here: a cloud environment's 400, or one about an item the trace never showed
+            return f"a 400 about {env_id}'s item the trace never showed: the environment's kind is not shown"
+        self._envs_seen.add(env_id)
+        if ex.status == 400 and not named and answer.status != 400:
             self.server.adopt_environment(env_id, EnvironmentKind.CLOUD, now=ex.time)
         elif ex.status == 404:
-            return  # an empty environment would not give it: the recorded server does not have it
+            return None  # an empty environment would not give it: the recorded server does not have it
         else:
             self.server.adopt_environment(env_id, now=ex.time)
+        return None
 
     def _item_from(
         self, obj: WorkObject, base: WorkItem | None, *, worker: str | None = None, delivered: datetime | None = None
@@ -473,7 +480,9 @@ class Checker:
 
     def _judge(self, ex: Exchange, operation: str | None, env_id: str | None, work_id: str | None) -> list[Finding]:
         if env_id is not None and env_id not in self._envs_seen and operation is not None:
-            self._seed_environment(ex, env_id)
+            unseen = self._seed_environment(ex, env_id)
+            if unseen is not None:
+                return [self._not_judged(ex, unseen)]
         if (
             operation is None
             or env_id is None
