@@ -3,7 +3,10 @@
 ``workstate playground`` runs as a real process on 127.0.0.1 (port 0); headless Chromium (Debian's ``chromium``,
 never a downloaded one) driven by Playwright loads the page and walks one item through its whole life by clicking,
 checking at each step the highlighted state of the diagram, the items table and the rule the log shows; it provokes
-a 409 and a 412, then lets a second item's lease run out and sees it re-queued. A screenshot of each step goes to
+a 409 and a 412, then lets a second item's lease run out and sees it re-queued. A second walk switches to the peer
+dialect (anthropic, served beside qoder from the same origin) and sees its differences: an ack by another worker
+taken (no worker check), a force stop's 204 with no body, a heartbeat on the stopped item answered 200 with
+``lease_extended: false``; each dialect's items stay its own. A screenshot of each step goes to
 ``$WORKSTATE_ARTIFACTS`` (default: the test's tmp_path). Every wait is bounded; the server and the browser are always
 stopped. Without chromium or playwright the test is skipped, naming the install step (CI fails on a skip).
 """
@@ -22,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from workstate import ANTHROPIC, QODER
 
 STARTUP = 60.0  # the longest the command may take to print its listening line
 WAIT_MS = 15_000  # the longest any wait in the page lasts
@@ -166,8 +171,9 @@ class Steps:
 def test_one_item_s_whole_life_by_clicking(page: Any, artifacts: Path) -> None:
     steps = Steps(page, artifacts)
     assert page.locator("#dialect option").all_text_contents() == [
-        "qoder (/api/v1/cloud/environments/{env}/work)"
-    ]  # the one dialect served, as the config route says
+        f"qoder ({QODER.path('{env}')})",
+        f"anthropic ({ANTHROPIC.path('{env}')})",
+    ]  # both dialects served, the page's own first, as the config route says
     assert page.text_content("#worker-label") == "Worker (Worker-ID)"
 
     steps.click("new-env")
@@ -273,6 +279,87 @@ def test_one_item_s_whole_life_by_clicking(page: Any, artifacts: Path) -> None:
     page.wait_for_function(f"Number(document.body.dataset.done || 0) > {done}", timeout=WAIT_MS)
     head, rule = steps.latest()
     assert "/stats" in head and head.endswith("200")
+    assert shot.stat().st_size > 10_000
+
+
+def test_the_peer_dialect_by_clicking(page: Any, artifacts: Path) -> None:
+    folder = artifacts / "anthropic"
+    folder.mkdir(exist_ok=True)
+    steps = Steps(page, folder)
+    steps.click("new-env")  # a qoder environment and item first: the peer's server has neither
+    steps.click("new-item")
+    qoder_item = steps.selected_item()
+
+    page.select_option("#dialect", "anthropic")
+    assert page.text_content("#worker-label") == f"Worker ({ANTHROPIC.worker_header})"
+    assert page.text_content("#env") == "none" and page.locator("#items tbody tr").count() == 0
+    assert page.is_disabled("#poll") and "stop answers 204" in (page.text_content("#dialect-help") or "")
+    steps.click("new-env")
+    head, rule = steps.latest()
+    assert "/_playground/anthropic/_test/environments" in head and head.endswith("201") and "test route" in rule
+    env = page.text_content("#env") or ""
+    assert ANTHROPIC.valid_id("env", env) and not QODER.valid_id("env", env)
+    steps.click("new-item")
+    item = steps.selected_item()
+    assert ANTHROPIC.valid_id("work", item) and steps.highlighted() == ["queued"]
+    steps.shot("anthropic-created")
+
+    page.fill("#worker", "worker-a")
+    steps.click("poll")
+    head, rule = steps.latest()
+    assert f"worker-a: GET {ANTHROPIC.path(env, operation='poll')}" in head and head.endswith("200")
+    assert rule.startswith("[4.1 deliver] deliver in queued when deliverable")
+    assert '"secret"' in (page.text_content("#log li:first-child pre") or "")  # the peer's work object
+    steps.shot("anthropic-polled")
+
+    page.fill("#worker", "worker-b")  # another worker acks: taken in the peer, which does not check the worker
+    steps.click("ack")
+    head, rule = steps.latest()
+    assert "worker-b: POST" in head and head.endswith("200")
+    assert rule.startswith("[4.2 ack] ack in queued -> starting") and "checks_worker=no" in rule
+    note = page.text_content("#log li:first-child .note") or ""
+    assert f"no {ANTHROPIC.worker_header} header sent" in note  # the peer's ack sends no worker header
+    assert steps.highlighted() == ["starting"]
+    assert steps.row(item)[1:3] == ["starting", "worker-a"]  # the ack binds the delivery's worker
+    assert page.input_value("#expected") == "NO_HEARTBEAT"
+    steps.shot("anthropic-acked-by-another")
+
+    steps.click("heartbeat")
+    head, rule = steps.latest()
+    assert "expected_last_heartbeat=NO_HEARTBEAT" in head and head.endswith("200")
+    assert rule.startswith("[4.3 heartbeat-first] heartbeat in starting -> active")
+    assert steps.highlighted() == ["active"]
+    steps.shot("anthropic-heartbeat-first")
+
+    page.check("#force")
+    steps.click("stop")
+    head, rule = steps.latest()
+    assert '{"force":true}' in head and head.endswith("204")  # the peer's stop: no content
+    assert rule.startswith("[4.4 force-stop]")
+    assert page.locator("#log li:first-child .note").count() == 0  # the explanation expected the 204 too
+    assert page.text_content("#log li:first-child pre") == "(no body)"
+    assert steps.highlighted() == ["stopped"] and steps.row(item)[1] == "stopped"
+    steps.shot("anthropic-force-stop-204")
+
+    steps.click("heartbeat")  # the stopped item's heartbeat: 200, the worker learns to end the session
+    head, rule = steps.latest()
+    assert head.endswith("200") and rule.startswith("[4.3 heartbeat-stopped-reported]")
+    body = page.text_content("#log li:first-child pre") or ""
+    assert '"lease_extended": false' in body and '"state": "stopped"' in body
+    assert steps.highlighted() == ["stopped"]
+    shot = steps.shot("anthropic-heartbeat-stopped")
+
+    steps.click("list")
+    head, rule = steps.latest()
+    assert head.endswith("200") and '"next_page"' in (page.text_content("#log li:first-child pre") or "")
+    assert page.locator("#cursor-kind option").all_text_contents()[1:] == ["page"]
+
+    page.select_option("#dialect", "qoder")  # back: qoder's items, its own
+    assert page.text_content("#worker-label") == f"Worker ({QODER.worker_header})"
+    assert page.eval_on_selector_all("#items tbody tr", "rs => rs.map(r => r.dataset.id)") == [qoder_item]
+    assert page.text_content("#where") == f"{qoder_item} is queued"
+    page.select_option("#dialect", "anthropic")
+    assert steps.row(item)[1] == "stopped" and page.text_content("#env") == env
     assert shot.stat().st_size > 10_000
 
 

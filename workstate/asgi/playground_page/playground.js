@@ -1,14 +1,17 @@
 // The workstate playground: a client of the Work API, its test routes and the playground's explain route.
-// Nothing about the wire is written here: the base path, the worker header's name and the test clock's header
-// come from GET /_playground/config (read from workstate.api.routes on the server).
+// Nothing about the wire is written here: the base path, the worker header's name, the ids' prefixes, the test
+// routes and the test clock's header come from GET /_playground/config (read from workstate.api.routes and the
+// Dialect values on the server), one entry per dialect served. The dialect switch chooses which one the controls
+// speak; each dialect has its own server, so its own environment, items and tokens (kept while another is shown).
 
 const $ = (selector) => document.querySelector(selector);
 const AUTH = "Bearer playground";
 
 const state = {
   config: null,
-  dialect: null, // one entry of config.dialects: {name, base_path, work_path, worker_header, origin?}
-  now: 0, // the test clock, in milliseconds since the epoch
+  dialect: null, // one entry of config.dialects: {name, base_path, work_path, worker_header, test_routes, ...}
+  sessions: new Map(), // dialect name -> {env, items, tokens, selected} of the dialects not shown now
+  now: 0, // the test clock, in milliseconds since the epoch (one clock for every dialect)
   env: null,
   items: new Map(), // id -> {id, state, worker, deadline, version, metadata}
   tokens: new Map(), // `${worker} ${item}` -> the last last_heartbeat that worker saw for that item
@@ -60,26 +63,28 @@ async function explainRequest(method, target, headers, body) {
   const response = await fetch(origin() + state.config.explain, {
     method: "POST",
     headers: { "Content-Type": "application/json", ...clockHeaders() },
-    body: JSON.stringify({ method, target, headers, body: body ?? null }),
+    body: JSON.stringify({ method, target, headers, body: body ?? null, dialect: state.dialect.name }),
   });
   const { json } = await readJson(response);
   return response.ok ? json : { rule: null, summary: `explain answered ${response.status}: ${json?.error?.message}` };
 }
 
 // One exchange with the Work API: explained first (what the core decides for it, now), then sent, then logged.
-async function send(method, target, { worker = null, body = null, quiet = false } = {}) {
+// `worker` is the worker header sent (null: none); `as` the worker acting, when it sends no header.
+async function send(method, target, { worker = null, as = null, body = null, quiet = false } = {}) {
   const headers = { Authorization: AUTH, ...clockHeaders() };
   if (worker !== null) headers[state.dialect.worker_header] = worker;
   if (body !== null) headers["Content-Type"] = "application/json";
   const why = quiet ? null : await explainRequest(method, target, headers, body);
   const response = await fetch(origin() + target, { method, headers, body: body ?? undefined });
   const { text, json } = await readJson(response);
-  if (!quiet) logExchange({ method, target, worker, body, status: response.status, text, json, why });
+  const who = worker ?? as;
+  if (!quiet) logExchange({ method, target, worker: who, sent: worker !== null, body, status: response.status, text, json, why });
   return { status: response.status, json };
 }
 
 async function testRoute(path, value) {
-  const target = state.config.test_routes + path;
+  const target = state.dialect.test_routes + path;
   const response = await fetch(origin() + target, {
     method: "POST",
     headers: { "Content-Type": "application/json", ...clockHeaders() },
@@ -120,7 +125,7 @@ function entry(kind, head, ruleText, extra) {
   return li;
 }
 
-function logExchange({ method, target, worker, body, status, text, json, why }) {
+function logExchange({ method, target, worker, sent = true, body, status, text, json, why }) {
   state.exchanges += 1;
   const code = document.createElement("span");
   code.className = "status";
@@ -132,6 +137,12 @@ function logExchange({ method, target, worker, body, status, text, json, why }) 
     code,
   ];
   const extra = [];
+  if (worker !== null && !sent) {
+    const note = document.createElement("div");
+    note.className = "note";
+    note.textContent = `(no ${state.dialect.worker_header} header sent: the ${state.dialect.name} ack does not check the worker)`;
+    extra.push(note);
+  }
   if (why && why.status != null && why.status !== status) {
     const note = document.createElement("div");
     note.className = "note";
@@ -142,9 +153,9 @@ function logExchange({ method, target, worker, body, status, text, json, why }) 
   const summary = document.createElement("summary");
   summary.textContent = "body";
   const pre = document.createElement("pre");
-  pre.textContent = json === null ? text : JSON.stringify(json, null, 2);
+  pre.textContent = json === null ? text || "(no body)" : JSON.stringify(json, null, 2);
   details.append(summary, pre);
-  if (status >= 400) details.open = true;
+  if (status >= 400 || !text || json?.lease_extended === false) details.open = true;
   extra.push(details);
   entry(status < 400 ? "ok" : "error", head, ruleLine(why), extra);
 }
@@ -162,7 +173,7 @@ function logClock(text, lapses) {
 // --- items, table and diagram -------------------------------------------------------------------------------
 
 function remember(json) {
-  if (!json || typeof json !== "object" || !json.id || !String(json.id).startsWith("work_")) return;
+  if (!json || typeof json !== "object" || !json.id || !String(json.id).startsWith(state.dialect.work_prefix)) return;
   const known = state.items.get(json.id) || { id: json.id };
   known.state = json.state;
   known.metadata = json.metadata;
@@ -277,7 +288,8 @@ const operations = {
     const metadata = parsed($("#new-metadata"), "metadata");
     if (metadata === undefined) return;
     const hex = [...crypto.getRandomValues(new Uint8Array(16))].map((b) => b.toString(16).padStart(2, "0")).join("");
-    const { status, json } = await testRoute(`/${state.env}/work`, { session_id: "sess_" + hex, metadata });
+    const session = state.dialect.session_prefix + hex;
+    const { status, json } = await testRoute(`/${state.env}/work`, { session_id: session, metadata });
     if (status === 201) {
       state.items.set(json.id, { id: json.id, state: "queued" });
       state.selected = json.id;
@@ -292,7 +304,8 @@ const operations = {
   },
   ack: async () => {
     const who = worker();
-    const { status, json } = await send("POST", workPath(state.env, state.selected, "ack"), { worker: who });
+    const header = state.dialect.ack_checks_worker ? who : null; // a dialect that does not check it: no header
+    const { status, json } = await send("POST", workPath(state.env, state.selected, "ack"), { worker: header, as: who });
     if (status === 200) {
       remember(json);
       const key = `${who} ${state.selected}`;
@@ -306,12 +319,12 @@ const operations = {
     const suffix = query.size ? "?" + query : "";
     const who = worker();
     const { status, json } = await send("POST", workPath(state.env, state.selected, "heartbeat") + suffix, { worker: who });
-    if (status === 200 && json) state.tokens.set(`${who} ${state.selected}`, json.last_heartbeat);
+    if (status === 200 && json?.last_heartbeat) state.tokens.set(`${who} ${state.selected}`, json.last_heartbeat);
   },
   stop: async () => {
     const body = JSON.stringify({ force: $("#force").checked });
     const { status, json } = await send("POST", workPath(state.env, state.selected, "stop"), { worker: worker(), body });
-    if (status === 200) remember(json);
+    if (status === 200) remember(json); // a dialect whose stop answers 204 has no body: the item is read back
   },
   get: async () => {
     const { status, json } = await send("GET", workPath(state.env, state.selected), { worker: worker() });
@@ -391,9 +404,32 @@ function setStatus(text) {
   $("#status").textContent = text;
 }
 
+// Show the dialect `name`: the one shown before keeps its environment, items and tokens for when it is back.
 function chooseDialect(name) {
+  if (state.dialect) {
+    const { env, items, tokens, selected } = state;
+    state.sessions.set(state.dialect.name, { env, items, tokens, selected });
+  }
   state.dialect = state.config.dialects.find((d) => d.name === name) || state.config.dialects[0];
+  const kept = state.sessions.get(state.dialect.name) || { env: null, items: new Map(), tokens: new Map(), selected: null };
+  Object.assign(state, kept);
   $("#worker-label").textContent = `Worker (${state.dialect.worker_header})`;
+  $("#items-heading").textContent = `Items (${state.dialect.name})`;
+  $("#dialect-help").textContent =
+    `${state.dialect.work_path}; stop answers ${state.dialect.stop_status}` +
+    `; ack ${state.dialect.ack_checks_worker ? "checks" : "does not check"} the worker`;
+  const cursor = $("#cursor-kind");
+  const none = cursor.options[0];
+  cursor.replaceChildren(
+    none,
+    ...state.dialect.list_cursors.map((name) => {
+      const option = document.createElement("option");
+      option.value = name;
+      option.textContent = name;
+      return option;
+    }),
+  );
+  $("#new-env").disabled = !state.dialect.test_routes;
 }
 
 async function start() {
@@ -412,19 +448,14 @@ async function start() {
   chooseDialect(select.value);
   select.addEventListener("change", () => {
     chooseDialect(select.value);
-    state.env = null;
-    state.items.clear();
-    state.selected = null;
     render();
+    setStatus(`speaking ${state.dialect.name}`);
   });
   state.now = Date.parse(state.config.now);
   showNow();
   if (!state.config.test_clock) {
     for (const button of document.querySelectorAll("#clock-controls button")) button.disabled = true;
     $("#now").textContent = "the wall clock (start with --test-clock, or run workstate playground)";
-  }
-  if (!state.config.test_routes) {
-    $("#new-env").disabled = true;
   }
   for (const [id, work] of Object.entries({ ...operations, ...clock })) {
     $("#" + id).addEventListener("click", () => act(work));
