@@ -2,6 +2,10 @@
 
 It opens nothing by itself: it prints ``playground on http://HOST:PORT/`` (open that in a browser) beside
 ``serve``'s lines, and serves until SIGINT or SIGTERM. Needs the ``serve`` extra (uvicorn).
+
+Every shipped dialect is served from the one origin: ``--dialect`` (default ``qoder``) is the primary server's
+(``--policy``, ``--record`` and ``--seed-environments`` are its own), and each other dialect has a server of its
+own, on its dialect's default policy, under its base path; the page's dialect switch chooses which one it speaks.
 """
 
 from __future__ import annotations
