@@ -115,8 +115,7 @@ def running_cluster() -> Iterator[Cluster]:
         started = True
         subprocess.run(
             _as_cluster_user(
-                [str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "-t", "60"]
-                + ["start"]
+                [str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "start"]
             ),
             check=True,
             capture_output=True,
