@@ -254,3 +254,12 @@ def test_the_wire_words_check_has_teeth() -> None:
         "worker-id",
     }
     assert _wire_words_in(ast.parse('"""Under /v1/environments, a Worker-ID."""\n')) == set()
+
+
+def test_test_file_basenames_are_unique() -> None:
+    """pytest imports test modules by basename (``pythonpath = ["tests"]``, no packages): two ``test_x.py`` in two
+    folders break collection of the whole suite."""
+    seen: dict[str, list[str]] = {}
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        seen.setdefault(path.name, []).append(path.relative_to(ROOT).as_posix())
+    assert {name: paths for name, paths in seen.items() if len(paths) > 1 and name != "conftest.py"} == {}
