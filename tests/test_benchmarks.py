@@ -23,6 +23,7 @@ DOC = ROOT / "docs" / "performance.md"
         ("bench_simulate.py", ["--items", "200", "--runs", "1"], "lifecycles"),
         ("bench_verify.py", ["--budget", "0.2", "--budget3", "0.2"], "depth"),
         ("bench_conformance.py", ["--smoke"], "over HTTP:"),
+        ("bench_import.py", ["--smoke"], "import workstate"),
     ],
 )
 def test_the_benchmark_runs_and_leaves_the_recorded_figures_alone(script: str, args: list[str], prints: str) -> None:

@@ -7,7 +7,7 @@ import attrs
 import pytest
 from helpers import Stubborn
 
-import workstate.cli.simulate as sim
+import workstate.tools.simulate as sim  # the command imports its engine when it runs: patch it there
 from workstate.cli import main
 from workstate.tools.simulate import Faults, Report, SimConfig, simulate
 

@@ -59,12 +59,17 @@ def commands() -> tuple[CliCommand, ...]:
     return tuple(found)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The ``workstate`` parser. Given the ``argv`` it will parse, it configures only the command named there (the
+    others are listed with their help), so ``workstate --help`` runs no command's ``configure``: a command module
+    imports its engine in ``configure`` and ``run``, never at import."""
+    chosen = None if argv is None else next((word for word in argv if not word.startswith("-")), "")
     parser = argparse.ArgumentParser(prog="workstate", description="The Work item lifecycle, executable.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in commands():
         child = sub.add_parser(command.name, help=command.help, description=command.description or command.help)
-        command.configure(child)
+        if chosen is None or command.name == chosen:
+            command.configure(child)
         child.set_defaults(run=command.run)
     return parser
 
@@ -132,7 +137,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     sink = _Output(stream)
     try:
         try:
-            args = build_parser().parse_args(argv)
+            words = sys.argv[1:] if argv is None else argv
+            args = build_parser(words).parse_args(words)
         finally:
             _flush_stdout(sink)  # argparse writes --help to sys.stdout
         run: Callable[[argparse.Namespace, TextIO], int] | None = getattr(args, "run", None)

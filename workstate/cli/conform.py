@@ -18,25 +18,24 @@ import time
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import urlsplit
-from xml.sax.saxutils import escape, quoteattr
 
-from ..api import Request, Response
 from ..errors import WorkstateError
-from ..testing.compare import show
-from ..testing.conformance import T0, CaseResult, ConformanceReport, run_conformance
-from ..testing.http import HttpTarget
 from . import CliCommand
-from .options import add_policy_option, policy_from_pairs
+from .options import add_dialect_option, add_policy_option, dialect_of, policy_from_pairs
+
+if TYPE_CHECKING:
+    from ..api import Request, Response
+    from ..dialect import Dialect
+    from ..testing.conformance import CaseResult, ConformanceReport
+    from ..testing.http import HttpTarget
 
 
 def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", required=True, help="the server, e.g. http://127.0.0.1:8080 (a path is a base path)")
     add_policy_option(parser, "a Policy field the server under test uses (the reference is given the same)")
-    parser.add_argument(
-        "--dialect", choices=("qoder",), default="qoder", help="the wire dialect (only qoder until the dialect issue)"
-    )
+    add_dialect_option(parser, "the wire dialect the server speaks: the suite of its lifecycle, in its spelling")
     parser.add_argument("--json", metavar="FILE", help="write every case's result as JSON to FILE")
     parser.add_argument("--junit", metavar="FILE", help="write a JUnit XML report to FILE (one testcase per case)")
     parser.add_argument(
@@ -64,6 +63,8 @@ def _case_json(case: CaseResult) -> dict[str, Any]:
 
 
 def _junit(report: ConformanceReport, seconds: float) -> str:
+    from xml.sax.saxutils import escape, quoteattr  # imports urllib.request: only when a report is written
+
     failed = len(report.failures)
     lines = [
         '<?xml version="1.0" encoding="utf-8"?>',
@@ -125,37 +126,43 @@ class _Shared:
 
 
 def _run(args: argparse.Namespace, out: TextIO) -> int:
+    from ..testing.compare import show
+    from ..testing.conformance import T0, run_conformance
+    from ..testing.http import HttpTarget
+
     def refuse(message: str) -> int:
         sys.stderr.write(f"workstate conform: {message}\n")
         return 2
 
+    dialect = dialect_of(args)
     try:
-        policy = policy_from_pairs(args.policy)
+        policy = policy_from_pairs(args.policy, dialect.policy)
     except WorkstateError as exc:
         return refuse(exc.message)
     url = urlsplit(args.url)
     if url.scheme != "http" or not url.hostname:
         return refuse(f"--url must be http://HOST:PORT[/BASE], got {args.url!r}")
     host, port, base = url.hostname, url.port or 80, url.path.rstrip("/")
-    probe = HttpTarget(host, port, base_path=base, authorization=args.token)
+    probe = HttpTarget(host, port, base_path=base, authorization=args.token, dialect=dialect)
     try:
         probe.create_environment(T0)
     except (OSError, WorkstateError) as exc:
-        return refuse(f"no server that speaks the test-clock contract at {args.url}: {exc}")
+        return refuse(f"no server that speaks the test-clock contract at {args.url}: {exc}{_other(probe, dialect)}")
     finally:
         probe.close()
     salt = time.time_ns() & 0xFFFF_FFFF_FFFF  # sessions unique across runs against one long-lived server
     counter = itertools.count(1)
 
     def sessions() -> str:
-        return f"sess_{salt:012x}{next(counter):020x}"
+        return f"{dialect.session_prefix}{salt:012x}{next(counter):020x}"
 
-    shared = _Shared(HttpTarget(host, port, base_path=base, authorization=args.token))
+    shared = _Shared(HttpTarget(host, port, base_path=base, authorization=args.token, dialect=dialect))
     started = time.perf_counter()
     try:
         report = run_conformance(
             lambda: shared,
             policy=policy,
+            dialect=dialect,
             only=args.only,
             progress=_Bar(sys.stderr),
             sessions=sessions,
@@ -182,6 +189,25 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
     except OSError as exc:
         return refuse(f"cannot write the report: {exc.strerror or exc}")
     return 0 if report.ok else 1
+
+
+def _other(probe: HttpTarget, dialect: Dialect) -> str:
+    """A hint naming the shipped dialects whose ids the server at ``probe`` makes, when ``dialect`` is not one."""
+    from ..dialect import DIALECTS
+    from ..testing.conformance import T0
+
+    spoken = []
+    for name, other in DIALECTS.items():
+        if other != dialect:
+            probe.dialect = other
+            try:
+                probe.create_environment(T0)
+            except (OSError, WorkstateError):
+                continue
+            finally:
+                probe.close()
+            spoken.append(name)
+    return f" (its ids are those of --dialect {' or '.join(spoken)})" if spoken else ""
 
 
 CLI_COMMANDS: tuple[CliCommand, ...] = (

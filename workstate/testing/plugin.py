@@ -16,19 +16,31 @@ conformance suite (one pytest item per case, named by its id); ``workstate_confo
 A module-level ``workstate_policy`` (a :class:`~workstate.Policy`) chooses the reference's policy, and
 ``workstate_conformance_only`` (a pattern, as ``run_conformance(only=...)``) a subset of the cases. The
 suite is imported when such a test is collected, never before.
+
+Importing the plugin (which pytest does in every session of every project that has workstate installed)
+imports nothing but pytest, which is loaded already: workstate itself, hypothesis and the kit are imported
+when a fixture is used or a case is collected. (``st.from_type(WorkItem)`` needs no plugin: see
+:mod:`workstate.testing.hypothesis_hook`.)
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from ..policy import DEFAULT_POLICY, Policy
-from .target import Target
+if TYPE_CHECKING:
+    from ..policy import Policy
+    from .target import Target
 
 __all__ = ["pytest_generate_tests", "workstate_conformance", "workstate_lockstep"]
+
+
+def _default_policy() -> Policy:
+    from ..policy import DEFAULT_POLICY
+
+    return DEFAULT_POLICY
 
 
 @pytest.fixture
@@ -39,14 +51,15 @@ def workstate_lockstep() -> Callable[..., None]:
     ``stateful_step_count``, ...). A disagreement fails the test with the shrunk sequence.
     """
 
-    def run(make_target: Callable[[], Target], *, policy: Policy = DEFAULT_POLICY, **settings: Any) -> None:
+    def run(make_target: Callable[[], Target], *, policy: Policy | None = None, **settings: Any) -> None:
         try:
             from hypothesis import settings as Settings
 
             from .lockstep import run_lockstep
         except ImportError as exc:  # pragma: no cover - depends on the installation
             pytest.fail(f"the workstate oracle kit needs hypothesis: pip install 'workstate[testing]' ({exc})")
-        run_lockstep(make_target, policy=policy, settings=Settings(**settings) if settings else None)
+        chosen = _default_policy() if policy is None else policy
+        run_lockstep(make_target, policy=chosen, settings=Settings(**settings) if settings else None)
 
     return run
 
@@ -60,7 +73,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     from .conformance import conformance_cases, selected
 
-    policy = getattr(metafunc.module, "workstate_policy", DEFAULT_POLICY)
+    policy = getattr(metafunc.module, "workstate_policy", None) or _default_policy()
     only = getattr(metafunc.module, "workstate_conformance_only", None)
     cases = [case for case in conformance_cases(policy) if selected(case.case_id, only)]
     metafunc.parametrize(CASE_ARGUMENT, cases, ids=[case.case_id for case in cases])
@@ -77,7 +90,8 @@ def workstate_conformance(request: pytest.FixtureRequest) -> Callable[..., None]
     def run(make_target: Callable[[], Target], *, policy: Policy | None = None) -> None:
         from .conformance import Case, run_case, run_conformance
 
-        chosen: Policy = policy if policy is not None else getattr(request.module, "workstate_policy", DEFAULT_POLICY)
+        given: Policy | None = policy if policy is not None else getattr(request.module, "workstate_policy", None)
+        chosen = _default_policy() if given is None else given
         callspec = getattr(request.node, "callspec", None)
         case = callspec.params.get(CASE_ARGUMENT) if callspec is not None else None
         if isinstance(case, Case):
