@@ -268,7 +268,7 @@ class ConformanceReport:
         return table
 
     def summary(self) -> str:
-        """A table of cases and failures per spec section, then a line per failure."""
+        """A table of cases and failures per section of docs/api.md, then a line per failure."""
         rows = [f"{'section':<10} {'cases':>6} {'failed':>6}"]
         rows += [f"{section:<10} {total:>6} {failed:>6}" for section, (total, failed) in self.by_section().items()]
         failed = len(self.failures)
@@ -490,7 +490,7 @@ def run_conformance(
 
     ``policy`` is the reference's (give it the documented choices your server makes); ``dialect`` is a
     placeholder until the dialect issue: None (or a dialect named ``qoder``) is the Work API of
-    work-api.md, and anything else raises :class:`~workstate.errors.InvalidInput`. ``only`` keeps the
+    docs/api.md, and anything else raises :class:`~workstate.errors.InvalidInput`. ``only`` keeps the
     cases whose id contains it or matches it as a glob (``4.2-*``; ``!`` first inverts: see :func:`selected`).
     ``progress(done, total, result)``
     is called after each case; ``sessions()`` makes a fresh session id per work item (the default
@@ -1192,7 +1192,8 @@ def markdown(policy: Policy = DEFAULT_POLICY) -> str:
         "`workstate conform --url URL` against a live server (docs/testing-guide.md). Every case starts from a",
         f"fresh environment at {render_timestamp(T0)}; every request of a case is compared, the last one is the probe.",
         "",
-        "A case id is `SECTION-RULE/NAME`: the spec section and the rule (of `workstate/rules.py`, or the",
+        "A case id is `SECTION-RULE/NAME`: the section of api.md (`4.2`: api.md §4.2) and the rule (of",
+        "`workstate/rules.py`, or the",
         "operation and status when no lifecycle rule decides) that the reference applies to the probe, and the",
         "case's name. Transition-cover ids end in `@STATE`, the abstract state the probe meets: per item",
         "`state[.requeued][.w=bound Worker-ID][.d=delivered to][.reclaimable][.hbN heartbeats]`, items joined by",

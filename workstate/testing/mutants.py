@@ -201,7 +201,7 @@ class Mutant(ReferenceTarget):
 
     mistake = ""
     section = ""
-    """The spec section the mistake breaks."""
+    """The section of docs/api.md the mistake breaks."""
     witness: ClassVar[Witness] = ()
     """A fixed request sequence on which this mutant's answers differ from the reference's."""
 
@@ -285,7 +285,7 @@ class Mutant(ReferenceTarget):
 
 
 class AckReplayConflicts(Mutant):
-    """Answers 409 to an ack of an item already acked (spec 4.2: a replay is 200, unchanged)."""
+    """Answers 409 to an ack of an item already acked (api.md §4.2: a replay is 200, unchanged)."""
 
     mistake = "ack replay answers 409"
     section = "4.2"
@@ -302,7 +302,7 @@ class AckReplayConflicts(Mutant):
 
 
 class HeartbeatIgnoresPrecondition(Mutant):
-    """Ignores ``expected_last_heartbeat`` (spec 4.3: a mismatch is 412, and the lease stays with its holder)."""
+    """Ignores ``expected_last_heartbeat`` (api.md §4.3: a mismatch is 412, and the lease stays with its holder)."""
 
     mistake = "heartbeat ignores expected_last_heartbeat"
     section = "4.3"
@@ -325,7 +325,7 @@ class HeartbeatIgnoresPrecondition(Mutant):
 
 
 class LeaseNeverLapses(Mutant):
-    """Never re-queues (or stops) an item whose lease deadline passed (spec 5).
+    """Never re-queues (or stops) an item whose lease deadline passed (api.md §5).
 
     The leases it grants are as long as a policy allows, while its heartbeat replies still report
     the TTL the spec's policy grants: from the outside, a lease that is never enforced.
@@ -367,7 +367,7 @@ class _LifoServer(Server):
 
 
 class LifoPoll(Mutant):
-    """Poll hands out the newest deliverable item (spec 4.1: the oldest, by creation order)."""
+    """Poll hands out the newest deliverable item (api.md §4.1: the oldest, by creation order)."""
 
     mistake = "poll is LIFO"
     section = "4.1"
@@ -378,7 +378,7 @@ class LifoPoll(Mutant):
 
 
 class StopStoppedConflicts(Mutant):
-    """Answers 409 to a stop of a ``stopped`` item (spec 4.4: 200, unchanged)."""
+    """Answers 409 to a stop of a ``stopped`` item (api.md §4.4: 200, unchanged)."""
 
     mistake = "stop on stopped answers 409"
     section = "4.4"
@@ -395,7 +395,7 @@ class StopStoppedConflicts(Mutant):
 
 
 class AckIgnoresWorkerId(Mutant):
-    """Lets any worker ack an item delivered to another (spec 4.2: 409, claimed by another worker)."""
+    """Lets any worker ack an item delivered to another (api.md §4.2: 409, claimed by another worker)."""
 
     mistake = "ack ignores the Worker-ID"
     section = "4.2"
@@ -442,7 +442,7 @@ class _ExclusiveReclaimServer(Server):
 
 
 class ReclaimWindowExclusive(Mutant):
-    """Reclaims a delivered, unacked item only once *more* than the window has passed (spec 4.1: at least)."""
+    """Reclaims a delivered, unacked item only once *more* than the window has passed (api.md §4.1: at least)."""
 
     mistake = "the reclaim window is compared with > instead of >="
     section = "4.1"
@@ -453,7 +453,8 @@ class ReclaimWindowExclusive(Mutant):
 
 
 class RedeliveryKeepsWorkerId(Mutant):
-    """A redelivery without ``Worker-ID`` keeps the stored one (spec 4.1: a delivery without the header clears it)."""
+    """A redelivery without ``Worker-ID`` keeps the stored one (api.md §4.1: a delivery without the header
+    clears it)."""
 
     mistake = "a delivery without Worker-ID keeps the old one"
     section = "4.1"
@@ -474,7 +475,7 @@ class RedeliveryKeepsWorkerId(Mutant):
 
 
 class PollIgnoresReclaimParameter(Mutant):
-    """Ignores ``reclaim_older_than_ms`` and always uses the default 5 s (spec 4.1: the request's window)."""
+    """Ignores ``reclaim_older_than_ms`` and always uses the default 5 s (api.md §4.1: the request's window)."""
 
     mistake = "poll ignores reclaim_older_than_ms"
     section = "4.1"
@@ -490,7 +491,7 @@ class PollIgnoresReclaimParameter(Mutant):
 
 
 class PollAcceptsBlockZero(Mutant):
-    """Takes ``block_ms=0`` as "do not block" (spec 4.1: 1..999 or absent; 0 is 400)."""
+    """Takes ``block_ms=0`` as "do not block" (api.md §4.1: 1..999 or absent; 0 is 400)."""
 
     mistake = "block_ms=0 is accepted"
     section = "4.1"
@@ -509,7 +510,7 @@ class PollAcceptsBlockZero(Mutant):
 
 
 class AckReplayRestamps(Mutant):
-    """An ack replay on a ``starting`` item restamps ``acknowledged_at`` (spec 4.2: 200, item unchanged)."""
+    """An ack replay on a ``starting`` item restamps ``acknowledged_at`` (api.md §4.2: 200, item unchanged)."""
 
     mistake = "an ack replay restamps acknowledged_at"
     section = "4.2"
@@ -530,7 +531,7 @@ class AckReplayRestamps(Mutant):
 
 class AckRequiresDelivery(Mutant):
     """Refuses (409) an ack of a never-delivered item: the ``ack_requires_delivery`` choice hard-wired on
-    (spec 4.2: allowed by default; only the policy makes it 409)."""
+    (api.md §4.2: allowed by default; only the policy makes it 409)."""
 
     mistake = "ack of a never-delivered item answers 409 under the default policy"
     section = "4.2"
@@ -541,7 +542,7 @@ class AckRequiresDelivery(Mutant):
 
 
 class AckConflictErrorType(Mutant):
-    """Answers its 409s with ``error.type`` ``conflict_error`` (spec 6: ``invalid_request_error`` by default)."""
+    """Answers its 409s with ``error.type`` ``conflict_error`` (api.md §6: ``invalid_request_error`` by default)."""
 
     mistake = "409 answers conflict_error"
     section = "4.2, 6"
@@ -552,7 +553,7 @@ class AckConflictErrorType(Mutant):
 
 
 class AckBindsPollWorker(Mutant):
-    """Binds the Worker-ID stored at poll even when the ack names one (spec 4.2: the ack's, else the poll's)."""
+    """Binds the Worker-ID stored at poll even when the ack names one (api.md §4.2: the ack's, else the poll's)."""
 
     mistake = "ack binds the poll's Worker-ID, not the ack's"
     section = "4.2"
@@ -571,7 +572,7 @@ class AckBindsPollWorker(Mutant):
 
 
 class AckInStoppingReplays(Mutant):
-    """Answers an ack of a ``stopping`` item 200, unchanged, like a replay (spec 4.2: 409)."""
+    """Answers an ack of a ``stopping`` item 200, unchanged, like a replay (api.md §4.2: 409)."""
 
     mistake = "ack in stopping answers 200"
     section = "4.2"
@@ -591,7 +592,7 @@ class AckInStoppingReplays(Mutant):
 
 
 class TtlMaxClampOffByOne(Mutant):
-    """Clamps ``desired_ttl_seconds`` to 599 (spec 4.3: 10..600)."""
+    """Clamps ``desired_ttl_seconds`` to 599 (api.md §4.3: 10..600)."""
 
     mistake = "the TTL's upper clamp is 599"
     section = "4.3"
@@ -602,7 +603,7 @@ class TtlMaxClampOffByOne(Mutant):
 
 
 class TtlMinClampOffByOne(Mutant):
-    """Clamps ``desired_ttl_seconds`` from 11 (spec 4.3: 10..600)."""
+    """Clamps ``desired_ttl_seconds`` from 11 (api.md §4.3: 10..600)."""
 
     mistake = "the TTL's lower clamp is 11"
     section = "4.3"
@@ -613,7 +614,7 @@ class TtlMinClampOffByOne(Mutant):
 
 
 class DefaultTtlThirty(Mutant):
-    """Grants 30 s when no ``desired_ttl_seconds`` is sent (spec 4.3: the default TTL is 60 s)."""
+    """Grants 30 s when no ``desired_ttl_seconds`` is sent (api.md §4.3: the default TTL is 60 s)."""
 
     mistake = "the default TTL is 30 s"
     section = "4.3"
@@ -624,7 +625,7 @@ class DefaultTtlThirty(Mutant):
 
 
 class LeaseNotExtendedWhileStopping(Mutant):
-    """Answers ``lease_extended: false`` to a heartbeat on a ``stopping`` item (spec 4.3: true on every 200)."""
+    """Answers ``lease_extended: false`` to a heartbeat on a ``stopping`` item (api.md §4.3: true on every 200)."""
 
     mistake = "lease_extended is false in stopping"
     section = "4.3"
@@ -644,7 +645,7 @@ class LeaseNotExtendedWhileStopping(Mutant):
 
 
 class HeartbeatNotStrictlyIncreasing(Mutant):
-    """Stamps a heartbeat at ``now`` even when the previous one was at ``now`` too (spec 4.3: ``last_heartbeat``
+    """Stamps a heartbeat at ``now`` even when the previous one was at ``now`` too (api.md §4.3: ``last_heartbeat``
     strictly increases; the second is the previous plus one microsecond)."""
 
     mistake = "last_heartbeat is not strictly increasing"
@@ -666,7 +667,7 @@ class HeartbeatNotStrictlyIncreasing(Mutant):
 
 
 class PreconditionExactString(Mutant):
-    """Compares ``expected_last_heartbeat`` as a string (spec 4.3: as an instant; any RFC 3339 spelling matches)."""
+    """Compares ``expected_last_heartbeat`` as a string (api.md §4.3: as an instant; any RFC 3339 spelling matches)."""
 
     mistake = "the heartbeat precondition compares strings"
     section = "4.3"
@@ -683,7 +684,7 @@ class PreconditionExactString(Mutant):
 
 
 class PreconditionBeforeState(Mutant):
-    """Checks the heartbeat precondition before the state: 412 on a ``queued`` item (spec 4.3: 409 first)."""
+    """Checks the heartbeat precondition before the state: 412 on a ``queued`` item (api.md §4.3: 409 first)."""
 
     mistake = "heartbeat checks 412 before 409"
     section = "4.3"
@@ -705,7 +706,7 @@ class PreconditionBeforeState(Mutant):
 
 
 class ForceStopKeepsStopping(Mutant):
-    """A forced stop of a ``stopping`` item leaves it ``stopping`` (spec 4.4: force stops any live item)."""
+    """A forced stop of a ``stopping`` item leaves it ``stopping`` (api.md §4.4: force stops any live item)."""
 
     mistake = "force stop keeps a stopping item stopping"
     section = "4.4"
@@ -721,7 +722,8 @@ class ForceStopKeepsStopping(Mutant):
 
 
 class ConfirmStopRestampsRequested(Mutant):
-    """The confirming stop of a ``stopping`` item overwrites ``stop_requested_at`` (spec 4.4: only ``stopped_at``)."""
+    """The confirming stop of a ``stopping`` item overwrites ``stop_requested_at`` (api.md §4.4: only
+    ``stopped_at``)."""
 
     mistake = "stop_requested_at is overwritten by the confirming stop"
     section = "4.4"
@@ -741,7 +743,7 @@ class ConfirmStopRestampsRequested(Mutant):
 
 
 class ForceStopStampsRequested(Mutant):
-    """A forced stop of a running item sets ``stop_requested_at`` (spec 4.4: force leaves it unchanged)."""
+    """A forced stop of a running item sets ``stop_requested_at`` (api.md §4.4: force leaves it unchanged)."""
 
     mistake = "force stop stamps stop_requested_at"
     section = "4.4"
@@ -760,7 +762,7 @@ class ForceStopStampsRequested(Mutant):
 
 
 class QueuedStopDrains(Mutant):
-    """Answers a graceful stop of a ``queued`` item with ``stopping`` (spec 4.4: a queued item goes straight
+    """Answers a graceful stop of a ``queued`` item with ``stopping`` (api.md §4.4: a queued item goes straight
     to ``stopped``; there is no worker to drain). It stores ``stopped``: only the answer is wrong."""
 
     mistake = "a graceful stop of a queued item answers stopping"
@@ -777,7 +779,7 @@ class QueuedStopDrains(Mutant):
 
 
 class StopIgnoresForce(Mutant):
-    """Reads ``{"force": true}`` as a graceful stop (spec 4.4: force stops any live item at once)."""
+    """Reads ``{"force": true}`` as a graceful stop (api.md §4.4: force stops any live item at once)."""
 
     mistake = "stop ignores force"
     section = "4.4"
@@ -791,7 +793,7 @@ class StopIgnoresForce(Mutant):
 
 
 class StopRejectsEmptyObject(Mutant):
-    """Answers 400 to a stop whose body is ``{}`` (spec 4.4: empty, ``{}`` or ``{"force": …}``)."""
+    """Answers 400 to a stop whose body is ``{}`` (api.md §4.4: empty, ``{}`` or ``{"force": …}``)."""
 
     mistake = "stop refuses the body {}"
     section = "4.4"
@@ -809,7 +811,7 @@ class StopRejectsEmptyObject(Mutant):
 
 
 class GetSkipsExpiry(Mutant):
-    """Answers a get with the item as stored, before the expiry due at ``now`` (spec 4 and 5: expiry first)."""
+    """Answers a get with the item as stored, before the expiry due at ``now`` (api.md §4 and §5: expiry first)."""
 
     mistake = "get does not apply expiry"
     section = "4.5, 5"
@@ -825,7 +827,7 @@ class GetSkipsExpiry(Mutant):
 
 
 class GetAcrossEnvironments(Mutant):
-    """Finds a work item by id in any environment (spec 4.5: the item of the environment in the path, else 404)."""
+    """Finds a work item by id in any environment (api.md §4.5: the item of the environment in the path, else 404)."""
 
     mistake = "get finds an item of another environment"
     section = "4.5"
@@ -857,7 +859,7 @@ class _UpdateMutant(Mutant):
 
 
 class MetadataLimitBeforeMerge(_UpdateMutant):
-    """Counts the keys as the item's plus the patch's, deletes included, before the merge (spec 4.5: the
+    """Counts the keys as the item's plus the patch's, deletes included, before the merge (api.md §4.5: the
     limits hold after the merge, so a patch that deletes one key and adds another to 16 keys is fine)."""
 
     mistake = "the metadata key limit is checked before the merge"
@@ -875,7 +877,7 @@ class MetadataLimitBeforeMerge(_UpdateMutant):
 
 
 class DeleteMissingKeyRejected(_UpdateMutant):
-    """Answers 400 to a patch that deletes a key the item does not have (spec 4.5: null deletes; nothing to do)."""
+    """Answers 400 to a patch that deletes a key the item does not have (api.md §4.5: null deletes; nothing to do)."""
 
     mistake = "deleting a missing metadata key is 400"
     section = "4.5"
@@ -889,7 +891,7 @@ class DeleteMissingKeyRejected(_UpdateMutant):
 
 
 class ValueLength513Accepted(Mutant):
-    """Accepts a 513-character metadata value (spec 4.5: at most 512)."""
+    """Accepts a 513-character metadata value (api.md §4.5: at most 512)."""
 
     mistake = "a 513-character metadata value is accepted"
     section = "4.5"
@@ -900,7 +902,7 @@ class ValueLength513Accepted(Mutant):
 
 
 class KeyLength65Accepted(Mutant):
-    """Accepts a 65-character metadata key (spec 4.5: keys of 1..64 characters)."""
+    """Accepts a 65-character metadata key (api.md §4.5: keys of 1..64 characters)."""
 
     mistake = "a 65-character metadata key is accepted"
     section = "4.5"
@@ -911,7 +913,7 @@ class KeyLength65Accepted(Mutant):
 
 
 class UpdateStoppedConflicts(_UpdateMutant):
-    """Answers 409 to a metadata update of a ``stopped`` item (spec 4.5: allowed in every state)."""
+    """Answers 409 to a metadata update of a ``stopped`` item (api.md §4.5: allowed in every state)."""
 
     mistake = "update of a stopped item is 409"
     section = "4.5"
@@ -925,7 +927,7 @@ class UpdateStoppedConflicts(_UpdateMutant):
 
 
 class NullMetadataClears(Mutant):
-    """Reads ``{"metadata": null}`` as "delete every key" (spec 4.5: 400)."""
+    """Reads ``{"metadata": null}`` as "delete every key" (api.md §4.5: 400)."""
 
     mistake = "metadata null clears the metadata"
     section = "4.5"
@@ -954,7 +956,7 @@ class _ListMutant(Mutant):
 
 
 class HasMoreOnFullLastPage(_ListMutant):
-    """Says ``has_more`` whenever a page is full, the last one too (spec 4.6: only when items follow)."""
+    """Says ``has_more`` whenever a page is full, the last one too (api.md §4.6: only when items follow)."""
 
     mistake = "has_more is true on a full last page"
     section = "4.6"
@@ -974,7 +976,7 @@ class HasMoreOnFullLastPage(_ListMutant):
 
 
 class LimitOverMaxRejected(Mutant):
-    """Answers 400 to ``limit=101`` (spec 4.6: capped at 100; only the policy makes it 400)."""
+    """Answers 400 to ``limit=101`` (api.md §4.6: capped at 100; only the policy makes it 400)."""
 
     mistake = "limit 101 is refused, not capped"
     section = "4.6"
@@ -985,7 +987,7 @@ class LimitOverMaxRejected(Mutant):
 
 
 class BeforeIdInclusive(_ListMutant):
-    """A ``before_id`` page includes the cursor's own item (spec 4.6: the items immediately before it)."""
+    """A ``before_id`` page includes the cursor's own item (api.md §4.6: the items immediately before it)."""
 
     mistake = "before_id is off by one (inclusive)"
     section = "4.6"
@@ -1001,7 +1003,7 @@ class BeforeIdInclusive(_ListMutant):
 
 
 class AfterIdInclusive(_ListMutant):
-    """An ``after_id`` page starts at the cursor's own item (spec 4.6: the items after it)."""
+    """An ``after_id`` page starts at the cursor's own item (api.md §4.6: the items after it)."""
 
     mistake = "after_id is inclusive"
     section = "4.6"
@@ -1039,7 +1041,7 @@ class BackwardPageHasMoreForward(_ListMutant):
 
 
 class ListNewestFirst(_ListMutant):
-    """Lists newest first (spec 4.6: ascending id order, which is creation order)."""
+    """Lists newest first (api.md §4.6: ascending id order, which is creation order)."""
 
     mistake = "list is in descending order"
     section = "4.6"
@@ -1074,7 +1076,7 @@ class _DepthCountsPending(_StatsServer):
 
 
 class DepthCountsPending(Mutant):
-    """Counts pending items in ``depth`` too (spec 4.7: ``depth`` is the deliverable ones; ``depth + pending``
+    """Counts pending items in ``depth`` too (api.md §4.7: ``depth`` is the deliverable ones; ``depth + pending``
     = the queued items)."""
 
     mistake = "depth counts pending items"
@@ -1091,7 +1093,7 @@ class _PollingWindowInclusive(_StatsServer):
 
 
 class WorkersPollingWindowInclusive(Mutant):
-    """Counts a worker that polled exactly 30 s ago in ``workers_polling`` (spec 4.7: in the last 30 s)."""
+    """Counts a worker that polled exactly 30 s ago in ``workers_polling`` (api.md §4.7: in the last 30 s)."""
 
     mistake = "the workers_polling window is off by one (inclusive)"
     section = "4.7"
@@ -1108,7 +1110,7 @@ class _OldestIncludesStopped(_StatsServer):
 
 
 class OldestQueuedIncludesStopped(Mutant):
-    """Takes ``oldest_queued_at`` over queued and stopped items (spec 4.7: queued items only)."""
+    """Takes ``oldest_queued_at`` over queued and stopped items (api.md §4.7: queued items only)."""
 
     mistake = "oldest_queued_at counts stopped items"
     section = "4.7"
@@ -1133,7 +1135,7 @@ class _RecordsRejectedPolls(Server):
 
 
 class RejectedPollCounted(Mutant):
-    """Counts the Worker-ID of a rejected (400) poll in ``workers_polling`` (spec 6: a rejected request
+    """Counts the Worker-ID of a rejected (400) poll in ``workers_polling`` (api.md §6: a rejected request
     changes nothing, anywhere)."""
 
     mistake = "a rejected poll counts for workers_polling"
@@ -1148,7 +1150,7 @@ class RejectedPollCounted(Mutant):
 
 
 class AuthBeforeRoute(Mutant):
-    """Answers 401 to an unauthenticated request for no route (spec 4: 404 for a target that is no route, first)."""
+    """Answers 401 to an unauthenticated request for no route (api.md §4: 404 for a target that is no route, first)."""
 
     mistake = "401 is checked before the route's 404"
     section = "4, 6"
@@ -1164,7 +1166,7 @@ class AuthBeforeRoute(Mutant):
 
 class ParamBeforeUnknownEnvironment(Mutant):
     """Checks a poll's parameters before the environment: 400, not 404, for a bad ``block_ms`` in an unknown
-    environment (spec 4: 404 environment, then 400 parameters)."""
+    environment (api.md §4: 404 environment, then 400 parameters)."""
 
     mistake = "400 parameters before 404 environment"
     section = "4, 6"
@@ -1181,7 +1183,7 @@ class ParamBeforeUnknownEnvironment(Mutant):
 
 
 class RequestIdNotEchoed(Mutant):
-    """Generates its own ``request_id`` even when the request sent ``x-request-id`` (spec 6: it is echoed)."""
+    """Generates its own ``request_id`` even when the request sent ``x-request-id`` (api.md §6: it is echoed)."""
 
     mistake = "an error's request_id does not echo x-request-id"
     section = "6"
@@ -1195,7 +1197,7 @@ class RequestIdNotEchoed(Mutant):
 
 
 class PreconditionFailedType(Mutant):
-    """Answers a failed heartbeat precondition 412 with ``error.type`` ``invalid_request_error`` (spec 6:
+    """Answers a failed heartbeat precondition 412 with ``error.type`` ``invalid_request_error`` (api.md §6:
     ``precondition_failed_error``)."""
 
     mistake = "412 answers invalid_request_error"
@@ -1211,7 +1213,7 @@ class PreconditionFailedType(Mutant):
 
 
 class UnknownWorkBeforeBadBody(Mutant):
-    """Answers 404 for an unknown work item before reading a bad body (spec 4: 400 parameters and body, then
+    """Answers 404 for an unknown work item before reading a bad body (api.md §4: 400 parameters and body, then
     404 work item)."""
 
     mistake = "404 work item before 400 body"
@@ -1247,7 +1249,7 @@ class _LapseHook(Mutant):
 
 
 class DrainLapseStampedAtNow(_LapseHook):
-    """Stamps a lapsed drain's ``stopped_at`` when the lapse is observed (spec 5: at the deadline)."""
+    """Stamps a lapsed drain's ``stopped_at`` when the lapse is observed (api.md §5: at the deadline)."""
 
     mistake = "a drain lapse is stamped at now, not at the deadline"
     section = "5"
@@ -1259,7 +1261,7 @@ class DrainLapseStampedAtNow(_LapseHook):
 
 
 class LapseClearsMetadata(_LapseHook):
-    """A re-queue clears the item's metadata (spec 5: it clears the ack, start, heartbeat, worker and delivery)."""
+    """A re-queue clears the item's metadata (api.md §5: it clears the ack, start, heartbeat, worker and delivery)."""
 
     mistake = "a lapse clears the metadata"
     section = "5"
@@ -1271,7 +1273,7 @@ class LapseClearsMetadata(_LapseHook):
 
 
 class LapseKeepsWorkerId(_LapseHook):
-    """A re-queue keeps the bound Worker-ID as the stored one (spec 5: cleared; the item is anyone's)."""
+    """A re-queue keeps the bound Worker-ID as the stored one (api.md §5: cleared; the item is anyone's)."""
 
     mistake = "a lapse keeps the Worker-ID"
     section = "5"
@@ -1288,7 +1290,7 @@ class _LateExpiry(Server):
 
 
 class LapseAfterDeadline(Mutant):
-    """Lapses an item only after its deadline (spec 5: expiry takes effect at the deadline instant)."""
+    """Lapses an item only after its deadline (api.md §5: expiry takes effect at the deadline instant)."""
 
     mistake = "expiry is one microsecond late (> instead of >=)"
     section = "5"
@@ -1299,7 +1301,7 @@ class LapseAfterDeadline(Mutant):
 
 
 class StartTimeoutOffByOne(Mutant):
-    """Re-queues an unstarted item 61 s after its ack (spec 5: the start timeout is 60 s)."""
+    """Re-queues an unstarted item 61 s after its ack (api.md §5: the start timeout is 60 s)."""
 
     mistake = "the start timeout is 61 s"
     section = "5"
@@ -1310,7 +1312,7 @@ class StartTimeoutOffByOne(Mutant):
 
 
 class StartTimeoutKeepsStarting(Mutant):
-    """Leaves an item that never heartbeats ``starting`` for ever (spec 5: re-queued after the start timeout)."""
+    """Leaves an item that never heartbeats ``starting`` for ever (api.md §5: re-queued after the start timeout)."""
 
     mistake = "the start timeout never re-queues"
     section = "5"
@@ -1321,7 +1323,7 @@ class StartTimeoutKeepsStarting(Mutant):
 
 
 class ActiveLapseStops(Mutant):
-    """Stops an ``active`` item whose lease ran out (spec 5: it is re-queued)."""
+    """Stops an ``active`` item whose lease ran out (api.md §5: it is re-queued)."""
 
     mistake = "a lapsed lease stops the item"
     section = "5"
@@ -1395,7 +1397,7 @@ NEW_MUTANTS: tuple[type[Mutant], ...] = (
     StartTimeoutKeepsStarting,
     ActiveLapseStops,
 )
-"""The wrong servers of issue 13, by spec section (poll, ack, heartbeat, stop, get and update, list, stats,
+"""The wrong servers of issue 13, by section of docs/api.md (poll, ack, heartbeat, stop, get and update, list, stats,
 errors and check order, time and leases)."""
 
 ALL_MUTANTS: tuple[type[Mutant], ...] = MUTANTS + NEW_MUTANTS
