@@ -3,6 +3,7 @@ not months later by whoever next measures. No figure is asserted: speed is measu
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,8 @@ DOC = ROOT / "docs" / "performance.md"
 @pytest.mark.parametrize(
     ("script", "args", "prints"),
     [
-        ("bench_core.py", ["--quick"], "us"),
+        # --quick too checks the hand-written limit equal to step on 50,000 fuzzed commands (exit 1 at a difference)
+        ("bench_core.py", ["--quick"], "the hand-written limit equals step on 50,000 fuzzed commands"),
         ("bench_server.py", ["--smoke"], "handle:"),
         ("bench_index.py", ["--smoke"], "treap"),
         ("bench_serve.py", ["--smoke"], "requests/s"),
@@ -34,3 +36,25 @@ def test_the_benchmark_runs_and_leaves_the_recorded_figures_alone(script: str, a
     assert done.returncode == 0, done.stderr[-2000:]
     assert prints in done.stdout
     assert DOC.read_text(encoding="utf-8") == recorded  # only --update writes docs/performance.md
+
+
+def test_the_hand_written_limit_of_bench_core_is_checked_against_step_and_a_difference_is_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """bench_core's limit equals step on fuzzed commands (as every run checks), and the check has teeth: a limit
+    that answers one rule wrong is refused."""
+    spec = importlib.util.spec_from_file_location("bench_core", ROOT / "benchmarks" / "bench_core.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "bench_core", bench)
+    spec.loader.exec_module(bench)
+    assert bench.check_limit(sequences=400, length=25) == 10_000
+    stop = bench._HANDLERS[bench.Stop]
+
+    def wrong(item: object, cmd: object, now: object) -> object:
+        new, rule = stop(item, cmd, now)
+        return new, "stop-stopped" if rule == "force-stop-stopped" else rule
+
+    monkeypatch.setitem(bench._HANDLERS, bench.Stop, wrong)
+    with pytest.raises(SystemExit, match="differs from step"):
+        bench.check_limit(sequences=400, length=25)
