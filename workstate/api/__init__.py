@@ -43,6 +43,7 @@ from .server import (
     UnknownEnvironment,
     allow_any,
 )
+from .store import MemoryStore, QueueCounts, Store, StoreConflict, Transaction
 from .wire import REQUEST_ID_MAX_LENGTH, Headers, Request, Response, bearer_token, echoed_request_id
 
 __all__ = [
@@ -57,12 +58,17 @@ __all__ = [
     "EnvironmentSnapshot",
     "Headers",
     "IdSource",
+    "MemoryStore",
     "OnChange",
     "NotSelfHosted",
+    "QueueCounts",
     "Request",
     "Response",
     "Server",
     "SessionBusy",
+    "Store",
+    "StoreConflict",
+    "Transaction",
     "UnknownEnvironment",
     "allow_any",
     "bearer_token",

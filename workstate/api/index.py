@@ -259,8 +259,8 @@ class Polls:
         latest = self._latest
         return latest[next(reversed(latest))] if latest else None
 
-    def record(self, worker: str, now: datetime) -> None:
-        """``worker`` polled at ``now``."""
+    def record(self, worker: str, now: datetime, window: timedelta | None = None) -> None:
+        """``worker`` polled at ``now`` (``window``: the polling window, when not the one this was made with)."""
         latest = self._latest
         newest = self.newest()
         stamp = now if newest is None or now > newest else newest
@@ -268,20 +268,20 @@ class Polls:
         latest.move_to_end(worker)
         if newest is None or stamp == newest:
             return  # the window did not move: nothing left it
-        cutoff = stamp - self._window
+        cutoff = stamp - (self._window if window is None else window)
         while True:  # the first id is the oldest: forget every one the window left behind (never `worker`)
             oldest = next(iter(latest))
             if latest[oldest] > cutoff:
                 return
             del latest[oldest]
 
-    def count(self, now: datetime) -> int:
+    def count(self, now: datetime, window: timedelta | None = None) -> int:
         """How many ids are stamped less than the window before ``now`` or the newest stamp, whichever is later."""
         latest = self._latest
         newest = self.newest()
         if newest is None or now <= newest:
             return len(latest)  # everything kept is inside the window before the newest stamp
-        cutoff, found = now - self._window, 0
+        cutoff, found = now - (self._window if window is None else window), 0
         for worker in reversed(latest):  # newest first: stop at the first one outside the window
             if latest[worker] <= cutoff:
                 break

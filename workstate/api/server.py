@@ -15,8 +15,13 @@ Decisions taken here where the spec is silent:
 - Check order: an unknown route (or a known path with another method) is 404 before anything
   else; then 401, 403, 404 environment, 400 not ``self_hosted``, 400 parameters (query in the
   endpoint's order, then ``Worker-ID``, then the body), 404 work item, then the rules.
+- State lives in a store (``Server(store=...)``, :mod:`workstate.api.store`; default a :class:`MemoryStore`,
+  today's indexes). One transaction per request: read, decide with ``step``, write with compare-and-set on
+  ``version``; on a :class:`~workstate.api.store.StoreConflict` the whole request is retried from a fresh
+  read (``retries`` times), then answered 503 (``api_error``). The store only narrows: a poll steps
+  ``Deliver`` over the store's candidates in creation order and takes the first accepted.
 - Every call first applies the expiry due at ``now`` to every item (:meth:`Server.expire`, driven by
-  a deadline heap), so the lazy path and the eager sweep cannot disagree. Time passing is not a
+  the store's deadline index), so the lazy path and the eager sweep cannot disagree. Time passing is not a
   change a request makes: "a rejected request changes nothing" holds for the state at ``now``.
 - A rejected request (any 4xx) records nothing, not even a poll for ``workers_polling``.
 - How a request is read (query, headers, ``Authorization``, bodies): see :mod:`workstate.api.wire`;
@@ -56,13 +61,11 @@ Decisions taken here where the spec is silent:
 from __future__ import annotations
 
 import base64
-import bisect
-import enum
-import heapq
+import contextlib
 import json
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 import attrs
 
@@ -86,8 +89,18 @@ from ..model import (
 from ..policy import LimitOverMax, Policy
 from ..rules import Reason, Rule, State
 from .codec import ErrorEnvelope, HeartbeatObject, ListEnvelope, StatsObject, dumps, encode_work
-from .index import CreationKey, Delivered, FreshQueue, Polls, is_fresh
+from .index import CreationKey
 from .routes import params_of_reasons, read_heartbeat, read_stop, read_update, read_worker, route
+from .store import (
+    FOREVER,
+    Environment,
+    EnvironmentInfo,
+    EnvironmentKind,
+    MemoryStore,
+    Store,
+    StoreConflict,
+    Transaction,
+)
 from .wire import (
     JSON_HEADERS,
     Headers,
@@ -119,6 +132,7 @@ __all__ = [
     "NotSelfHosted",
     "Server",
     "SessionBusy",
+    "StoreConflict",
     "UnknownEnvironment",
     "allow_any",
 ]
@@ -130,6 +144,9 @@ _NO_PATCH = UpdateMetadata({})
 _QUEUED = State.QUEUED
 _LAPSE = Lapse()
 _MESSAGE_LIMIT = 1024  # the longest error message answered (every value in one is cut short by _time.shown)
+_CANDIDATES = 16  # how many candidates a poll asks the store for at a time
+_DUE = 64  # how many due items the expiry asks the store for at a time
+_T = TypeVar("_T")
 
 
 # --- typed errors of the server's own operations -------------------------------------------------
@@ -165,11 +182,6 @@ class DuplicateId(WorkstateError):
 
 
 # --- pluggable parts ----------------------------------------------------------------------------------
-
-
-class EnvironmentKind(enum.StrEnum):
-    SELF_HOSTED = "self_hosted"
-    CLOUD = "cloud"
 
 
 @attrs.frozen
@@ -244,34 +256,6 @@ class EnvironmentSnapshot:
     polls: tuple[tuple[str, datetime], ...]  # (Worker-ID, latest poll as stamped), by Worker-ID: those that may count
 
 
-class Environment:
-    """One environment's items and the indexes over them (all derived from ``items``, but ``polls``).
-
-    The server's own bookkeeping, public for subclasses that override how a poll chooses (the mutants of
-    :mod:`workstate.testing.mutants` do); its fields may change with the server.
-    """
-
-    __slots__ = ("created_at", "delivered", "fresh", "id", "items", "kind", "order", "polls")
-
-    def __init__(self, env_id: str, kind: EnvironmentKind, created_at: datetime, polling_window: timedelta) -> None:
-        self.id = env_id
-        self.kind = kind
-        self.created_at = created_at
-        self.items: dict[str, WorkItem] = {}
-        self.order: list[str] = []  # every id, ascending: the list endpoint
-        self.fresh = FreshQueue()  # queued items never delivered
-        self.delivered = Delivered()  # queued items delivered by a poll
-        self.polls = Polls(polling_window)  # Worker-ID -> latest poll, inside the workers-polling window
-
-    def oldest_queued(self) -> CreationKey | None:
-        fresh = self.fresh.oldest(self.items)
-        found = None if fresh is None else (fresh.created_at, fresh.id)
-        delivered = self.delivered.oldest()
-        if delivered is not None and (found is None or delivered < found):
-            return delivered
-        return found
-
-
 def _environment_kind(kind: EnvironmentKind | str) -> EnvironmentKind:
     try:
         return EnvironmentKind(kind)
@@ -296,12 +280,21 @@ class Server:
     re-queued or stopped. Secrets take no part in :meth:`snapshot`.
 
     ``authorizer`` decides 403s (it sees an :class:`Access`); ``ids`` hands out ids (default
-    :class:`CounterIds` in the dialect's format). State changes only through :meth:`create_environment`,
+    :class:`CounterIds` in the dialect's format; on a database shared by processes, one that cannot collide,
+    such as ``workstate.stores.RandomIds``). State changes only through :meth:`create_environment`,
     :meth:`create_work`, :meth:`handle` and :meth:`expire`.
 
+    ``store`` (a :class:`~workstate.api.store.Store`) holds the state: None is a fresh
+    :class:`~workstate.api.store.MemoryStore`; ``workstate.stores.sqlite.SqliteStore`` and
+    ``workstate.stores.postgres.PostgresStore`` keep it in a database, which several servers may share. Every
+    call runs in one of its transactions; a compare-and-set that finds a row changed
+    (:class:`~workstate.api.store.StoreConflict`) retries the call from a fresh read up to ``retries`` times,
+    then :meth:`handle` answers 503 and the other calls raise the ``StoreConflict``. A server is used by one
+    thread at a time (``workstate.asgi`` holds a lock around it).
+
     ``on_change`` (an :data:`OnChange`) is told of every item the server writes -- created, moved by a
-    request, or lapsed by time -- right after the write, in the order they happen: the place to persist
-    items or to audit them. It must not raise: an exception propagates to the caller and the write stands.
+    request, or lapsed by time -- once the call's transaction committed, in the order the writes happened:
+    the place to audit items. It must not raise: an exception propagates to the caller and the write stands.
     """
 
     def __init__(
@@ -312,6 +305,8 @@ class Server:
         authorizer: Authorizer | None = None,
         ids: IdSource | None = None,
         on_change: OnChange | None = None,
+        store: Store | None = None,
+        retries: int = 8,
     ) -> None:
         if not isinstance(dialect, Dialect):
             raise InvalidInput(f"dialect must be a Dialect, got {shown(dialect)}", param="dialect")
@@ -322,6 +317,10 @@ class Server:
         for name, value in (("authorizer", authorizer), ("ids", ids), ("on_change", on_change)):
             if value is not None and not callable(value):
                 raise InvalidInput(f"{name} must be callable or None, got {shown(value)}", param=name)
+        if store is not None and not isinstance(store, Store):
+            raise InvalidInput(f"store must be a Store or None, got {shown(store)}", param="store")
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise InvalidInput(f"retries must be a non-negative integer, got {shown(retries)}", param="retries")
         self._on_change = on_change
         self.policy = policy
         self.dialect = dialect
@@ -331,16 +330,108 @@ class Server:
         self._auth_headers = tuple(name.lower() for name in dialect.auth_headers)
         self._authorizer = authorizer
         self._ids: IdSource = CounterIds(dialect=dialect) if ids is None else ids
-        self._envs: dict[str, Environment] = {}
-        # session id -> the id of its live item (spec section 1: at most one), kept by _store on every write
-        self._live: dict[str, str] = {}
-        # (environment id, work id) -> the secret of the item's latest delivery (dialects with issues_secrets)
-        self._secrets: dict[tuple[str, str], str] = {}
-        self._deadlines: list[tuple[datetime, str, str]] = []  # (deadline, work id, environment id)
-        self._timed = 0  # how many items have a deadline
+        self._secret_dialect = dialect.issues_secrets
         # A policy's numbers are at most a billion (policy.LARGEST): these never overflow.
         self._stats_window = timedelta(milliseconds=policy.reclaim_older_than_ms)
         self._polling_window = timedelta(seconds=policy.workers_polling_window_seconds)
+        self._store: Store = MemoryStore(self._polling_window) if store is None else store
+        self._retries = retries
+        # The call in progress (a server is used by one thread at a time): its transaction, the changes to
+        # report once it commits, and what the poll's choice stepped (so the poll need not step it again).
+        self._tx: Transaction = self._store if isinstance(self._store, MemoryStore) else MemoryStore()
+        self._inside = False  # whether a call's transaction is open
+        self._changes: list[tuple[str, WorkItem | None, WorkItem]] = []
+        self._poll_command: Deliver | None = None
+        self._chosen: tuple[WorkItem, Accepted, datetime] | None = None
+
+    @property
+    def store(self) -> Store:
+        """The store this server keeps its state in."""
+        return self._store
+
+    @property
+    def _envs(self) -> dict[str, Environment]:
+        """A :class:`MemoryStore`'s environments by id (for subclasses that look inside it; empty otherwise)."""
+        store = self._store
+        return store.envs if isinstance(store, MemoryStore) else {}
+
+    @property
+    def _live(self) -> dict[str, str]:
+        """A :class:`MemoryStore`'s session index (session id -> its live item's id; for tests)."""
+        store = self._store
+        return store.live if isinstance(store, MemoryStore) else {}
+
+    @property
+    def _deadlines(self) -> list[tuple[datetime, str, str]]:
+        """A :class:`MemoryStore`'s deadline heap (for tests; empty otherwise)."""
+        store = self._store
+        return store.deadline_heap if isinstance(store, MemoryStore) else []
+
+    # --- transactions ---
+
+    def _run(self, call: Callable[[Transaction], _T]) -> _T:
+        """Run ``call`` in a transaction and commit it; from a fresh read again on a conflict (``retries`` times).
+
+        A typed error (:class:`~workstate.errors.WorkstateError`) of the call is raised after the commit (what
+        the call wrote before it, the expiry due at ``now``, stands); any other exception rolls back.
+        """
+        if self._inside:
+            return call(self._tx)  # a call made from within a call (a subclass's hook): the same transaction
+        conflict: StoreConflict | None = None
+        for _ in range(self._retries + 1):
+            tx: Transaction | None = None
+            refused: WorkstateError | None = None
+            try:
+                tx = self._store.begin()
+                self._tx, self._inside = tx, True
+                try:
+                    result = call(tx)
+                except StoreConflict:
+                    raise
+                except WorkstateError as exc:
+                    refused = exc
+                finally:
+                    self._inside = False
+                tx.commit()
+            except StoreConflict as exc:
+                conflict = exc
+                self._abandon(tx)
+                continue
+            except BaseException:
+                self._abandon(tx)
+                raise
+            if self._changes:
+                self._report()
+            if refused is not None:
+                raise refused
+            return result
+        assert conflict is not None
+        raise StoreConflict(
+            f"the store kept changing under this call: {self._retries + 1} attempts conflicted ({conflict.message})"
+        )
+
+    def _abandon(self, tx: Transaction | None) -> None:
+        self._changes.clear()
+        if tx is not None:
+            with contextlib.suppress(Exception):  # the transaction is lost either way; the first error is the one
+                tx.rollback()
+
+    def _report(self) -> None:
+        changes, self._changes = self._changes, []
+        on_change = self._on_change
+        assert on_change is not None
+        for env_id, old, new in changes:
+            on_change(env_id, old, new)
+
+    def _write(self, tx: Transaction, env_id: str, old: WorkItem | None, new: WorkItem) -> None:
+        """Put ``new`` in place of ``old`` (compare-and-set on the version read): the one place that writes items."""
+        tx.put(env_id, new, None if old is None else old.version, next_deadline(new, self.policy))
+        if self._secret_dialect and (
+            not new.live or (new.state is _QUEUED and old is not None and old.state is not _QUEUED)
+        ):
+            tx.set_secret(env_id, new.id, None)  # the delivery is over (stopped, re-queued): so is its secret
+        if self._on_change is not None:
+            self._changes.append((env_id, old, new))
 
     # --- what the platform does (not through the endpoints) ---
 
@@ -348,13 +439,17 @@ class Server:
         """Create an environment (``self_hosted`` or ``cloud``) and return its id."""
         now = aware(now)
         env_kind = _environment_kind(kind)
-        env_id = self._ids("env_")
-        if not self.dialect.valid_id("env", env_id):
-            raise InvalidId(f"the id source gave {shown(env_id)}, not {self.dialect.id_rule('env')}", param="env")
-        if env_id in self._envs:
-            raise DuplicateId(f"the id source gave {env_id} twice", param="env")
-        self._envs[env_id] = Environment(env_id, env_kind, now, self._polling_window)
-        return env_id
+
+        def create(tx: Transaction) -> str:
+            env_id = self._ids("env_")
+            if not self.dialect.valid_id("env", env_id):
+                raise InvalidId(f"the id source gave {shown(env_id)}, not {self.dialect.id_rule('env')}", param="env")
+            if tx.environment(env_id) is not None:
+                raise DuplicateId(f"the id source gave {env_id} twice", param="env")
+            tx.add_environment(env_id, env_kind, now)
+            return env_id
+
+        return self._run(create)
 
     def create_work(
         self,
@@ -376,7 +471,18 @@ class Server:
         session id, data type or metadata (:class:`~workstate.errors.InvalidMetadata` also over the policy's limits).
         """
         now = aware(now)
-        environment = self._envs.get(env) if isinstance(env, str) else None
+        return self._run(lambda tx: self._create_work(tx, env, session_id, metadata, now, data_type))
+
+    def _create_work(
+        self,
+        tx: Transaction,
+        env: str,
+        session_id: str,
+        metadata: Mapping[str, str] | None,
+        now: datetime,
+        data_type: str,
+    ) -> str:
+        environment = tx.environment(env) if isinstance(env, str) else None
         if environment is None:
             raise UnknownEnvironment(f"environment {shown(env)} not found", param="env")
         if environment.kind is not EnvironmentKind.SELF_HOSTED:
@@ -388,7 +494,7 @@ class Server:
             raise InvalidId(
                 f"session_id must be {dialect.id_rule('session')}, got {shown(session_id)}", param="session_id"
             )
-        self.expire(now)  # whether the session's item is still live is a question about `now`
+        self.expire(now)  # whether the session's item is still live is a question about `now` (this transaction)
         # One item is built (and checked) before an id is spent; then it gets its id (checked again).
         item = WorkItem(
             id=_PLACEHOLDER,
@@ -402,7 +508,7 @@ class Server:
             fits = self._step(item, _NO_PATCH, now, self.policy)
             if isinstance(fits, Rejected):
                 raise InvalidMetadata(f"{fits.reason.message} [{fits.rule.section} {fits.rule.name}]", param="metadata")
-        holder = self._live.get(session_id)
+        holder = tx.live_item(session_id)
         if holder is not None:
             raise SessionBusy(
                 f"session {session_id} already has a live work item ({holder})", session_id=session_id, work_id=holder
@@ -410,15 +516,9 @@ class Server:
         work_id = self._ids("work_")
         if not dialect.valid_id("work", work_id):
             raise InvalidId(f"the id source gave {shown(work_id)}, not {dialect.id_rule('work')}", param="id")
-        if work_id in environment.items:
+        if tx.item(env, work_id) is not None:
             raise DuplicateId(f"the id source gave {work_id} twice", param="id")
-        item = attrs.evolve(item, id=work_id)
-        order = environment.order
-        if not order or work_id > order[-1]:
-            order.append(work_id)
-        else:
-            bisect.insort(order, work_id)
-        self._store(environment, None, item)
+        self._write(tx, env, None, attrs.evolve(item, id=work_id))
         return work_id
 
     # --- adopting state that exists elsewhere (a recorded trace, a persisted store) ---
@@ -435,10 +535,14 @@ class Server:
         env_kind = _environment_kind(kind)
         if not self.dialect.valid_id("env", env_id):
             raise InvalidId(f"env must be {self.dialect.id_rule('env')}, got {shown(env_id)}", param="env")
-        if env_id in self._envs:
-            raise DuplicateId(f"environment {env_id} exists already", param="env")
-        self._envs[env_id] = Environment(env_id, env_kind, now, self._polling_window)
-        return env_id
+
+        def add(tx: Transaction) -> str:
+            if tx.environment(env_id) is not None:
+                raise DuplicateId(f"environment {env_id} exists already", param="env")
+            tx.add_environment(env_id, env_kind, now)
+            return env_id
+
+        return self._run(add)
 
     def adopt(self, item: WorkItem) -> None:
         """Hold ``item`` exactly as it is: a new item under its own id, or in place of the one with its id.
@@ -451,34 +555,39 @@ class Server:
         """
         if type(item) is not WorkItem:
             raise InvalidInput(f"item must be a WorkItem, got {shown(item)}", param="item")
-        environment = self._envs.get(item.environment_id)
-        if environment is None:
-            raise UnknownEnvironment(f"environment {shown(item.environment_id)} not found", param="env")
-        if environment.kind is not EnvironmentKind.SELF_HOSTED:
-            raise NotSelfHosted(f"environment {item.environment_id} is {environment.kind.value}", param="env")
-        old = environment.items.get(item.id)
-        if old is not None and old.created_at != item.created_at:
-            raise InvalidInput(f"created_at of {item.id} cannot change", param="created_at")
-        holder = self._live.get(item.session_id)
-        was_live = old is not None and old.live and old.session_id == item.session_id  # then it is the holder
-        if item.live and holder is not None and not was_live:
-            raise SessionBusy(
-                f"session {item.session_id} already has a live work item ({holder})",
-                session_id=item.session_id,
-                work_id=holder,
-            )
-        if old is None:
-            bisect.insort(environment.order, item.id)
-        self._store(environment, old, item)
+
+        def adopt(tx: Transaction) -> None:
+            environment = tx.environment(item.environment_id)
+            if environment is None:
+                raise UnknownEnvironment(f"environment {shown(item.environment_id)} not found", param="env")
+            if environment.kind is not EnvironmentKind.SELF_HOSTED:
+                raise NotSelfHosted(f"environment {item.environment_id} is {environment.kind.value}", param="env")
+            old = tx.item(environment.id, item.id)
+            if old is not None and old.created_at != item.created_at:
+                raise InvalidInput(f"created_at of {item.id} cannot change", param="created_at")
+            holder = tx.live_item(item.session_id)
+            was_live = old is not None and old.live and old.session_id == item.session_id  # then it is the holder
+            if item.live and holder is not None and not was_live:
+                raise SessionBusy(
+                    f"session {item.session_id} already has a live work item ({holder})",
+                    session_id=item.session_id,
+                    work_id=holder,
+                )
+            self._write(tx, environment.id, old, item)
+
+        self._run(adopt)
 
     def work(self, env_id: str, work_id: str) -> WorkItem | None:
         """The item ``work_id`` of environment ``env_id`` as it stands (no expiry applied), or None."""
-        environment = self._envs.get(env_id) if isinstance(env_id, str) else None
-        return None if environment is None or not isinstance(work_id, str) else environment.items.get(work_id)
+        if not isinstance(env_id, str) or not isinstance(work_id, str):
+            return None
+        return self._run(lambda tx: tx.item(env_id, work_id))
 
     def environment_kind(self, env_id: str) -> EnvironmentKind | None:
         """The kind of environment ``env_id``, or None when this server does not have it."""
-        environment = self._envs.get(env_id) if isinstance(env_id, str) else None
+        if not isinstance(env_id, str):
+            return None
+        environment = self._run(lambda tx: tx.environment(env_id))
         return None if environment is None else environment.kind
 
     def deliverable(self, env_id: str, now: datetime, reclaim_older_than_ms: int | None = None) -> str | None:
@@ -491,138 +600,122 @@ class Server:
         now = aware(now)
         if reclaim_older_than_ms is not None:
             Deliver(reclaim_older_than_ms=reclaim_older_than_ms)  # the poll's own check of the window (spec 4.1)
-        self.expire(now)
-        environment = self._envs.get(env_id) if isinstance(env_id, str) else None
-        if environment is None or environment.kind is not EnvironmentKind.SELF_HOSTED:
-            return None
         window = self.policy.reclaim_older_than_ms if reclaim_older_than_ms is None else reclaim_older_than_ms
-        found = self._deliverable(environment, window, now)
-        return None if found is None else found[1]
+
+        def find(tx: Transaction) -> str | None:
+            self.expire(now)
+            environment = tx.environment(env_id) if isinstance(env_id, str) else None
+            if environment is None or environment.kind is not EnvironmentKind.SELF_HOSTED:
+                return None
+            self._poll_command = None
+            found = self._deliverable(environment, window, now)
+            return None if found is None else found[1]
+
+        return self._run(find)
 
     # --- time ---
 
     def expire(self, now: datetime) -> int:
         """Apply every start timeout and lease expiry due at ``now`` (spec section 5); return how many.
 
-        Driven by a heap of deadlines: the cost grows with the number of items that lapse (and
-        the stale entries they leave), not with the number of items held. :meth:`handle` and
-        :meth:`create_work` call it first, so calling it yourself changes no answer.
+        Driven by the store's deadline index: the cost grows with the number of items that lapse, not with the
+        number of items held. :meth:`handle`, :meth:`create_work` and :meth:`deliverable` call it first (inside
+        their own transaction: called from within a call it joins that call's), so calling it yourself changes
+        no answer.
         """
         now = aware(now)
-        heap = self._deadlines
+        if self._inside:
+            return self._expire(self._tx, now)
+        return self._run(lambda tx: self._expire(tx, now))
+
+    def sweep(self, now: datetime, limit: int = 256) -> int:
+        """The eager sweep: apply at most ``limit`` of the lapses due at ``now`` (earliest deadline first), in one
+        transaction; return how many. ``workstate serve`` on a database calls it periodically, in any number of
+        processes at once (each lapse is a compare-and-set; a conflict retries the batch from a fresh read)."""
+        now = aware(now)
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InvalidInput(f"limit must be a positive integer, got {shown(limit)}", param="limit")
+        return self._run(lambda tx: self._expire(tx, now, limit))
+
+    def _expire(self, tx: Transaction, now: datetime, limit: int | None = None) -> int:
         policy = self.policy
         lapsed = 0
-        while heap and heap[0][0] <= now:
-            deadline, work_id, env_id = heapq.heappop(heap)
-            environment = self._envs[env_id]
-            item = environment.items[work_id]
-            if next_deadline(item, policy) != deadline:
-                continue  # the item moved on since this deadline was set
-            outcome = self._step(item, _LAPSE, now, policy)
-            if isinstance(outcome, Accepted):
-                self._store(environment, item, outcome.item)
-                lapsed += 1
+        while limit is None or lapsed < limit:
+            due = tx.due(now, _DUE if limit is None else min(_DUE, limit - lapsed))
+            if not due:
+                break
+            moved = 0
+            for env_id, item in due:
+                outcome = self._step(item, _LAPSE, now, policy)
+                if isinstance(outcome, Accepted):
+                    self._write(tx, env_id, item, outcome.item)
+                    moved += 1
+            if not moved:  # nothing due could lapse (never, for a store keeping the deadlines it was given)
+                break
+            lapsed += moved
         return lapsed
 
     def next_expiry(self) -> datetime | None:
         """The earliest instant at which :meth:`expire` will have something to do, or None."""
-        heap = self._deadlines
-        while heap:
-            deadline, work_id, env_id = heap[0]
-            if next_deadline(self._envs[env_id].items[work_id], self.policy) == deadline:
-                return deadline
-            heapq.heappop(heap)
-        return None
+        return self._run(lambda tx: tx.next_deadline())
 
     # --- state, for tests and for servers that persist it ---
 
     def snapshot(self) -> tuple[EnvironmentSnapshot, ...]:
         """Everything a response can depend on, as one comparable, hashable value.
 
-        Left out: the id source's counters (request ids differ per request by nature) and the
-        indexes, which are derived from the items.
+        Left out: the id source's counters (request ids differ per request by nature), the delivery secrets
+        and the indexes, which are derived from the items.
         """
-        return tuple(
-            EnvironmentSnapshot(
-                id=env.id,
-                kind=env.kind,
-                created_at=env.created_at,
-                items=tuple(env.items[i] for i in env.order),
-                polls=tuple(sorted(env.polls.items())),
+
+        def read(tx: Transaction) -> tuple[EnvironmentSnapshot, ...]:
+            return tuple(
+                EnvironmentSnapshot(
+                    id=env.id,
+                    kind=env.kind,
+                    created_at=env.created_at,
+                    items=tuple(tx.items(env.id)),
+                    polls=tuple(tx.polls(env.id)),
+                )
+                for env in tx.environments()
             )
-            for env in sorted(self._envs.values(), key=lambda e: e.id)
-        )
 
-    # --- keeping the indexes ---
-
-    def _store(self, env: Environment, old: WorkItem | None, new: WorkItem) -> None:
-        """Put ``new`` in place of ``old`` and bring every index along: the one place that writes items."""
-        env.items[new.id] = new
-        was_fresh, now_fresh = is_fresh(old), is_fresh(new)
-        if was_fresh and not now_fresh:
-            env.fresh.drop()
-        elif now_fresh and not was_fresh:
-            env.fresh.add(new, env.items)
-        old_at = old.delivered_at if old is not None and old.state is _QUEUED else None
-        new_at = new.delivered_at if new.state is _QUEUED else None
-        if old_at != new_at:
-            key = (new.created_at, new.id)
-            if old_at is not None:
-                env.delivered.remove(old_at, key)
-            if new_at is not None:
-                env.delivered.insert(new_at, key)
-        deadline = next_deadline(new, self.policy)
-        previous = None if old is None else next_deadline(old, self.policy)
-        if deadline != previous:
-            self._timed += (deadline is not None) - (previous is not None)
-            if deadline is not None:
-                heapq.heappush(self._deadlines, (deadline, new.id, env.id))
-                if len(self._deadlines) > 2 * self._timed + 64:
-                    self._compact_deadlines()
-        if old is None or not old.live or old.session_id != new.session_id:  # the session index follows
-            if old is not None and old.live:
-                del self._live[old.session_id]  # it held this item: a session has one live item at most
-            if new.live:
-                self._live[new.session_id] = new.id
-        elif not new.live:
-            del self._live[old.session_id]
-        if self._secrets and (not new.live or (new.state is _QUEUED and old is not None and old.state is not _QUEUED)):
-            self._secrets.pop((env.id, new.id), None)  # the delivery is over (stopped, re-queued): so is its secret
-        if self._on_change is not None:
-            self._on_change(env.id, old, new)
-
-    def _compact_deadlines(self) -> None:
-        """Drop the entries of deadlines that moved (a heartbeat moves one every time): amortized O(1)."""
-        envs, policy = self._envs, self.policy
-        self._deadlines = sorted(
-            {entry for entry in self._deadlines if next_deadline(envs[entry[2]].items[entry[1]], policy) == entry[0]}
-        )
+        return self._run(read)
 
     # --- the HTTP surface ---
 
     def handle(self, request: Request, now: datetime) -> Response:
         """Answer one request at ``now``. Never raises for any request value; a naive ``now`` is a ValueError."""
         now = aware(now)
-        self.expire(now)
         headers = read_headers(getattr(request, "headers", None))
         try:
-            return self._dispatch(request, headers, now)
+            return self._run(lambda tx: self._answer(tx, request, headers, now))
+        except StoreConflict as conflict:
+            return self._refused(Refusal(503, "api_error", f"{conflict.message}; retry the request"), headers)
+
+    def _answer(self, tx: Transaction, request: Request, headers: dict[str, str | None], now: datetime) -> Response:
+        self.expire(now)  # joins this transaction (a subclass may override how time passes: the mutants do)
+        try:
+            return self._dispatch(tx, request, headers, now)
         except Refusal as refusal:
-            message = refusal.message
-            if len(message) > _MESSAGE_LIMIT:  # every value we embed is short (shown); this bounds the codec's too
-                message = message[:_MESSAGE_LIMIT] + "..."
-            request_id = echoed(headers) or self._ids("req_")
-            envelope = ErrorEnvelope(
-                request_id=request_id,
-                error_type=refusal.error_type,
-                message=message,
-                param=refusal.param,
-                details=refusal.details,
-            ).to_json(self.dialect)
-            answer_headers = JSON_HEADERS
-            if self.dialect.request_id_header is not None:
-                answer_headers = Headers({**JSON_HEADERS, self.dialect.request_id_header: request_id})
-            return Response(refusal.status, envelope, dumps(envelope), answer_headers, rule=refusal.rule)
+            return self._refused(refusal, headers)
+
+    def _refused(self, refusal: Refusal, headers: dict[str, str | None]) -> Response:
+        message = refusal.message
+        if len(message) > _MESSAGE_LIMIT:  # every value we embed is short (shown); this bounds the codec's too
+            message = message[:_MESSAGE_LIMIT] + "..."
+        request_id = echoed(headers) or self._ids("req_")
+        envelope = ErrorEnvelope(
+            request_id=request_id,
+            error_type=refusal.error_type,
+            message=message,
+            param=refusal.param,
+            details=refusal.details,
+        ).to_json(self.dialect)
+        answer_headers = JSON_HEADERS
+        if self.dialect.request_id_header is not None:
+            answer_headers = Headers({**JSON_HEADERS, self.dialect.request_id_header: request_id})
+        return Response(refusal.status, envelope, dumps(envelope), answer_headers, rule=refusal.rule)
 
     def _credential(self, headers: dict[str, str | None]) -> str | None:
         """The key a request carries in one of the dialect's ``auth_headers`` (``Authorization: Bearer KEY``, or a
@@ -634,7 +727,7 @@ class Server:
                 return token
         return None
 
-    def _dispatch(self, request: Request, headers: dict[str, str | None], now: datetime) -> Response:
+    def _dispatch(self, tx: Transaction, request: Request, headers: dict[str, str | None], now: datetime) -> Response:
         method, target = getattr(request, "method", None), getattr(request, "target", None)
         if not isinstance(method, str) or not isinstance(target, str):
             not_found("no such route")
@@ -655,7 +748,7 @@ class Server:
             and not self._authorizer(Access(token, operation, env_id, work_id))
         ):
             raise Refusal(403, "permission_error", f"not authorized to {operation} in {shown(env_id)}")
-        env = self._envs.get(env_id)
+        env = tx.environment(env_id)
         if env is None:
             not_found(f"environment {shown(env_id)} not found")
         if env.kind is not EnvironmentKind.SELF_HOSTED:
@@ -664,7 +757,7 @@ class Server:
         params = parse_query(query) if query else {}
         body = getattr(request, "body", b"")
         if operation == "poll":
-            return self._poll(env, params, headers, body, now)
+            return self._poll(tx, env, params, headers, body, now)
         if operation == "list":
             return self._list(env, params, body)
         if operation == "stats":
@@ -687,7 +780,7 @@ class Server:
         else:
             no_body(body)
         assert work_id is not None
-        item = env.items.get(work_id)
+        item = tx.item(env_id, work_id)
         if item is None:
             not_found(f"work item {shown(work_id)} not found in {env_id}")
         if command is None:  # get
@@ -708,7 +801,7 @@ class Server:
                 details,
             )
         if isinstance(outcome, Accepted):
-            self._store(env, item, outcome.item)
+            self._write(tx, env_id, item, outcome.item)
         if operation == "heartbeat":
             if isinstance(outcome, Replayed):  # rule heartbeat-stopped-reported: the dialect reports the stop
                 report = HeartbeatObject.reported(outcome.item, self.policy.default_ttl_seconds)
@@ -738,7 +831,13 @@ class Server:
         }
 
     def _poll(
-        self, env: Environment, params: dict[str, str], headers: dict[str, str | None], body: Any, now: datetime
+        self,
+        tx: Transaction,
+        env: EnvironmentInfo,
+        params: dict[str, str],
+        headers: dict[str, str | None],
+        body: Any,
+        now: datetime,
     ) -> Response:
         """Poll (spec 4.1): the oldest deliverable item by creation order, or ``null``."""
         block = param(params, "block_ms")
@@ -751,74 +850,91 @@ class Server:
         worker = read_worker(headers, self.dialect)
         no_body(body)
 
+        command = Deliver(worker, reclaim)
+        self._poll_command, self._chosen = command, None
         found = self._deliverable(env, self.policy.reclaim_older_than_ms if reclaim is None else reclaim, now)
         if worker is not None:
-            env.polls.record(worker, now)
+            tx.record_poll(env.id, worker, now, self._polling_window)
         if found is None:
             return _ok(None)
-        item = env.items[found[1]]
-        outcome = self._step(item, Deliver(worker, reclaim), now, self.policy)
-        if not isinstance(outcome, Accepted):  # the index and the core disagree: a bug, never an answer
-            raise RuntimeError(f"poll index chose {item.id}, which the core does not deliver: {outcome.rule.name}")
-        self._store(env, item, outcome.item)
-        secret = self._issue_secret(env.id, item.id) if self.dialect.issues_secrets else None
+        chosen = self._chosen
+        if chosen is not None and chosen[0].id == found[1] and chosen[2] == now:
+            item, outcome = chosen[0], chosen[1]  # the choice stepped this very command at this very instant
+        else:  # a subclass chose otherwise: the core still decides
+            candidate = tx.item(env.id, found[1])
+            if candidate is None:
+                raise RuntimeError(f"poll chose {found[1]}, which the store does not hold")
+            item = candidate
+            stepped = self._step(item, command, now, self.policy)
+            if not isinstance(stepped, Accepted):  # the choice and the core disagree: a bug, never an answer
+                raise RuntimeError(f"poll chose {item.id}, which the core does not deliver: {stepped.rule.name}")
+            outcome = stepped
+        self._write(tx, env.id, item, outcome.item)
+        secret = self._issue_secret(tx, env.id, item.id) if self._secret_dialect else None
         return _ok(encode_work(outcome.item, self.dialect, secret), outcome.effects)
 
-    def _issue_secret(self, env_id: str, work_id: str) -> str:
+    def _issue_secret(self, tx: Transaction, env_id: str, work_id: str) -> str:
         """A new delivery's secret (``issues_secrets``): base64url JSON ``{"sessions_token": ...}`` without
         padding, whose token comes from the id source (deterministic, as every id here: a reference server, not
         a vault). It replaces the item's previous one: only the latest delivery's secret authorizes."""
         token = self._ids("sessions_token_")
         text = json.dumps({"sessions_token": token}, separators=(",", ":")).encode("utf-8")
         secret = base64.urlsafe_b64encode(text).decode("ascii").rstrip("=")
-        self._secrets[env_id, work_id] = secret
+        tx.set_secret(env_id, work_id, secret)
         return secret
 
     def _delivery_secret(self, token: str, operation: str, env_id: str, work_id: str | None) -> bool:
         """Whether ``token`` is the secret of the latest delivery of the item an ack, heartbeat or stop names: it
         authorizes those like the environment key (the authorizer is not asked)."""
-        if work_id is None or operation not in _SECRET_OPERATIONS:
+        if not self._secret_dialect or work_id is None or operation not in _SECRET_OPERATIONS:
             return False
-        return self._secrets.get((env_id, work_id)) == token
+        return self._tx.secret(env_id, work_id) == token
 
-    def _deliverable(self, env: Environment, milliseconds: int, now: datetime) -> CreationKey | None:
-        """The creation key of the oldest item a poll with this reclaim window delivers at ``now``.
+    def _deliverable(self, env: Any, milliseconds: int, now: datetime) -> CreationKey | None:
+        """The creation key of the oldest item a poll with this reclaim window delivers at ``now``: the first of
+        the store's candidates, in creation order, that the core delivers (``step`` decides; the store narrows).
 
-        The core's rule (guard ``deliverable``): never delivered, or ``max(now, clock) -
-        delivered_at >= window``. A queued, delivered item's clock is its ``delivered_at`` (a
-        delivery stamps both, and nothing that leaves an item queued moves its clock; the
-        stateful test checks this), so that is ``delivered_at <= now - window``, or every
-        delivered item when the window is zero: a prefix of the treap.
+        The narrowing is the core's rule (guard ``deliverable``) read for queued items: never delivered, or
+        ``max(now, clock) - delivered_at >= window``; a queued, delivered item's clock is its ``delivered_at``
+        (a delivery stamps both, and nothing that leaves an item queued moves its clock; the stateful test
+        checks this), so that is ``delivered_at <= now - window``, or every delivered item when the window
+        is zero. A subclass may override how a poll chooses (the mutants do); the core still judges the choice.
         """
-        fresh = env.fresh.oldest(env.items)
-        best = None if fresh is None else (fresh.created_at, fresh.id)
         window = _window(milliseconds)
-        if not len(env.delivered) or window is None:  # None: a window longer than any timeline
-            return best
-        if window:
-            cutoff = _minus(now, window)
-            found = None if cutoff is None else env.delivered.oldest(cutoff)
+        if window is None:  # a window longer than any timeline: nothing delivered is reclaimable
+            until = None
+        elif not window:
+            until = FOREVER
         else:
-            found = env.delivered.oldest()
-        if found is not None and (best is None or found < best):
-            return found
-        return best
+            until = _minus(now, window)
+        tx, policy, step = self._tx, self.policy, self._step
+        command = self._poll_command or Deliver(None, milliseconds)
+        after: CreationKey | None = None
+        while True:
+            batch = tx.candidates(env.id, until, after, _CANDIDATES)
+            if not batch:
+                return None
+            for item in batch:
+                outcome = step(item, command, now, policy)
+                if isinstance(outcome, Accepted):
+                    self._chosen = (item, outcome, now)
+                    return item.created_at, item.id
+            last = batch[-1]
+            after = (last.created_at, last.id)
 
-    def _stats(self, env: Environment, now: datetime) -> StatsObject:
+    def _stats(self, env: Any, now: datetime) -> StatsObject:
         """Queue stats (spec 4.7) under the policy's reclaim window; ``depth + pending`` = queued items."""
-        delivered = len(env.delivered)
         window = self._stats_window  # the same reading of the core's rule as a poll's (see _deliverable)
-        reclaimable = delivered if not window else env.delivered.count(now - window)
-        pending = delivered - reclaimable
-        oldest = env.oldest_queued()
+        tx = self._tx
+        counts = tx.queue_counts(env.id, FOREVER if not window else _minus(now, window))
         return StatsObject(
-            depth=len(env.fresh) + delivered - pending,
-            pending=pending,
-            oldest_queued_at=None if oldest is None else oldest[0],
-            workers_polling=env.polls.count(now),
+            depth=counts.fresh + counts.reclaimable,
+            pending=counts.delivered - counts.reclaimable,
+            oldest_queued_at=counts.oldest_created_at,
+            workers_polling=tx.workers_polling(env.id, now, self._polling_window),
         )
 
-    def _list(self, env: Environment, params: dict[str, str], body: Any) -> Response:
+    def _list(self, env: EnvironmentInfo, params: dict[str, str], body: Any) -> Response:
         """List (spec 4.6): ascending id order, ``limit`` items, one cursor at most."""
         policy = self.policy
         limit_text = param(params, "limit")
@@ -846,20 +962,16 @@ class Server:
             bad(f"page, before_id and after_id are mutually exclusive; got {', '.join(names)}", names[1])
         no_body(body)
 
-        order = env.order
+        # One more than the page, in the direction asked for: has_more says whether items lie beyond the page
+        # (after last_id, or for before_id before first_id); next_page is the cursor that continues that way.
         backward = "before_id" in cursors
         if backward:
-            end = bisect.bisect_left(order, cursors["before_id"])
-            start = max(0, end - limit)
+            rows = self._tx.page(env.id, None, cursors["before_id"], limit + 1)
         else:
-            after = cursors.get("after_id") or cursors.get("page")
-            start = 0 if after is None else bisect.bisect_right(order, after)
-            end = min(len(order), start + limit)
-        ids = order[start:end]
-        # has_more: whether items lie beyond the page in the direction it was asked for (after last_id, or
-        # for before_id before first_id); next_page is the cursor that continues in that direction.
-        more = bool(ids) and (start > 0 if backward else end < len(order))
-        page = ListEnvelope.of([env.items[i] for i in ids], has_more=more, backward=backward)
+            rows = self._tx.page(env.id, cursors.get("after_id") or cursors.get("page"), None, limit + 1)
+        more = len(rows) > limit
+        items = (rows[1:] if backward else rows[:limit]) if more else rows
+        page = ListEnvelope.of(list(items), has_more=more, backward=backward)
         return _ok(page.to_json(dialect))
 
 
