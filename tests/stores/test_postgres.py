@@ -1,0 +1,161 @@
+"""PostgresStore gives the same answers as the in-memory server: the conformance suite in process, a seeded random
+walk of requests compared answer by answer with the in-memory server's, and ``workstate serve --db postgresql://``
+passing ``workstate conform --url`` over HTTP. Each test runs on a fresh database of the throw-away cluster.
+
+In process, the conformance run takes the boundary cases of both dialects (``!*@*``: every case but the transition
+cover's, about 700); ``WORKSTATE_PG_FULL_CONFORMANCE=1`` runs every case (about 20,000, several minutes here).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import random
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import attrs
+import psycopg
+import pytest
+
+from workstate import ANTHROPIC, QODER, Dialect
+from workstate.api import Request, Server
+from workstate.api.server import CounterIds
+from workstate.api.store import StoreConflict
+from workstate.api.wire import Headers
+from workstate.stores.postgres import SCHEMA_VERSION, PostgresStore
+from workstate.testing.conformance import run_conformance
+from workstate.testing.target import ReferenceTarget
+
+T0 = datetime(2026, 7, 1, 8, 0, tzinfo=UTC)
+FULL = os.environ.get("WORKSTATE_PG_FULL_CONFORMANCE") == "1"
+
+
+@pytest.fixture
+def store(postgres_dsn: str) -> Iterator[PostgresStore]:
+    opened = PostgresStore(postgres_dsn)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def test_the_schema_is_created_once_versioned_and_indexed(postgres_dsn: str, store: PostgresStore) -> None:
+    assert store.schema_version() == SCHEMA_VERSION == 1
+    again = PostgresStore(postgres_dsn)  # idempotent: a second process opening the same database
+    again.close()
+    with psycopg.connect(postgres_dsn) as conn:
+        versions = conn.execute("SELECT version FROM workstate_schema").fetchall()
+        indexes = {row[0] for row in conn.execute("SELECT indexname FROM pg_indexes WHERE tablename LIKE 'workstate%'")}
+        conn.execute("INSERT INTO workstate_schema (version) VALUES (%s)", (SCHEMA_VERSION + 1,))
+    assert versions == [(1,)]
+    assert {
+        "workstate_items_queue",
+        "workstate_items_delivered",
+        "workstate_items_deadline",
+        "workstate_items_live_session",
+    } <= indexes
+    with pytest.raises(RuntimeError, match=r"schema is version 2"):
+        PostgresStore(postgres_dsn)  # a schema newer than this release knows is refused, never guessed at
+
+
+def test_compare_and_set_refuses_a_stale_version(store: PostgresStore) -> None:
+    server = Server(store=store)
+    env = server.create_environment(now=T0)
+    work = server.create_work(env, session_id="sess_" + "a" * 32, now=T0)
+    first, second = store.begin(), store.begin()
+    item = first.item(env, work)
+    stale = second.item(env, work)
+    assert item is not None and stale is not None and item == stale
+    moved = attrs.evolve(item, metadata={"k": "v"}, version=item.version + 1)
+    first.put(env, moved, item.version, None)
+    first.commit()
+    with pytest.raises(StoreConflict):
+        second.put(env, attrs.evolve(stale, metadata={"k": "w"}, version=stale.version + 1), stale.version, None)
+    second.rollback()
+    check = store.begin()
+    assert check.item(env, work) == moved
+    check.commit()
+
+
+@pytest.mark.parametrize("dialect", [QODER, ANTHROPIC], ids=lambda d: d.name)
+def test_conformance_in_process(store: PostgresStore, dialect: Dialect) -> None:
+    starts = itertools.count(1)
+
+    def make_target() -> ReferenceTarget:
+        # one database for every case: each target's ids start in a range of their own, so no two cases meet
+        ids = CounterIds(start=next(starts) * 10**6, dialect=dialect)
+        return ReferenceTarget(Server(dialect=dialect, store=store, ids=ids), dialect=dialect)
+
+    report = run_conformance(make_target, dialect=dialect, only=None if FULL else "!*@*")
+    assert report.ok, report.summary()
+    assert len(report.cases) > 300
+
+
+# --- a seeded random walk, answer by answer against the in-memory server ---------------------------------------
+
+
+def _walk(server: Server, seed: int, steps: int) -> list[tuple[int, object]]:
+    rng = random.Random(seed)
+    dialect = server.dialect
+    now = T0
+    env = server.create_environment(now=now)
+    other = server.create_environment(now=now)
+    answers: list[tuple[int, object]] = []
+    works: list[str] = []
+    sessions = itertools.count(1)
+    for _ in range(steps):
+        now += timedelta(seconds=rng.choice([0, 0, 1, 5, 30, 200, 700]))
+        roll = rng.random()
+        if roll < 0.15 or not works:
+            try:
+                session = f"sess_{next(sessions):032x}" if dialect is QODER else f"session_{next(sessions)}"
+                works.append(server.create_work(rng.choice([env, env, other]), session_id=session, now=now))
+                answers.append((201, works[-1]))
+            except Exception as exc:  # the same refusal on both sides is the same answer
+                answers.append((0, type(exc).__name__))
+            continue
+        worker = rng.choice(["w1", "w2", "w3"])
+        headers = Headers({"authorization": "Bearer k", dialect.worker_header.lower(): worker})
+        target_env = rng.choice([env, env, other])
+        work = rng.choice(works)
+        op = rng.choice(["poll", "poll", "ack", "heartbeat", "stop", "get", "list", "stats", "update"])
+        if op == "poll":
+            query = rng.choice(["", "?reclaim_older_than_ms=0", "?reclaim_older_than_ms=60000"])
+            request = Request("GET", dialect.path(target_env, None, "poll") + query, headers, b"")
+        elif op == "ack":
+            request = Request("POST", dialect.path(target_env, work, "ack"), headers, b"")
+        elif op == "heartbeat":
+            request = Request("POST", dialect.path(target_env, work, "heartbeat"), headers, b"")
+        elif op == "stop":
+            body = rng.choice([b"{}", b'{"force": true}'])
+            request = Request("POST", dialect.path(target_env, work, "stop"), headers, body)
+        elif op == "get":
+            request = Request("GET", dialect.path(target_env, work), headers, b"")
+        elif op == "list":
+            request = Request("GET", dialect.path(target_env) + "?limit=" + str(rng.randint(1, 4)), headers, b"")
+        elif op == "stats":
+            request = Request("GET", dialect.path(target_env, None, "stats"), headers, b"")
+        else:
+            body = json.dumps({"metadata": {"k": str(rng.randint(0, 3))}}).encode()
+            request = Request("POST", dialect.path(target_env, work), headers, body)
+        response = server.handle(request, now)
+        body_json = response.json
+        if isinstance(body_json, dict):
+            body_json = {k: v for k, v in body_json.items() if k != "request_id"}  # request ids differ by nature
+        answers.append((response.status, body_json))
+    return answers
+
+
+@pytest.mark.parametrize("dialect", [QODER, ANTHROPIC], ids=lambda d: d.name)
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_random_walk_answers_as_the_in_memory_server(store: PostgresStore, dialect: Dialect, seed: int) -> None:
+    memory = Server(dialect=dialect)
+    postgres = Server(dialect=dialect, store=store)
+    expected = _walk(memory, seed, 300)
+    actual = _walk(postgres, seed, 300)
+    for number, (want, got) in enumerate(zip(expected, actual, strict=True)):
+        assert got == want, f"step {number} of seed {seed}"
+    assert {status for status, _ in expected} >= {200, 404, 409}  # the walk reaches answers of every kind
+    assert postgres.snapshot() == memory.snapshot()
