@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -12,8 +14,9 @@ from xml.etree import ElementTree
 
 import pytest
 
+from workstate import ANTHROPIC
 from workstate.cli import main
-from workstate.testing.conformance import conformance_cases
+from workstate.testing.conformance import conformance_cases, selected
 from workstate.testing.mutants import LifoPoll
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,3 +76,47 @@ def test_conform_refuses_bad_arguments(example_url: str, capsys: pytest.CaptureF
     assert main(["conform", "--url", "http://127.0.0.1:9"]) == 2  # nothing listens on the discard port
     err = capsys.readouterr().err
     assert "--url must be" in err and "no case" in err and "no server" in err
+
+
+@pytest.fixture
+def peer_url() -> Iterator[str]:
+    """``workstate serve --dialect anthropic`` with the test clock and routes, on a free loopback port."""
+    command = [sys.executable, "-m", "workstate", "serve", "--host", "127.0.0.1", "--port", "0"]
+    command += ["--dialect", "anthropic", "--test-clock", "--test-routes"]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()  # "listening on http://127.0.0.1:PORT", once it accepts connections
+        assert line.startswith("listening on http://127.0.0.1:"), line + server.stdout.read()
+        # the access log follows, a line per request: drained, so the pipe never fills and stalls the server
+        threading.Thread(target=server.stdout.read, daemon=True).start()
+        yield line.split()[-1]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_conform_passes_workstate_serve_in_the_anthropic_dialect(
+    peer_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for only in ("!*@*", "*@stopped*"):  # the boundaries, and the cover of stopped items (the peer's own rules)
+        report = tmp_path / "report.json"
+        status = main(["conform", "--url", peer_url, "--dialect", "anthropic", "--only", only, "--json", str(report)])
+        out, _ = capsys.readouterr()
+        expected = [c.case_id for c in conformance_cases(dialect=ANTHROPIC) if selected(c.case_id, only)]
+        assert status == 0, out[-3000:]
+        assert f"OK: {len(expected)} of {len(expected)} cases passed" in out
+        assert [case["id"] for case in json.loads(report.read_text())["cases"]] == expected
+    assert any("heartbeat-stopped-reported" in case_id for case_id in expected)
+
+
+def test_each_dialects_suite_fails_a_server_of_the_other(
+    peer_url: str, example_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # qoder's suite against the peer server: refused at once, its ids are another dialect's
+    assert main(["conform", "--url", peer_url, "--only", "4.7-stats/stats-empty"]) == 2
+    assert "(its ids are those of --dialect anthropic)" in capsys.readouterr().err
+    # the peer's suite against a qoder server (whose ids the peer's format admits): every case fails
+    assert main(["conform", "--url", example_url, "--dialect", "anthropic", "--only", "4.7-stats/stats-"]) == 1
+    out = capsys.readouterr().out
+    assert "FAILED 4.7-stats/stats-empty" in out and "passed" in out and " 0 of " in out

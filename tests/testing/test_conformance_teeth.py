@@ -24,7 +24,7 @@ def test_the_registry_holds_the_six_old_mutants_and_more() -> None:
 
 def _masked(where: str | None) -> str:
     """A difference with session ids masked (each run gives its items fresh sessions)."""
-    return re.sub(r"sess_[0-9a-f]{32}", "sess_*", where or "")
+    return re.sub(r"sess(ion)?_[0-9a-f]{32}", "sess_*", where or "")
 
 
 @pytest.mark.parametrize("mutant", REGISTRY, ids=lambda mutant: mutant.__name__)
@@ -52,3 +52,19 @@ def test_the_guides_ten_lines_fail_a_wrong_server() -> None:
     )
     with pytest.raises(AssertionError, match=r"4\.2-ack-replay"):
         exec(compile(wrong, "testing-guide.md", "exec"), {})
+
+
+@pytest.mark.parametrize("mutant", mutants.PEER_MUTANTS, ids=lambda mutant: mutant.__name__)
+def test_the_anthropic_suite_alone_catches_the_peer_mutant(mutant: type[mutants.Mutant]) -> None:
+    """Each wrong server of the peer dialect fails a case of the anthropic suite, deterministically, and the
+    peer reference passes that case."""
+    dialect = mutant.dialect
+    report = run_conformance(mutant, dialect=dialect, max_failures=1)
+    assert not report.ok, f"{mutant.__name__} ({mutant.mistake}) passes every anthropic case"
+    (failure,) = report.failures
+    assert 1 <= len(failure.requests) <= 6, failure.render()
+    case = {case.case_id: case for case in conformance_cases(dialect=dialect)}[failure.case_id]
+    again = run_case(case, mutant, dialect=dialect)
+    assert not again.passed and _masked(again.where) == _masked(failure.where)
+    assert run_case(case, lambda: ReferenceTarget(dialect=dialect), dialect=dialect).passed
+    assert run_case(case, ReferenceTarget, dialect=dialect).passed is False  # a qoder server fails it too

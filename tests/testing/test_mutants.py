@@ -5,13 +5,16 @@ from datetime import datetime
 
 import pytest
 
+from workstate import ANTHROPIC
 from workstate.api import Request, Response
 from workstate.testing.mutants import (
     ALL_MUTANTS,
     MUTANTS,
     NEW_MUTANTS,
+    PEER_MUTANTS,
     Mutant,
     Step,
+    ack,
     create,
     describe,
     deviation,
@@ -91,3 +94,25 @@ def test_mutants_are_fresh_targets() -> None:
     """Each class called with no arguments is a fresh target: replaying twice gives the same answers."""
     for mutant in _all():
         assert replay(mutant(), mutant.witness) == replay(mutant(), mutant.witness), mutant.__name__
+
+
+@pytest.mark.parametrize("mutant", PEER_MUTANTS, ids=lambda m: m.__name__)
+def test_every_peer_mutant_deviates_on_its_witness_in_its_dialect(mutant: type[Mutant]) -> None:
+    assert mutant.dialect is ANTHROPIC and mutant not in ALL_MUTANTS
+    assert 1 <= len(mutant.witness) <= 6
+    assert mutant.mistake and "docs/dialects.md" in (mutant.__doc__ or "")
+    found = deviation(mutant)
+    assert found is not None, f"{mutant.__name__} answers its witness like the peer reference"
+    index, expected, actual = found
+    assert mutant.witness[index].method in ("GET", "POST") and expected != actual
+    reference = replay(ReferenceTarget(dialect=ANTHROPIC), mutant.witness, ANTHROPIC)
+    assert reference == replay(ReferenceTarget(dialect=ANTHROPIC), mutant.witness, ANTHROPIC)
+    assert replay(mutant(), mutant.witness, ANTHROPIC) == replay(mutant(), mutant.witness, ANTHROPIC)  # fresh
+
+
+def test_a_witness_is_spelled_in_the_dialect_it_is_replayed_in() -> None:
+    """The same witness, replayed in each dialect against that dialect's reference: ack by another worker is 409
+    where the dialect checks the worker, and 200 where it does not."""
+    steps = (create(), poll(0, "w1"), ack(1, "w2"))
+    assert [status for status, _ in replay(ReferenceTarget(), steps)] == [0, 200, 409]
+    assert [status for status, _ in replay(ReferenceTarget(dialect=ANTHROPIC), steps, ANTHROPIC)] == [0, 200, 200]

@@ -16,7 +16,7 @@ def test_the_path_ends_on_its_edge(edge: Edge, path: Path) -> None:
     outcome = path.replay()
     assert outcome.rule.name == edge.rule
     now, command = path.steps[-1]
-    why = explain(path.before_last(), command, now, path.policy)
+    why = explain(path.before_last(), command, now, path.policy, dialect=path.dialect)
     assert (why.state, command.trigger, why.rule.name) == (edge.state, edge.trigger, edge.rule)
 
 

@@ -156,3 +156,37 @@ def test_the_async_bridge_needs_all_three_coroutines() -> None:
 
     with pytest.raises(TypeError):
         AsyncBridge(send=send)
+
+
+def test_the_lockstep_kit_speaks_the_peer_dialect() -> None:
+    """Driven in the anthropic dialect, the peer reference agrees with itself (its paths, worker header, ids,
+    204 stops and stopped reports), and reaches the peer's own answers."""
+    from workstate import ANTHROPIC, QODER
+
+    seen: set[object] = set()
+
+    class Watched(ReferenceTarget):
+        def send(self, request: Request, now: datetime) -> Response:
+            seen.add(
+                ("path", request.target.startswith(ANTHROPIC.base_path), request.target.startswith(QODER.base_path))
+            )
+            response = self.server.handle(request, now)
+            seen.add(response.status)
+            if isinstance(response.json, dict) and response.json.get("type") == "work_heartbeat":
+                seen.add(("heartbeat", response.json.get("state")))
+            return response
+
+    run_lockstep(lambda: Watched(dialect=ANTHROPIC), dialect=ANTHROPIC, settings=PASS)
+    assert {200, 204, 412, ("path", True, False)} <= seen and ("path", False, True) not in seen
+
+
+@pytest.mark.parametrize("name", ["PeerStoppedHeartbeatConflicts", "PeerStopAnswersObject", "PeerAckChecksWorker"])
+def test_the_lockstep_kit_finds_peer_mutants_in_their_dialect(name: str) -> None:
+    from workstate.testing import mutants
+
+    mutant = getattr(mutants, name)
+    with pytest.raises(Disagreement) as found:
+        run_lockstep(mutant, dialect=mutant.dialect, settings=FIND)
+    assert found.value.requests
+    with pytest.raises(Disagreement):  # a qoder machine driving a peer server disagrees at once (other paths)
+        run_lockstep(lambda: ReferenceTarget(dialect=mutant.dialect), settings=FIND)

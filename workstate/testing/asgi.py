@@ -18,7 +18,8 @@ from typing import Any
 
 from .._time import render_timestamp
 from ..api import Headers, Request, Response
-from .http import NOW_HEADER, CreationFailed, decode_reply
+from ..dialect import QODER, Dialect
+from .http import NOW_HEADER, CreationFailed, checked_id, decode_reply
 
 __all__ = ["AsgiApp", "AsgiTarget"]
 
@@ -31,12 +32,16 @@ AsgiApp = Callable[[dict[str, Any], _Receive, _Send], Awaitable[None]]
 class AsgiTarget:
     """``app`` (an ASGI 3 application with the test clock and test routes) as a synchronous target.
 
-    ``base_path`` prefixes every request target; ``authorization`` is what the creation routes send.
+    ``base_path`` prefixes every request target; ``authorization`` is what the creation routes send;
+    ``dialect`` (default ``QODER``) is the one the app speaks: the created ids must be in its format.
     Close the target (or use it as a context manager) to close its event loop.
     """
 
-    def __init__(self, app: Any, *, base_path: str = "", authorization: str = "Bearer workstate-test") -> None:
+    def __init__(
+        self, app: Any, *, base_path: str = "", authorization: str = "Bearer workstate-test", dialect: Dialect = QODER
+    ) -> None:
         self.app = app
+        self.dialect = dialect
         self.base_path = base_path.rstrip("/")
         self.authorization = authorization
         self._loop = asyncio.new_event_loop()
@@ -48,11 +53,11 @@ class AsgiTarget:
         return self._exchange(request.method, request.target, headers, bytes(request.body), now)
 
     def create_environment(self, now: datetime) -> str:
-        return self._create("/_test/environments", b"", now)
+        return checked_id(self.dialect, "env", self._create("/_test/environments", b"", now))
 
     def create_work(self, env: str, session_id: str, metadata: Mapping[str, str], now: datetime) -> str:
         body = json.dumps({"session_id": session_id, "metadata": dict(metadata)}).encode()
-        return self._create(f"/_test/environments/{env}/work", body, now)
+        return checked_id(self.dialect, "work", self._create(f"/_test/environments/{env}/work", body, now))
 
     def _create(self, path: str, body: bytes, now: datetime) -> str:
         headers = [("Authorization", self.authorization), ("Content-Type", "application/json")]

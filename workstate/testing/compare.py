@@ -7,7 +7,11 @@ reference's, or None:
 - the status must be equal, and so must the body, key by key;
 - ids are mapped through a bijection; an ``x-request-id`` the client sent must be echoed exactly;
 - timestamps compare as instants (``...Z`` and ``...+00:00`` are equal);
-- ``error.message`` is free text and is not compared (``error.param`` is, unless turned off).
+- ``error.message`` is free text and is not compared (``error.param`` is, unless turned off);
+- in the :class:`~workstate.Dialect` compared (``dialect=``, default ``QODER``): an empty body (a 204) must be
+  empty; the dialect's request-id header, when the reference sends one, must be sent too (echoed, or paired like
+  the body's ``request_id``); a ``secret`` the reference issues is the server's own (any non-empty string); an
+  opaque ``next_page`` cursor (``ListStyle.NEXT_PAGE``) is paired like an id, null must be null.
 
 The lockstep machine (:mod:`workstate.testing.lockstep`) and the conformance suite
 (:mod:`workstate.testing.conformance`) both compare with it. No third-party package needed.
@@ -20,7 +24,8 @@ from datetime import datetime
 from typing import Any
 
 from .._time import parse_timestamp
-from ..api import Request, Response, echoed_request_id
+from ..api import Headers, Request, Response, echoed_request_id
+from ..dialect import QODER, Dialect, ListStyle
 from ..errors import WorkstateError
 
 __all__ = ["TIMESTAMP_KEYS", "Bijection", "Comparison", "instant", "show"]
@@ -35,6 +40,7 @@ TIMESTAMP_KEYS = frozenset(
         "stopped_at",
         "last_heartbeat",
         "oldest_queued_at",
+        "lease_updated_at",
     }
 )
 """The body keys whose string values are compared as instants."""
@@ -75,10 +81,12 @@ class Bijection:
 class Comparison:
     """The pairings of one run and the rule that compares two answers (see the module docstring)."""
 
-    def __init__(self, *, compare_error_param: bool = True) -> None:
+    def __init__(self, *, compare_error_param: bool = True, dialect: Dialect = QODER) -> None:
         self.ids = Bijection()
         self.request_ids = Bijection()
+        self.cursors = Bijection()
         self.compare_error_param = compare_error_param
+        self.dialect = dialect
 
     def difference(self, request: Request, expected: Response, actual: Response) -> str | None:
         """Where ``actual`` differs from ``expected`` (after mapping ids and instants), or None.
@@ -88,6 +96,21 @@ class Comparison:
         if actual.status != expected.status:
             return f"status {actual.status}, expected {expected.status}"
         sent_id = echoed_request_id(request.headers or ())  # the reference's own rule of what is echoed
+        if expected.body == b"" and actual.body != b"":
+            return f"$: expected no body, got {bytes(actual.body[:80])!r}"
+        if expected.body != b"" and actual.body == b"":
+            return f"$: expected a body ({bytes(expected.body[:40])!r}...), got none"
+        header = self.dialect.request_id_header
+        want_id = None if header is None else Headers(expected.headers or ()).get(header)
+        if header is not None and want_id is not None:
+            got_id = Headers(actual.headers or ()).get(header)
+            if got_id is None:
+                return f"header {header}: missing (the reference sends {want_id!r})"
+            if want_id == sent_id:
+                if got_id != sent_id:
+                    return f"header {header}: the request's x-request-id {sent_id!r} is not echoed"
+            elif not self.request_ids.pair(want_id, got_id):
+                return f"header {header}: {got_id!r} is not the request id of this request alone"
         return self.diff(expected.json, actual.json, "$", sent_id)
 
     def diff(self, want: Any, got: Any, path: str, sent_id: str | None) -> str | None:
@@ -120,6 +143,12 @@ class Comparison:
                     return found
             return None
         key = path.rsplit(".", 1)[-1]
+        if key == "secret" and isinstance(want, str) and self.dialect.secret_field:
+            return None if isinstance(got, str) and got else f"{path}: expected a secret (a string), got {show(got)}"
+        if key == "next_page" and self.dialect.list_style is ListStyle.NEXT_PAGE and isinstance(want, str):
+            if isinstance(got, str) and self.cursors.pair(want, got):
+                return None
+            return f"{path}: {show(got)} is not the cursor of this page alone (the reference's {want})"
         if isinstance(want, str) and key in TIMESTAMP_KEYS:
             found_instant = instant(got)
             if found_instant is None or found_instant != parse_timestamp(want):

@@ -41,10 +41,10 @@ import attrs
 
 from .._time import UTC, parse_timestamp, render_timestamp
 from ..api import Request, Response, Server
-from ..api.routes import BASE_PATH, work_path
+from ..dialect import DIALECTS, QODER, Dialect, ListStyle
 from ..errors import InvalidInput, WorkstateError
 from ..model import NO_HEARTBEAT
-from ..policy import DEFAULT_POLICY, Policy
+from ..policy import OnStartTimeout, Policy
 from .compare import Comparison, show
 from .target import Target
 
@@ -57,11 +57,13 @@ __all__ = [
     "Exchange",
     "NewEnv",
     "NewWork",
+    "NextPage",
     "T0",
     "Token",
     "Wait",
     "WorkRef",
     "conformance_cases",
+    "dialect_of",
     "markdown",
     "run_case",
     "run_conformance",
@@ -72,7 +74,10 @@ T0 = datetime(2026, 7, 1, 8, 15, 1, tzinfo=UTC)
 """The instant every case starts at."""
 AUTHORIZATION = "Bearer workstate-conformance"
 UNKNOWN_WORK = "work_" + "f" * 32
+"""A well-formed work id (in every shipped dialect's format) that no case creates."""
 UNKNOWN_ENV = "env_" + "f" * 32
+_MALFORMED = {"work_x": "work", "env_x": "env"}
+"""The malformed ids the cases send, by kind: a dialect where one is well formed gets it spelled with a ``-``."""
 _SESSIONS = itertools.count(1)
 
 
@@ -108,7 +113,15 @@ class Token:
         return f"<{self.which} token of work {self.item}{spelled}>"
 
 
-Value = str | WorkRef | Token
+@attrs.frozen
+class NextPage:
+    """The ``next_page`` cursor of the case's latest list answer, each server's own (opaque in some dialects)."""
+
+    def __str__(self) -> str:
+        return "<the latest next_page>"
+
+
+Value = str | WorkRef | Token | NextPage
 
 
 @attrs.frozen
@@ -308,11 +321,14 @@ def _spell(text: str, digits: int | None, offset: int | None) -> str:
 class _Run:
     """One case on a fresh reference and (unless None) a fresh target."""
 
-    def __init__(self, policy: Policy, target: Target | None, sessions: Callable[[], str]) -> None:
-        self.reference = Server(policy)
+    def __init__(
+        self, policy: Policy, target: Target | None, sessions: Callable[[], str], dialect: Dialect = QODER
+    ) -> None:
+        self.reference = _reference(policy, dialect)
+        self.dialect = dialect
         self.target = target
         self.sessions = sessions
-        self.comparison = Comparison()
+        self.comparison = Comparison(dialect=dialect)
         self.now = T0
         self.envs: list[tuple[str, str]] = []
         self.works: list[tuple[str, str]] = []
@@ -320,6 +336,7 @@ class _Run:
         self.exchanges: list[Exchange] = []
         self.last: Response | None = None
         self.acked: set[int] = set()  # items an ack moved out of queued (in the reference)
+        self.pages: list[tuple[str, str]] = []  # the next_page cursors of the list answers, (reference, target)
         self._env()
 
     def _env(self) -> None:
@@ -330,7 +347,10 @@ class _Run:
                 created = self.target.create_environment(self.now)
             except Exception as exc:
                 raise _Failed(f"create_environment raised {type(exc).__name__}: {exc}", None, repr(exc)) from None
-            if not isinstance(created, str) or not self.comparison.ids.pair(reference, created):
+            if not self.dialect.valid_id("env", created):
+                rule = self.dialect.id_rule("env")
+                raise _Failed(f"create_environment returned {created!r}, not {rule}", None, repr(created))
+            if not self.comparison.ids.pair(reference, created):
                 raise _Failed(f"create_environment returned {created!r}, an id already in use", None, repr(created))
         self.envs.append((reference, created))
 
@@ -360,13 +380,18 @@ class _Run:
                 created = self.target.create_work(env_target, session, metadata, self.now)
             except Exception as exc:
                 raise _Failed(f"create_work raised {type(exc).__name__}: {exc}", None, repr(exc)) from None
-            if not isinstance(created, str) or not self.comparison.ids.pair(reference, created):
+            if not self.dialect.valid_id("work", created):
+                rule = self.dialect.id_rule("work")
+                raise _Failed(f"create_work returned {created!r}, not {rule}", None, repr(created))
+            if not self.comparison.ids.pair(reference, created):
                 raise _Failed(f"create_work returned {created!r}, an id already in use", None, repr(created))
         self.works.append((reference, created))
 
     def _value(self, value: Value, side: int) -> str:
         if isinstance(value, WorkRef):
             return self.works[value.index][side]
+        if isinstance(value, NextPage):
+            return self.pages[-1][side] if self.pages else ""
         if isinstance(value, Token):
             tokens = self.tokens.get(value.item, [])
             if value.which == "stale":
@@ -374,31 +399,37 @@ class _Run:
             else:
                 text = tokens[-1][side] if tokens else NO_HEARTBEAT
             return text if text == NO_HEARTBEAT else _spell(text, value.digits, value.offset)
-        return value
+        return self._spelled(value)
+
+    def _spelled(self, value: str) -> str:
+        """``value``, or (a malformed id of the cases that is well formed in this dialect) a malformed spelling."""
+        kind = _MALFORMED.get(value)
+        return value + "-" if kind is not None and self.dialect.valid_id(kind, value) else value
 
     def _id(self, value: int | str | None, pool: list[tuple[str, str]], side: int) -> str | None:
         if isinstance(value, int):
             return pool[value][side]
-        return value
+        return None if value is None else self._spelled(value)
 
     def request(self, call: Call, side: int) -> Request:
         env = self._id(call.env, self.envs, side) or ""
         work = self._id(call.work, self.works, side)
-        headers = [] if call.authorization is None else [("Authorization", call.authorization)]
+        dialect = self.dialect
+        headers = [] if call.authorization is None else [(dialect.auth_headers[0], call.authorization)]
         if call.worker is not None:
-            headers.append(("Worker-ID", call.worker))
+            headers.append((dialect.worker_header, call.worker))
         headers += list(call.headers)
         if call.path is not None:
-            path = call.path.format(env=env, work=work or "")
+            path = call.path.format(base=dialect.base_path, env=env, work=work or "")
             method = call.method or "GET"
         else:
             operation = {"update": None, "get": None, "list": None}.get(call.op, call.op)
             if call.op in ("poll", "stats"):
-                path = work_path(env, operation=call.op)
+                path = dialect.path(env, operation=call.op)
             elif call.op == "list":
-                path = work_path(env)
+                path = dialect.path(env)
             else:
-                path = work_path(env, work or "", operation)
+                path = dialect.path(env, work or "", operation)
             method = "POST" if call.op in ("ack", "heartbeat", "stop", "update") else "GET"
         if call.query:
             path += "?" + "&".join(f"{quote(k, safe='')}={quote(self._value(v, side), safe='')}" for k, v in call.query)
@@ -433,29 +464,64 @@ class _Run:
             and expected.rule.name == "ack"
         ):
             self.acked.add(call.work)
+        if call.op == "list" and isinstance(expected.json, dict) and isinstance(expected.json.get("next_page"), str):
+            target_page = actual.json.get("next_page") if isinstance(actual.json, dict) else None
+            self.pages.append((expected.json["next_page"], str(target_page or expected.json["next_page"])))
         if call.op == "heartbeat" and call.work is not None and isinstance(call.work, int) and expected.status == 200:
             target_token = actual.json.get("last_heartbeat") if isinstance(actual.json, dict) else None
+            if isinstance(expected.json, dict) and expected.json.get("state") == "stopped":
+                return  # a stopped item's reported heartbeat (a dialect that answers so) extends no lease
             self.tokens.setdefault(call.work, []).append(
                 (expected.json["last_heartbeat"], str(target_token or expected.json["last_heartbeat"]))
             )
 
 
-def _default_sessions() -> str:
-    return f"sess_{next(_SESSIONS):032x}"
+def _reference(policy: Policy, dialect: Dialect) -> Server:
+    return Server(policy, dialect=dialect)
+
+
+def _default_sessions(dialect: Dialect = QODER) -> Callable[[], str]:
+    return lambda: f"{dialect.session_prefix}{next(_SESSIONS):032x}"  # 32 hex digits: an id body in every format
+
+
+def dialect_of(dialect: Dialect | str | None) -> Dialect:
+    """``dialect`` as a :class:`~workstate.Dialect`: a Dialect, a shipped dialect's name, or None (``QODER``)."""
+    if dialect is None:
+        return QODER
+    if isinstance(dialect, Dialect):
+        return dialect
+    if isinstance(dialect, str) and dialect in DIALECTS:
+        return DIALECTS[dialect]
+    known = ", ".join(DIALECTS)
+    raise InvalidInput(f"dialect must be a Dialect or one of {known}, got {dialect!r}", param="dialect")
+
+
+def _policy_of(policy: Policy | None, dialect: Dialect) -> Policy:
+    if policy is None:
+        return dialect.policy
+    if not isinstance(policy, Policy):
+        raise InvalidInput(f"policy must be a Policy, got {policy!r}", param="policy")
+    return policy
 
 
 def run_case(
     case: Case,
     make_target: Callable[[], Target],
     *,
-    policy: Policy = DEFAULT_POLICY,
+    policy: Policy | None = None,
+    dialect: Dialect | str | None = None,
     sessions: Callable[[], str] | None = None,
 ) -> CaseResult:
-    """Run one case on ``make_target()`` and a fresh reference; the target is closed after (if it has ``close``)."""
+    """Run one case on ``make_target()`` and a fresh reference; the target is closed after (if it has ``close``).
+
+    ``dialect`` (default ``QODER``) is the one the case was generated in; ``policy`` defaults to the dialect's.
+    """
+    spoken = dialect_of(dialect)
+    policy = _policy_of(policy, spoken)
     target = make_target()
     run: _Run | None = None
     try:
-        run = _Run(policy, target, sessions or _default_sessions)
+        run = _Run(policy, target, sessions or _default_sessions(spoken), spoken)
         for action in case.script:
             run.do(action)
     except _Failed as failure:
@@ -479,8 +545,8 @@ def selected(case_id: str, only: str | None) -> bool:
 def run_conformance(
     make_target: Callable[[], Target],
     *,
-    policy: Policy = DEFAULT_POLICY,
-    dialect: object = None,
+    policy: Policy | None = None,
+    dialect: Dialect | str | None = None,
     only: str | None = None,
     progress: Callable[[int, int, CaseResult], None] | None = None,
     sessions: Callable[[], str] | None = None,
@@ -488,22 +554,22 @@ def run_conformance(
 ) -> ConformanceReport:
     """Run every case (or those ``only`` selects) against fresh targets from ``make_target()``.
 
-    ``policy`` is the reference's (give it the documented choices your server makes); ``dialect`` is a
-    placeholder until the dialect issue: None (or a dialect named ``qoder``) is the Work API of
-    docs/api.md, and anything else raises :class:`~workstate.errors.InvalidInput`. ``only`` keeps the
+    ``dialect`` is the wire dialect the server speaks (a :class:`~workstate.Dialect` or a shipped one's
+    name; default ``QODER``): the cases are generated from that dialect's lifecycle and sent in its
+    spelling, and the answers compared in its rendering. ``policy`` is the reference's (give it the
+    documented choices your server makes; default: the dialect's ``policy``). ``only`` keeps the
     cases whose id contains it or matches it as a glob (``4.2-*``; ``!`` first inverts: see :func:`selected`).
     ``progress(done, total, result)``
     is called after each case; ``sessions()`` makes a fresh session id per work item (the default
     counts up within the process: give a long-lived server that outlives the process a salted one).
     ``max_failures`` stops the run after that many failing cases (the report then holds the cases run).
     """
-    _check_dialect(dialect)
-    if not isinstance(policy, Policy):
-        raise InvalidInput(f"policy must be a Policy, got {policy!r}", param="policy")
-    chosen = [case for case in conformance_cases(policy) if selected(case.case_id, only)]
+    spoken = dialect_of(dialect)
+    policy = _policy_of(policy, spoken)
+    chosen = [case for case in conformance_cases(policy, spoken) if selected(case.case_id, only)]
     results = []
     for number, case in enumerate(chosen, 1):
-        result = run_case(case, make_target, policy=policy, sessions=sessions)
+        result = run_case(case, make_target, policy=policy, dialect=spoken, sessions=sessions)
         results.append(result)
         if progress is not None:
             progress(number, len(chosen), result)
@@ -512,12 +578,6 @@ def run_conformance(
             if max_failures <= 0:
                 break
     return ConformanceReport(tuple(results))
-
-
-def _check_dialect(dialect: object) -> None:
-    if dialect is None or str(getattr(dialect, "name", dialect)).lower() == "qoder":
-        return
-    raise InvalidInput(f"dialect {dialect!r} is not supported yet (only the qoder dialect, None)", param="dialect")
 
 
 # --- generating the suite ----------------------------------------------------------------------------------
@@ -548,19 +608,19 @@ def _probe_rule(op: str, response: Response) -> tuple[str, str]:
     return f"{section}-{op}", f"{section} {op}: {response.status}"
 
 
-def _simulate(script: Iterable[Action], policy: Policy) -> _Run:
-    run = _Run(policy, None, _counting())
+def _simulate(script: Iterable[Action], policy: Policy, dialect: Dialect) -> _Run:
+    run = _Run(policy, None, _counting(dialect), dialect)
     for action in script:
         run.do(action)
     return run
 
 
-def _counting() -> Callable[[], str]:
+def _counting(dialect: Dialect) -> Callable[[], str]:
     counter = itertools.count(1)
-    return lambda: f"sess_{next(counter):032x}"
+    return lambda: f"{dialect.session_prefix}{next(counter):032x}"
 
 
-def _case(stem: str, label: str, script: tuple[Action, ...], policy: Policy) -> Case:
+def _case(stem: str, label: str, script: tuple[Action, ...], policy: Policy, dialect: Dialect) -> Case:
     """A case whose id starts with the rule the reference applies to the request it probes.
 
     That is the last request, unless it is a ``get`` right after another request (which it observes).
@@ -568,7 +628,7 @@ def _case(stem: str, label: str, script: tuple[Action, ...], policy: Policy) -> 
     probed = len(script) - 1
     if isinstance(script[-1], Call) and script[-1].op == "get" and len(script) > 1 and isinstance(script[-2], Call):
         probed -= 1
-    run = _simulate(script[: probed + 1], policy)
+    run = _simulate(script[: probed + 1], policy, dialect)
     probe = script[probed]
     assert isinstance(probe, Call) and run.last is not None
     rule_stem, text = _probe_rule(probe.op, run.last)
@@ -680,12 +740,12 @@ def _canonical(key: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple((e[0], names.get(e[1]), names.get(e[2]), *e[3:]) for e in key)
 
 
-def _cover(policy: Policy) -> Iterator[Case]:
+def _cover(policy: Policy, dialect: Dialect) -> Iterator[Case]:
     seen: dict[tuple[Any, ...], tuple[tuple[Any, ...], tuple[Action, ...]]] = {}
     for workers, items, depth in _COVER_CONFIGS:
         start: tuple[Action, ...] = tuple(NewWork(metadata=(("job", "build"),)) for _ in range(items))
         frontier = [start]
-        first = _key(_simulate(start, policy))
+        first = _key(_simulate(start, policy, dialect))
         seen.setdefault(_canonical(first), (first, start))
         for _level in range(depth):
             following = []
@@ -694,7 +754,7 @@ def _cover(policy: Policy) -> Iterator[Case]:
                     longer = (*script, move)
                     if isinstance(move, Wait) and isinstance(script[-1], Wait):
                         continue
-                    key = _key(_simulate(longer, policy))
+                    key = _key(_simulate(longer, policy, dialect))
                     if _canonical(key) not in seen:
                         seen[_canonical(key)] = (key, longer)
                         following.append(longer)
@@ -702,7 +762,7 @@ def _cover(policy: Policy) -> Iterator[Case]:
     for key, prefix in seen.values():
         label = "@" + _label(key)
         for name, probe in _probes(len(key)):
-            yield _case(name, label, (*prefix, probe), policy)
+            yield _case(name, label, (*prefix, probe), policy, dialect)
 
 
 # boundaries
@@ -724,62 +784,91 @@ def _active(item: int = 0, worker: str = "w1", ttl: str | None = None) -> tuple[
 _EDGES = {"-1us": -1, "+0us": 0, "+1us": 1}
 
 
-def _time_cases(policy: Policy) -> Iterator[Case]:
+def _time_cases(policy: Policy, dialect: Dialect) -> Iterator[Case]:
     one = (NewWork(),)
     for edge, offset in _EDGES.items():
         at = Wait(deadline=offset)
-        yield _case(f"start-deadline{edge}/get", "", (*one, *_take(), at, Call("get", 0)), policy)
+        yield _case(f"start-deadline{edge}/get", "", (*one, *_take(), at, Call("get", 0)), policy, dialect)
         yield _case(
             f"start-deadline{edge}/first-heartbeat",
             "",
             (*one, *_take(), at, Call("heartbeat", 0, query=((_BEAT, NO_HEARTBEAT),))),
             policy,
+            dialect,
         )
-        yield _case(f"lease-deadline{edge}/get", "", (*one, *_active(), at, Call("get", 0)), policy)
+        yield _case(f"lease-deadline{edge}/get", "", (*one, *_active(), at, Call("get", 0)), policy, dialect)
         yield _case(
             f"lease-deadline{edge}/heartbeat",
             "",
             (*one, *_active(), at, Call("heartbeat", 0, query=((_BEAT, Token(0)),))),
             policy,
+            dialect,
         )
-        yield _case(f"lease-deadline{edge}/poll-w2", "", (*one, *_active(), at, Call("poll", worker="w2")), policy)
-        yield _case(f"lease-deadline{edge}/stats", "", (*one, *_active(), at, Call("stats")), policy)
-        yield _case(f"drain-deadline{edge}/get", "", (*one, *_active(), Call("stop", 0), at, Call("get", 0)), policy)
-        yield _case(f"lease-deadline{edge}/ttl-601", "", (*one, *_active(ttl="601"), at, Call("get", 0)), policy)
-        yield _case(f"lease-deadline{edge}/ttl-9", "", (*one, *_active(ttl="9"), at, Call("get", 0)), policy)
+        yield _case(
+            f"lease-deadline{edge}/poll-w2", "", (*one, *_active(), at, Call("poll", worker="w2")), policy, dialect
+        )
+        yield _case(f"lease-deadline{edge}/stats", "", (*one, *_active(), at, Call("stats")), policy, dialect)
+        yield _case(
+            f"drain-deadline{edge}/get", "", (*one, *_active(), Call("stop", 0), at, Call("get", 0)), policy, dialect
+        )
+        yield _case(
+            f"lease-deadline{edge}/ttl-601", "", (*one, *_active(ttl="601"), at, Call("get", 0)), policy, dialect
+        )
+        yield _case(f"lease-deadline{edge}/ttl-9", "", (*one, *_active(ttl="9"), at, Call("get", 0)), policy, dialect)
     late = Wait(deadline=1_000_000)
-    yield _case("drain-deadline+1s/get", "", (*one, *_active(), Call("stop", 0), late, Call("get", 0)), policy)
-    yield _case("drain-deadline+1s/list", "", (*one, *_active(), Call("stop", 0), late, Call("list")), policy)
-    yield _case("lease-deadline+1s/list", "", (*one, *_active(), late, Call("list")), policy)
-    yield _case("start-deadline+1s/stats", "", (*one, *_take(), late, Call("stats")), policy)
+    yield _case("drain-deadline+1s/get", "", (*one, *_active(), Call("stop", 0), late, Call("get", 0)), policy, dialect)
+    yield _case("drain-deadline+1s/list", "", (*one, *_active(), Call("stop", 0), late, Call("list")), policy, dialect)
+    yield _case("lease-deadline+1s/list", "", (*one, *_active(), late, Call("list")), policy, dialect)
+    yield _case("start-deadline+1s/stats", "", (*one, *_take(), late, Call("stats")), policy, dialect)
     yield _case(
         "lease-deadline+1s/requeued-taken-by-w2",
         "",
         (*one, *_active(), late, Call("poll", worker="w2"), Call("ack", 0, worker="w2")),
         policy,
+        dialect,
     )
     yield _case(
         "lease-deadline+1s/old-holder-beats",
         "",
         (*one, *_active(), late, *_take(0, "w2"), Call("heartbeat", 0, query=((_BEAT, Token(0)),))),
         policy,
+        dialect,
     )
-    yield _case("start-deadline+1s/ack-w2", "", (*one, *_take(), late, Call("ack", 0, worker="w2")), policy)
-    yield _case("lease-deadline+1s/ack-w2", "", (*one, *_active(), late, Call("ack", 0, worker="w2")), policy)
+    yield _case("start-deadline+1s/ack-w2", "", (*one, *_take(), late, Call("ack", 0, worker="w2")), policy, dialect)
+    yield _case("lease-deadline+1s/ack-w2", "", (*one, *_active(), late, Call("ack", 0, worker="w2")), policy, dialect)
     yield _case(
-        "start-deadline+1s/ack-w1", "", (*one, *_take(), late, Call("ack", 0, worker="w1"), Call("get", 0)), policy
+        "start-deadline+1s/ack-w1",
+        "",
+        (*one, *_take(), late, Call("ack", 0, worker="w1"), Call("get", 0)),
+        policy,
+        dialect,
     )
-    yield _case("clock-backwards/heartbeat", "", (*one, *_active(), Wait(-30.0), Call("heartbeat", 0)), policy)
-    yield _case("clock-backwards/stop", "", (*one, *_take(), Wait(-30.0), Call("stop", 0)), policy)
+    if policy.on_start_timeout is OnStartTimeout.KEEP_STARTING:  # no deadline to land on: wait past the timeout
+        for edge, shift in (("-1us", -0.000001), ("+0us", 0.0), ("+1us", 0.000001), ("+1h", 3600.0)):
+            past = Wait(policy.start_timeout_seconds + shift)
+            yield _case(f"start-timeout-kept{edge}/get", "", (*one, *_take(), past, Call("get", 0)), policy, dialect)
+            first = Call("heartbeat", 0, query=((_BEAT, NO_HEARTBEAT),))
+            yield _case(f"start-timeout-kept{edge}/first-heartbeat", "", (*one, *_take(), past, first), policy, dialect)
+            yield _case(
+                f"start-timeout-kept{edge}/poll-w2",
+                "",
+                (*one, *_take(), past, Call("poll", worker="w2")),
+                policy,
+                dialect,
+            )
+            yield _case(f"start-timeout-kept{edge}/stats", "", (*one, *_take(), past, Call("stats")), policy, dialect)
+    yield _case("clock-backwards/heartbeat", "", (*one, *_active(), Wait(-30.0), Call("heartbeat", 0)), policy, dialect)
+    yield _case("clock-backwards/stop", "", (*one, *_take(), Wait(-30.0), Call("stop", 0)), policy, dialect)
     yield _case(
         "heartbeat-same-instant/token",
         "",
         (*one, *_active(), Call("heartbeat", 0, query=((_BEAT, Token(0)),)), Call("get", 0)),
         policy,
+        dialect,
     )
 
 
-def _reclaim_cases(policy: Policy) -> Iterator[Case]:
+def _reclaim_cases(policy: Policy, dialect: Dialect) -> Iterator[Case]:
     window = policy.reclaim_older_than_ms / 1000
     one = (NewWork(),)
     for edge, shift in (("-1ms", -0.001), ("+0ms", 0.0), ("+1ms", 0.001)):
@@ -789,6 +878,7 @@ def _reclaim_cases(policy: Policy) -> Iterator[Case]:
             "",
             (*one, Call("poll", worker="w1"), wait, Call("poll", worker="w2")),
             policy,
+            dialect,
         )
         yield _case(
             f"reclaim-1000{edge}/poll-w2",
@@ -800,19 +890,24 @@ def _reclaim_cases(policy: Policy) -> Iterator[Case]:
                 Call("poll", worker="w2", query=(("reclaim_older_than_ms", "1000"),)),
             ),
             policy,
+            dialect,
         )
-        yield _case(f"reclaim-default{edge}/stats", "", (*one, Call("poll", worker="w1"), wait, Call("stats")), policy)
+        yield _case(
+            f"reclaim-default{edge}/stats", "", (*one, Call("poll", worker="w1"), wait, Call("stats")), policy, dialect
+        )
         yield _case(
             f"reclaim-default{edge}/ack-w2",
             "",
             (*one, Call("poll", worker="w1"), wait, Call("ack", 0, worker="w2")),
             policy,
+            dialect,
         )
     yield _case(
         "reclaim-0/poll-w2",
         "",
         (*one, Call("poll", worker="w1"), Call("poll", worker="w2", query=(("reclaim_older_than_ms", "0"),))),
         policy,
+        dialect,
     )
     yield _case(
         "reclaim-0/redelivered-ack-w1",
@@ -824,6 +919,7 @@ def _reclaim_cases(policy: Policy) -> Iterator[Case]:
             Call("ack", 0, worker="w1"),
         ),
         policy,
+        dialect,
     )
     full = Wait(window)
     yield _case(
@@ -831,28 +927,34 @@ def _reclaim_cases(policy: Policy) -> Iterator[Case]:
         "",
         (*one, Call("poll", worker="w1"), full, Call("poll", worker="w2"), Call("ack", 0, worker="w1")),
         policy,
+        dialect,
     )
     yield _case(
         "rebind/redelivered-to-w2-ack-w2",
         "",
         (*one, Call("poll", worker="w1"), full, Call("poll", worker="w2"), Call("ack", 0, worker="w2"), Call("get", 0)),
         policy,
+        dialect,
     )
     yield _case(
         "rebind/cleared-by-anon-poll-ack-w2",
         "",
         (*one, Call("poll", worker="w1"), full, Call("poll"), Call("ack", 0, worker="w2")),
         policy,
+        dialect,
     )
     yield _case(
         "rebind/anon-ack-binds-delivered",
         "",
         (*one, Call("poll", worker="w1"), Call("ack", 0), Call("ack", 0, worker="w2")),
         policy,
+        dialect,
     )
-    yield _case("rebind/ack-without-poll", "", (*one, Call("ack", 0, worker="w1"), Call("ack", 0, worker="w2")), policy)
+    yield _case(
+        "rebind/ack-without-poll", "", (*one, Call("ack", 0, worker="w1"), Call("ack", 0, worker="w2")), policy, dialect
+    )
     two = (NewWork(), NewWork())
-    yield _case("order/oldest-first", "", (*two, Call("poll", worker="w1"), Call("poll", worker="w2")), policy)
+    yield _case("order/oldest-first", "", (*two, Call("poll", worker="w1"), Call("poll", worker="w2")), policy, dialect)
     yield _case(
         "order/created-later",
         "",
@@ -865,15 +967,21 @@ def _reclaim_cases(policy: Policy) -> Iterator[Case]:
             Call("poll", worker="w1"),
         ),
         policy,
+        dialect,
     )
     yield _case(
         "order/requeued-keeps-creation-order",
         "",
         (*two, *_active(), Wait(deadline=1), Call("poll", worker="w2")),
         policy,
+        dialect,
     )
     yield _case(
-        "order/stopped-skipped", "", (*two, Call("stop", 0, body=b'{"force": true}'), Call("poll", worker="w1")), policy
+        "order/stopped-skipped",
+        "",
+        (*two, Call("stop", 0, body=b'{"force": true}'), Call("poll", worker="w1")),
+        policy,
+        dialect,
     )
     for name, value in (
         ("block-1", "1"),
@@ -882,14 +990,20 @@ def _reclaim_cases(policy: Policy) -> Iterator[Case]:
         ("block-1000", "1000"),
         ("block-x", "x"),
     ):
-        yield _case(f"poll-{name}", "", (*one, Call("poll", worker="w1", query=(("block_ms", value),))), policy)
+        yield _case(
+            f"poll-{name}", "", (*one, Call("poll", worker="w1", query=(("block_ms", value),))), policy, dialect
+        )
     for name, value in (("reclaim-minus-1", "-1"), ("reclaim-x", "x"), ("reclaim-empty", "")):
         yield _case(
-            f"poll-{name}", "", (*one, Call("poll", worker="w1", query=(("reclaim_older_than_ms", value),))), policy
+            f"poll-{name}",
+            "",
+            (*one, Call("poll", worker="w1", query=(("reclaim_older_than_ms", value),))),
+            policy,
+            dialect,
         )
 
 
-def _ttl_cases(policy: Policy) -> Iterator[Case]:
+def _ttl_cases(policy: Policy, dialect: Dialect) -> Iterator[Case]:
     low, high = policy.min_ttl_seconds, policy.max_ttl_seconds
     values = {
         "min-1": str(low - 1),
@@ -904,17 +1018,18 @@ def _ttl_cases(policy: Policy) -> Iterator[Case]:
     }
     for name, value in values.items():
         query: tuple[tuple[str, Value], ...] = ((_BEAT, NO_HEARTBEAT), ("desired_ttl_seconds", value))
-        yield _case(f"ttl-{name}", "", (NewWork(), *_take(), Call("heartbeat", 0, query=query)), policy)
-    yield _case("ttl-absent", "", (NewWork(), *_take(), Call("heartbeat", 0)), policy)
+        yield _case(f"ttl-{name}", "", (NewWork(), *_take(), Call("heartbeat", 0, query=query)), policy, dialect)
+    yield _case("ttl-absent", "", (NewWork(), *_take(), Call("heartbeat", 0)), policy, dialect)
     yield _case(
         "ttl-second-beat-absent",
         "",
         (NewWork(), *_active(ttl=str(high)), Call("heartbeat", 0, query=((_BEAT, Token(0)),))),
         policy,
+        dialect,
     )
 
 
-def _spelling_cases(policy: Policy) -> Iterator[Case]:
+def _spelling_cases(policy: Policy, dialect: Dialect) -> Iterator[Case]:
     for label, start in (("whole-second", ()), ("fraction", (Wait(0.123456),))):
         for digits in range(10):
             for name, offset in (("Z", None), ("+00:00", 0), ("+05:30", 330), ("-08:00", -480)):
@@ -922,7 +1037,7 @@ def _spelling_cases(policy: Policy) -> Iterator[Case]:
                     continue
                 token = Token(0, digits=digits, offset=offset)
                 script = (NewWork(), *start, *_active(), Call("heartbeat", 0, query=((_BEAT, token),)))
-                yield _case(f"token-{label}-{digits}digits-{name}", "", script, policy)
+                yield _case(f"token-{label}-{digits}digits-{name}", "", script, policy, dialect)
     for name, text in (
         ("lowercase-t", "2026-07-01t08:15:01.000000z"),
         ("no-offset", "2026-07-01T08:15:01.000000"),
@@ -930,10 +1045,12 @@ def _spelling_cases(policy: Policy) -> Iterator[Case]:
         ("empty", ""),
         ("no-heartbeat-lowercase", "no_heartbeat"),
     ):
-        yield _case(f"token-{name}", "", (NewWork(), *_active(), Call("heartbeat", 0, query=((_BEAT, text),))), policy)
+        yield _case(
+            f"token-{name}", "", (NewWork(), *_active(), Call("heartbeat", 0, query=((_BEAT, text),))), policy, dialect
+        )
 
 
-def _metadata_cases(policy: Policy) -> Iterator[Case]:
+def _metadata_cases(policy: Policy, dialect: Dialect) -> Iterator[Case]:
     most = policy.metadata_max_keys
     keys, values = policy.metadata_max_key_length, policy.metadata_max_value_length
 
@@ -947,28 +1064,33 @@ def _metadata_cases(policy: Policy) -> Iterator[Case]:
             Call("get", 0),
         )
 
-    yield _case(f"metadata-{most}-keys-after-add", "", update({"new": "v"}, held(most - 1)), policy)
-    yield _case(f"metadata-{most + 1}-keys-after-add", "", update({"new": "v"}, held(most)), policy)
-    yield _case(f"metadata-{most}-keys-delete-while-add", "", update({"k00": None, "new": "v"}, held(most)), policy)
+    yield _case(f"metadata-{most}-keys-after-add", "", update({"new": "v"}, held(most - 1)), policy, dialect)
+    yield _case(f"metadata-{most + 1}-keys-after-add", "", update({"new": "v"}, held(most)), policy, dialect)
+    yield _case(
+        f"metadata-{most}-keys-delete-while-add", "", update({"k00": None, "new": "v"}, held(most)), policy, dialect
+    )
     yield _case(
         f"metadata-{most + 1}-keys-delete-missing-while-add",
         "",
         update({"missing": None, "new": "v"}, held(most)),
         policy,
+        dialect,
     )
-    yield _case(f"metadata-{most}-keys-overwrite", "", update({"k00": "w"}, held(most)), policy)
+    yield _case(f"metadata-{most}-keys-overwrite", "", update({"k00": "w"}, held(most)), policy, dialect)
     patch: dict[str, str | None] = {f"p{i:02d}": "v" for i in range(most)}
-    yield _case(f"metadata-patch-{most}-adds", "", update(patch, ()), policy)
-    yield _case(f"metadata-patch-{most}-adds-1-delete-missing", "", update({**patch, "gone": None}, ()), policy)
-    yield _case(f"metadata-patch-{most + 1}-adds", "", update({**patch, "extra": "v"}, ()), policy)
-    yield _case(f"metadata-key-{keys}-chars", "", update({"k" * keys: "v"}, ()), policy)
-    yield _case(f"metadata-key-{keys + 1}-chars", "", update({"k" * (keys + 1): "v"}, ()), policy)
-    yield _case("metadata-key-empty", "", update({"": "v"}, ()), policy)
-    yield _case(f"metadata-value-{values}-chars", "", update({"k": "v" * values}, ()), policy)
-    yield _case(f"metadata-value-{values + 1}-chars", "", update({"k": "v" * (values + 1)}, ()), policy)
-    yield _case("metadata-value-empty", "", update({"k": ""}, ()), policy)
-    yield _case("metadata-delete-missing", "", update({"missing": None}, (("job", "build"),)), policy)
-    yield _case("metadata-delete-held", "", update({"job": None}, (("job", "build"),)), policy)
+    yield _case(f"metadata-patch-{most}-adds", "", update(patch, ()), policy, dialect)
+    yield _case(
+        f"metadata-patch-{most}-adds-1-delete-missing", "", update({**patch, "gone": None}, ()), policy, dialect
+    )
+    yield _case(f"metadata-patch-{most + 1}-adds", "", update({**patch, "extra": "v"}, ()), policy, dialect)
+    yield _case(f"metadata-key-{keys}-chars", "", update({"k" * keys: "v"}, ()), policy, dialect)
+    yield _case(f"metadata-key-{keys + 1}-chars", "", update({"k" * (keys + 1): "v"}, ()), policy, dialect)
+    yield _case("metadata-key-empty", "", update({"": "v"}, ()), policy, dialect)
+    yield _case(f"metadata-value-{values}-chars", "", update({"k": "v" * values}, ()), policy, dialect)
+    yield _case(f"metadata-value-{values + 1}-chars", "", update({"k": "v" * (values + 1)}, ()), policy, dialect)
+    yield _case("metadata-value-empty", "", update({"k": ""}, ()), policy, dialect)
+    yield _case("metadata-delete-missing", "", update({"missing": None}, (("job", "build"),)), policy, dialect)
+    yield _case("metadata-delete-held", "", update({"job": None}, (("job", "build"),)), policy, dialect)
     for name, body in (
         ("no-metadata", b"{}"),
         ("metadata-null", b'{"metadata": null}'),
@@ -978,47 +1100,55 @@ def _metadata_cases(policy: Policy) -> Iterator[Case]:
         ("empty-body", b""),
         ("array", b"[]"),
     ):
-        yield _case(f"update-{name}", "", (NewWork(), Call("update", 0, body=body), Call("get", 0)), policy)
+        yield _case(f"update-{name}", "", (NewWork(), Call("update", 0, body=body), Call("get", 0)), policy, dialect)
     for name, body in (
         ("empty-object", b"{}"),
         ("other-key", b'{"force": false, "x": 1}'),
         ("force-null", b'{"force": null}'),
         ("not-json", b"{"),
     ):
-        yield _case(f"stop-{name}", "", (NewWork(), *_take(), Call("stop", 0, body=body), Call("get", 0)), policy)
+        yield _case(
+            f"stop-{name}", "", (NewWork(), *_take(), Call("stop", 0, body=body), Call("get", 0)), policy, dialect
+        )
     stopped = (NewWork(), Call("stop", 0, body=b'{"force": true}'))
-    yield _case("update-stopped", "", (*stopped, Call("update", 0, body=b'{"metadata": {"a": "b"}}')), policy)
+    yield _case("update-stopped", "", (*stopped, Call("update", 0, body=b'{"metadata": {"a": "b"}}')), policy, dialect)
 
 
-def _list_cases(policy: Policy) -> Iterator[Case]:
+def _list_cases(policy: Policy, dialect: Dialect) -> Iterator[Case]:
     most = policy.list_max_limit
     default = policy.list_default_limit
 
     def listing(n: int, *query: tuple[str, Value]) -> tuple[Action, ...]:
         return (*(NewWork() for _ in range(n)), Call("list", query=tuple(query)))
 
-    yield _case("list-empty", "", (Call("list"),), policy)
-    yield _case("list-limit-1", "", listing(3, ("limit", "1")), policy)
-    yield _case(f"list-default-{default}-of-{default + 1}", "", listing(default + 1), policy)
-    yield _case(f"list-default-{default}-of-{default}", "", listing(default), policy)
-    yield _case(f"list-limit-{most}-of-{most}", "", listing(most, ("limit", str(most))), policy)
-    yield _case(f"list-limit-{most}-of-{most + 1}", "", listing(most + 1, ("limit", str(most))), policy)
-    yield _case(f"list-limit-{most + 1}-of-{most + 1}", "", listing(most + 1, ("limit", str(most + 1))), policy)
+    yield _case("list-empty", "", (Call("list"),), policy, dialect)
+    yield _case("list-limit-1", "", listing(3, ("limit", "1")), policy, dialect)
+    yield _case(f"list-default-{default}-of-{default + 1}", "", listing(default + 1), policy, dialect)
+    yield _case(f"list-default-{default}-of-{default}", "", listing(default), policy, dialect)
+    yield _case(f"list-limit-{most}-of-{most}", "", listing(most, ("limit", str(most))), policy, dialect)
+    yield _case(f"list-limit-{most}-of-{most + 1}", "", listing(most + 1, ("limit", str(most))), policy, dialect)
+    yield _case(
+        f"list-limit-{most + 1}-of-{most + 1}", "", listing(most + 1, ("limit", str(most + 1))), policy, dialect
+    )
     for name, value in (("0", "0"), ("minus-1", "-1"), ("x", "x"), ("empty", "")):
-        yield _case(f"list-limit-{name}", "", listing(1, ("limit", value)), policy)
+        yield _case(f"list-limit-{name}", "", listing(1, ("limit", value)), policy, dialect)
     for cursor in ("page", "after_id", "before_id"):
         for where, index in (("first", 0), ("second", 1), ("last", 3)):
-            yield _case(f"list-{cursor}-{where}", "", listing(4, ("limit", "2"), (cursor, WorkRef(index))), policy)
-        yield _case(f"list-{cursor}-unknown", "", listing(2, (cursor, UNKNOWN_WORK)), policy)
-        yield _case(f"list-{cursor}-malformed", "", listing(2, (cursor, "work_x")), policy)
-    yield _case("list-page-full-last-page", "", listing(4, ("limit", "2"), ("page", WorkRef(1))), policy)
-    yield _case("list-before-id-near-start", "", listing(4, ("limit", "1"), ("before_id", WorkRef(1))), policy)
-    yield _case("list-before-id-full-first-page", "", listing(4, ("limit", "2"), ("before_id", WorkRef(2))), policy)
-    yield _case("list-two-cursors", "", listing(2, ("page", WorkRef(0)), ("before_id", WorkRef(1))), policy)
-    yield _case("list-states", "", (NewWork(), NewWork(), *_active(), Call("stop", 1), Call("list")), policy)
+            yield _case(
+                f"list-{cursor}-{where}", "", listing(4, ("limit", "2"), (cursor, WorkRef(index))), policy, dialect
+            )
+        yield _case(f"list-{cursor}-unknown", "", listing(2, (cursor, UNKNOWN_WORK)), policy, dialect)
+        yield _case(f"list-{cursor}-malformed", "", listing(2, (cursor, "work_x")), policy, dialect)
+    yield _case("list-page-full-last-page", "", listing(4, ("limit", "2"), ("page", WorkRef(1))), policy, dialect)
+    yield _case("list-before-id-near-start", "", listing(4, ("limit", "1"), ("before_id", WorkRef(1))), policy, dialect)
+    yield _case(
+        "list-before-id-full-first-page", "", listing(4, ("limit", "2"), ("before_id", WorkRef(2))), policy, dialect
+    )
+    yield _case("list-two-cursors", "", listing(2, ("page", WorkRef(0)), ("before_id", WorkRef(1))), policy, dialect)
+    yield _case("list-states", "", (NewWork(), NewWork(), *_active(), Call("stop", 1), Call("list")), policy, dialect)
 
 
-def _stats_cases(policy: Policy) -> Iterator[Case]:
+def _stats_cases(policy: Policy, dialect: Dialect) -> Iterator[Case]:
     window = policy.workers_polling_window_seconds
     for edge, shift in (("-1us", -0.000001), ("+0us", 0.0), ("+1us", 0.000001)):
         yield _case(
@@ -1026,8 +1156,9 @@ def _stats_cases(policy: Policy) -> Iterator[Case]:
             "",
             (NewWork(), Call("poll", worker="w1"), Wait(window + shift), Call("stats")),
             policy,
+            dialect,
         )
-    yield _case("stats-empty", "", (Call("stats"),), policy)
+    yield _case("stats-empty", "", (Call("stats"),), policy, dialect)
     for name, query in (("block-0", "block_ms=0"), ("reclaim-x", "reclaim_older_than_ms=x")):
         key, _, value = query.partition("=")
         yield _case(
@@ -1035,18 +1166,24 @@ def _stats_cases(policy: Policy) -> Iterator[Case]:
             "",
             (Call("poll", worker="w1", query=((key, value),)), Call("stats")),
             policy,
+            dialect,
         )
     yield _case(
-        "stats-after-poll-of-other-env", "", (NewEnv(), Call("poll", env=1, worker="w1"), Call("stats")), policy
+        "stats-after-poll-of-other-env",
+        "",
+        (NewEnv(), Call("poll", env=1, worker="w1"), Call("stats")),
+        policy,
+        dialect,
     )
-    yield _case("stats-anonymous-poll", "", (Call("poll"), Call("stats")), policy)
+    yield _case("stats-anonymous-poll", "", (Call("poll"), Call("stats")), policy, dialect)
     yield _case(
         "stats-two-workers",
         "",
         (Call("poll", worker="w1"), Call("poll", worker="w2"), Call("poll", worker="w1"), Call("stats")),
         policy,
+        dialect,
     )
-    yield _case("stats-queued", "", (NewWork(), NewWork(), Call("stats")), policy)
+    yield _case("stats-queued", "", (NewWork(), NewWork(), Call("stats")), policy, dialect)
     reclaim = policy.reclaim_older_than_ms / 1000
     for edge, shift in (("-1ms", -0.001), ("+0ms", 0.0), ("+1ms", 0.001)):
         yield _case(
@@ -1054,28 +1191,38 @@ def _stats_cases(policy: Policy) -> Iterator[Case]:
             "",
             (NewWork(), NewWork(), Call("poll", worker="w1"), Wait(reclaim + shift), Call("stats")),
             policy,
+            dialect,
         )
-    yield _case("stats-oldest-after-ack", "", (NewWork(), Wait(1.0), NewWork(), *_take(), Call("stats")), policy)
-    yield _case("stats-after-lapse", "", (NewWork(), *_active(), Wait(deadline=0), Call("stats")), policy)
-    yield _case("stats-after-stop", "", (NewWork(), Call("stop", 0), Call("stats")), policy)
+    yield _case(
+        "stats-oldest-after-ack", "", (NewWork(), Wait(1.0), NewWork(), *_take(), Call("stats")), policy, dialect
+    )
+    yield _case("stats-after-lapse", "", (NewWork(), *_active(), Wait(deadline=0), Call("stats")), policy, dialect)
+    yield _case("stats-after-stop", "", (NewWork(), Call("stop", 0), Call("stats")), policy, dialect)
 
 
-def _error_cases(policy: Policy) -> Iterator[Case]:
+def _error_cases(policy: Policy, dialect: Dialect) -> Iterator[Case]:
     item_ops = ("ack", "heartbeat", "stop", "get", "update")
     update_body = b'{"metadata": {}}'
     for op in ("poll", "list", "stats", *item_ops):
         work = 0 if op in item_ops else None
         body = update_body if op == "update" else b""
-        yield _case(f"{op}-no-authorization", "", (NewWork(), Call(op, work, body=body, authorization=None)), policy)
-        yield _case(f"{op}-bearer-empty", "", (NewWork(), Call(op, work, body=body, authorization="Bearer ")), policy)
-        yield _case(f"{op}-basic", "", (NewWork(), Call(op, work, body=body, authorization="Basic dXNlcg==")), policy)
-        yield _case(f"{op}-unknown-env", "", (NewWork(), Call(op, work, env=UNKNOWN_ENV, body=body)), policy)
-        yield _case(f"{op}-malformed-env", "", (NewWork(), Call(op, work, env="env_x", body=body)), policy)
+        yield _case(
+            f"{op}-no-authorization", "", (NewWork(), Call(op, work, body=body, authorization=None)), policy, dialect
+        )
+        yield _case(
+            f"{op}-bearer-empty", "", (NewWork(), Call(op, work, body=body, authorization="Bearer ")), policy, dialect
+        )
+        yield _case(
+            f"{op}-basic", "", (NewWork(), Call(op, work, body=body, authorization="Basic dXNlcg==")), policy, dialect
+        )
+        yield _case(f"{op}-unknown-env", "", (NewWork(), Call(op, work, env=UNKNOWN_ENV, body=body)), policy, dialect)
+        yield _case(f"{op}-malformed-env", "", (NewWork(), Call(op, work, env="env_x", body=body)), policy, dialect)
         yield _case(
             f"{op}-unknown-env-no-auth",
             "",
             (NewWork(), Call(op, work, env=UNKNOWN_ENV, body=body, authorization=None)),
             policy,
+            dialect,
         )
         yield _case(
             f"{op}-request-id-echoed",
@@ -1090,14 +1237,17 @@ def _error_cases(policy: Policy) -> Iterator[Case]:
                 ),
             ),
             policy,
+            dialect,
         )
         if work is not None:
-            yield _case(f"{op}-unknown-work", "", (NewWork(), Call(op, UNKNOWN_WORK, body=body)), policy)
-            yield _case(f"{op}-malformed-work", "", (NewWork(), Call(op, "work_x", body=body)), policy)
-            yield _case(f"{op}-other-env-work", "", (NewWork(), Call(op, 0, env=UNKNOWN_ENV, body=body)), policy)
+            yield _case(f"{op}-unknown-work", "", (NewWork(), Call(op, UNKNOWN_WORK, body=body)), policy, dialect)
+            yield _case(f"{op}-malformed-work", "", (NewWork(), Call(op, "work_x", body=body)), policy, dialect)
+            yield _case(
+                f"{op}-other-env-work", "", (NewWork(), Call(op, 0, env=UNKNOWN_ENV, body=body)), policy, dialect
+            )
         if op not in ("stop", "update"):
-            yield _case(f"{op}-body-empty-object", "", (NewWork(), Call(op, work, body=b"{}")), policy)
-            yield _case(f"{op}-body-not-json", "", (NewWork(), Call(op, work, body=b"{")), policy)
+            yield _case(f"{op}-body-empty-object", "", (NewWork(), Call(op, work, body=b"{}")), policy, dialect)
+            yield _case(f"{op}-body-not-json", "", (NewWork(), Call(op, work, body=b"{")), policy, dialect)
     order = (
         ("unknown-work-bad-ttl", Call("heartbeat", UNKNOWN_WORK, query=(("desired_ttl_seconds", "0"),))),
         ("unknown-env-bad-ttl", Call("heartbeat", 0, env=UNKNOWN_ENV, query=(("desired_ttl_seconds", "0"),))),
@@ -1107,33 +1257,97 @@ def _error_cases(policy: Policy) -> Iterator[Case]:
         ("list-bad-limit-no-auth", Call("list", query=(("limit", "0"),), authorization=None)),
     )
     for name, call in order:
-        yield _case(f"order-{name}", "", (NewWork(), call), policy)
+        yield _case(f"order-{name}", "", (NewWork(), call), policy, dialect)
     for name, method, path in (
-        ("unknown-route", "GET", BASE_PATH + "{env}/jobs"),
-        ("ack-with-get", "GET", BASE_PATH + "{env}/work/{work}/ack"),
-        ("poll-with-post", "POST", BASE_PATH + "{env}/work/poll"),
-        ("unknown-action", "POST", BASE_PATH + "{env}/work/{work}/finish"),
+        ("unknown-route", "GET", "{base}{env}/jobs"),
+        ("ack-with-get", "GET", "{base}{env}/work/{work}/ack"),
+        ("poll-with-post", "POST", "{base}{env}/work/poll"),
+        ("unknown-action", "POST", "{base}{env}/work/{work}/finish"),
         ("root", "GET", "/"),
-        ("trailing-slash", "GET", BASE_PATH + "{env}/work/"),
+        ("trailing-slash", "GET", "{base}{env}/work/"),
     ):
-        yield _case(f"route-{name}", "", (NewWork(), Call("route", 0, method=method, path=path)), policy)
+        yield _case(f"route-{name}", "", (NewWork(), Call("route", 0, method=method, path=path)), policy, dialect)
         yield _case(
             f"route-{name}-no-authorization",
             "",
             (NewWork(), Call("route", 0, method=method, path=path, authorization=None)),
             policy,
+            dialect,
         )
     for op in ("ack", "heartbeat", "stop", "get", "update"):
         body = update_body if op == "update" else b""
-        yield _case(f"{op}-work-of-other-env", "", (NewWork(), NewEnv(), Call(op, 0, env=1, body=body)), policy)
-    yield _case("list-other-env", "", (NewWork(), NewEnv(), NewWork(1), Call("list", env=1)), policy)
+        yield _case(
+            f"{op}-work-of-other-env", "", (NewWork(), NewEnv(), Call(op, 0, env=1, body=body)), policy, dialect
+        )
+    yield _case("list-other-env", "", (NewWork(), NewEnv(), NewWork(1), Call("list", env=1)), policy, dialect)
     yield _case(
-        "poll-other-env", "", (NewWork(), NewEnv(), Call("poll", env=1, worker="w1"), Call("poll", worker="w1")), policy
+        "poll-other-env",
+        "",
+        (NewWork(), NewEnv(), Call("poll", env=1, worker="w1"), Call("poll", worker="w1")),
+        policy,
+        dialect,
     )
-    yield _case("stats-other-env", "", (NewWork(), NewEnv(), Call("stats", env=1)), policy)
+    yield _case("stats-other-env", "", (NewWork(), NewEnv(), Call("stats", env=1)), policy, dialect)
 
 
-def _generate(policy: Policy) -> tuple[Case, ...]:
+def _dialect_cases(policy: Policy, dialect: Dialect) -> Iterator[Case]:
+    """The cases of what only some dialects have (none for ``QODER``): more key headers, headers clients send
+    that are ignored, and (``ListStyle.NEXT_PAGE``) walking a list by its ``next_page`` cursors."""
+    item_ops = ("ack", "heartbeat", "stop", "get", "update")
+    update_body = b'{"metadata": {}}'
+    key = AUTHORIZATION.removeprefix("Bearer ")
+    for header in dialect.auth_headers[1:]:
+        name = header.lower()
+        for op in ("poll", "list", "stats", *item_ops):
+            work = 0 if op in item_ops else None
+            body = update_body if op == "update" else b""
+            for label, value in (("", key), ("-empty", ""), ("-bearer", AUTHORIZATION)):
+                call = Call(op, work, body=body, authorization=None, headers=((header, value),))
+                yield _case(f"{op}-{name}{label}", "", (NewWork(), call), policy, dialect)
+            both = Call(op, work, body=body, authorization="Basic dXNlcg==", headers=((header, key),))
+            yield _case(f"{op}-{name}-beside-basic", "", (NewWork(), both), policy, dialect)
+    for header in dialect.ignored_headers:
+        name = header.lower()
+        sent = ((header, "workstate-conformance"),)
+        yield _case(f"poll-with-{name}", "", (NewWork(), Call("poll", worker="w1", headers=sent)), policy, dialect)
+        yield _case(f"ack-with-{name}", "", (NewWork(), *_take()[:1], Call("ack", 0, headers=sent)), policy, dialect)
+        beat = Call("heartbeat", 0, query=((_BEAT, NO_HEARTBEAT),), headers=sent)
+        yield _case(f"heartbeat-with-{name}", "", (NewWork(), *_take(), beat), policy, dialect)
+        yield _case(f"stop-with-{name}", "", (NewWork(), Call("stop", 0, headers=sent)), policy, dialect)
+        yield _case(f"list-with-{name}", "", (NewWork(), Call("list", headers=sent)), policy, dialect)
+    if dialect.ignored_headers:
+        beta = (("beta", "true"),)
+        yield _case("poll-beta-query", "", (NewWork(), Call("poll", worker="w1", query=beta)), policy, dialect)
+        beat = Call("heartbeat", 0, query=(*beta, (_BEAT, NO_HEARTBEAT)))
+        yield _case("heartbeat-beta-query", "", (NewWork(), *_take(), beat), policy, dialect)
+    if dialect.list_style is ListStyle.NEXT_PAGE:
+        for items, limit in ((5, 2), (4, 2), (3, 1)):
+            walk: list[Action] = [NewWork() for _ in range(items)]
+            walk.append(Call("list", query=(("limit", str(limit)),)))
+            for page in range(1, -(-items // limit)):  # every page after the first, the last one's null cursor
+                walk.append(Call("list", query=(("limit", str(limit)), ("page", NextPage()))))
+                yield _case(f"list-next-page-{items}-by-{limit}-page-{page + 1}", "", tuple(walk), policy, dialect)
+        changed = (NewWork(), NewWork(), NewWork(), Call("list", query=(("limit", "1"),)), Call("stop", 0))
+        yield _case(
+            "list-next-page-after-stop", "", (*changed, Call("list", query=(("page", NextPage()),))), policy, dialect
+        )
+        for cursor in ("before_id", "after_id"):
+            yield _case(
+                f"list-{cursor}-ignored-with-page",
+                "",
+                (
+                    NewWork(),
+                    NewWork(),
+                    NewWork(),
+                    Call("list", query=(("limit", "1"),)),
+                    Call("list", query=(("limit", "1"), ("page", NextPage()), (cursor, WorkRef(0)))),
+                ),
+                policy,
+                dialect,
+            )
+
+
+def _generate(policy: Policy, dialect: Dialect) -> tuple[Case, ...]:
     found: list[Case] = []
     for family in (
         _time_cases,
@@ -1144,9 +1358,10 @@ def _generate(policy: Policy) -> tuple[Case, ...]:
         _list_cases,
         _stats_cases,
         _error_cases,
+        _dialect_cases,
         _cover,
     ):
-        found.extend(family(policy))
+        found.extend(family(policy, dialect))
     ids: dict[str, int] = {}
     unique = []
     for case in found:
@@ -1157,39 +1372,53 @@ def _generate(policy: Policy) -> tuple[Case, ...]:
 
 
 @functools.cache
-def _cached(policy: Policy) -> tuple[Case, ...]:
-    return _generate(policy)
+def _cached(policy: Policy, dialect: Dialect) -> tuple[Case, ...]:
+    return _generate(policy, dialect)
 
 
-def conformance_cases(policy: Policy = DEFAULT_POLICY) -> tuple[Case, ...]:
-    """Every case of the suite for ``policy``, in suite order (the same every time)."""
-    if not isinstance(policy, Policy):
-        raise InvalidInput(f"policy must be a Policy, got {policy!r}", param="policy")
-    return _cached(policy)
+def conformance_cases(policy: Policy | None = None, dialect: Dialect | str | None = None) -> tuple[Case, ...]:
+    """Every case of the suite for ``policy`` in ``dialect``, in suite order (the same every time).
+
+    ``dialect`` defaults to ``QODER``, ``policy`` to the dialect's. The cases come from the rules the
+    dialect's lifecycle (``LIFECYCLE.in_dialect(dialect)``) reaches, so each dialect has its own suite.
+    """
+    spoken = dialect_of(dialect)
+    return _cached(_policy_of(policy, spoken), spoken)
 
 
 # --- the generated page ------------------------------------------------------------------------------------
 
 
-def _script_text(script: Iterable[Action]) -> str:
-    return "; ".join(str(action) for action in script) or "nothing"
+def _script_text(script: Iterable[Action], dialect: Dialect = QODER) -> str:
+    return "; ".join(str(action).replace("{base}", dialect.base_path) for action in script) or "nothing"
 
 
-def markdown(policy: Policy = DEFAULT_POLICY) -> str:
-    """``docs/conformance.md``: every case id of the suite (written by ``python -m workstate.cli.docgen``)."""
-    cases = conformance_cases(policy)
+def markdown(policy: Policy | None = None, dialect: Dialect | str | None = None) -> str:
+    """``docs/conformance.md``: every case id of the suite (written by ``python -m workstate.cli.docgen``).
+
+    ``dialect`` (default ``QODER``) and ``policy`` (default the dialect's) choose the suite, as in
+    :func:`conformance_cases`; the page of another dialect names it in its title.
+    """
+    spoken = dialect_of(dialect)
+    cases = conformance_cases(policy, spoken)
     cover = [case for case in cases if "@" in case.case_id]
     boundaries = [case for case in cases if "@" not in case.case_id]
     requests = sum(case.request_count for case in cases)
+    title = "# The conformance suite" + ("" if spoken == QODER else f" of the `{spoken.name}` dialect")
+    under = "the spec's policy" if spoken == QODER else "the dialect's policy"
+    call, command = "run_conformance(make_target)", "workstate conform --url URL"
+    if spoken != QODER:
+        call = f"run_conformance(make_target, dialect={spoken.name.upper()})"
+        command += f" --dialect {spoken.name}"
     lines = [
-        "# The conformance suite",
+        title,
         "",
         "<!-- generated by `python -m workstate.cli.docgen` from workstate/testing/conformance.py: do not edit -->",
         "",
-        f"{len(cases):,} cases, {requests:,} requests, under the spec's policy: {len(boundaries)} boundary cases",
-        f"and {len(cover):,} transition-cover cases. Run them with `run_conformance(make_target)`",
+        f"{len(cases):,} cases, {requests:,} requests, under {under}: {len(boundaries)} boundary cases",
+        f"and {len(cover):,} transition-cover cases. Run them with `{call}`",
         "(`workstate.testing.conformance`), the `workstate_conformance` pytest fixture, or",
-        "`workstate conform --url URL` against a live server (docs/testing-guide.md). Every case starts from a",
+        f"`{command}` against a live server (docs/testing-guide.md). Every case starts from a",
         f"fresh environment at {render_timestamp(T0)}; every request of a case is compared, the last one is the probe.",
         "",
         "A case id is `SECTION-RULE/NAME`: the section of api.md (`4.2`: api.md §4.2) and the rule (of",
@@ -1206,7 +1435,7 @@ def markdown(policy: Policy = DEFAULT_POLICY) -> str:
     ]
     for case in boundaries:
         rule = case.rule.replace("|", "/")
-        lines.append(f"| `{case.case_id}` | {rule} | {_script_text(case.script).replace('|', '/')} |")
+        lines.append(f"| `{case.case_id}` | {rule} | {_script_text(case.script, spoken).replace('|', '/')} |")
     lines += [
         "",
         "## Transition cover",
@@ -1219,6 +1448,6 @@ def markdown(policy: Policy = DEFAULT_POLICY) -> str:
         by_state.setdefault(case.case_id.split("@", 1)[1], []).append(case)
     for state, group in by_state.items():
         prefix = group[0].script[:-1]
-        lines += ["", f"### `@{state}`", "", f"Reached by: {_script_text(prefix)}.", ""]
+        lines += ["", f"### `@{state}`", "", f"Reached by: {_script_text(prefix, spoken)}.", ""]
         lines.append(", ".join(f"`{case.case_id.split('@', 1)[0]}`" for case in group))
     return "\n".join(lines) + "\n"

@@ -29,9 +29,10 @@ import attrs
 from .._time import render_timestamp
 from ..api import Headers, Request, Response
 from ..api.codec import DecodeError, loads
+from ..dialect import QODER, Dialect
 from ..errors import WorkstateError
 
-__all__ = ["NOW_HEADER", "CreationFailed", "HttpTarget", "NotJson", "decode_reply"]
+__all__ = ["NOW_HEADER", "CreationFailed", "HttpTarget", "NotJson", "checked_id", "decode_reply"]
 
 NOW_HEADER = "X-Workstate-Now"
 """The header that carries the kit's ``now`` to a server in test-clock mode."""
@@ -53,8 +54,9 @@ class NotJson:
 class HttpTarget:
     """A server listening on ``host:port``, reached with :mod:`http.client` (one keep-alive connection).
 
-    ``base_path`` prefixes every request target (e.g. a server mounted under ``/v2``);
-    ``authorization`` is the header the creation routes send.
+    ``base_path`` prefixes every request target (e.g. a server mounted under ``/v2``; the targets themselves
+    carry the ``dialect``'s paths); ``authorization`` is the header the creation routes send; ``dialect``
+    (default ``QODER``) is the one the server speaks: the ids the creation routes answer must be in its format.
     """
 
     def __init__(
@@ -65,8 +67,10 @@ class HttpTarget:
         base_path: str = "",
         timeout: float = 10.0,
         authorization: str = "Bearer workstate-test",
+        dialect: Dialect = QODER,
     ) -> None:
         self.host = host
+        self.dialect = dialect
         self.port = port
         self.base_path = base_path.rstrip("/")
         self.timeout = timeout
@@ -82,11 +86,11 @@ class HttpTarget:
         return self._exchange(request.method, request.target, headers, request.body, now)
 
     def create_environment(self, now: datetime) -> str:
-        return self._create("/_test/environments", b"", now)
+        return checked_id(self.dialect, "env", self._create("/_test/environments", b"", now))
 
     def create_work(self, env: str, session_id: str, metadata: Mapping[str, str], now: datetime) -> str:
         body = json.dumps({"session_id": session_id, "metadata": dict(metadata)}).encode()
-        return self._create(f"/_test/environments/{env}/work", body, now)
+        return checked_id(self.dialect, "work", self._create(f"/_test/environments/{env}/work", body, now))
 
     # --- plumbing ---
 
@@ -139,10 +143,19 @@ def _decode(data: bytes) -> Any:
     """The reply's JSON value as it came, unknown keys and all; a body that is not strict JSON (see
     :func:`workstate.codec.loads`: e.g. a key twice, which ``json.loads`` would silently read as its last
     value, or ``NaN``) is kept as text, so a comparison shows it rather than a mangled value."""
+    if not data:
+        return None  # no body (a 204): the comparison tells an empty body from a JSON null by the bytes
     try:
         return loads(data)
     except DecodeError:
         return NotJson(data.decode("utf-8", "replace"))
+
+
+def checked_id(dialect: Dialect, kind: str, value: str) -> str:
+    """``value`` when it is an id of ``kind`` in ``dialect``'s format; :class:`CreationFailed` otherwise."""
+    if not dialect.valid_id(kind, value):
+        raise CreationFailed(f"the test route answered the id {value!r}, not {dialect.id_rule(kind)}")
+    return value
 
 
 decode_reply = _decode

@@ -45,6 +45,7 @@ from hypothesis.stateful import (
 
 from .._time import UTC, render_timestamp
 from ..api import Request, Response, Server
+from ..dialect import QODER, Dialect
 from ..model import (
     NO_HEARTBEAT,
     Accepted,
@@ -59,7 +60,7 @@ from ..model import (
     explain,
     step,
 )
-from ..policy import DEFAULT_POLICY, Policy
+from ..policy import Policy
 from .compare import Comparison, instant, show
 from .strategies import AUTHORIZATION, build_request, hostile_requests
 from .target import Target
@@ -241,7 +242,11 @@ class LockstepMachine(RuleBasedStateMachine):
     documented choice), then take ``TestCase`` from the subclass; or call :func:`lockstep_test`.
     """
 
-    policy: ClassVar[Policy] = DEFAULT_POLICY
+    policy: ClassVar[Policy | None] = None
+    """The reference's policy (the documented choices the server makes); None: the dialect's ``policy``."""
+    dialect: ClassVar[Dialect] = QODER
+    """The wire dialect the server speaks: requests are spelled in it, the reference runs its lifecycle, and
+    answers are compared in its rendering (its ids format-checked, a 204 empty, its request-id header)."""
     environments: ClassVar[int] = 2
     """How many environments the platform creates at the start."""
     block_ms_values: ClassVar[tuple[str | None, ...]] = (None, "1")
@@ -255,12 +260,13 @@ class LockstepMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.reference = Server(self.policy)
+        self.rules_policy: Policy = self.dialect.policy if self.policy is None else self.policy
+        self.reference = Server(self.rules_policy, dialect=self.dialect)
         self.target: Target | None = None
         self.now = T0
         self.history: list[Sent | Created] = []
         self.steps: list[tuple[str, dict[str, Any]]] = []  # the rules run so far, to replay them
-        self.comparison = Comparison(compare_error_param=self.compare_error_param)
+        self.comparison = Comparison(compare_error_param=self.compare_error_param, dialect=self.dialect)
         self.ids = self.comparison.ids  # environment and work ids
         self.request_ids = self.comparison.request_ids
         self.envs: list[str] = []  # the reference's ids
@@ -369,13 +375,13 @@ class LockstepMachine(RuleBasedStateMachine):
         if operation == "poll" and response.status == 200 and isinstance(response.json, dict):
             item = polled.get(response.json.get("id", ""))
             if item is not None and isinstance(command, Deliver):
-                return f"{section}; {explain(item, command, self.now, self.policy)}"
+                return f"{section}; {explain(item, command, self.now, self.rules_policy, dialect=self.dialect)}"
         if before is not None and command is not None:
-            explanation = explain(before, command, self.now, self.policy)
+            explanation = explain(before, command, self.now, self.rules_policy, dialect=self.dialect)
             if explanation.outcome.status == response.status:
                 return str(explanation)
         if before is not None and response.status == 200:
-            lapsed = step(before, Lapse(), self.now, self.policy)
+            lapsed = step(before, Lapse(), self.now, self.rules_policy, dialect=self.dialect)
             if isinstance(lapsed, Accepted):
                 return f"{section}; first {lapsed.rule.text}"
         if response.status != 200 and isinstance(response.json, dict):
@@ -406,8 +412,8 @@ class LockstepMachine(RuleBasedStateMachine):
     ) -> Request:
         headers = [("Authorization", AUTHORIZATION)]
         if worker is not None:
-            headers.append(("Worker-ID", worker))
-        return build_request(operation, env, work, query, tuple(headers), body)
+            headers.append((QODER.worker_header, worker))
+        return spoken(build_request(operation, env, work, query, tuple(headers), body), self.dialect)
 
     def env_of(self, work: str) -> str:
         return self.homes[work]
@@ -424,6 +430,10 @@ class LockstepMachine(RuleBasedStateMachine):
             except Exception as exc:
                 self.fail("1 environments", f"create_environment raised {type(exc).__name__}: {exc}")
             self.history.append(Created(self.now, "environment", created, reference))
+            if not self.dialect.valid_id("env", created):
+                self.fail(
+                    "1 environments", f"create_environment returned {created!r}, not {self.dialect.id_rule('env')}"
+                )
             if not self.ids.pair(reference, created):
                 self.fail("1 environments", f"create_environment returned {created!r} twice")
             self.envs.append(reference)
@@ -434,7 +444,8 @@ class LockstepMachine(RuleBasedStateMachine):
     @_recorded
     def create_work(self, env: int, metadata: dict[str, str]) -> None:
         """The platform creates a work item for a new session."""
-        session = f"sess_{next(_SESSIONS):032x}"  # unique in the process: a long-lived target keeps its items
+        # unique in the process: a long-lived target keeps its items
+        session = f"{self.dialect.session_prefix}{next(_SESSIONS):032x}"
         target_env = self.ids.forward[self.env(env)]
         reference = self.reference.create_work(self.env(env), session_id=session, metadata=metadata, now=self.now)
         try:
@@ -442,7 +453,9 @@ class LockstepMachine(RuleBasedStateMachine):
         except Exception as exc:
             self.fail("1 work items", f"create_work raised {type(exc).__name__}: {exc}")
         self.history.append(Created(self.now, "work", created, reference, target_env, session, metadata))
-        if not isinstance(created, str) or not self.ids.pair(reference, created):
+        if not self.dialect.valid_id("work", created):
+            self.fail("1 work items", f"create_work returned {created!r}, not {self.dialect.id_rule('work')}")
+        if not self.ids.pair(reference, created):
             self.fail("1 work items", f"create_work returned {created!r}, an id already in use")
         self.works.append(reference)
         self.homes[reference] = self.env(env)
@@ -591,13 +604,28 @@ class LockstepMachine(RuleBasedStateMachine):
     def hostile(self, data: st.DataObject) -> None:
         """A request that breaks one rule of the surface (bad auth, parameter, body, route, id...)."""
         works = st.sampled_from(self.works) if self.works else st.just(_UNKNOWN_WORK)
-        request = data.draw(hostile_requests(st.sampled_from(self.envs), works), label="request")
+        request = spoken(data.draw(hostile_requests(st.sampled_from(self.envs), works), label="request"), self.dialect)
         self.send_raw(request)
 
     def send_raw(self, request: Request) -> None:
         """Send ``request`` (written with the reference's ids) as it is."""
         self.steps.append(("send_raw", {"request": request}))
         self.exchange("hostile", request)
+
+
+def spoken(request: Request, dialect: Dialect) -> Request:
+    """``request``, written in ``QODER`` (as the kit's strategies build requests), spelled in ``dialect``: its
+    base path and its worker header."""
+    if dialect == QODER:
+        return request
+    target = request.target
+    if isinstance(target, str) and target.startswith(QODER.base_path):
+        target = dialect.base_path + target.removeprefix(QODER.base_path)
+    name = QODER.worker_header.lower()
+    raw = request.headers or ()
+    pairs = raw.items() if isinstance(raw, Mapping) else raw
+    headers = [(dialect.worker_header if str(k).lower() == name else k, v) for k, v in pairs]
+    return Request(request.method, target, headers, request.body)
 
 
 def _offset_form(token: str) -> str:
@@ -632,11 +660,15 @@ def reduce(failure: Disagreement) -> Disagreement:
     return best
 
 
-def _machine(make_target: Callable[[], Target], policy: Policy, name: str) -> type[LockstepMachine]:
+def _machine(
+    make_target: Callable[[], Target], policy: Policy | None, name: str, dialect: Dialect = QODER
+) -> type[LockstepMachine]:
     def make(self: LockstepMachine) -> Target:
         return make_target()
 
-    return type(name, (LockstepMachine,), {"make_target": make, "policy": policy, "__module__": __name__})
+    chosen = dialect.policy if policy is None else policy
+    namespace = {"make_target": make, "policy": chosen, "dialect": dialect, "__module__": __name__}
+    return type(name, (LockstepMachine,), namespace)
 
 
 class LockstepTestCase(unittest.TestCase):
@@ -659,16 +691,18 @@ class LockstepTestCase(unittest.TestCase):
 def lockstep_test(
     make_target: Callable[[], Target],
     *,
-    policy: Policy = DEFAULT_POLICY,
+    policy: Policy | None = None,
     settings: Settings | None = None,
     name: str = "Lockstep",
+    dialect: Dialect = QODER,
 ) -> type[LockstepTestCase]:
     """A :class:`LockstepTestCase` subclass running the lockstep machine against ``make_target()``.
 
     Assign it at module level under a name pytest collects (``TestMyServer = lockstep_test(...)``).
-    ``make_target`` is called once per generated sequence; ``settings`` are hypothesis settings.
+    ``make_target`` is called once per generated sequence; ``settings`` are hypothesis settings;
+    ``dialect`` (default ``QODER``) is the one the server speaks, ``policy`` (default the dialect's) its choices.
     """
-    machine = _machine(make_target, policy, name)
+    machine = _machine(make_target, policy, name, dialect)
 
     def runTest(self: LockstepTestCase) -> None:
         LockstepTestCase.runTest(self)
@@ -688,10 +722,17 @@ def lockstep_test(
 
 
 def run_lockstep(
-    make_target: Callable[[], Target], *, policy: Policy = DEFAULT_POLICY, settings: Settings | None = None
+    make_target: Callable[[], Target],
+    *,
+    policy: Policy | None = None,
+    settings: Settings | None = None,
+    dialect: Dialect = QODER,
 ) -> None:
-    """Run the lockstep machine against ``make_target()`` now; raises :class:`Disagreement` on the shrunk failure."""
+    """Run the lockstep machine against ``make_target()`` now; raises :class:`Disagreement` on the shrunk failure.
+
+    ``dialect`` (default ``QODER``) is the one the server speaks; ``policy`` defaults to the dialect's.
+    """
     try:
-        run_state_machine_as_test(_machine(make_target, policy, "Lockstep"), settings=settings)
+        run_state_machine_as_test(_machine(make_target, policy, "Lockstep", dialect), settings=settings)
     except Disagreement as failure:
         raise reduce(failure) from None

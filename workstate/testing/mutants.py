@@ -37,6 +37,17 @@ from ..api.index import CreationKey
 from ..api.routes import route
 from ..api.server import Environment
 from ..api.wire import Refusal, bearer_token, echoed_request_id
+from ..dialect import (
+    ANTHROPIC,
+    QODER,
+    Dialect,
+    ErrorStyle,
+    ListStyle,
+    QueuedHeartbeat,
+    StopAnswer,
+    StopOfStopped,
+    StoppedHeartbeat,
+)
 from ..model import Accepted, Deliver, WorkItem, step
 from ..policy import (
     DEFAULT_POLICY,
@@ -53,6 +64,7 @@ from .target import ReferenceTarget, Target
 
 __all__ = [
     "MUTANTS",
+    "PEER_MUTANTS",
     "AckIgnoresWorkerId",
     "AckReplayConflicts",
     "HeartbeatIgnoresPrecondition",
@@ -62,6 +74,9 @@ __all__ = [
     "StopStoppedConflicts",
 ]
 
+_WORKER = QODER.worker_header
+"""The worker header as a witness spells it; :func:`replay` sends it as the target's dialect names it."""
+_WORKER_KEY = _WORKER.lower()
 _ITEM_PATH = re.compile(re.escape(BASE_PATH) + r"([^/?]+)/work/([^/?]+)(?:/([a-z]+))?(?:\?(.*))?")
 
 
@@ -107,7 +122,7 @@ def create(seconds: float = 0, /, **metadata: str) -> Step:
 
 
 def _worker(worker: str | None, extra: tuple[tuple[str, str], ...] = ()) -> tuple[tuple[str, str], ...]:
-    return AUTH + extra + ((("Worker-ID", worker),) if worker is not None else ())
+    return AUTH + extra + (((_WORKER, worker),) if worker is not None else ())
 
 
 def poll(seconds: float, worker: str | None = None, query: str = "") -> Step:
@@ -149,11 +164,12 @@ Witness = tuple[Step, ...]
 Answer = tuple[int, Any]
 
 
-def replay(target: Target, witness: Witness) -> list[Answer]:
+def replay(target: Target, witness: Witness, dialect: Dialect = QODER) -> list[Answer]:
     """The answers of ``target`` to ``witness``: (status, JSON) per request, ``(0, id)`` per creation.
 
-    An error's ``message`` is left out (prose, never compared); its ``request_id`` is kept only when the
-    request sent an ``x-request-id`` that the server owes an echo (else it is the server's own).
+    The requests are spelled in ``dialect`` (its base path, its worker header, its session ids). An error's
+    ``message`` is left out (prose, never compared); its ``request_id`` is kept only when the request sent an
+    ``x-request-id`` that the server owes an echo (else it is the server's own).
     """
     envs = [target.create_environment(T0)]
     works: list[str] = []
@@ -166,17 +182,18 @@ def replay(target: Target, witness: Witness) -> list[Answer]:
             answers.append((0, len(envs) - 1))
             continue
         if one.method == "CREATE":
-            session = "sess_" + format(len(works) + 1, "032x")
+            session = dialect.session_prefix + format(len(works) + 1, "032x")
             works.append(target.create_work(envs[0], session, dict(one.metadata), one.now))
             answers.append((0, len(works) - 1))
             continue
         path = one.path.format(**names)
         query = one.query.format(**names)
-        request = Request(one.method, BASE_PATH + path + ("?" + query if query else ""), one.headers, one.body)
+        headers = tuple((dialect.worker_header if k == _WORKER else k, v) for k, v in one.headers)
+        request = Request(one.method, dialect.base_path + path + ("?" + query if query else ""), headers, one.body)
         response = target.send(request, one.now)
         body = response.json
         if isinstance(body, dict) and body.get("type") == "error":  # messages are prose: never compared
-            if echoed_request_id(one.headers) is None:
+            if echoed_request_id(headers) is None:
                 body = {key: value for key, value in body.items() if key != "request_id"}
             if isinstance(body.get("error"), dict):
                 body = {**body, "error": {k: v for k, v in body["error"].items() if k != "message"}}
@@ -188,8 +205,9 @@ def deviation(mutant: type[Target], witness: Witness | None = None) -> tuple[int
     """The first answer of ``witness`` (default: the mutant's own) where ``mutant`` and the reference differ:
     (its index, the reference's answer, the mutant's), or None when they agree throughout."""
     steps: Witness = getattr(mutant, "witness", ()) if witness is None else witness
-    expected = replay(ReferenceTarget(), steps)
-    actual = replay(mutant(), steps)
+    dialect: Dialect = getattr(mutant, "dialect", QODER)
+    expected = replay(ReferenceTarget(dialect=dialect), steps, dialect)
+    actual = replay(mutant(), steps, dialect)
     for index, (want, got) in enumerate(zip(expected, actual, strict=True)):
         if want != got:
             return index, want, got
@@ -204,6 +222,8 @@ class Mutant(ReferenceTarget):
     """The section of docs/api.md the mistake breaks."""
     witness: ClassVar[Witness] = ()
     """A fixed request sequence on which this mutant's answers differ from the reference's."""
+    dialect: ClassVar[Dialect] = QODER
+    """The dialect the mutant claims to speak (its witness is replayed, and its suite run, in it)."""
 
     def __init__(self, server: Server | None = None) -> None:
         super().__init__(server)
@@ -404,8 +424,8 @@ class AckIgnoresWorkerId(Mutant):
     def send(self, request: Request, now: datetime) -> Response:
         response = self.server.handle(request, now)
         _, action, _ = self.action(request)
-        if action == "ack" and response.status == 409 and response.json["error"].get("param") == "Worker-ID":
-            headers = [(k, v) for k, v in dict(request.headers or {}).items() if k.lower() != "worker-id"]
+        if action == "ack" and response.status == 409 and response.json["error"].get("param") == _WORKER:
+            headers = [(k, v) for k, v in dict(request.headers or {}).items() if k.lower() != _WORKER_KEY]
             return self.server.handle(Request(request.method, request.target, headers, request.body), now)
         return response
 
@@ -462,7 +482,7 @@ class RedeliveryKeepsWorkerId(Mutant):
 
     def send(self, request: Request, now: datetime) -> Response:
         found = self.route_of(request)
-        if found is None or found[0] != "poll" or "worker-id" in _headers(request):
+        if found is None or found[0] != "poll" or _WORKER_KEY in _headers(request):
             return self.server.handle(request, now)
         before = self.items(now)
         response = self.server.handle(request, now)
@@ -1123,7 +1143,7 @@ class OldestQueuedIncludesStopped(Mutant):
 class _RecordsRejectedPolls(Server):
     def handle(self, request: Request, now: datetime) -> Response:
         response = super().handle(request, now)
-        worker = _headers(request).get("worker-id")
+        worker = _headers(request).get(_WORKER_KEY)
         try:
             found = route(request.method, request.target.partition("?")[0])
         except Refusal:
@@ -1404,6 +1424,132 @@ ALL_MUTANTS: tuple[type[Mutant], ...] = MUTANTS + NEW_MUTANTS
 """Every mutant, the old six first; each has a ``section``, a ``mistake`` and a ``witness``."""
 
 
+# --- the peer dialect's wrong servers: a server of ANTHROPIC that gets one of its differences wrong ---------
+
+
+class _PeerMutant(Mutant):
+    """A reference server of the ``anthropic`` dialect whose dialect value has one field wrong (``wrong``)."""
+
+    dialect: ClassVar[Dialect] = ANTHROPIC
+    wrong: ClassVar[Mapping[str, Any]] = {}
+
+    def __init__(self) -> None:
+        super().__init__(Server(dialect=attrs.evolve(ANTHROPIC, **self.wrong)))
+
+
+def _key_header(key: str = "test-token") -> tuple[tuple[str, str], ...]:
+    return ((ANTHROPIC.auth_headers[-1], key),)
+
+
+class PeerStoppedHeartbeatConflicts(_PeerMutant):
+    """Answers 409 to a heartbeat on a ``stopped`` item (docs/dialects.md: the peer answers 200 ``stopped``, so
+    a force-stopped session ends within one heartbeat, not one lease)."""
+
+    mistake = "heartbeat on stopped answers 409"
+    section = "4.3"
+    wrong: ClassVar[Mapping[str, Any]] = {"heartbeat_on_stopped": StoppedHeartbeat.CONFLICT}
+    witness = (create(), poll(0, "w1"), ack(1, "w1"), heartbeat(2, _HB + "NO_HEARTBEAT"), stop(3, FORCE), heartbeat(4))
+
+
+class PeerAckChecksWorker(_PeerMutant):
+    """Refuses an ack by another worker identity (docs/dialects.md: the peer's lease has no binding to a worker)."""
+
+    mistake = "ack compares the worker identity (409)"
+    section = "4.2"
+    wrong: ClassVar[Mapping[str, Any]] = {"ack_checks_worker": True}
+    witness = (create(), poll(0, "w1"), ack(1, "w2"))
+
+
+class PeerStopAnswersObject(_PeerMutant):
+    """Answers a stop with 200 and the work object (docs/dialects.md: the peer answers 204, no body)."""
+
+    mistake = "stop answers 200 with the object"
+    section = "4.4"
+    wrong: ClassVar[Mapping[str, Any]] = {"stop_answer": StopAnswer.OBJECT}
+    witness = (create(), poll(0, "w1"), ack(1, "w1"), stop(2, FORCE))
+
+
+class PeerQueuedHeartbeatConflicts(_PeerMutant):
+    """Answers 409 to a heartbeat on a ``queued`` item (docs/dialects.md: the peer answers 412 with the item's
+    ``current_state``)."""
+
+    mistake = "heartbeat on queued answers 409"
+    section = "4.3"
+    wrong: ClassVar[Mapping[str, Any]] = {"heartbeat_on_queued": QueuedHeartbeat.CONFLICT}
+    witness = (create(), heartbeat(1, _HB + "NO_HEARTBEAT"))
+
+
+class PeerStopOfStoppedReplays(_PeerMutant):
+    """Answers a stop of a ``stopped`` item as a replay (docs/dialects.md: the peer answers 409)."""
+
+    mistake = "stop of stopped is a replay"
+    section = "4.4"
+    wrong: ClassVar[Mapping[str, Any]] = {"stop_on_stopped": StopOfStopped.REPLAY}
+    witness = (create(), stop(1, FORCE), stop(2, FORCE))
+
+
+class PeerListFullEnvelope(_PeerMutant):
+    """Lists with the ``qoder`` envelope (docs/dialects.md: the peer's list is ``{data, next_page}``)."""
+
+    mistake = "list answers first_id, last_id and has_more"
+    section = "4.6"
+    wrong: ClassVar[Mapping[str, Any]] = {"list_style": ListStyle.FULL}
+    witness = (create(), listing(1))
+
+
+class PeerPreconditionParamEnvelope(_PeerMutant):
+    """Answers a failed heartbeat precondition with ``precondition_failed_error`` and no ``details``
+    (docs/dialects.md: the peer's 412 is an ``invalid_request_error`` carrying ``details.current_state``)."""
+
+    mistake = "the 412 has the qoder envelope"
+    section = "4.3"
+    wrong: ClassVar[Mapping[str, Any]] = {"error_style": ErrorStyle.PARAM}
+    witness = (
+        create(),
+        poll(0, "w1"),
+        ack(1, "w1"),
+        heartbeat(2, _HB + "NO_HEARTBEAT"),
+        heartbeat(3, _HB + "NO_HEARTBEAT"),
+    )
+
+
+class PeerRejectsApiKey(_PeerMutant):
+    """Reads the key from ``Authorization`` only (docs/dialects.md: the peer's key header is accepted too)."""
+
+    mistake = "the x-api-key header is not accepted"
+    section = "6"
+    wrong: ClassVar[Mapping[str, Any]] = {"auth_headers": ("Authorization",)}
+    witness = (create(), Step(0, "GET", "{env}/work/poll", "", _key_header()))
+
+
+class PeerStartTimeoutRequeues(Mutant):
+    """Re-queues an acked item never heartbeated after the start timeout (docs/dialects.md: the peer keeps it
+    ``starting``; the dialect's policy is ``keep_starting``)."""
+
+    mistake = "the start timeout re-queues (the qoder policy)"
+    section = "5"
+    dialect: ClassVar[Dialect] = ANTHROPIC
+    witness = (create(), poll(0, "w1"), ack(1, "w1"), get(62))
+
+    def __init__(self) -> None:
+        super().__init__(Server(QODER.policy, dialect=ANTHROPIC))
+
+
+PEER_MUTANTS: tuple[type[Mutant], ...] = (
+    PeerStoppedHeartbeatConflicts,
+    PeerAckChecksWorker,
+    PeerStopAnswersObject,
+    PeerQueuedHeartbeatConflicts,
+    PeerStopOfStoppedReplays,
+    PeerListFullEnvelope,
+    PeerPreconditionParamEnvelope,
+    PeerRejectsApiKey,
+    PeerStartTimeoutRequeues,
+)
+"""Wrong servers of the ``anthropic`` dialect (``dialect = ANTHROPIC``): each gets one peer difference wrong.
+Their witnesses are replayed, and the suite run, in that dialect (``run_conformance(m, dialect=m.dialect)``)."""
+
+
 def describe() -> Mapping[str, str]:
-    """Mutant name -> the mistake it makes, for every mutant of :data:`ALL_MUTANTS`."""
+    """Mutant name -> the mistake it makes, for every mutant of :data:`ALL_MUTANTS` (the ``qoder`` ones)."""
     return {mutant.__name__: mutant.mistake for mutant in ALL_MUTANTS}

@@ -21,7 +21,8 @@ from types import TracebackType
 from typing import Protocol, runtime_checkable
 
 from ..api import Request, Response, Server
-from ..policy import DEFAULT_POLICY, Policy
+from ..dialect import QODER, Dialect
+from ..policy import Policy
 
 __all__ = ["AsyncBridge", "AsyncTarget", "ReferenceTarget", "Target"]
 
@@ -54,10 +55,14 @@ class AsyncTarget(Protocol):
 
 
 class ReferenceTarget:
-    """The reference server (or any :class:`~workstate.api.Server` subclass) as a :class:`Target`."""
+    """The reference server (or any :class:`~workstate.api.Server` subclass) as a :class:`Target`.
 
-    def __init__(self, server: Server | None = None, *, policy: Policy = DEFAULT_POLICY) -> None:
-        self.server = Server(policy) if server is None else server
+    Without ``server``, a fresh ``Server(policy, dialect=dialect)``: ``dialect`` defaults to ``QODER`` and
+    ``policy`` to the dialect's.
+    """
+
+    def __init__(self, server: Server | None = None, *, policy: Policy | None = None, dialect: Dialect = QODER) -> None:
+        self.server = Server(policy, dialect=dialect) if server is None else server
 
     def send(self, request: Request, now: datetime) -> Response:
         return self.server.handle(request, now)
