@@ -20,7 +20,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 
-from workstate.api import Request, Response
+from workstate.api import Request, Response, Server
+from workstate.dialect import DIALECTS, dialect_named
 from workstate.testing import conformance
 from workstate.testing.http import HttpTarget
 from workstate.testing.target import ReferenceTarget
@@ -59,35 +60,38 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--smoke", action="store_true", help="a small subset (the stats cases), for the tests")
     parser.add_argument("--update", action="store_true", help="rewrite the block in docs/performance.md")
+    parser.add_argument("--dialect", choices=list(DIALECTS), default="qoder", help="the suite of this dialect")
     args = parser.parse_args()
     only = "4.7-stats/stats-" if args.smoke else None
+    dialect = dialect_named(args.dialect)
 
     started = time.perf_counter()
-    cases = conformance.conformance_cases()  # the first call in this process generates (then it is cached)
+    cases = conformance.conformance_cases(dialect=dialect)  # the first call generates (then it is cached)
     generated = time.perf_counter() - started
     chosen = [case for case in cases if conformance.selected(case.case_id, only)]
     requests = sum(case.request_count for case in chosen)
     print(f"generated {len(cases):,} cases in {generated:.1f} s; running {len(chosen):,} ({requests:,} requests)")
 
     started = time.perf_counter()
-    report = conformance.run_conformance(ReferenceTarget, only=only)
+    report = conformance.run_conformance(lambda: ReferenceTarget(dialect=dialect), dialect=dialect, only=only)
     in_process = time.perf_counter() - started
     assert report.ok, report.summary()
     print(f"in process: {len(report.cases):,} cases, {report.request_count:,} requests in {in_process:.1f} s")
 
     example = _example()
-    with example.serve(test_clock=True, test_routes=True) as running:  # type: ignore[attr-defined]
+    served = Server(dialect=dialect)
+    with example.serve(served, test_clock=True, test_routes=True) as running:  # type: ignore[attr-defined]
         host, port = running.url.removeprefix("http://").split(":")
-        shared = Shared(HttpTarget(host, int(port)))
+        shared = Shared(HttpTarget(host, int(port), dialect=dialect))
         started = time.perf_counter()
-        report = conformance.run_conformance(lambda: shared, only=only)
+        report = conformance.run_conformance(lambda: shared, dialect=dialect, only=only)
         over_http = time.perf_counter() - started
         shared.target.close()
     assert report.ok, report.summary()
     print(f"over HTTP:  {len(report.cases):,} cases, {report.request_count:,} requests in {over_http:.1f} s")
     print(f"            {report.request_count / over_http:,.0f} requests/s (creations not counted)")
 
-    if args.update and not args.smoke:
+    if args.update and not args.smoke and dialect.name == "qoder":  # the page's figures are the qoder suite's
         block = "\n".join(
             [
                 "| measure | figure |",
