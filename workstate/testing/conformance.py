@@ -1390,7 +1390,10 @@ def conformance_cases(policy: Policy | None = None, dialect: Dialect | str | Non
 
 
 def _script_text(script: Iterable[Action], dialect: Dialect = QODER) -> str:
-    return "; ".join(str(action).replace("{base}", dialect.base_path) for action in script) or "nothing"
+    shown = (str(action).replace("{base}", dialect.base_path) for action in script)
+    if dialect.worker_header != QODER.worker_header:  # a Call shows its worker under the default header's name
+        shown = (text.replace(f"{QODER.worker_header} ", f"{dialect.worker_header} ") for text in shown)
+    return "; ".join(shown) or "nothing"
 
 
 def markdown(policy: Policy | None = None, dialect: Dialect | str | None = None) -> str:
