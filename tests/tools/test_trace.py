@@ -496,7 +496,7 @@ def test_a_trace_with_lone_surrogates_or_invalid_utf8_is_reported_not_a_tracebac
     )
     status, out, err = run_check(path)
     assert (status, err) == (1, "")
-    assert "FAIL: 1 exchanges on 4 lines: 0 divergent, 3 malformed" in out
+    assert "FAIL: 1 exchange on 4 lines: 0 divergent, 3 malformed" in out
     for number in (1, 2, 3):
         assert f"t.jsonl:{number}: malformed" in out
     assert "the byte 0xff" in out

@@ -1,25 +1,35 @@
 """``workstate check TRACE.jsonl``: judge traffic recorded from a real server against the reference.
 
-The judging is :func:`workstate.tools.trace.check_lines`; this module reads the options (``--policy``
-``NAME=VALUE`` pairs into a :class:`~workstate.Policy`, ``--skew``), reads the file (a byte-order mark
-skipped, a byte that is not UTF-8 left to make its line malformed), and prints the report as text, every
-line escaped for a terminal, or as JSON. Exit status: 0 every answer legal, 1 a divergence or a malformed
-line, 2 bad arguments or a file that cannot be read or holds no exchange.
+The judging is :class:`workstate.tools.trace.TraceCheck`, fed one line at a time; this module reads the
+options (``--policy`` ``NAME=VALUE`` pairs into a :class:`~workstate.Policy`, ``--skew``; where ``--policy``
+and ``--dialect`` are not given, the trace's header line names them), reads the file or standard input
+(``-``) line by line (a byte-order mark skipped, a byte that is not UTF-8 left to make its line malformed),
+and prints each finding as it is found, as text, every line escaped for a terminal, or as JSON (the findings
+spooled to a temporary file so the report's counts come first). Memory does not grow with the trace's
+length. When some answer diverged on a policy-controlled value, the trace is judged again under the values
+the divergence points to and the report names the ``--policy`` that explains it. Exit status: 0 every answer
+legal, 1 a divergence or a malformed line, 2 bad arguments or a file that cannot be read or holds no exchange.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
+import shutil
 import sys
+import tempfile
+import textwrap
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import TextIO
+from typing import IO, Any, BinaryIO, TextIO
 
+from ..dialect import QODER, dialect_named
 from ..errors import WorkstateError
 from . import CliCommand
-from .options import add_dialect_option, add_policy_option, dialect_of, policy_from_pairs
+from .options import add_dialect_option, add_policy_option, policy_from_pairs
 
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
@@ -43,17 +53,57 @@ def _printable(text: str, encoding: str | None = None) -> str:
 
 
 def _configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("trace", metavar="TRACE", help="the trace: one JSON exchange per line (docs/trace.md)")
+    parser.add_argument(
+        "trace", metavar="TRACE", help="the trace: one JSON exchange per line (docs/trace.md); - for standard input"
+    )
     parser.add_argument("--format", choices=("text", "json"), default="text", help="how to report (default: text)")
     parser.add_argument(
         "--skew", type=float, default=1.0, help="seconds a recorded timestamp may differ from the reference's (1)"
     )
-    add_policy_option(parser, "a Policy field the recorded server uses (over the dialect's default policy)")
-    add_dialect_option(parser, "the recorded server's dialect: its paths, worker header and envelopes, and its rules")
+    add_policy_option(
+        parser,
+        "a Policy field the recorded server uses (over the trace header's policy, else the dialect's default)",
+    )
+    add_dialect_option(
+        parser,
+        "the recorded server's dialect: its paths, worker header and envelopes, and its rules "
+        "(default: the trace header's, else qoder)",
+    )
+    parser.set_defaults(dialect=None)  # not given: the trace's header names it
+    parser.add_argument(
+        "--no-hints",
+        dest="hints",
+        action="store_false",
+        help="do not judge the trace again under the policy values a divergence points to (--policy hints)",
+    )
+
+
+_HINTED = 4  # divergences whose candidate policies are tried
+_TRIES = 8  # re-judgings of the whole trace, at most
+
+
+def _lines(handle: BinaryIO) -> Iterator[str]:
+    """The lines of a trace, read one at a time: split on \\n only, a trailing \\r dropped, a byte-order mark
+    at the start skipped, a byte that is not UTF-8 kept (surrogateescape) to make its line malformed."""
+    first = True
+    for raw in handle:
+        if raw.endswith(b"\n"):
+            raw = raw[:-1]
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        if first:
+            first = False
+            if raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+        yield raw.decode("utf-8", errors="surrogateescape")
+
+
+def _indented(value: Any) -> str:
+    return textwrap.indent(json.dumps(value, indent=2), "    ")
 
 
 def _run(args: argparse.Namespace, out: TextIO) -> int:
-    from ..tools.trace import BLANK, Kind, check_lines, split_lines
+    from ..tools.trace import Kind, TraceCheck, policy_hints
 
     encoding = getattr(out, "encoding", None)
 
@@ -64,36 +114,76 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
         sys.stderr.write(_printable(f"workstate check: {message}", getattr(sys.stderr, "encoding", None)) + "\n")
         return 2
 
-    try:
-        dialect = dialect_of(args)
-        policy = policy_from_pairs(args.policy, dialect.policy)
-        if not 0 <= args.skew <= 86400:
-            raise WorkstateError(f"--skew must be from 0 to 86400 seconds, got {args.skew}", param="skew")
-        if not args.trace:
-            raise WorkstateError("the TRACE path is empty", param="trace")
-        data = Path(args.trace).read_bytes()
-    except WorkstateError as exc:
-        return refuse(exc.message)
-    except OSError as exc:
-        return refuse(f"cannot read {args.trace}: {exc.strerror or exc}")
-    # A byte-order mark at the start is skipped; a byte that is not UTF-8 makes its line malformed.
-    lines = split_lines(data.decode("utf-8-sig", errors="surrogateescape"))
-    if not any(line.strip(BLANK) for line in lines):
-        return refuse(f"{args.trace}: no exchange to check")
-    report = check_lines(lines, policy, skew=timedelta(seconds=args.skew), dialect=dialect)
-    if args.format == "json":
-        out.write(json.dumps(report.to_json(), indent=2) + "\n")  # ASCII: JSON escapes what is not
+    with contextlib.ExitStack() as stack:
+        try:
+            given = args.dialect is not None
+            dialect = dialect_named(args.dialect) if given else QODER
+            policy = policy_from_pairs(args.policy, dialect.policy) if args.policy else None
+            if not 0 <= args.skew <= 86400:
+                raise WorkstateError(f"--skew must be from 0 to 86400 seconds, got {args.skew}", param="skew")
+            if not args.trace:
+                raise WorkstateError("the TRACE path is empty", param="trace")
+            if args.trace == "-":
+                # Standard input is read once; a copy on disk lets the hints judge it again, and keeps memory flat.
+                handle: BinaryIO = stack.enter_context(tempfile.TemporaryFile())
+                shutil.copyfileobj(sys.stdin.buffer, handle, 1 << 20)
+                handle.seek(0)
+            else:
+                handle = stack.enter_context(Path(args.trace).open("rb"))
+        except WorkstateError as exc:
+            return refuse(exc.message)
+        except OSError as exc:
+            return refuse(f"cannot read {args.trace}: {exc.strerror or exc}")
+        name = "<stdin>" if args.trace == "-" else args.trace
+        skew = timedelta(seconds=args.skew)
+        check = TraceCheck(policy, skew=skew, dialect=dialect if given else None, hints=_HINTED if args.hints else 0)
+        spool: IO[str] | None = (
+            stack.enter_context(tempfile.TemporaryFile("w+", encoding="ascii")) if (args.format == "json") else None
+        )
+        any_findings = False
+        try:
+            for text in _lines(handle):
+                for f in check.feed(text):
+                    if spool is not None:  # the report's head comes first: findings wait on disk, not in memory
+                        spool.write(("" if not any_findings else ",\n") + _indented(f.to_json()))
+                        any_findings = True
+                        continue
+                    emit(f"{name}:{f.line}: {f.kind.value}: {f.request}")
+                    if f.kind is not Kind.MALFORMED and f.kind is not Kind.NOTE:
+                        emit(f"    rule:     {f.rule}")
+                        emit(f"    expected: {f.expected}")
+                        emit(f"    actual:   {f.actual}")
+                    for difference in f.differences:
+                        emit(f"    - {difference}")
+        except OSError as exc:
+            return refuse(f"cannot read {args.trace}: {exc.strerror or exc}")
+        if check.exchanges == 0 and not any(check.counts.values()):
+            return refuse(f"{name}: no exchange to check")
+        hints: tuple[str, ...] = ()
+        if check.candidates and check.checker is not None:
+            used = check.checker
+
+            def again() -> Iterator[str]:
+                handle.seek(0)
+                return _lines(handle)
+
+            hints = policy_hints(again, check.candidates, used.policy, skew=skew, dialect=used.dialect, tries=_TRIES)
+        report = check.report(hints)
+        if spool is not None:
+            head = json.dumps(report.head_json(), indent=2)
+            spool.seek(0)
+            out.write(head[:-2] + ',\n  "findings": [')
+            if any_findings:
+                out.write("\n")
+                shutil.copyfileobj(spool, out)
+                out.write("\n  ]\n}\n")
+            else:
+                out.write("]\n}\n")
+            return report.exit_status
+        for hint in hints:
+            emit(f"hint: {hint}")
+        emit(("FAIL: " if report.exit_status else "OK: ") + report.summary())
         return report.exit_status
-    for f in report.findings:
-        emit(f"{args.trace}:{f.line}: {f.kind.value}: {f.request}")
-        if f.kind is not Kind.MALFORMED and f.kind is not Kind.NOTE:
-            emit(f"    rule:     {f.rule}")
-            emit(f"    expected: {f.expected}")
-            emit(f"    actual:   {f.actual}")
-        for difference in f.differences:
-            emit(f"    - {difference}")
-    emit(("FAIL: " if report.exit_status else "OK: ") + report.summary())
-    return report.exit_status
 
 
 CLI_COMMANDS: tuple[CliCommand, ...] = (

@@ -26,7 +26,7 @@ import enum
 import json
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any, TypeAlias
 
@@ -52,7 +52,24 @@ from ..model import Deliver, Lapse, Rejected, WorkItem, step
 from ..policy import Policy
 from ..rules import State
 
-__all__ = ["BLANK", "Checker", "Exchange", "Finding", "Kind", "Report", "check_lines", "parse_line", "split_lines"]
+__all__ = [
+    "BLANK",
+    "HEADER_KEY",
+    "Checker",
+    "Exchange",
+    "Finding",
+    "Header",
+    "Kind",
+    "Report",
+    "TraceCheck",
+    "check_lines",
+    "header_line",
+    "parse_header",
+    "parse_line",
+    "plural",
+    "policy_hints",
+    "split_lines",
+]
 
 _UNKNOWN_BY_STATE: dict[State, frozenset[str]] = {
     State.QUEUED: frozenset({"delivery"}),
@@ -125,41 +142,173 @@ class Finding:
         }
 
 
+def plural(count: int, noun: str, many: str | None = None) -> str:
+    """``1 line``, ``2 lines``: a count and its noun, in the number the count asks for."""
+    return f"{count} {noun}" if count == 1 else f"{count} {many or noun + 's'}"
+
+
 @attrs.frozen
 class Report:
     lines: int
     exchanges: int
     seeded: int  # lines whose item the trace first saw there (adopted, not judged)
     findings: tuple[Finding, ...]
+    # Per kind, how many findings there were, when they were streamed rather than kept (None: count `findings`).
+    counts: tuple[tuple[Kind, int], ...] | None = None
+    header: Header | None = None  # the trace's header line, when it had one
+    hints: tuple[str, ...] = ()  # which --policy would explain a divergence (policy_hints)
 
     def of_kind(self, kind: Kind) -> tuple[Finding, ...]:
         return tuple(f for f in self.findings if f.kind is kind)
 
+    def count(self, kind: Kind) -> int:
+        if self.counts is not None:
+            return dict(self.counts).get(kind, 0)
+        return sum(1 for f in self.findings if f.kind is kind)
+
     @property
     def exit_status(self) -> int:
         """1 when some answer diverged or some line is malformed, else 0 (not judged lines and notes pass)."""
-        return 1 if any(f.kind is Kind.DIVERGENCE or f.kind is Kind.MALFORMED for f in self.findings) else 0
+        return 1 if self.count(Kind.DIVERGENCE) or self.count(Kind.MALFORMED) else 0
 
     def summary(self) -> str:
-        count = {kind: len(self.of_kind(kind)) for kind in Kind}
+        count = {kind: self.count(kind) for kind in Kind}
         return (
-            f"{self.exchanges} exchanges on {self.lines} lines: {count[Kind.DIVERGENCE]} divergent, "
-            f"{count[Kind.MALFORMED]} malformed, {count[Kind.NOT_JUDGED]} not judged, {self.seeded} seeded"
-            + (f", {count[Kind.NOTE]} notes" if count[Kind.NOTE] else "")
+            f"{plural(self.exchanges, 'exchange')} on {plural(self.lines, 'line')}: {count[Kind.DIVERGENCE]} "
+            f"divergent, {count[Kind.MALFORMED]} malformed, {count[Kind.NOT_JUDGED]} not judged, {self.seeded} seeded"
+            + (f", {plural(count[Kind.NOTE], 'note')}" if count[Kind.NOTE] else "")
         )
 
-    def to_json(self) -> dict[str, Any]:
-        return {
+    def head_json(self) -> dict[str, Any]:
+        """:meth:`to_json` without its findings (what a streaming writer prints around them)."""
+        head: dict[str, Any] = {
             "lines": self.lines,
             "exchanges": self.exchanges,
             "seeded": self.seeded,
-            "divergences": len(self.of_kind(Kind.DIVERGENCE)),
-            "malformed": len(self.of_kind(Kind.MALFORMED)),
-            "not_judged": len(self.of_kind(Kind.NOT_JUDGED)),
-            "notes": len(self.of_kind(Kind.NOTE)),
+            "divergences": self.count(Kind.DIVERGENCE),
+            "malformed": self.count(Kind.MALFORMED),
+            "not_judged": self.count(Kind.NOT_JUDGED),
+            "notes": self.count(Kind.NOTE),
             "exit_status": self.exit_status,
-            "findings": [f.to_json() for f in self.findings],
         }
+        if self.header is not None:
+            head["header"] = {"line": self.header.line, "dialect": self.header.dialect.name}
+        if self.hints:
+            head["policy_hints"] = list(self.hints)
+        return head
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.head_json(), "findings": [f.to_json() for f in self.findings]}
+
+
+# --- the header line: the recorded server's policy and dialect -------------------------------------------
+
+HEADER_KEY = "workstate_trace"
+"""The one key of a header line: ``{"workstate_trace": {"format": 1, "dialect": ..., "policy": {...}}}``."""
+_FORMAT = 1
+
+
+@attrs.frozen
+class Header:
+    """A trace's header line: the policy and dialect of the server that recorded it."""
+
+    line: int
+    policy: Policy
+    dialect: Dialect
+
+
+def _plain_json(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (Policy, Dialect)):
+        return {f.name: _plain_json(getattr(value, f.name)) for f in attrs.fields(type(value))}
+    if isinstance(value, tuple):
+        return [_plain_json(v) for v in value]
+    return value
+
+
+def header_line(policy: Policy, dialect: Dialect = QODER) -> str:
+    """The header line ``workstate serve --record`` writes first (with its newline): every field of ``policy``
+    by name and value, and the dialect by name when it is a shipped one (else every field of it)."""
+    from ..dialect import DIALECTS
+
+    shipped = DIALECTS.get(dialect.name) == dialect
+    body = {
+        "format": _FORMAT,
+        "dialect": dialect.name if shipped else _plain_json(dialect),
+        "policy": _plain_json(policy),
+    }
+    return json.dumps({HEADER_KEY: body}, separators=(",", ":")) + "\n"
+
+
+def _read_fields(cls: type[Any], given: Any, base: Any, where: str) -> Any:
+    """An attrs value of ``cls`` over ``base``, its fields read from JSON by the type of ``base``'s values."""
+    if not isinstance(given, dict):
+        raise _Malformed(f"{where} must be an object")
+    names = {f.name for f in attrs.fields(cls)}
+    unknown = sorted(set(given) - names)
+    if unknown:
+        raise _Malformed(f"{where}.{unknown[0]} is not a field")
+    fields: dict[str, Any] = {}
+    for name, value in given.items():
+        current = getattr(base, name)
+        try:
+            if isinstance(current, enum.Enum):
+                fields[name] = type(current)(value)
+            elif isinstance(current, Policy):
+                fields[name] = _read_fields(Policy, value, current, f"{where}.{name}")
+            elif isinstance(current, bool) or current is None:
+                if current is not None and not isinstance(value, bool):
+                    raise ValueError
+                fields[name] = value
+            elif isinstance(current, tuple):
+                if not isinstance(value, list):
+                    raise ValueError
+                fields[name] = tuple(value)
+            elif isinstance(current, int) and not isinstance(value, bool) and isinstance(value, int):
+                fields[name] = value
+            elif isinstance(current, float) and not isinstance(value, bool) and isinstance(value, (int, float)):
+                fields[name] = float(value)
+            elif isinstance(current, str) and isinstance(value, str):
+                fields[name] = value
+            else:
+                raise ValueError
+        except (ValueError, TypeError):
+            raise _Malformed(f"{where}.{name}: cannot read {json.dumps(value)}") from None
+    try:
+        return attrs.evolve(base, **fields)
+    except (WorkstateError, ValueError, TypeError) as exc:
+        raise _Malformed(f"{where}: {getattr(exc, 'message', exc)}") from None
+
+
+def parse_header(text: str, line: int = 1) -> Header | None:
+    """The header of a header line, None for any other line; ``ValueError`` naming what is wrong with a header
+    line that cannot be read (an unknown dialect, a field that is not the policy's, a value of the wrong type)."""
+    if HEADER_KEY not in text:
+        return None
+    try:
+        value = STRICT_JSON.decode(text)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(value, dict) or set(value) != {HEADER_KEY}:
+        return None
+    from ..dialect import DIALECTS
+
+    try:
+        body = _keys(value[HEADER_KEY], f"{HEADER_KEY}.", ("format", "dialect", "policy"))
+        if body["format"] != _FORMAT:
+            raise _Malformed(f"{HEADER_KEY}.format {json.dumps(body['format'])} is not {_FORMAT}")
+        named = body["dialect"]
+        if isinstance(named, str):
+            if named not in DIALECTS:
+                raise _Malformed(f"{HEADER_KEY}.dialect {json.dumps(named)} is not one of {sorted(DIALECTS)}")
+            dialect = DIALECTS[named]
+        else:
+            dialect = _read_fields(Dialect, named, QODER, f"{HEADER_KEY}.dialect")
+        policy = _read_fields(Policy, body["policy"], dialect.policy, f"{HEADER_KEY}.policy")
+    except _Malformed as exc:
+        raise ValueError(str(exc)) from None
+    return Header(line, policy, dialect)
 
 
 # --- reading lines (no jsonschema at run time: the format is checked here) ------------------------------
@@ -1269,22 +1418,143 @@ def _list_query(target: str, policy: Policy, dialect: Dialect = QODER) -> tuple[
         return policy.list_default_limit, None
 
 
+class TraceCheck:
+    """A trace checked line by line, keeping nothing per line: :meth:`feed` each line (a str) in order and act
+    on the findings it returns; :meth:`report` gives the counts (and the findings only if they were kept).
+
+    What it keeps grows with the trace's live state (its environments and items, the reference server's),
+    never with its lines. The first non-blank line may be a header (``header_line``): its policy and dialect are
+    used where ``policy`` and ``dialect`` are None, and where they are given and differ, a note says so (what
+    was given is used). ``keep`` keeps every finding for :meth:`report`.
+    """
+
+    def __init__(
+        self,
+        policy: Policy | None = None,
+        *,
+        skew: timedelta = timedelta(seconds=1),
+        dialect: Dialect | None = None,
+        keep: bool = False,
+        hints: int = 0,
+    ) -> None:
+        if dialect is not None and not isinstance(dialect, Dialect):
+            raise InvalidInput(f"dialect must be a workstate.Dialect, got {type(dialect).__name__}", param="dialect")
+        if policy is not None and not isinstance(policy, Policy):
+            raise InvalidInput(f"policy must be a workstate.Policy, got {type(policy).__name__}", param="policy")
+        Checker(policy, skew=skew, dialect=QODER if dialect is None else dialect)  # checks the arguments now
+        self._policy, self._dialect, self._skew = policy, dialect, skew
+        self._keep = keep
+        self._hints = hints
+        self.checker: Checker | None = None
+        self.header: Header | None = None
+        self.lines = self.exchanges = 0
+        self.counts = dict.fromkeys(Kind, 0)
+        self.kept: list[Finding] = []
+        self.candidates: list[tuple[int, tuple[tuple[str, Any], ...]]] = []  # (line, policy fields to try)
+
+    def _start(self, header: Header | None) -> Checker:
+        policy, dialect = self._policy, self._dialect
+        if header is not None:
+            dialect = header.dialect if dialect is None else dialect
+            policy = header.policy if policy is None else policy
+        self.checker = Checker(policy, skew=self._skew, dialect=QODER if dialect is None else dialect)
+        return self.checker
+
+    def _header_notes(self, header: Header) -> list[Finding]:
+        checker = self.checker
+        assert checker is not None
+        said = []
+        if checker.dialect != header.dialect:
+            said.append(
+                f"--dialect {checker.dialect.name} disagrees with the trace's header (dialect "
+                f"{header.dialect.name}): {checker.dialect.name} is used"
+            )
+        for field in attrs.fields(Policy):
+            mine, theirs = getattr(checker.policy, field.name), getattr(header.policy, field.name)
+            if mine != theirs:
+                said.append(
+                    f"--policy {field.name}={_plain_json(mine)} disagrees with the trace's header "
+                    f"({field.name}={_plain_json(theirs)}): {_plain_json(mine)} is used"
+                )
+        return [Finding(header.line, Kind.NOTE, "-", "header", "-", "-", (text,)) for text in said]
+
+    def feed(self, text: str) -> list[Finding]:
+        """Check the next line; the findings it makes (a blank line makes none)."""
+        if not isinstance(text, str):
+            raise InvalidInput(
+                f"lines must hold str, got {type(text).__name__} at line {self.lines + 1}", param="lines"
+            )
+        self.lines += 1
+        number = self.lines
+        if not text.strip(BLANK):
+            return []
+        found: list[Finding]
+        try:
+            header = parse_header(text, number)
+        except ValueError as exc:
+            if self.checker is None:
+                self._start(None)
+            found = [Finding(number, Kind.MALFORMED, "trace format", "header", "-", "-", (str(exc),))]
+            return self._count(found)
+        checker = self.checker
+        if header is not None:
+            if checker is None:
+                self.header = header
+                self._start(header)
+                return self._count(self._header_notes(header))
+            if (header.policy, header.dialect) == (checker.policy, checker.dialect) or header == self.header:
+                return []
+            why = "a header after the first line names another policy or dialect: the first one's is kept"
+            return self._count([Finding(number, Kind.NOTE, "-", "header", "-", "-", (why,))])
+        if checker is None:
+            checker = self._start(None)
+        try:
+            exchange = parse_line(text, number)
+        except ValueError as exc:
+            return self._count([Finding(number, Kind.MALFORMED, "trace format", "-", "-", "-", (str(exc),))])
+        self.exchanges += 1
+        found = checker.check(exchange)
+        if found and len(self.candidates) < self._hints:
+            for finding in found:
+                if finding.kind is Kind.DIVERGENCE:
+                    tried = _candidates(finding, exchange, checker.policy)
+                    if tried:
+                        self.candidates.append((number, tried))
+        return self._count(found) if found else found
+
+    def _count(self, found: list[Finding]) -> list[Finding]:
+        for finding in found:
+            self.counts[finding.kind] += 1
+        if self._keep:
+            self.kept.extend(found)
+        return found
+
+    @property
+    def seeded(self) -> int:
+        return 0 if self.checker is None else self.checker.seeded
+
+    def report(self, hints: tuple[str, ...] = ()) -> Report:
+        counts = None if self._keep else tuple(self.counts.items())
+        return Report(self.lines, self.exchanges, self.seeded, tuple(self.kept), counts, self.header, hints)
+
+
 def check_lines(
     lines: Iterable[str],
     policy: Policy | None = None,
     *,
     skew: timedelta = timedelta(seconds=1),
-    dialect: Dialect = QODER,
+    dialect: Dialect | None = None,
 ) -> Report:
     """Check the lines of a trace (blank lines are skipped); the result lists every finding by line.
 
     ``lines`` is an iterable of str, one line each (a trailing newline is allowed), e.g.
-    ``text.split("\\n")``; ``skew`` a ``timedelta`` from 0 to 1 day. Anything else raises
-    :class:`~workstate.errors.InvalidInput` naming the argument. ``dialect`` is the recorded server's
-    (:data:`~workstate.QODER` by default): its paths, worker header and envelopes are read, and its rules judge;
-    ``policy`` defaults to the dialect's (``dialect.policy``).
+    ``text.split("\\n")``; it is read once, line by line. ``skew`` a ``timedelta`` from 0 to 1 day. Anything
+    else raises :class:`~workstate.errors.InvalidInput` naming the argument. ``dialect`` is the recorded server's:
+    its paths, worker header and envelopes are read, and its rules judge; ``policy`` defaults to the dialect's
+    (``dialect.policy``). Where they are None, a header line (the first line ``workstate serve --record`` writes)
+    names them, else they are :data:`~workstate.QODER` and its policy.
     """
-    checker = Checker(policy, skew=skew, dialect=dialect)
+    check = TraceCheck(policy, skew=skew, dialect=dialect, keep=True)
     if isinstance(lines, (str, bytes, bytearray, memoryview)):
         raise InvalidInput(
             f"lines must be an iterable of lines, got one {type(lines).__name__}; split it first", param="lines"
@@ -1293,22 +1563,112 @@ def check_lines(
         iterator = iter(lines)
     except TypeError:
         raise InvalidInput(f"lines must be an iterable of str, got {type(lines).__name__}", param="lines") from None
-    findings: list[Finding] = []
-    count = exchanges = 0
-    for number, text in enumerate(iterator, 1):
-        if not isinstance(text, str):
-            raise InvalidInput(f"lines must hold str, got {type(text).__name__} at line {number}", param="lines")
-        count = number
-        if not text.strip(BLANK):
-            continue
-        try:
-            exchange = parse_line(text, number)
-        except ValueError as exc:
-            findings.append(Finding(number, Kind.MALFORMED, "trace format", "-", "-", "-", (str(exc),)))
-            continue
-        exchanges += 1
-        findings.extend(checker.check(exchange))
-    return Report(count, exchanges, checker.seeded, tuple(findings))
+    for text in iterator:
+        check.feed(text)
+    return check.report()
+
+
+# --- which policy would explain a divergence ---------------------------------------------------------------
+
+_LIMIT_FIELDS = ("list_default_limit", "list_max_limit")
+_TTL_FIELDS = ("default_ttl_seconds", "max_ttl_seconds", "min_ttl_seconds")
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def _alternatives(policy: Policy, name: str) -> list[tuple[str, Any]]:
+    current = getattr(policy, name)
+    if isinstance(current, enum.Enum):
+        return [(name, v) for v in type(current) if v is not current]
+    if isinstance(current, bool):
+        return [(name, not current)]
+    return []
+
+
+def _candidates(finding: Finding, ex: Exchange, policy: Policy) -> tuple[tuple[str, Any], ...]:
+    """The policy values a divergence points to (each one field changed), in the order to try them."""
+    found: list[tuple[str, Any]] = []
+    text = " ".join(finding.differences)
+    for difference in finding.differences:
+        name, _, rest = difference.partition(": expected ")
+        got = rest.rpartition(", got ")[2]
+        if name.endswith("ttl_seconds") and _NUMBER.fullmatch(got):
+            found += [(field, int(got)) for field in _TTL_FIELDS]
+    if "error.type" in text:
+        found += _alternatives(policy, "conflict_error_type")
+    body = ex.response
+    if finding.rule.startswith("4.6") or "list" in finding.rule:
+        data = body.get("data") if isinstance(body, dict) else None
+        if isinstance(data, list) and data:
+            found += [(field, len(data)) for field in _LIMIT_FIELDS]
+        found += _alternatives(policy, "list_limit_over_max")
+    lapsing = ("state:", "stopped_at", "acknowledged_at", "started_at", "status:")
+    if any(d.startswith(lapsing) for d in finding.differences):
+        found += _alternatives(policy, "on_start_timeout") + _alternatives(policy, "on_lease_expiry")
+        found += _alternatives(policy, "ack_requires_delivery")
+        shown = body if isinstance(body, dict) else {}
+        acked = shown.get("acknowledged_at") if isinstance(shown.get("acknowledged_at"), str) else None
+        if acked is not None:
+            try:
+                waited = (ex.time - parse_timestamp(acked, "acknowledged_at")).total_seconds()
+            except WorkstateError:
+                waited = -1.0
+            if waited >= 0:  # the recorded server had not timed the start out yet: its timeout is longer
+                found.append(("start_timeout_seconds", float(math.floor(waited) + 1)))
+        for factor in (2, 5, 10):
+            found.append(("start_timeout_seconds", policy.start_timeout_seconds * factor))
+            found.append(("default_ttl_seconds", policy.default_ttl_seconds * factor))
+    unique: list[tuple[str, Any]] = []
+    for name, value in found:
+        if getattr(policy, name) != value and (name, value) not in unique:
+            unique.append((name, value))
+    return tuple(unique)
+
+
+def policy_hints(
+    lines: Callable[[], Iterable[str]],
+    candidates: Iterable[tuple[int, tuple[tuple[str, Any], ...]]],
+    policy: Policy,
+    *,
+    skew: timedelta = timedelta(seconds=1),
+    dialect: Dialect = QODER,
+    tries: int = 8,
+) -> tuple[str, ...]:
+    """Which ``--policy NAME=VALUE`` would explain a divergence: each candidate (at most ``tries`` of them) is
+    tried by judging the whole trace again under the policy with that one field changed (``lines()`` gives the
+    trace again). A candidate explains its line when the line is legal under it and the trace has fewer
+    divergences than under ``policy``; a hint names the line and the first candidate that explains it."""
+
+    def divergent(under: Policy) -> set[int] | None:
+        check = TraceCheck(under, skew=skew, dialect=dialect)
+        lines_found: set[int] = set()
+        for text in lines():
+            for finding in check.feed(text):
+                if finding.kind is Kind.DIVERGENCE:
+                    lines_found.add(finding.line)
+        return lines_found
+
+    base = divergent(policy) or set()
+    hints: list[str] = []
+    tried: dict[tuple[str, Any], set[int] | None] = {}
+    for line, options in candidates:
+        for name, value in options:
+            if (name, value) not in tried:
+                if len(tried) >= tries:
+                    break
+                try:
+                    changed = attrs.evolve(policy, **{name: value})
+                except (WorkstateError, ValueError, TypeError):
+                    tried[(name, value)] = None
+                    continue
+                tried[(name, value)] = divergent(changed)
+            under = tried[(name, value)]
+            if under is not None and line not in under and len(under) < len(base):
+                hints.append(
+                    f"line {line}: --policy {name}={_plain_json(value)} would explain it "
+                    f"({plural(len(base), 'divergent line')} under the policy used, {len(under)} under that one)"
+                )
+                break
+    return tuple(hints)
 
 
 def split_lines(text: str) -> list[str]:
