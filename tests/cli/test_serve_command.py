@@ -188,11 +188,12 @@ def test_a_signal_shuts_down_cleanly_and_flushes_the_record(tmp_path: Path, how:
     for _ in range(5):
         assert running.request("GET", f"{BASE}/{env}/work/poll")[0] == 200
     assert running.stop(how) == 0
-    lines = record.read_text(encoding="utf-8").splitlines()
+    header, *lines = record.read_text(encoding="utf-8").splitlines()
+    assert set(json.loads(header)) == {"workstate_trace"}  # the policy and dialect served (docs/trace.md)
     assert len(lines) == 5 and all(json.loads(line)["response"]["status"] == 200 for line in lines)
     from workstate.tools.trace import check_lines
 
-    assert check_lines(lines).exit_status == 0
+    assert check_lines([header, *lines]).exit_status == 0
 
 
 def test_the_policy_option_reaches_the_server() -> None:

@@ -82,6 +82,10 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         sys.stderr.write(f"workstate serve: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}\n")
         return 2
     record = args.record.open("a", encoding="utf-8") if args.record else None
+    if record is not None:  # the header line: the policy and dialect served, which `workstate check` reads
+        from ..tools.trace import header_line
+
+        record.write(header_line(policy, dialect_named(args.dialect)))
     printing = threading.Lock()
 
     def say(line: str) -> None:
