@@ -13,6 +13,7 @@ import contextlib
 import gc
 import importlib
 import os
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -44,7 +45,23 @@ def gc_paused() -> Iterator[None]:
 def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=2, help="how many workers (default 2)")
     parser.add_argument("--items", type=int, default=2, help="how many work items (default 2)")
-    parser.add_argument("--depth", type=int, default=8, help="how many moves deep to search, 0 to 1000 (default 8)")
+    parser.add_argument(
+        "--depth",
+        type=int,
+        default=8,
+        help=f"how many moves deep to search, 0 to {DEPTH_BOUND} (default 8); the states grow about 2.5x per level",
+    )
+    parser.add_argument(
+        "--max-states",
+        type=int,
+        metavar="N",
+        help="stop cleanly before holding more than N states, with a partial report (default: no bound)",
+    )
+    parser.add_argument(
+        "--max-memory",
+        metavar="SIZE",
+        help="stop cleanly when the process's peak memory passes SIZE (e.g. 2G, 500M; default: no bound)",
+    )
     parser.add_argument(
         "--trace",
         metavar="FILE",
@@ -58,6 +75,34 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         "and compare it with the spec's, transition by transition (the shortest distinguishing sequence)",
     )
     add_dialect_option(parser, "whose lifecycle to explore, under its default policy; the trace is in its wire")
+
+
+DEPTH_BOUND = 100
+"""The deepest ``--depth`` the command takes: beyond it no size of the model finishes on any machine (W=2, I=2
+holds about 2.5x more states per level; even W=1, I=1 grows every level). ``explore`` itself takes 1000."""
+
+BYTES_PER_STATE = 1500
+"""What the search holds per state, at most (measured in benchmarks/bench_verify.py; docs/performance.md)."""
+
+_SIZES = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(text: str) -> int | None:
+    """``2G``, ``500M``, ``64k``, ``1000000`` (bytes) as bytes; None when it is not a size."""
+    text = text.strip().upper().removesuffix("B").removesuffix("I")
+    number, unit = (text[:-1], text[-1]) if text and text[-1] in _SIZES else (text, "")
+    try:
+        value = float(number)
+    except ValueError:
+        return None
+    return int(value * _SIZES[unit]) if value > 0 else None
+
+
+def _peak_bytes() -> int:
+    """This process's peak resident memory so far (``ru_maxrss``: kilobytes on Linux)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _positive(value: int, name: str, largest: int) -> str | None:
@@ -74,10 +119,20 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO | None = None) -> int
         for p in (
             _positive(args.workers, "--workers", MAX_SIZE),
             _positive(args.items, "--items", MAX_SIZE),
-            None if 0 <= args.depth <= MAX_DEPTH else f"--depth must be from 0 to {MAX_DEPTH}, got {args.depth}",
+            None
+            if 0 <= args.depth <= DEPTH_BOUND
+            else f"--depth must be from 0 to {DEPTH_BOUND} (the bound of this command; the states grow with "
+            f"every level), got {args.depth}",
+            None
+            if args.max_states is None or args.max_states >= 1
+            else f"--max-states must be 1 or more, got {args.max_states}",
+            None
+            if args.max_memory is None or parse_size(args.max_memory) is not None
+            else f"--max-memory takes a size such as 2G, 500M or 64K, got {args.max_memory!r}",
         )
         if p
     ]
+    assert DEPTH_BOUND <= MAX_DEPTH
     if problems:
         err.write("workstate verify: " + "; ".join(problems) + "\n")
         return 2
@@ -104,20 +159,48 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO | None = None) -> int
             err.write(f"depth {level}: {states:,} states, {transitions:,} transitions, {elapsed:.1f} s\n")
             err.flush()
 
-    with gc_paused():
-        if candidate is None:
+    memory = None if args.max_memory is None else parse_size(args.max_memory)
+    interrupted = False
+
+    def on_interrupt(signum: int, frame: object) -> None:
+        nonlocal interrupted
+        interrupted = True  # the search stops at its next check, with a partial report
+
+    def should_stop() -> str | None:
+        if interrupted:
+            return "interrupted"
+        if memory is not None and _peak_bytes() > memory:
+            return f"the memory budget of {args.max_memory} is spent"
+        return None
+
+    previous = signal.signal(signal.SIGINT, on_interrupt) if _main_thread() else None
+    difference = None
+    try:
+        with gc_paused():
             report = explore(
-                args.workers, args.items, args.depth, lifecycle=reference, policy=policy, progress=progress
+                args.workers,
+                args.items,
+                args.depth,
+                lifecycle=reference if candidate is None else candidate,
+                policy=policy,
+                progress=progress,
+                max_states=args.max_states,
+                should_stop=should_stop,
             )
-            difference = None
-        else:
-            report = explore(
-                args.workers, args.items, args.depth, lifecycle=candidate, policy=policy, progress=progress
-            )
-            difference = differ(args.workers, args.items, args.depth, candidate, reference, policy)
+            if candidate is not None and report.incomplete is None and not interrupted:
+                difference = differ(args.workers, args.items, args.depth, candidate, reference, policy)
+    except KeyboardInterrupt:  # a second Ctrl-C, or one outside the search's checks
+        out.write("interrupted\n")
+        return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
     elapsed = time.perf_counter() - started
     for text in summary(report, elapsed):
         out.write(text + "\n")
+    if report.incomplete is not None:
+        out.flush()
+        return 130 if interrupted else 0
     if candidate is not None:
         if difference is None:
             out.write(f"the candidate answers as the spec's rules on every sequence up to depth {args.depth}\n")
@@ -139,6 +222,12 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO | None = None) -> int
     else:
         out.write("\n".join(lines) + "\n")
     return 1
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 def _load(spec: str) -> tuple[Lifecycle | None, str]:
@@ -186,5 +275,14 @@ CLI_COMMANDS: tuple[CliCommand, ...] = (
         "search every interleaving of requests from W workers on I items up to a depth (bounded model checking)",
         _configure,
         run,
+        "Search every interleaving of requests from W workers on I items, breadth first, up to --depth moves, "
+        "checking the invariants after every move; print the shortest counterexample if one breaks. "
+        f"Bounds: --workers and --items 1 to 5, --depth 0 to {DEPTH_BOUND}. Cost (docs/performance.md): "
+        "about 10,000 to 20,000 states per second on a quiet 2-core machine, at most about "
+        f"{BYTES_PER_STATE:,} bytes per state; the states grow about 2.5x per level for W=2, I=2 (about 60,000 at "
+        "depth 8, 340,000 at depth 10, 2 million at depth 12), faster with more workers or items. "
+        "--max-states and --max-memory stop the search cleanly with a partial report (no counterexample up to "
+        "depth d, level d+1 incomplete; exit 0); so does Ctrl-C (exit 130). Exit status: 0 no counterexample, "
+        "1 a counterexample (or, with --candidate, a difference), 2 bad arguments.",
     ),
 )

@@ -26,6 +26,8 @@ from __future__ import annotations
 import enum
 import itertools
 import json
+import marshal
+from array import array
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 from types import SimpleNamespace
@@ -257,6 +259,34 @@ class System:
         self._delivery_checks: dict[tuple[int, int, datetime], tuple[WorkItem, list[Violation]]] = {}
         self._lease_checks: dict[tuple[Any, datetime], list[Violation]] = {}
         self._stats_checks: dict[tuple[Any, ...], tuple[tuple[WorkItem, ...], list[Violation]]] = {}
+
+    def remembered(self) -> int:
+        """How many results the memos hold (the search calls :meth:`forget` when it passes a bound)."""
+        return (
+            len(self._columns)
+            + len(self._steps)
+            + len(self._lapses)
+            + len(self._delivers)
+            + len(self._delivery_checks)
+            + len(self._lease_checks)
+            + len(self._stats_checks)
+        )
+
+    def forget(self) -> None:
+        """Drop the memos (they keep every item they saw alive): the search calls it after each level, so what it
+        holds is bounded by the frontier, not by every state it ever saw. Results do not change."""
+        for memo in (
+            self._columns,
+            self._steps,
+            self._lapses,
+            self._delivers,
+            self._delivery_checks,
+            self._lease_checks,
+            self._stats_checks,
+        ):
+            memo.clear()
+        self._checked_world = None
+        self._checked = []
 
     # --- states and moves ---
 
@@ -744,10 +774,13 @@ class Report:
     depth_reached: int  # the deepest level that had a new state
     exhausted: bool  # every reachable state was visited (a level added no new state)
     counterexample: Counterexample | None
+    incomplete: str | None = None  # why the search stopped inside level depth_reached + 1 (a budget, Ctrl-C)
 
 
 Progress = Callable[[int, int, int], None]
 """Called after each level with (depth, states, transitions)."""
+ShouldStop = Callable[[], "str | None"]
+"""Asked every few thousand transitions: None to go on, or why the search stops there (a budget spent)."""
 OnStep = Callable[[int, Any, Move, Result], None]
 """Called for every transition with (depth of the parent, the parent's key, the move, its result)."""
 
@@ -763,12 +796,19 @@ def explore(
     on_step: OnStep | None = None,
     stop_at_violation: bool = True,
     parents: dict[Any, tuple[Any, Move] | None] | None = None,
+    max_states: int | None = None,
+    should_stop: ShouldStop | None = None,
 ) -> Report:
     """Breadth-first search of every state reachable in at most ``depth`` moves; the first violation found
     is on a shortest path (all moves of one level are tried before any of the next).
 
     ``parents``, when given, is filled with every visited key and the (parent key, move) that first reached
-    it (for :func:`path_to`).
+    it (for :func:`path_to`); without it the search keeps each state compactly (see :func:`_search`).
+
+    Budgets: ``max_states`` stops the search before it holds more states; ``should_stop`` is called every
+    few thousand transitions and stops it when it returns a reason (the command's ``--max-memory`` and
+    Ctrl-C). A stopped search returns a partial :class:`Report`: ``incomplete`` says why, ``depth_reached``
+    is the last complete level, and no counterexample lies within it.
 
     ``workers`` and ``items`` are integers from 1 to 5; ``depth`` an integer from 0 to 1000 (:data:`MAX_DEPTH`,
     the cap of ``workstate verify --depth``: the states grow with every level, and even W=1, I=1 grows
@@ -791,7 +831,13 @@ def explore(
         )
     if parents is not None and not isinstance(parents, dict):
         raise InvalidInput(f"parents must be None or a dict (it is filled in), got {parents!r}", param="parents")
-    return _search(workers, items, depth, lifecycle, policy, progress, on_step, stop_at_violation, parents)
+    if max_states is not None and (isinstance(max_states, bool) or not isinstance(max_states, int) or max_states < 1):
+        raise InvalidInput(f"max_states must be None or a positive integer, got {max_states!r}", param="max_states")
+    if should_stop is not None and not callable(should_stop):
+        raise InvalidInput(f"should_stop must be None or callable, got {should_stop!r}", param="should_stop")
+    return _search(
+        workers, items, depth, lifecycle, policy, progress, on_step, stop_at_violation, parents, max_states, should_stop
+    )
 
 
 def _search(
@@ -804,28 +850,49 @@ def _search(
     on_step: OnStep | None,
     stop_at_violation: bool,
     parents: dict[Any, tuple[Any, Move] | None] | None,
+    max_states: int | None = None,
+    should_stop: ShouldStop | None = None,
 ) -> Report:
+    """The search, in compact form: a state is its canonical key serialised exactly (``marshal``: small ints,
+    bools and tuples of them; no hashing, so no two keys are ever confused), kept in one set; each state has a
+    number, and two arrays hold its parent's number and the code of the move that reached it (a request's
+    index, or the number of requests plus the index of the instant among the world's advances), from which
+    the path is rebuilt by replaying. The frontier holds (number, world) pairs for one level only; the
+    System's memos, which keep items alive, are dropped after each level."""
     system = System(workers, items, lifecycle, policy)
     root = system.initial()
     root_key = system.key(root)
-    if parents is None:
-        parents = {}
-    parents.clear()
-    parents[root_key] = None
-    frontier: list[tuple[Any, World]] = [(root_key, root)]
+    if parents is not None:
+        parents.clear()
+        parents[root_key] = None
+    seen: set[bytes] = {marshal.dumps(root_key, 2)}
+    parent_of = array("q", [-1])
+    move_of = array("l", [-1])
+    frontier: list[tuple[int, World]] = [(0, root)]
+    keys: list[Any] | None = [root_key] if parents is not None or on_step is not None else None
     transitions = 0
     reached = 0
     exhausted = False
     requests = system.requests
-    # Worlds already keyed, by the identity of their items (kept alive here) and the rest of their value: the
-    # same world is often reached along several interleavings, and memoised steps make it share its items.
-    keyed: dict[tuple[Any, ...], tuple[tuple[WorkItem, ...], Any]] = {}
+    n_requests = len(requests)
+    dumps = marshal.dumps
+    check_every = _CHECK_EVERY
+
+    def report(level: int, found: Counterexample | None, incomplete: str | None = None) -> Report:
+        return Report(workers, items, depth, len(seen), transitions, level, exhausted, found, incomplete=incomplete)
+
     for level in range(depth):
-        following: list[tuple[Any, World]] = []
-        for key, world in frontier:
+        following: list[tuple[int, World]] = []
+        # Worlds already keyed this level, by the identity of their items (kept alive here) and the rest of their
+        # value: the same world is often reached along several interleavings, and memoised steps share items.
+        keyed: dict[tuple[Any, ...], tuple[tuple[WorkItem, ...], bytes]] = {}
+        for number, world in frontier:
+            if system.remembered() > _MEMO_BOUND:  # memos keep items alive: bounded, so memory follows the states
+                system.forget()
+                keyed.clear()
             now = world.now
-            n_requests = len(requests)
             advances = [Move(MoveKind.ADVANCE, at=t) for t in system.events(world) if t > now]
+            key = None if keys is None else keys[number]
             for n in range(n_requests + len(advances)):
                 if n < n_requests:
                     move = requests[n]
@@ -842,29 +909,73 @@ def _search(
                 if on_step is not None:
                     on_step(level, key, move, result)
                 if violations and stop_at_violation:
-                    found = _counterexample(system, parents, key, move)
-                    return Report(workers, items, depth, len(parents), transitions, level + 1, False, found)
+                    moves = (*_path(system, parent_of, move_of, number), move)
+                    results = replay(system, moves)
+                    found = Counterexample(moves, tuple(results), results[-1].violations)
+                    return report(level + 1, found)
+                if not transitions % check_every and should_stop is not None:
+                    why = should_stop()
+                    if why is not None:
+                        return report(reached, None, why)
                 if reached_world is world:
                     continue
                 reached_items = reached_world.items
                 identity = (*map(id, reached_items), reached_world.tokens, reached_world.leases, reached_world.now)
                 known = keyed.get(identity)
                 if known is None:
-                    child = system.key(reached_world)
-                    keyed[identity] = (reached_items, child)
+                    child_key = system.key(reached_world)
+                    code = dumps(child_key, 2)
+                    keyed[identity] = (reached_items, code)
                 else:
-                    child = known[1]
-                if child not in parents:
-                    parents[child] = (key, move)
+                    child_key, code = None, known[1]
+                if code not in seen:
+                    if max_states is not None and len(seen) >= max_states:
+                        return report(reached, None, f"the budget of {max_states:,} states is spent")
+                    seen.add(code)
+                    parent_of.append(number)
+                    move_of.append(n)
+                    child = len(parent_of) - 1
+                    if keys is not None:
+                        if child_key is None:
+                            child_key = system.key(reached_world)
+                        keys.append(child_key)
+                        if parents is not None:
+                            parents[child_key] = (key, move)
                     following.append((child, reached_world))
+        del keyed
+        system.forget()
         if progress is not None:
-            progress(level + 1, len(parents), transitions)
+            progress(level + 1, len(seen), transitions)
         if not following:
             exhausted = True
             break
         reached = level + 1
         frontier = following
-    return Report(workers, items, depth, len(parents), transitions, reached, exhausted, None)
+    return report(reached, None)
+
+
+_CHECK_EVERY = 2048  # transitions between two calls of should_stop
+_MEMO_BOUND = 40_000  # results the System's memos may hold before the search drops them
+
+
+def _path(system: System, parent_of: array[int], move_of: array[int], number: int) -> list[Move]:
+    """The moves from the initial world to state ``number``, rebuilt from the move codes by replaying."""
+    codes = []
+    while number > 0:
+        codes.append(move_of[number])
+        number = parent_of[number]
+    codes.reverse()
+    world = system.initial()
+    moves = []
+    requests = system.requests
+    for code in codes:
+        if code < len(requests):
+            move = requests[code]
+        else:
+            move = [Move(MoveKind.ADVANCE, at=t) for t in system.events(world) if t > world.now][code - len(requests)]
+        moves.append(move)
+        world = system.apply(world, move).world
+    return moves
 
 
 # --- the differential check ---------------------------------------------------------------------
@@ -1160,6 +1271,12 @@ def summary(report: Report, seconds: float | None = None) -> Iterator[str]:
     if seconds is not None:
         yield f"time taken: {seconds:.2f} s"
     found = report.counterexample
+    if found is None and report.incomplete is not None:
+        yield (
+            f"no counterexample up to depth {report.depth_reached}, level {report.depth_reached + 1} incomplete "
+            f"({report.incomplete})"
+        )
+        return
     if found is None:
         yield f"no counterexample up to depth {report.depth}"
         return
