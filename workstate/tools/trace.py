@@ -28,7 +28,7 @@ import math
 import re
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 import attrs
 
@@ -71,6 +71,7 @@ __all__ = [
     "split_lines",
 ]
 
+_Decoded = TypeVar("_Decoded")
 _UNKNOWN_BY_STATE: dict[State, frozenset[str]] = {
     State.QUEUED: frozenset({"delivery"}),
     State.STARTING: frozenset({"worker"}),
@@ -596,6 +597,7 @@ class Checker:
     # --- one exchange ---
 
     def check(self, ex: Exchange) -> list[Finding]:
+        _DECODED.clear()
         try:
             operation, env_id, work_id = route(ex.method, ex.target.partition("?")[0], self.dialect)
         except Refusal:
@@ -678,7 +680,7 @@ class Checker:
         differences = self._compare_envelope(ex, expected)
         if not differences and expected.status == 200 and operation == "stats":
             try:
-                StatsObject.from_json(ex.response)
+                _decode(StatsObject, ex.response, self.dialect)
             except DecodeError as exc:
                 differences.append(f"body: {exc.message} ({exc.param})")
         return [self._finding(ex, Kind.DIVERGENCE, expected, differences, operation)] if differences else []
@@ -693,7 +695,7 @@ class Checker:
         if expected.status == 200:
             return []
         try:
-            envelope = ErrorEnvelope.from_json(ex.response, dialect=self.dialect)
+            envelope = _decode(ErrorEnvelope, ex.response, self.dialect)
         except DecodeError as exc:
             return [f"body: not an error envelope: {_decode_problem(exc)}"]
         found = []
@@ -723,10 +725,10 @@ class Checker:
 
     def _compare_work(self, expected: Any, actual: Any, where: str = "") -> list[str]:
         try:
-            obj = WorkObject.from_json(actual, dialect=self.dialect)
+            obj = _decode(WorkObject, actual, self.dialect)
         except DecodeError as exc:
             return [f"{where}body: not a work object: {_decode_problem(exc)}"]
-        ref = WorkObject.from_json(expected, dialect=self.dialect)
+        ref = _decode(WorkObject, expected, self.dialect)
         found = []
         for name in ("id", "environment_id", "session_id", "state", "created_at"):
             if _plain_value(getattr(ref, name)) != _plain_value(getattr(obj, name)):
@@ -872,10 +874,10 @@ class Checker:
 
     def _compare_heartbeat(self, expected: Any, actual: Any) -> list[str]:
         try:
-            obj = HeartbeatObject.from_json(actual, dialect=self.dialect)
+            obj = _decode(HeartbeatObject, actual, self.dialect)
         except DecodeError as exc:
             return [f"body: not a heartbeat object: {_decode_problem(exc)}"]
-        ref = HeartbeatObject.from_json(expected, dialect=self.dialect)
+        ref = _decode(HeartbeatObject, expected, self.dialect)
         found = []
         for name in ("state", "ttl_seconds", "lease_extended"):
             if getattr(ref, name) != getattr(obj, name):
@@ -897,7 +899,7 @@ class Checker:
                 known.discard("ttl")
             return None
         if operation == "heartbeat":
-            beat = HeartbeatObject.from_json(ex.response, dialect=self.dialect)
+            beat = _decode(HeartbeatObject, ex.response, self.dialect)
             if not beat.lease_extended:  # a report (the peer's heartbeat on stopped): nothing changed
                 return None
             last = _plain(beat.last_heartbeat)
@@ -917,7 +919,7 @@ class Checker:
         elif operation == "get":
             return None
         else:
-            new = post if exact else self._item_from(WorkObject.from_json(ex.response, dialect=self.dialect), post)
+            new = post if exact else self._item_from(_decode(WorkObject, ex.response, self.dialect), post)
             if operation == "ack" and known is not None:
                 if new.worker_id is None and worker is not None and "worker" in known:
                     new = attrs.evolve(new, worker_id=worker)
@@ -1099,7 +1101,7 @@ class Checker:
 
     def _note_complete(self, ex: Exchange, env_id: str) -> None:
         """Remember a first page (no cursor) shorter than its limit: it showed every item up to its last."""
-        got = ListEnvelope.from_json(ex.response, dialect=self.dialect)
+        got = _decode(ListEnvelope, ex.response, self.dialect)
         limit, _ = _list_query(ex.target, self.policy, self.dialect)
         query = parse_query(ex.target.partition("?")[2]) if "?" in ex.target else {}
         cursors = {"page"} if self.dialect.list_style is ListStyle.NEXT_PAGE else {"page", "after_id", "before_id"}
@@ -1122,7 +1124,7 @@ class Checker:
         differences = self._compare_envelope(ex, expected)
         if not differences and expected.status == 200:
             try:
-                got = StatsObject.from_json(ex.response)
+                got = _decode(StatsObject, ex.response, self.dialect)
             except DecodeError as exc:
                 differences.append(f"body: {exc.message} ({exc.param})")
             else:
@@ -1209,9 +1211,7 @@ class Checker:
         explained: list[str] = []  # what the trace has not shown that may explain the rest
         lapsed: list[WorkObject] = []  # items shown as an unseen lapse left them: the replay follows
         if not differences and expected.status == 200:
-            got = ListEnvelope.from_json(
-                ex.response, dialect=self.dialect
-            )  # a 200 whose body is not one is impossible, above
+            got = _decode(ListEnvelope, ex.response, self.dialect)  # a 200 whose body is not one is impossible, above
             limit, before_id = _list_query(ex.target, self.policy, self.dialect)
             want_ids = [w["id"] for w in expected.json["data"]]
             got_ids = [w.id for w in got.data]
@@ -1236,7 +1236,7 @@ class Checker:
                             lapsed.append(got.data[index])
                             if uncertain not in explained:
                                 explained.append(uncertain)
-            want_more = ListEnvelope.from_json(expected.json, dialect=self.dialect).has_more
+            want_more = _decode(ListEnvelope, expected.json, self.dialect).has_more
             if want_more != got.has_more:
                 more = "has_more" if self.dialect.list_style is ListStyle.FULL else "next_page given"
                 differences.append(f"{more}: expected {want_more}, got {got.has_more}")
@@ -1305,12 +1305,34 @@ def _reply_kind(ex: Exchange, operation: str | None) -> _ReplyKind | None:
     return None
 
 
+# The replies decoded while one exchange is judged, by (kind, id of the JSON value, id of the dialect): a reply is
+# read by several checks (its shape, its unknown keys, its fields), and decoding it (its timestamps above all) is
+# most of the cost of a line. Each entry holds its value and dialect, so no id is reused while it is remembered;
+# Checker.check empties it before every exchange, so it never holds more than one line's replies.
+_DECODED: dict[tuple[type, int, int], tuple[Any, Dialect, Any, DecodeError | None]] = {}
+
+
+def _decode(kind: type[_Decoded], value: Any, dialect: Dialect) -> _Decoded:
+    """``kind.from_json(value, dialect=dialect)`` (a stats object reads no dialect), remembered for the exchange."""
+    key = (kind, id(value), id(dialect))
+    found = _DECODED.get(key)
+    if found is None:
+        try:
+            decoded: Any = (
+                kind.from_json(value) if kind is StatsObject else kind.from_json(value, dialect=dialect)  # type: ignore[attr-defined]
+            )
+            found = (value, dialect, decoded, None)
+        except DecodeError as exc:
+            found = (value, dialect, None, exc)
+        _DECODED[key] = found
+    if found[3] is not None:
+        raise found[3]
+    return found[2]  # type: ignore[no-any-return]
+
+
 def _decodes(value: Any, kind: _ReplyKind, dialect: Dialect = QODER) -> bool:
     try:
-        if kind is StatsObject:
-            kind.from_json(value)
-        else:
-            kind.from_json(value, dialect=dialect)  # type: ignore[call-arg]
+        _decode(kind, value, dialect)
     except DecodeError:
         return False
     return True
@@ -1340,14 +1362,14 @@ def _show(value: Any) -> str:
 
 def _work_object(value: Any, dialect: Dialect = QODER) -> WorkObject | None:
     try:
-        return WorkObject.from_json(value, dialect=dialect)
+        return _decode(WorkObject, value, dialect)
     except DecodeError:
         return None
 
 
 def _heartbeat_object(value: Any, dialect: Dialect = QODER) -> HeartbeatObject | None:
     try:
-        return HeartbeatObject.from_json(value, dialect=dialect)
+        return _decode(HeartbeatObject, value, dialect)
     except DecodeError:
         return None
 
@@ -1363,18 +1385,18 @@ def _impossible_body(
     (api.md §6), or a 200 whose body is not the operation's object, or is another item's."""
     try:
         if 400 <= ex.status < 500 and ex.status != 429:
-            ErrorEnvelope.from_json(ex.response, dialect=dialect)
+            _decode(ErrorEnvelope, ex.response, dialect)
         elif ex.status != 200:
             return None
         elif operation == "list":
-            ListEnvelope.from_json(ex.response, dialect=dialect)
+            _decode(ListEnvelope, ex.response, dialect)
         elif operation == "heartbeat":
-            HeartbeatObject.from_json(ex.response, dialect=dialect)
+            _decode(HeartbeatObject, ex.response, dialect)
         elif operation == "poll":
             if ex.response is not None and _work_object(ex.response, dialect) is None:
                 return "body: not a work object or null"
         elif operation in _ANSWER_OF and work_id is not None:
-            obj = WorkObject.from_json(ex.response, dialect=dialect)
+            obj = _decode(WorkObject, ex.response, dialect)
             if obj.id != work_id:
                 return f"id: expected {work_id} (the target's), got {obj.id}"
             if obj.environment_id != env_id:
