@@ -140,8 +140,20 @@ _CANDIDATES_AFTER = """SELECT record FROM workstate_items
     ORDER BY created_at, id LIMIT %s FOR UPDATE SKIP LOCKED"""
 _DUE = """SELECT env_id, record FROM workstate_items WHERE deadline <= %s
     ORDER BY deadline LIMIT %s FOR UPDATE SKIP LOCKED"""
-_PRUNE = """DELETE FROM workstate_polls WHERE ctid IN (
-    SELECT ctid FROM workstate_polls WHERE env_id = %s AND stamp <= %s FOR UPDATE SKIP LOCKED)"""
+# One round trip: stamp the poll at max(now, the newest stamp) and, when that moved the newest stamp on, forget the
+# polls the window left behind (rows another transaction holds are skipped: pruning is housekeeping, never what a
+# count relies on). The DELETE reads the snapshot before the upsert, so it leaves the polling worker's row alone.
+_POLL = """WITH newest AS (SELECT max(stamp) AS m FROM workstate_polls WHERE env_id = %(env)s),
+stamped AS (
+    INSERT INTO workstate_polls AS p (env_id, worker, stamp)
+    SELECT %(env)s, %(worker)s, GREATEST(%(now)s, coalesce(newest.m, %(now)s)) FROM newest
+    ON CONFLICT (env_id, worker) DO UPDATE SET stamp = GREATEST(EXCLUDED.stamp, p.stamp)
+    RETURNING stamp)
+DELETE FROM workstate_polls WHERE ctid IN (
+    SELECT q.ctid FROM workstate_polls AS q, newest, stamped
+    WHERE q.env_id = %(env)s AND q.worker <> %(worker)s AND newest.m IS NOT NULL AND stamped.stamp <> newest.m
+    AND q.stamp <= stamped.stamp - %(window)s
+    FOR UPDATE OF q SKIP LOCKED)"""
 
 
 def _instant(value: int) -> datetime:
@@ -180,7 +192,7 @@ class PostgresTransaction:
             self._cur.execute(sql, params)
             return self._cur.fetchone()
 
-    def _run(self, sql: str, params: Sequence[object]) -> int:
+    def _run(self, sql: str, params: Sequence[object] | dict[str, object]) -> int:
         with _fenced():
             self._cur.execute(sql, params)
         return self._cur.rowcount
@@ -339,18 +351,8 @@ class PostgresTransaction:
     # --- polls and secrets ---
 
     def record_poll(self, env_id: str, worker: str, now: datetime, window: timedelta) -> None:
-        at = micros(now)
-        newest = self._one("SELECT max(stamp) FROM workstate_polls WHERE env_id = %s", (env_id,))
-        before = None if newest is None else newest[0]
-        stamp = at if before is None or at > before else int(before)
         self._store.polling_window = window
-        self._run(
-            """INSERT INTO workstate_polls AS p (env_id, worker, stamp) VALUES (%s, %s, %s)
-               ON CONFLICT (env_id, worker) DO UPDATE SET stamp = GREATEST(EXCLUDED.stamp, p.stamp)""",
-            (env_id, worker, stamp),
-        )
-        if before is not None and stamp != before:  # the newest stamp moved on: forget what the window left
-            self._run(_PRUNE, (env_id, stamp - _window(window)))
+        self._run(_POLL, {"env": env_id, "worker": worker, "now": micros(now), "window": _window(window)})
 
     def workers_polling(self, env_id: str, now: datetime, window: timedelta) -> int:
         self._store.polling_window = window
