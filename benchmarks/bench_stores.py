@@ -121,6 +121,10 @@ class Contender:
     def floor(self, recording: Recording) -> None:
         raise NotImplementedError
 
+    def same_state(self) -> bool:
+        """Whether the floor's database holds exactly what workstate's does (the replay did the same work)."""
+        raise NotImplementedError
+
     def close(self) -> None:
         raise NotImplementedError
 
@@ -160,6 +164,10 @@ class SqliteContender(Contender):
         execute = self.raw.execute
         for sql, params in recording.steps:
             execute(sql, params).fetchall()
+
+    def same_state(self) -> bool:
+        query = "SELECT env_id, id, version, state, record FROM workstate_items ORDER BY env_id, id"
+        return bool(self.raw.execute(query).fetchall() == self.measured_store._db.execute(query).fetchall())
 
     def close(self) -> None:
         for store in (self.measured_store, self.floor_store):
@@ -214,6 +222,16 @@ class PostgresContender(Contender):
             if cursor.description is not None:
                 cursor.fetchall()
         raw.commit()
+
+    def same_state(self) -> bool:
+        import psycopg
+
+        query = "SELECT env_id, id, version, state, record::text FROM workstate_items ORDER BY env_id, id"
+        with psycopg.connect(self.measured_store.dsn) as measured:
+            mine = measured.execute(query).fetchall()
+        theirs = self.raw.execute(query).fetchall()
+        self.raw.commit()
+        return bool(mine == theirs and mine)
 
     def close(self) -> None:
         self.raw.close()
@@ -373,16 +391,17 @@ def http_run(dsn: str, servers: int, clients: int, items: int, seconds: float) -
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="5 rounds of 100 lifecycles (default 11 of 200)")
+    parser.add_argument("--smoke", action="store_true", help="2 rounds of 10 lifecycles (the tests run it)")
     parser.add_argument("--dsn", help="a PostgreSQL server to use (a database there is created per contender)")
     parser.add_argument("--http", action="store_true", help="only the HTTP runs: 50 clients over 1, 2, 3 servers")
     args = parser.parse_args(argv)
-    rounds, count = (5, 100) if args.quick else (11, 200)
+    rounds, count = (2, 10) if args.smoke else (5, 100) if args.quick else (11, 200)
     started = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
     print(f"bench_stores: {started}, {platform.platform()}, python {platform.python_version()}")
     print(f"  {os.cpu_count()} cpus, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"  {rounds} rounds of {count} lifecycles (create + 5 requests: 6 transactions each), interleaved")
     if args.http:
-        items, repeats = (300, 1) if args.quick else (1000, 3)
+        items, repeats = (30, 1) if args.smoke else (300, 1) if args.quick else (1000, 3)
         print(
             f"  over HTTP: 50 clients, {items} lifecycles a run (5 requests each), {repeats} runs a size, interleaved"
         )
@@ -414,6 +433,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"  ratio workstate/floor (time, per round): median {statistics.median(ratios):.2f}x"
                     f"  range {min(ratios):.2f}-{max(ratios):.2f}x  (target <= 1.5x)"
                 )
+                print(f"  the floor's database holds exactly what workstate's does: {contender.same_state()}")
         finally:
             for contender in contenders:
                 contender.close()
