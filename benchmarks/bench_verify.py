@@ -12,12 +12,13 @@ import argparse
 import contextlib
 import platform
 import re
+import resource
 import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from workstate import NO_HEARTBEAT, Ack, Deliver, Heartbeat, Lapse, Stop, WorkItem, step
+from workstate import NO_HEARTBEAT, Ack, Command, Deliver, Heartbeat, Lapse, Stop, WorkItem, step
 from workstate.cli.verify import gc_paused
 from workstate.tools.verify import explore
 
@@ -30,15 +31,28 @@ class _OutOfTime(Exception):
     pass
 
 
+def _rss() -> int:
+    """Peak resident memory of this process so far, in bytes (Linux: ru_maxrss is in kilobytes)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def levels(workers: int, items: int, budget: float, most: int = 40) -> list[tuple[int, int, int, float]]:
-    """(depth, states, transitions, seconds) after each level, until a level ends past the budget."""
+    """(depth, states, transitions, seconds) after each level, until a level ends past the budget. Prints the
+    peak RSS after each level and, over the search's growth from the first level, the bytes per state."""
     rows: list[tuple[int, int, int, float]] = []
     started = time.perf_counter()
+    base = _rss()
 
     def progress(depth: int, states: int, transitions: int) -> None:
         elapsed = time.perf_counter() - started
         rows.append((depth, states, transitions, elapsed))
-        print(f"  W={workers} I={items} depth {depth}: {states:,} states, {transitions:,} transitions, {elapsed:.1f} s")
+        grown = _rss() - base
+        print(
+            f"  W={workers} I={items} depth {depth}: {states:,} states, {transitions:,} transitions, {elapsed:.1f} s, "
+            f"{states / max(elapsed, 1e-9):,.0f} states/s, peak RSS {_rss() / 2**20:,.0f} MB "
+            f"({grown / max(states, 1):,.0f} B/state over the {base / 2**20:.0f} MB before the search)",
+            flush=True,
+        )
         if elapsed > budget:
             raise _OutOfTime
 
@@ -52,7 +66,7 @@ def bare_steps(n: int = 200_000) -> float:
     item = WorkItem(
         id="work_" + "1" * 32, environment_id="env_" + "1" * 32, session_id="sess_" + "1" * 32, created_at=T0
     )
-    script = [Deliver("w1"), Ack("w1"), Heartbeat(NO_HEARTBEAT), Heartbeat(), Lapse(), Stop(), Stop()]
+    script: list[Command] = [Deliver("w1"), Ack("w1"), Heartbeat(NO_HEARTBEAT), Heartbeat(), Lapse(), Stop(), Stop()]
     now = T0 + timedelta(seconds=1)
     started = time.perf_counter()
     done = 0
@@ -69,7 +83,18 @@ def main() -> int:
     parser.add_argument("--budget", type=float, default=60.0, help="seconds for the W=2, I=2 search (default 60)")
     parser.add_argument("--budget3", type=float, default=180.0, help="seconds for the W=3, I=2 search (default 180)")
     parser.add_argument("--update", action="store_true", help="rewrite the block in docs/performance.md")
+    parser.add_argument(
+        "--deep",
+        type=int,
+        metavar="DEPTH",
+        help="only search W=2, I=2 to DEPTH in this process (the depth-12 run: peak RSS, B/state, states/s)",
+    )
     args = parser.parse_args()
+    if args.deep is not None:
+        print(f"load average {Path('/proc/loadavg').read_text().split()[:3]}")
+        rows = levels(2, 2, float("inf"), args.deep)
+        print(f"load average {Path('/proc/loadavg').read_text().split()[:3]}")
+        return 0 if rows else 1
 
     per_step = bare_steps()
     print(f"bare step loop: {per_step * 1e6:.2f} us per step")

@@ -886,7 +886,9 @@ def _search(
         # Worlds already keyed this level, by the identity of their items (kept alive here) and the rest of their
         # value: the same world is often reached along several interleavings, and memoised steps share items.
         keyed: dict[tuple[Any, ...], tuple[tuple[WorkItem, ...], bytes]] = {}
-        for number, world in frontier:
+        frontier.reverse()  # expanded in order, each world let go once expanded: the level shrinks as the next grows
+        while frontier:
+            number, world = frontier.pop()
             if system.remembered() > _MEMO_BOUND:  # memos keep items alive: bounded, so memory follows the states
                 system.forget()
                 keyed.clear()
