@@ -22,7 +22,7 @@ def test_explain_in_the_peer_dialect_answers_the_peers_rule() -> None:
     assert first.startswith("heartbeat on a stopped item -> 200")
     assert "state stopped, lease_extended false" in first
     assert "[rule heartbeat-stopped-reported," in first
-    assert "dialect anthropic" in text and "keep_starting".upper() in text
+    assert "dialect anthropic" in text and "Policy(on_start_timeout=keep_starting)" in text
 
 
 def test_explain_defaults_to_qoder() -> None:

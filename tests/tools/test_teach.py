@@ -77,11 +77,12 @@ def test_explain_options(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 DEFAULT_COMMANDS = {
-    "poll": Deliver(),
+    "deliver": Deliver(),
     "ack": Ack(),
     "heartbeat": Heartbeat(),
     "stop": Stop(),
-    "update": UpdateMetadata({"progress": "50%"}),
+    "force_stop": Stop(force=True),
+    "update_metadata": UpdateMetadata({"progress": "50%"}),
     "lapse": Lapse(),
 }
 

@@ -47,8 +47,9 @@ COMMAND_MODULES = (
     "workstate.cli.work",
 )
 
-DEFAULT_COMMAND = "walk"
-"""What ``workstate`` with no command runs."""
+NO_COMMAND = 2
+"""The exit status of ``workstate`` with no command: it prints the help on standard error, as ``ruff`` and
+``git`` do, and exits with the status of a usage error (a script that forgot the command fails)."""
 
 
 def commands() -> tuple[CliCommand, ...]:
@@ -64,7 +65,14 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     others are listed with their help), so ``workstate --help`` runs no command's ``configure``: a command module
     imports its engine in ``configure`` and ``run``, never at import."""
     chosen = None if argv is None else next((word for word in argv if not word.startswith("-")), "")
-    parser = argparse.ArgumentParser(prog="workstate", description="The Work item lifecycle, executable.")
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="workstate",
+        description="The Work item lifecycle, executable. Start with `workstate walk`; every command's options "
+        "and its --json shape: docs/cli.md.",
+    )
+    parser.add_argument("--version", action="version", version=f"workstate {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in commands():
         child = sub.add_parser(command.name, help=command.help, description=command.description or command.help)
@@ -126,8 +134,9 @@ def _silence(stream: object) -> None:
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Run ``workstate`` and return its exit status; the command writes to ``out`` (standard output by default).
 
-    Bad arguments exit with status 2 (argparse's ``SystemExit``). When the output's reader has gone away
-    (``workstate check t.jsonl | head``: ``BrokenPipeError``), the command ends quietly with status 141
+    ``--version`` prints ``workstate X.Y.Z`` and exits 0; no command prints the help on standard error and
+    returns 2 (:data:`NO_COMMAND`). Bad arguments exit with status 2 (argparse's ``SystemExit``). When the
+    output's reader has gone away (``workstate check t.jsonl | head``: ``BrokenPipeError``), the command ends quietly with status 141
     (:data:`PIPE_CLOSED`, 128 + SIGPIPE, what a shell shows for a command ended by a closed pipe), after
     pointing standard output at /dev/null as Python's documentation recommends. Any other ``OSError`` writing
     the output (``> /dev/full``) prints one line, ``workstate: cannot write output: ...``, on standard error
@@ -138,12 +147,14 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     try:
         try:
             words = sys.argv[1:] if argv is None else argv
-            args = build_parser(words).parse_args(words)
+            parser = build_parser(words)
+            args = parser.parse_args(words)
         finally:
-            _flush_stdout(sink)  # argparse writes --help to sys.stdout
+            _flush_stdout(sink)  # argparse writes --help and --version to sys.stdout
         run: Callable[[argparse.Namespace, TextIO], int] | None = getattr(args, "run", None)
-        if run is None:
-            run = next(command.run for command in commands() if command.name == DEFAULT_COMMAND)
+        if run is None:  # no command: the help, on standard error, and a usage error's status
+            parser.print_help(sys.stderr)
+            return NO_COMMAND
         status = run(args, cast(TextIO, sink))
         sink.flush()
         return status

@@ -12,12 +12,20 @@ import json
 from typing import TextIO
 
 from ..dialect import DIALECTS
-from ..errors import InvalidInput
+from ..errors import InvalidInput, WorkstateError
 from ..rules import State
 from ..tools import docgen
-from ..tools.teach import OPERATIONS, explain_case, show, summary
+from ..tools.teach import ALIASES, OPERATIONS, explain_case, explain_json, operation, show, summary
 from . import CliCommand
-from .options import add_dialect_option, dialect_of
+from .options import (
+    add_dialect_option,
+    add_json_option,
+    add_policy_option,
+    dialect_of,
+    json_to_stdout,
+    policy_from_pairs,
+    write_json,
+)
 
 # The options of explain_case, each the dest of the option of the same name.
 _OPTIONS = ("worker_id", "expected", "force", "metadata", "undelivered", "expired")
@@ -26,12 +34,25 @@ _OPTIONS = ("worker_id", "expected", "force", "metadata", "undelivered", "expire
 def _run_explain(args: argparse.Namespace, out: TextIO) -> int:
     dialect = dialect_of(args)
     try:
+        policy = policy_from_pairs(args.policy, dialect.policy)
         why, assumed = explain_case(
-            args.state, args.op, dialect=dialect, **{name: getattr(args, name) for name in _OPTIONS}
+            args.state, args.op, dialect=dialect, policy=policy, **{name: getattr(args, name) for name in _OPTIONS}
         )
     except InvalidInput as exc:
         args.parser.error(exc.message)
-    out.write(summary(why, State(args.state), args.op, dialect) + "\n")
+    except WorkstateError as exc:  # a bad --policy
+        args.parser.error(exc.message)
+    op = operation(args.op, force=args.force)
+    if args.json is not None:
+        try:
+            write_json(args, out, explain_json(why, State(args.state), op, assumed, dialect, policy))
+        except OSError as exc:
+            if exc.filename is None:
+                raise
+            args.parser.error(f"--json: cannot write {args.json}: {exc.strerror or exc}")
+        if json_to_stdout(args):
+            return 0
+    out.write(summary(why, State(args.state), op, dialect, policy) + "\n")
     out.write(f"  rule: {why.rule.text}\n")
     guards = ", ".join(f"{g}={'yes' if v else 'no'}" for g, v in why.guards) or "none read"
     out.write(f"  guards: {guards}\n")
@@ -44,31 +65,44 @@ def _run_explain(args: argparse.Namespace, out: TextIO) -> int:
 
 def _configure_explain(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state", required=True, choices=[str(s) for s in State], help="the item's state")
-    parser.add_argument("--op", required=True, choices=OPERATIONS, help="the operation (update: update metadata)")
-    parser.add_argument("--worker-id", help="the worker identity sent (poll, ack); the item's worker is w1")
+    parser.add_argument(
+        "--op",
+        required=True,
+        choices=[*OPERATIONS, *ALIASES],
+        metavar="OP",
+        help=f"the operation, as the rules spell it: {', '.join(OPERATIONS)}; also accepted: "
+        + ", ".join(f"{alias} (= {name})" for alias, name in ALIASES.items())
+        + ", stop --force (= force_stop). The answer names the rules' spelling",
+    )
+    parser.add_argument("--worker-id", help="the worker identity sent (deliver, ack); the item's worker is w1")
     parser.add_argument(
         "--expected",
         metavar="LAST_HEARTBEAT",
         help="heartbeat's expected_last_heartbeat: NO_HEARTBEAT, latest, stale, or an RFC 3339 timestamp",
     )
-    parser.add_argument("--force", action="store_true", help="stop with {'force': true}")
-    parser.add_argument("--metadata", action="append", default=[], metavar="KEY=VALUE", help="update's metadata")
+    parser.add_argument("--force", action="store_true", help="stop with {'force': true}: --op force_stop")
+    parser.add_argument(
+        "--metadata", action="append", default=[], metavar="KEY=VALUE", help="update_metadata's metadata"
+    )
     parser.add_argument("--undelivered", action="store_true", help="a queued item no poll delivered")
     parser.add_argument("--expired", action="store_true", help="ask at the item's deadline (a lapse applies first)")
     add_dialect_option(parser, "whose rules decide, under the dialect's default policy")
+    add_policy_option(parser, "a Policy field the rules read, over the dialect's default policy")
+    add_json_option(parser, 'docs/cli.md "explain --json"')
     parser.set_defaults(parser=parser)
 
 
 def _check_explain(args: argparse.Namespace) -> None:
     parser: argparse.ArgumentParser = args.parser
-    if args.worker_id is not None and args.op not in ("poll", "ack"):
-        parser.error("--worker-id goes with --op poll or ack")
-    if args.expected is not None and args.op != "heartbeat":
+    op = operation(args.op)
+    if args.worker_id is not None and op not in ("deliver", "ack"):
+        parser.error("--worker-id goes with --op deliver (poll) or ack")
+    if args.expected is not None and op != "heartbeat":
         parser.error("--expected goes with --op heartbeat")
-    if args.force and args.op != "stop":
-        parser.error("--force goes with --op stop")
-    if args.metadata and args.op != "update":
-        parser.error("--metadata goes with --op update")
+    if args.force and op not in ("stop", "force_stop"):
+        parser.error("--force goes with --op stop (it makes it force_stop)")
+    if args.metadata and op != "update_metadata":
+        parser.error("--metadata goes with --op update_metadata (update)")
     if any("=" not in pair for pair in args.metadata):
         parser.error("--metadata takes KEY=VALUE")
     if args.undelivered and args.state != "queued":

@@ -1,7 +1,7 @@
 """``workstate walk`` (the default command) and ``workstate rules``: one item's whole life, and every rule.
 
 The lines come from :func:`workstate.tools.teach.walk` and :func:`~workstate.tools.teach.list_rules`;
-this module prints them.
+this module prints them (or, with ``--json``, the walk's document: docs/cli.md).
 """
 
 from __future__ import annotations
@@ -10,14 +10,37 @@ import argparse
 from typing import TextIO
 
 from ..dialect import DIALECTS
-from ..tools.teach import list_rules, walk
+from ..errors import WorkstateError
+from ..tools.teach import list_rules, walk, walk_json
 from . import CliCommand
-from .options import add_dialect_option, dialect_of
+from .options import (
+    add_dialect_option,
+    add_json_option,
+    add_policy_option,
+    dialect_of,
+    json_to_stdout,
+    policy_from_pairs,
+    write_json,
+)
 
 
 def _run_walk(args: argparse.Namespace, out: TextIO) -> int:
+    dialect = dialect_of(args)
+    try:
+        policy = policy_from_pairs(args.policy, dialect.policy)
+    except WorkstateError as exc:
+        args.parser.error(exc.message)
+    if args.json is not None:
+        try:
+            write_json(args, out, walk_json(dialect, policy))
+        except OSError as exc:
+            if exc.filename is None:
+                raise
+            args.parser.error(f"--json: cannot write {args.json}: {exc.strerror or exc}")
+        if json_to_stdout(args):
+            return 0
     lines: list[str] = []
-    walk(lines, dialect_of(args))
+    walk(lines, dialect, policy)
     out.write("\n".join(lines) + "\n")
     return 0
 
@@ -31,6 +54,9 @@ def _run_rules(args: argparse.Namespace, out: TextIO) -> int:
 
 def _configure_walk(parser: argparse.ArgumentParser) -> None:
     add_dialect_option(parser, "whose rules the walk follows, under the dialect's default policy")
+    add_policy_option(parser, "a Policy field the rules read, over the dialect's default policy")
+    add_json_option(parser, 'docs/cli.md "walk --json"')
+    parser.set_defaults(parser=parser)
 
 
 def _configure_rules(parser: argparse.ArgumentParser) -> None:
@@ -42,6 +68,6 @@ def _configure_rules(parser: argparse.ArgumentParser) -> None:
 
 
 CLI_COMMANDS: tuple[CliCommand, ...] = (
-    CliCommand("walk", "walk one work item through its whole life (the default)", _configure_walk, _run_walk),
+    CliCommand("walk", "walk one work item through its whole life (start here)", _configure_walk, _run_walk),
     CliCommand("rules", "list every rule of the lifecycle, one per line", _configure_rules, _run_rules),
 )

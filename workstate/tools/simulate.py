@@ -20,6 +20,7 @@ at the end.
 
 from __future__ import annotations
 
+import enum
 import heapq
 import math
 import shlex
@@ -48,7 +49,7 @@ from ..policy import Policy
 from ..rules import State
 from ..worker import Abort, Actions, Drain, Dropped, Finished, Halted, Send, StartWork, Worker
 
-__all__ = ["Faults", "RandomFactory", "RandomSource", "Report", "SimConfig", "simulate"]
+__all__ = ["Faults", "RandomFactory", "RandomSource", "Report", "SimConfig", "SimulationInterrupted", "simulate"]
 
 T0 = datetime(2026, 7, 1, 8, 0, 0, tzinfo=UTC)
 _AUTH = {"Authorization": "Bearer operator"}
@@ -249,6 +250,7 @@ class Report:
     requests: int
     violations: tuple[Violation, ...]
     events: int
+    interrupted: bool = False  # Ctrl-C stopped the run: the counts so far, no final checks
 
     @property
     def ok(self) -> bool:
@@ -267,6 +269,10 @@ class Report:
             lines.append(f"  (set from Python; the command line cannot set: {', '.join(unset)})")
         lines += [
             f"simulated {self.simulated_seconds:,.0f} s, {self.events:,} events, {self.requests:,} requests",
+        ]
+        if self.interrupted:
+            lines.append("INTERRUPTED (Ctrl-C): a partial report, the counts so far; the final checks did not run")
+        lines += [
             "",
             f"work items created            {self.created:>8,}",
             f"  lifecycles completed        {self.completed:>8,}   (ran, stopped, confirmed by the worker)",
@@ -291,12 +297,41 @@ class Report:
             lines += [f"  {v}" for v in self.violations[:20]]
             if len(self.violations) > 20:
                 lines.append(f"  ... and {len(self.violations) - 20} more")
+        elif self.interrupted:
+            lines.append("every invariant of api.md §7 held after every step so far")
         else:
             lines.append("every invariant of api.md §7 held after every step")
         return "\n".join(lines)
 
 
-_CLI_FIELDS = ("seed", "workers", "items", "duration", "faults", "concurrency", "dialect")
+class SimulationInterrupted(KeyboardInterrupt):
+    """Ctrl-C (``KeyboardInterrupt``) during :func:`simulate`: still a ``KeyboardInterrupt``, carrying in
+    ``report`` what the run had seen so far (``Report.interrupted`` set; the final checks did not run)."""
+
+    def __init__(self, report: Report) -> None:
+        super().__init__("simulation interrupted")
+        self.report = report
+
+
+_CLI_FIELDS = ("seed", "workers", "items", "duration", "faults", "concurrency", "dialect", "policy")
+
+
+def _policy_words(policy: Policy, base: Policy) -> list[str]:
+    """The ``--policy NAME=VALUE`` words that make ``policy`` from ``base`` (none when they are equal)."""
+    words: list[str] = []
+    for field in attrs.fields(Policy):
+        value = getattr(policy, field.name)
+        if value == getattr(base, field.name):
+            continue
+        shown = (
+            value.value
+            if isinstance(value, enum.Enum)
+            else str(value).lower()
+            if isinstance(value, bool)
+            else repr(value)
+        )
+        words += ["--policy", f"{field.name}={shown}"]
+    return words
 
 
 def _command_line(config: SimConfig) -> tuple[str, tuple[str, ...]]:
@@ -312,6 +347,7 @@ def _command_line(config: SimConfig) -> tuple[str, tuple[str, ...]]:
     if config.dialect != QODER and shipped:
         words += ["--dialect", config.dialect.name]
     default = type(config)(dialect=config.dialect)
+    words += _policy_words(config.policy, default.policy)
     unset = ["faults"] if level is None else []
     unset += [] if shipped else ["dialect"]
     unset += [
@@ -459,8 +495,7 @@ class _Sim:
             self.spawn(i, 0)
         self.push(T0 + self.seconds(5), _STATS, None)
         limit = T0 + self.seconds(c.duration * 2 + 3600)
-        created_all = False
-        handlers = {
+        handlers: dict[int, Callable[[Any], None]] = {
             _ARRIVE: self.on_arrive,
             _RESPOND: self.on_respond,
             _TIMEOUT: self.on_timeout,
@@ -472,6 +507,16 @@ class _Sim:
             _OUTSIDE: self.on_outside,
             _STATS: self.on_stats,
         }
+        try:
+            self._loop(handlers, limit)
+        except KeyboardInterrupt:
+            raise SimulationInterrupted(attrs.evolve(self.report(), interrupted=True)) from None
+        self.final_checks()
+        return self.report()
+
+    def _loop(self, handlers: dict[int, Callable[[Any], None]], limit: datetime) -> None:
+        c = self.c
+        created_all = False
         queue = self.queue
         while queue:
             at, _, kind, payload = heapq.heappop(queue)
@@ -488,8 +533,6 @@ class _Sim:
                 self.progress((at - T0).total_seconds(), len(self.created_at) - self.live, c.items)
             if self.violations and c.stop_at_first_violation:
                 break
-        self.final_checks()
-        return self.report()
 
     # --- driver plumbing ---
 
@@ -811,7 +854,9 @@ def simulate(
     """Run one simulation, drawing every random choice from sources ``make_random`` makes (``random.Random``,
     or anything that makes a :class:`RandomSource` from a seed); the same config (seed included) and factory
     give the same report. ``progress``, when given, is called now and then with (simulated seconds, items
-    done, items). A ``make_random`` that is not callable raises :class:`~workstate.errors.InvalidInput`."""
+    done, items). A ``make_random`` that is not callable raises :class:`~workstate.errors.InvalidInput`.
+    Ctrl-C (``KeyboardInterrupt``) while it runs raises :class:`SimulationInterrupted`, whose ``report`` is
+    the partial report."""
     if not callable(make_random):
         raise _invalid("make_random", "callable (random.Random, or a function of a seed)", make_random)
     return _Sim(config, make_random, progress).run()

@@ -9,7 +9,8 @@ on an item walked to the asked state by :func:`workstate.step`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import enum
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -40,25 +41,86 @@ from ..rules import Kind, State, Trigger
 
 T0 = datetime(2026, 7, 1, 8, 15, 1, tzinfo=UTC)
 WORKER = "w1"
-OPERATIONS = ("poll", "ack", "heartbeat", "stop", "update", "lapse")
-"""The API's operations on one item (``update``: update metadata), plus ``lapse``: time passing."""
+OPERATIONS = tuple(str(trigger) for trigger in Trigger)
+"""What can happen to one item, spelled as the rules spell their triggers (:class:`~workstate.rules.Trigger`):
+``deliver``, ``ack``, ``heartbeat``, ``stop``, ``force_stop``, ``update_metadata``, ``lapse`` (time passing)."""
+
+ALIASES = {"poll": "deliver", "update": "update_metadata"}
+"""The other spellings ``workstate explain --op`` accepts, each for the operation it names: ``poll`` (the
+endpoint whose answer delivers the item) and ``update`` (the endpoint that updates metadata). ``stop`` with
+``force=True`` is ``force_stop``."""
 
 
-def _describe(command: Command) -> str:
-    fields = ", ".join(f"{k}={v!r}" for k, v in vars_of(command).items() if v not in (None, False))
-    return f"{type(command).__name__}({fields})"
+def operation(op: str, *, force: bool = False) -> str:
+    """The trigger spelling (one of :data:`OPERATIONS`) of ``op``, an operation or an alias; ``stop`` with
+    ``force`` is ``force_stop``. Anything else raises :class:`~workstate.errors.InvalidInput`."""
+    name = ALIASES.get(op, op)
+    if name == "stop" and force:
+        name = "force_stop"
+    if name not in OPERATIONS:
+        raise InvalidInput(f"no operation {op!r}: one of {', '.join(OPERATIONS)} (or {', '.join(ALIASES)})")
+    return name
 
 
 def vars_of(command: Command) -> dict[str, object]:
     return {f.name: getattr(command, f.name) for f in attrs.fields(type(command)) if f.init}
 
 
-def walk(out: list[str], dialect: Dialect = QODER) -> WorkItem:
+def walk(out: list[str], dialect: Dialect = QODER, policy: Policy | None = None) -> WorkItem:
     """Walk one item through a whole life (with the mistakes workers make), appending each step to ``out``.
 
     It reads no clock: the walk runs on a fixed, made-up timeline (from :data:`T0`), so its lines are the same
-    on every machine. ``workstate walk`` prints them. The rules are ``dialect``'s, under its default policy.
+    on every machine. ``workstate walk`` prints them. The rules are ``dialect``'s, under ``policy`` (default:
+    the dialect's). Instants are rendered as RFC 3339, states by name (:func:`show`).
     """
+    document, item = _walk(dialect, policy)
+    out.append(f"A work item's life, starting at {document['start']} (t = seconds after that)")
+    out.append("")
+    for step_ in document["items"][0]["steps"]:
+        mark = "+" if step_["accepted"] else "x"
+        out.append(f"t={step_['t']:>5g}  {mark} {step_['story']}")
+        rule = f"[api.md §{step_['section']} {step_['rule']}]"
+        out.append(f"          {step_['command']} -> {step_['status']} {step_['state']}  {rule}")
+        out.extend(f"          effect: {effect}" for effect in step_["effects"])
+    out.append("")
+    out.append("A second item: acked, then the worker vanishes.")
+    lapse = document["items"][1]["steps"][-1]
+    out.append(f"t={lapse['t']:>5g}  + time passes -> {lapse['state']}  [api.md §{lapse['section']} {lapse['rule']}]")
+    out.extend(f"          effect: {effect}" for effect in lapse["effects"])
+    return item
+
+
+def _step_json(
+    offset: float, story: str, command: Command, why: Explanation, dialect: Dialect, policy: Policy
+) -> dict[str, Any]:
+    outcome = why.outcome
+    rejected = isinstance(outcome, Rejected)
+    return {
+        "t": offset,
+        "at": render_timestamp(T0 + timedelta(seconds=offset)),
+        "story": story,
+        "trigger": str(why.rule.trigger),
+        "command": show(command),
+        "accepted": not rejected,
+        "status": outcome.status,
+        "error_type": outcome.error_type(policy, dialect) if isinstance(outcome, Rejected) else None,
+        "state": str(outcome.item.state),
+        "rule": why.rule.name,
+        "section": why.rule.section,
+        "effects": [show(effect) for effect in outcome.effects],
+    }
+
+
+def walk_json(dialect: Dialect = QODER, policy: Policy | None = None) -> dict[str, Any]:
+    """The walk of :func:`walk` as a JSON-ready document (``workstate walk --json``; the shape is docs/cli.md's):
+    ``{"start", "dialect", "items": [{"id", "steps": [{"t", "at", "story", "trigger", "command", "accepted",
+    "status", "error_type", "state", "rule", "section", "effects"}]}]}``."""
+    return _walk(dialect, policy)[0]
+
+
+def _walk(dialect: Dialect, policy: Policy | None) -> tuple[dict[str, Any], WorkItem]:
+    """The walk's document and the first item as the walk leaves it."""
+    policy = dialect.policy if policy is None else policy
     item = WorkItem(
         id="work_019f3be4fd2475d9a784bf2c739e1194",
         environment_id="env_019e64e01a137caf953ac2ac7b42ec5c",
@@ -81,34 +143,27 @@ def walk(out: list[str], dialect: Dialect = QODER) -> WorkItem:
         (40, "w1 drained and confirms", Stop()),
         (41, "a late stop is harmless", Stop(force=True)),
     ]
-    out.append(f"A work item's life, starting at {render_timestamp(T0)} (t = seconds after that)")
-    out.append("")
+    steps: list[dict[str, Any]] = []
     for offset, story, command in script:
-        now = T0 + timedelta(seconds=offset)
-        why = explain(item, command, now, dialect=dialect)
-        outcome = why.outcome
-        mark = "x" if isinstance(outcome, Rejected) else "+"
-        out.append(f"t={offset:>5g}  {mark} {story}")
-        rule = f"[api.md §{why.rule.section} {why.rule.name}]"
-        out.append(f"          {_describe(command)} -> {outcome.status} {outcome.item.state}  {rule}")
-        for effect in outcome.effects:
-            out.append(f"          effect: {effect!r}")
-        item = outcome.item
-
-    out.append("")
-    out.append("A second item: acked, then the worker vanishes.")
+        why = explain(item, command, T0 + timedelta(seconds=offset), policy, dialect)
+        steps.append(_step_json(offset, story, command, why, dialect, policy))
+        item = why.outcome.item
     lost = WorkItem(
         id="work_019f3be4fd2475d9a784bf2c739e1195",
         environment_id=item.environment_id,
         session_id="sess_019f3be3fa66750bb9a1fbcde85b5fe2",
         created_at=T0,
     )
-    lost = explain(lost, Ack(worker_id="w3"), T0, dialect=dialect).outcome.item
-    why = explain(lost, Lapse(), T0 + timedelta(seconds=90), dialect=dialect)
-    out.append(f"t=   90  + time passes -> {why.outcome.item.state}  [api.md §{why.rule.section} {why.rule.name}]")
-    for effect in why.outcome.effects:
-        out.append(f"          effect: {effect!r}")
-    return item
+    acked = explain(lost, Ack(worker_id="w3"), T0, policy, dialect)
+    lost_steps = [_step_json(0, "w3 acks", Ack(worker_id="w3"), acked, dialect, policy)]
+    why = explain(acked.outcome.item, Lapse(), T0 + timedelta(seconds=90), policy, dialect)
+    lost_steps.append(_step_json(90, "time passes", Lapse(), why, dialect, policy))
+    document = {
+        "start": render_timestamp(T0),
+        "dialect": dialect.name,
+        "items": [{"id": str(item.id), "steps": steps}, {"id": str(lost.id), "steps": lost_steps}],
+    }
+    return document, item
 
 
 def list_rules(out: list[str], dialect: Dialect | None = None) -> None:
@@ -130,9 +185,12 @@ _PATH: tuple[tuple[float, Command], ...] = (
 )
 
 
-def representative(state: State, *, delivered: bool = True, dialect: Dialect = QODER) -> tuple[WorkItem, list[str]]:
-    """An item in ``state``, walked there by :func:`step` along a worker's loop (``dialect``'s rules, under its
-    default policy), and what that assumes."""
+def representative(
+    state: State, *, delivered: bool = True, dialect: Dialect = QODER, policy: Policy | None = None
+) -> tuple[WorkItem, list[str]]:
+    """An item in ``state``, walked there by :func:`step` along a worker's loop (``dialect``'s rules, under
+    ``policy``, default the dialect's), and what that assumes. A policy under which the loop cannot reach
+    ``state`` raises :class:`~workstate.errors.InvalidInput`."""
     item = WorkItem(
         id="work_" + "1" * 32, environment_id="env_" + "1" * 32, session_id="sess_" + "1" * 32, created_at=T0
     )
@@ -140,16 +198,18 @@ def representative(state: State, *, delivered: bool = True, dialect: Dialect = Q
     path = _PATH if delivered else _PATH[1:]
     if state is not State.QUEUED:
         for offset, command in path:
-            outcome = step(item, command, T0 + timedelta(seconds=offset), dialect=dialect)
-            assert isinstance(outcome, Accepted), outcome
+            outcome = step(item, command, T0 + timedelta(seconds=offset), policy, dialect=dialect)
+            if not isinstance(outcome, Accepted):
+                raise InvalidInput(f"under this policy a worker's loop cannot reach {state}: {outcome.rule.text}")
             item = outcome.item
             steps.append(f"{type(command).__name__}")
             if item.state is state:
                 break
     elif delivered:
-        item = step(item, path[0][1], T0, dialect=dialect).item
+        item = step(item, path[0][1], T0, policy, dialect=dialect).item
         steps.append("Deliver")
-    assert item.state is state, (item.state, state)
+    if item.state is not state:
+        raise InvalidInput(f"under this policy a worker's loop cannot reach {state}")
     assumed = [
         f"item walked to {state} by {' -> '.join(steps) or 'nothing: fresh'}"
         + (f" (bound to Worker-ID {item.worker_id})" if item.worker_id else "")
@@ -161,6 +221,18 @@ def representative(state: State, *, delivered: bool = True, dialect: Dialect = Q
     return item, assumed
 
 
+def render_value(value: Any) -> str:
+    """One field's value as :func:`show` prints it: an instant in RFC 3339 (:func:`render_timestamp`), a state
+    or any enum by its name, a mapping as a dict, anything else as its repr."""
+    if isinstance(value, datetime):
+        return render_timestamp(value)
+    if isinstance(value, enum.Enum):
+        return str(value.value)
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k!r}: {render_value(v)}" for k, v in value.items()) + "}"
+    return repr(value)
+
+
 def show(value: Any) -> str:
     """A command or effect as ``Name(field=value, ...)``, instants in the spec's rendering, defaults left out."""
     parts = []
@@ -168,9 +240,34 @@ def show(value: Any) -> str:
         v = getattr(value, field.name)
         if not field.init or v == field.default:
             continue
-        shown = render_timestamp(v) if isinstance(v, datetime) else str(v) if isinstance(v, State) else repr(v)
+        shown = render_value(v)
         parts.append(f"{field.name}={shown}")
     return f"{type(value).__name__}({', '.join(parts)})"
+
+
+def explain_json(
+    why: Explanation, state: State, op: str, assumed: Sequence[str], dialect: Dialect, policy: Policy
+) -> dict[str, Any]:
+    """``workstate explain --json``: the answer of :func:`explain_case` as a JSON-ready document (docs/cli.md)."""
+    outcome, rule = why.outcome, why.rule
+    rejected = isinstance(outcome, Rejected)
+    return {
+        "state": str(state),
+        "op": operation(op),
+        "dialect": dialect.name,
+        "summary": summary(why, state, op, dialect, policy),
+        "accepted": not rejected,
+        "status": outcome.status,
+        "error_type": outcome.error_type(policy, dialect) if isinstance(outcome, Rejected) else None,
+        "message": outcome.reason.message if isinstance(outcome, Rejected) else None,
+        "state_after": str(outcome.item.state),
+        "rule": {"name": rule.name, "section": rule.section, "kind": rule.kind.value, "text": rule.text},
+        "lapse": None if why.lapse is None else {"name": why.lapse.name, "section": why.lapse.section},
+        "met_state": str(why.state),
+        "guards": {str(guard): value for guard, value in why.guards},
+        "effects": [show(effect) for effect in outcome.effects],
+        "assumed": list(assumed),
+    }
 
 
 def _command(
@@ -182,7 +279,7 @@ def _command(
     force: bool,
     metadata: Sequence[str],
 ) -> Command:
-    if op == "poll":
+    if op == "deliver":
         return Deliver(worker_id=worker_id)
     if op == "ack":
         return Ack(worker_id=worker_id)
@@ -193,9 +290,9 @@ def _command(
         elif precondition == "stale":
             precondition = T0 - timedelta(seconds=1)
         return Heartbeat(expected_last_heartbeat=precondition)
-    if op == "stop":
-        return Stop(force=force)
-    if op == "update":
+    if op in ("stop", "force_stop"):
+        return Stop(force=op == "force_stop")
+    if op == "update_metadata":
         patch = dict(pair.split("=", 1) for pair in metadata) or {"progress": "50%"}
         return UpdateMetadata(patch)
     return Lapse()
@@ -212,16 +309,18 @@ def explain_case(
     undelivered: bool = False,
     expired: bool = False,
     dialect: Dialect = QODER,
+    policy: Policy | None = None,
 ) -> tuple[Explanation, list[str]]:
-    """The explanation of ``op`` (one of :data:`OPERATIONS`) on a representative item in ``state``, and the
-    assumptions made: the options of ``workstate explain`` (``expected``: ``NO_HEARTBEAT``, ``latest``,
-    ``stale`` or an RFC 3339 timestamp; ``metadata``: ``KEY=VALUE`` pairs). A request the core refuses to
-    build (a bad Worker-ID or timestamp) or ``expired`` on a state without a deadline raises
-    :class:`~workstate.errors.InvalidInput`. The rules are ``dialect``'s, under its default policy
-    (``Dialect.policy``)."""
+    """The explanation of ``op`` (one of :data:`OPERATIONS`, or an alias of :data:`ALIASES`; ``stop`` with
+    ``force`` is ``force_stop``) on a representative item in ``state``, and the assumptions made: the options
+    of ``workstate explain`` (``expected``: ``NO_HEARTBEAT``, ``latest``, ``stale`` or an RFC 3339 timestamp;
+    ``metadata``: ``KEY=VALUE`` pairs). A request the core refuses to build (a bad Worker-ID or timestamp) or
+    ``expired`` on a state without a deadline raises :class:`~workstate.errors.InvalidInput`. The rules are
+    ``dialect``'s, under ``policy`` (default: the dialect's, ``Dialect.policy``)."""
     state = State(state)
-    item, assumed = representative(state, delivered=not undelivered, dialect=dialect)
-    policy = dialect.policy
+    op = operation(op, force=force)
+    policy = dialect.policy if policy is None else policy
+    item, assumed = representative(state, delivered=not undelivered, dialect=dialect, policy=policy)
     deadline = next_deadline(item, policy)
     if expired:
         if deadline is None:
@@ -234,22 +333,28 @@ def explain_case(
         assumed.append(f"now = {render_timestamp(now)}{ahead}")
     command = _command(op, item, worker_id=worker_id, expected=expected, force=force, metadata=metadata)
     changed = [
-        f"{f.name}={getattr(policy, f.name)}" for f in attrs.fields(Policy) if f.default != getattr(policy, f.name)
+        f"{f.name}={render_value(getattr(policy, f.name))}"
+        for f in attrs.fields(Policy)
+        if f.default != getattr(policy, f.name)
     ]
-    shown_policy = "default Policy()" if not changed else f"the dialect's Policy({', '.join(changed)})"
+    whose = "the dialect's" if policy == dialect.policy else "the given"
+    shown_policy = "default Policy()" if not changed else f"{whose} Policy({', '.join(changed)})"
     dialect_note = "" if dialect == QODER else f", dialect {dialect.name}"
     assumed.append(f"request: {show(command)}, {shown_policy}{dialect_note}")
     return explain(item, command, now, policy, dialect), assumed
 
 
-def summary(why: Explanation, state: State, op: str, dialect: Dialect = QODER) -> str:
-    """One line: the status, the result (or ``error.type`` and message, in ``dialect``) and the deciding rule."""
+def summary(why: Explanation, state: State, op: str, dialect: Dialect = QODER, policy: Policy | None = None) -> str:
+    """One line: the status, the result (or ``error.type`` and message, in ``dialect`` under ``policy``, default
+    the dialect's) and the deciding rule. ``op`` is named as the rules spell it (:func:`operation`)."""
     outcome, rule = why.outcome, why.rule
+    policy = dialect.policy if policy is None else policy
+    op = operation(op)
     where = f"{op} on {'an' if state[0] in 'aeiou' else 'a'} {state} item"
     if why.lapse is not None:
         where += f" (first {why.lapse.name} [api.md §{why.lapse.section}]: now {why.state})"
     if isinstance(outcome, Rejected):
-        result = f"{outcome.status} {outcome.error_type(dialect.policy, dialect)}: {outcome.reason.message}"
+        result = f"{outcome.status} {outcome.error_type(policy, dialect)}: {outcome.reason.message}"
     elif rule.kind is Kind.REPLAY and rule.trigger is Trigger.HEARTBEAT:  # a beat that extends is accepted
         result = f"{outcome.status}, item unchanged (replay): state {outcome.item.state}, lease_extended false"
     elif rule.kind is Kind.REPLAY:
