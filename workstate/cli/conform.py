@@ -5,7 +5,7 @@ test-clock contract of docs/testing-guide.md (``X-Workstate-Now`` on every reque
 creation routes), which :class:`~workstate.testing.http.HttpTarget` speaks. This module reads the
 options, shows a progress bar on stderr, prints a summary table (and every failure), writes the JSON and
 JUnit reports asked for, and chooses the exit status: 0 every case passed, 1 a case failed, 2 bad arguments
-or no server at the URL.
+or no server at the URL, 130 Ctrl-C (after the partial report of the cases run so far).
 """
 
 from __future__ import annotations
@@ -23,7 +23,16 @@ from urllib.parse import urlsplit
 
 from ..errors import WorkstateError
 from . import CliCommand
-from .options import add_dialect_option, add_policy_option, dialect_of, policy_from_pairs
+from .options import (
+    INTERRUPTED,
+    add_dialect_option,
+    add_policy_option,
+    add_progress_options,
+    dialect_of,
+    eta,
+    json_to_stdout,
+    policy_from_pairs,
+)
 
 if TYPE_CHECKING:
     from ..api import Request, Response
@@ -36,12 +45,20 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", required=True, help="the server, e.g. http://127.0.0.1:8080 (a path is a base path)")
     add_policy_option(parser, "a Policy field the server under test uses (the reference is given the same)")
     add_dialect_option(parser, "the wire dialect the server speaks: the suite of its lifecycle, in its spelling")
-    parser.add_argument("--json", metavar="FILE", help="write every case's result as JSON to FILE")
+    parser.add_argument(
+        "--json",
+        nargs="?",
+        const="-",
+        metavar="FILE",
+        help='every case\'s result as JSON (the shape: docs/cli.md "conform --json"): on stdout instead of the '
+        "text with no FILE or -, else written to FILE (the text still printed)",
+    )
     parser.add_argument("--junit", metavar="FILE", help="write a JUnit XML report to FILE (one testcase per case)")
     parser.add_argument(
         "--only", metavar="PATTERN", help="run the cases whose id contains PATTERN or matches it (glob)"
     )
     parser.add_argument("--token", default="Bearer workstate-test", help="the Authorization of the /_test routes")
+    add_progress_options(parser)
 
 
 def _response(value: Any) -> Any:
@@ -85,28 +102,40 @@ def _junit(report: ConformanceReport, seconds: float) -> str:
 
 
 class _Bar:
-    """A one-line progress bar on a terminal; on anything else a line every tenth of the run."""
+    """A one-line progress bar on a terminal; on anything else a line every tenth of the run (none with
+    ``show`` false). It keeps every result, so that Ctrl-C can report the cases run so far."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, show: bool = True) -> None:
         self.stream = stream
         self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self.show = show
         self.failed = 0
         self.shown = -1
+        self.results: list[CaseResult] = []
+        self.started = time.monotonic()
 
     def __call__(self, done: int, total: int, result: CaseResult) -> None:
+        self.results.append(result)
         self.failed += not result.passed
         tenth = done * 10 // total
+        if not self.show:
+            return
         if not self.tty and tenth == self.shown and done != total:
             return
         if self.tty and done % 50 and done != total:
             return
         self.shown = tenth
         filled = done * 30 // total
-        line = f"[{'#' * filled}{'.' * (30 - filled)}] {done}/{total} cases, {self.failed} failed"
+        left = f"finished in {time.monotonic() - self.started:.1f} s" if done == total else self._eta(done / total)
+        bar = f"[{'#' * filled}{'.' * (30 - filled)}] {done / total:4.0%}"
+        line = f"{bar} {done}/{total} cases, {self.failed} failed, {left}"
         self.stream.write(("\r" + line) if self.tty else line + "\n")
         if self.tty and done == total:
             self.stream.write("\n")
         self.stream.flush()
+
+    def _eta(self, fraction: float) -> str:
+        return eta(time.monotonic() - self.started, fraction)
 
 
 class _Shared:
@@ -158,37 +187,69 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
 
     shared = _Shared(HttpTarget(host, port, base_path=base, authorization=args.token, dialect=dialect))
     started = time.perf_counter()
+    bar = _Bar(sys.stderr, show=not args.no_progress)
+    interrupted = False
     try:
         report = run_conformance(
-            lambda: shared,
-            policy=policy,
-            dialect=dialect,
-            only=args.only,
-            progress=_Bar(sys.stderr),
-            sessions=sessions,
+            lambda: shared, policy=policy, dialect=dialect, only=args.only, progress=bar, sessions=sessions
         )
+    except KeyboardInterrupt:  # Ctrl-C: the cases run so far
+        from ..testing.conformance import ConformanceReport
+
+        interrupted = True
+        report = ConformanceReport(tuple(bar.results))
+        sys.stderr.write(f"\nworkstate conform: interrupted after {len(report.cases)} cases: a partial report\n")
     finally:
         shared.target.close()
     seconds = time.perf_counter() - started
-    if not report.cases:
+    if not report.cases and not interrupted:
         return refuse(f"--only {args.only!r} selects no case")
+    status = _report(args, out, report, seconds, interrupted, show)
+    return INTERRUPTED if interrupted and status != 2 else status
+
+
+def _report(
+    args: argparse.Namespace, out: TextIO, report: ConformanceReport, seconds: float, interrupted: bool, show: Any
+) -> int:
+    """Print the report (text, or with ``--json`` alone the JSON) and write the files asked for; the status."""
+    document = {
+        "ok": report.ok and not interrupted,
+        "interrupted": interrupted,
+        "dialect": args.dialect,
+        "url": args.url,
+        "passed": len(report.cases) - len(report.failures),
+        "failed": len(report.failures),
+        "requests": report.request_count,
+        "seconds": round(seconds, 3),
+        "sections": {
+            section: {"cases": total, "failed": failed} for section, (total, failed) in report.by_section().items()
+        },
+        "cases": [_case_json(case) for case in report.cases],
+    }
+    if json_to_stdout(args):
+        out.write(json.dumps(document, indent=1, default=show) + "\n")
+    else:
+        _text(out, report, seconds, interrupted)
+    try:
+        if args.json is not None and not json_to_stdout(args):
+            Path(args.json).write_text(json.dumps(document, indent=1, default=show) + "\n", encoding="utf-8")
+        if args.junit:
+            Path(args.junit).write_text(_junit(report, seconds), encoding="utf-8")
+    except OSError as exc:
+        sys.stderr.write(f"workstate conform: cannot write the report: {exc.strerror or exc}\n")
+        return 2
+    return 0 if report.ok else 1
+
+
+def _text(out: TextIO, report: ConformanceReport, seconds: float, interrupted: bool) -> None:
     for case in report.failures[:20]:
         out.write(case.render() + "\n\n")
     if len(report.failures) > 20:
         out.write(f"... and {len(report.failures) - 20} more failures (--json or --junit lists them all)\n\n")
     out.write(report.summary() + "\n")
-    verdict = "OK" if report.ok else "FAIL"
+    verdict = "INTERRUPTED" if interrupted else "OK" if report.ok else "FAIL"
     out.write(f"{verdict}: {len(report.cases) - len(report.failures)} of {len(report.cases)} cases passed")
     out.write(f" ({report.request_count} requests, {seconds:.1f} s)\n")
-    try:
-        if args.json:
-            document = {"ok": report.ok, "cases": [_case_json(case) for case in report.cases]}
-            Path(args.json).write_text(json.dumps(document, indent=1, default=show) + "\n", encoding="utf-8")
-        if args.junit:
-            Path(args.junit).write_text(_junit(report, seconds), encoding="utf-8")
-    except OSError as exc:
-        return refuse(f"cannot write the report: {exc.strerror or exc}")
-    return 0 if report.ok else 1
 
 
 def _other(probe: HttpTarget, dialect: Dialect) -> str:
