@@ -159,3 +159,48 @@ def test_a_random_walk_answers_as_the_in_memory_server(store: PostgresStore, dia
         assert got == want, f"step {number} of seed {seed}"
     assert {status for status, _ in expected} >= {200, 404, 409}  # the walk reaches answers of every kind
     assert postgres.snapshot() == memory.snapshot()
+
+
+# --- the sweep, in several processes at once ----------------------------------------------------------------------
+
+
+def test_concurrent_sweeps_lapse_each_due_item_once(postgres_dsn: str, store: PostgresStore) -> None:
+    """Three servers (three stores, three connections: as three processes) sweep one database at once: every due
+    item lapses exactly once (its version moves by one), and the counts they report add up to the items due."""
+    import threading
+
+    server = Server(store=store)
+    env = server.create_environment(now=T0)
+    dialect = server.dialect
+    headers = Headers({"authorization": "Bearer k", dialect.worker_header.lower(): "w1"})
+    works = []
+    for n in range(150):
+        works.append(server.create_work(env, session_id=f"sess_{n + 1:032x}", now=T0))
+        polled = server.handle(Request("GET", dialect.path(env, None, "poll"), headers, b""), T0)
+        assert polled.status == 200 and polled.json["id"] == works[-1]
+        acked = server.handle(Request("POST", dialect.path(env, works[-1], "ack"), headers, b""), T0)
+        assert acked.status == 200 and acked.json["state"] == "starting"
+    before = {work: item.version for work, item in ((w, server.work(env, w)) for w in works) if item is not None}
+    later = T0 + timedelta(seconds=server.policy.start_timeout_seconds + 1)
+    stores = [PostgresStore(postgres_dsn) for _ in range(3)]
+    counts: list[int] = []
+    barrier = threading.Barrier(len(stores))
+
+    def sweep(own: PostgresStore) -> None:
+        sweeper = Server(store=own)
+        barrier.wait()
+        counts.append(sweeper.expire(later))
+
+    threads = [threading.Thread(target=sweep, args=(own,)) for own in stores]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+    finally:
+        for own in stores:
+            own.close()
+    assert len(counts) == 3 and sum(counts) == len(works)
+    after = {w: server.work(env, w) for w in works}
+    assert all(item is not None and item.state.value == "queued" for item in after.values())
+    assert {w: item.version - before[w] for w, item in after.items() if item is not None} == dict.fromkeys(works, 1)
