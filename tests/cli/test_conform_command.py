@@ -13,6 +13,7 @@ from types import ModuleType
 from xml.etree import ElementTree
 
 import pytest
+from sigint_helpers import interrupt_after
 
 from workstate import ANTHROPIC
 from workstate.cli import main
@@ -120,3 +121,59 @@ def test_each_dialects_suite_fails_a_server_of_the_other(
     assert main(["conform", "--url", example_url, "--dialect", "anthropic", "--only", "4.7-stats/stats-"]) == 1
     out = capsys.readouterr().out
     assert "FAILED 4.7-stats/stats-empty" in out and "passed" in out and " 0 of " in out
+
+
+def test_json_alone_prints_the_document_on_stdout(example_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    only = "4.7-stats/stats-"
+    assert main(["conform", "--url", example_url, "--only", only, "--json", "--no-progress"]) == 0
+    out, err = capsys.readouterr()
+    document = json.loads(out)  # nothing but the JSON on stdout
+    expected = [c.case_id for c in conformance_cases() if selected(c.case_id, only)]
+    assert [case["id"] for case in document["cases"]] == expected
+    assert document["ok"] is True and document["interrupted"] is False
+    assert (document["passed"], document["failed"], document["dialect"]) == (len(expected), 0, "qoder")
+    assert document["sections"] == {"4.7": {"cases": len(expected), "failed": 0}}
+    assert err == ""  # --no-progress: no bar
+    assert main(["conform", "--url", example_url, "--only", only, "--json", "-", "--no-progress"]) == 0
+    assert [case["id"] for case in json.loads(capsys.readouterr().out)["cases"]] == expected
+
+
+def test_the_bar_shows_a_percentage_an_eta_and_reaches_100(
+    example_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["conform", "--url", example_url, "--only", "4.7-stats/stats-", "--progress"]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert "ETA " in lines[0] and lines[-1].split("]")[1].startswith(" 100% ") and "finished in" in lines[-1]
+
+
+def test_progress_and_no_progress_are_refused_together(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["conform", "--url", "http://127.0.0.1:9", "--progress", "--no-progress"])
+    assert exit_.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+
+
+@pytest.fixture
+def served_url() -> Iterator[str]:
+    """``workstate serve`` (qoder) with the test clock and routes, in its own process, on a free loopback port."""
+    command = [sys.executable, "-m", "workstate", "serve", "--host", "127.0.0.1", "--port", "0", "--test-clock"]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        assert line.startswith("listening on http://127.0.0.1:"), line + server.stdout.read()
+        threading.Thread(target=server.stdout.read, daemon=True).start()
+        yield line.split()[-1]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_ctrl_c_prints_the_partial_report_and_exits_130(served_url: str, tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    done = interrupt_after(["conform", "--url", served_url, "--json", str(report)], " cases, ")
+    assert done.status == 130 and "Traceback" not in done.err
+    assert "workstate conform: interrupted after " in done.err
+    assert "INTERRUPTED: " in done.out and "all " in done.out  # the summary of the cases run so far
+    document = json.loads(report.read_text())
+    assert document["interrupted"] is True and document["ok"] is False
+    assert 0 < len(document["cases"]) < len(conformance_cases())
