@@ -19,10 +19,16 @@ COMMAND = "python -m workstate.cli.docgen"
 
 def texts() -> dict[str, str]:
     """Every generated file's text: the engines' (:func:`~workstate.tools.docgen.generate`) and the
-    conformance suite's case list (``docs/conformance.md``, from :mod:`workstate.testing.conformance`)."""
+    conformance suite's case lists, one per dialect (``docs/conformance.md`` for qoder,
+    ``docs/conformance-anthropic.md``, from :mod:`workstate.testing.conformance`)."""
+    from .. import DIALECTS, QODER
     from ..testing.conformance import markdown
 
-    return {**generate(), "docs/conformance.md": markdown()}
+    pages = {
+        "docs/conformance.md" if dialect is QODER else f"docs/conformance-{name}.md": markdown(dialect=dialect)
+        for name, dialect in DIALECTS.items()
+    }
+    return {**generate(), **pages}
 
 
 def drifted(root: Path) -> list[str]:
