@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -134,6 +135,10 @@ def test_json_alone_prints_the_document_on_stdout(example_url: str, capsys: pyte
     assert (document["passed"], document["failed"], document["dialect"]) == (len(expected), 0, "qoder")
     assert document["sections"] == {"4.7": {"cases": len(expected), "failed": 0}}
     assert err == ""  # --no-progress: no bar
+    shape = re.search(r"### `conform --json`\n\n```json\n(.*?)```", (ROOT / "docs" / "cli.md").read_text(), re.S)
+    assert shape is not None
+    documented = json.loads(shape.group(1))  # docs/cli.md's example has the printed shape
+    assert set(document) == set(documented) and set(document["cases"][0]) == set(documented["cases"][0])
     assert main(["conform", "--url", example_url, "--only", only, "--json", "-", "--no-progress"]) == 0
     assert [case["id"] for case in json.loads(capsys.readouterr().out)["cases"]] == expected
 

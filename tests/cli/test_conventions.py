@@ -8,6 +8,8 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -174,3 +176,37 @@ def test_no_python_reprs_in_walk_explain_rules_or_table() -> None:
     assert "2026-07-01T08:15:05.000000Z" in outputs["walk"]  # instants as RFC 3339
     leaks = {name: [r for r in REPRS if r in text] for name, text in outputs.items()}
     assert {name: found for name, found in leaks.items() if found} == {}
+
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
+
+
+def documented(command: str) -> dict[str, Any]:
+    """The example document of ``### `COMMAND --json` `` in docs/cli.md (its "..." elided, still JSON)."""
+    text = DOC.read_text(encoding="utf-8")
+    match = re.search(rf"### `{command} --json`\n\n```json\n(.*?)```", text, re.S)
+    assert match, f"docs/cli.md has no example for {command} --json"
+    parsed: dict[str, Any] = json.loads(match.group(1))
+    return parsed
+
+
+def test_the_documented_shapes_are_the_printed_ones(capsys: pytest.CaptureFixture[str]) -> None:
+    walk, doc = json.loads(run("walk", "--json")), documented("walk")
+    assert set(walk) == set(doc) and set(walk["items"][0]["steps"][0]) == set(doc["items"][0]["steps"][0])
+    explain, doc = json.loads(run("explain", "--state", "stopping", "--op", "ack", "--json")), documented("explain")
+    assert set(explain) == set(doc) and set(explain["rule"]) == set(doc["rule"])
+    assert explain["summary"] == doc["summary"]
+    argv = ["simulate", "--items", "60", "--workers", "3", "--duration", "20", "--no-progress", "--json"]
+    simulate, doc = json.loads(run(*argv)), documented("simulate")
+    assert simulate["command"] == doc["command"] and simulate["items"] == doc["items"]
+    assert set(simulate) == set(doc) and set(simulate["start_latency_seconds"]) == set(doc["start_latency_seconds"])
+    conform = documented("conform")
+    assert set(conform) >= {"ok", "interrupted", "cases"} and set(conform["cases"][0]) == {
+        "id",
+        "rule",
+        "passed",
+        "where",
+        "expected",
+        "actual",
+        "requests",
+    }

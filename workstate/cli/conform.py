@@ -227,12 +227,12 @@ def _report(
         "cases": [_case_json(case) for case in report.cases],
     }
     if json_to_stdout(args):
-        out.write(json.dumps(document, indent=1, default=show) + "\n")
+        out.write(json.dumps(document, indent=2, default=show) + "\n")
     else:
         _text(out, report, seconds, interrupted)
     try:
         if args.json is not None and not json_to_stdout(args):
-            Path(args.json).write_text(json.dumps(document, indent=1, default=show) + "\n", encoding="utf-8")
+            Path(args.json).write_text(json.dumps(document, indent=2, default=show) + "\n", encoding="utf-8")
         if args.junit:
             Path(args.junit).write_text(_junit(report, seconds), encoding="utf-8")
     except OSError as exc:
