@@ -121,3 +121,15 @@ def test_ctrl_c_with_json_prints_the_partial_document() -> None:
     assert done.status == 130 and "Traceback" not in done.err
     document = json.loads(done.out)
     assert document["interrupted"] is True and document["items"]["created"] < 200000
+
+
+def test_the_readme_tells_the_default_run_as_its_report_does() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    out = io.StringIO()
+    assert main(["simulate", "--no-progress"], out) == 0
+    command, timing = out.getvalue().splitlines()[:2]
+    simulated = timing.split(",")[0]  # "simulated 811 s"
+    told = " ".join(readme.split())
+    assert f"(the report's second line says how long, in simulated time: `{simulated}`)" in told
+    assert "25 worker drivers work through 5,000 items, created over ten simulated minutes (`--duration 600`)" in told
+    assert "--workers 25 --items 5000 --duration 600 " in command
