@@ -24,6 +24,7 @@ DOC = ROOT / "docs" / "performance.md"
         ("bench_serve.py", ["--smoke"], "requests/s"),
         ("bench_simulate.py", ["--items", "200", "--runs", "1"], "lifecycles"),
         ("bench_verify.py", ["--budget", "0.2", "--budget3", "0.2"], "depth"),
+        ("bench_check.py", ["--smoke"], "lines/s"),
         ("bench_conformance.py", ["--smoke"], "over HTTP:"),
         ("bench_import.py", ["--smoke"], "import workstate"),
     ],
