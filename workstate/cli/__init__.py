@@ -136,8 +136,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
 
     ``--version`` prints ``workstate X.Y.Z`` and exits 0; no command prints the help on standard error and
     returns 2 (:data:`NO_COMMAND`). Bad arguments exit with status 2 (argparse's ``SystemExit``). When the
-    output's reader has gone away (``workstate check t.jsonl | head``: ``BrokenPipeError``), the command ends quietly with status 141
-    (:data:`PIPE_CLOSED`, 128 + SIGPIPE, what a shell shows for a command ended by a closed pipe), after
+    output's reader has gone away (``workstate check t.jsonl | head``: ``BrokenPipeError``), the command ends
+    quietly with status 141 (:data:`PIPE_CLOSED`, 128 + SIGPIPE, what a shell shows for a command ended by a
+    closed pipe), after
     pointing standard output at /dev/null as Python's documentation recommends. Any other ``OSError`` writing
     the output (``> /dev/full``) prints one line, ``workstate: cannot write output: ...``, on standard error
     and exits with status 2 (:data:`OUTPUT_FAILED`). Never a traceback for either.
