@@ -210,3 +210,22 @@ def test_the_documented_shapes_are_the_printed_ones(capsys: pytest.CaptureFixtur
         "actual",
         "requests",
     }
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["walk"], ["explain", "--state", "queued", "--op", "ack"], ["simulate", "--items", "5", "--no-progress"]],
+)
+def test_json_to_a_file_that_cannot_be_written_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, command: list[str]
+) -> None:
+    missing = tmp_path / "no-such-folder" / "report.json"
+    assert main([*command, "--json", str(missing)], io.StringIO()) == 2
+    err = capsys.readouterr().err
+    assert err == f"workstate {command[0]}: --json: cannot write {missing}: No such file or directory\n"
+
+
+def test_json_to_a_file_keeps_the_text(tmp_path: Path) -> None:
+    path = tmp_path / "walk.json"
+    assert run("walk", "--json", str(path)) == run("walk")
+    assert json.loads(path.read_text()) == json.loads(run("walk", "--json"))

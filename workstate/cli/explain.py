@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import TextIO
 
 from ..dialect import DIALECTS
@@ -46,10 +47,9 @@ def _run_explain(args: argparse.Namespace, out: TextIO) -> int:
     if args.json is not None:
         try:
             write_json(args, out, explain_json(why, State(args.state), op, assumed, dialect, policy))
-        except OSError as exc:
-            if exc.filename is None:
-                raise
-            args.parser.error(f"--json: cannot write {args.json}: {exc.strerror or exc}")
+        except WorkstateError as exc:
+            sys.stderr.write(f"workstate explain: {exc.message}\n")
+            return 2
         if json_to_stdout(args):
             return 0
     out.write(summary(why, State(args.state), op, dialect, policy) + "\n")

@@ -109,12 +109,17 @@ def json_to_stdout(args: argparse.Namespace) -> bool:
 
 
 def write_json(args: argparse.Namespace, out: TextIO, document: object, default: Any = None) -> None:
-    """Write ``document`` where ``--json`` said: ``out`` for ``-``, else the file (an ``OSError`` is the caller's)."""
+    """Write ``document`` where ``--json`` said: ``out`` for ``-``, else the file. A file that cannot be written
+    raises :class:`~workstate.errors.WorkstateError` (``--json: cannot write FILE: ...``); a failure of ``out``
+    is :func:`workstate.cli.main`'s."""
     text = json.dumps(document, indent=2, default=default) + "\n"
     if json_to_stdout(args):
         out.write(text)
     elif args.json is not None:
-        Path(args.json).write_text(text, encoding="utf-8")
+        try:
+            Path(args.json).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise WorkstateError(f"--json: cannot write {args.json}: {exc.strerror or exc}", param="json") from None
 
 
 def add_progress_options(parser: argparse.ArgumentParser) -> None:

@@ -258,10 +258,8 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
         progress.finish(report)
     try:
         write_json(args, out, report_json(report, time.monotonic() - started))
-    except OSError as exc:
-        if exc.filename is None:
-            raise
-        sys.stderr.write(f"workstate simulate: --json: cannot write {args.json}: {exc.strerror or exc}\n")
+    except WorkstateError as exc:
+        sys.stderr.write(f"workstate simulate: {exc.message}\n")
         return 2
     if not json_to_stdout(args):
         out.write(report.render() + "\n")

@@ -7,6 +7,7 @@ this module prints them (or, with ``--json``, the walk's document: docs/cli.md).
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import TextIO
 
 from ..dialect import DIALECTS
@@ -33,10 +34,9 @@ def _run_walk(args: argparse.Namespace, out: TextIO) -> int:
     if args.json is not None:
         try:
             write_json(args, out, walk_json(dialect, policy))
-        except OSError as exc:
-            if exc.filename is None:
-                raise
-            args.parser.error(f"--json: cannot write {args.json}: {exc.strerror or exc}")
+        except WorkstateError as exc:
+            sys.stderr.write(f"workstate walk: {exc.message}\n")
+            return 2
         if json_to_stdout(args):
             return 0
     lines: list[str] = []
