@@ -889,7 +889,7 @@ def _search(
         frontier.reverse()  # expanded in order, each world let go once expanded: the level shrinks as the next grows
         while frontier:
             number, world = frontier.pop()
-            if system.remembered() > _MEMO_BOUND:  # memos keep items alive: bounded, so memory follows the states
+            if system.remembered() > max(_MEMO_BOUND, len(seen) // 4):  # memos keep items alive: bounded by the states
                 system.forget()
                 keyed.clear()
             now = world.now
@@ -945,7 +945,6 @@ def _search(
                             parents[child_key] = (key, move)
                     following.append((child, reached_world))
         del keyed
-        system.forget()
         if progress is not None:
             progress(level + 1, len(seen), transitions)
         if not following:
@@ -957,7 +956,7 @@ def _search(
 
 
 _CHECK_EVERY = 2048  # transitions between two calls of should_stop
-_MEMO_BOUND = 40_000  # results the System's memos may hold before the search drops them
+_MEMO_BOUND = 100_000  # results the memos may hold (or a quarter of the states) before the search drops them
 
 
 def _path(system: System, parent_of: array[int], move_of: array[int], number: int) -> list[Move]:
