@@ -160,11 +160,11 @@ def _metadata_patch(value: Any) -> Mapping[str, str | None]:
 @picklable
 @attrs.frozen(kw_only=True, weakref_slot=False)
 class WorkItem:
-    """One work item: every field of the wire object (spec section 2), plus what the model needs.
+    """One work item: every field of the wire object (api.md §2), plus what the model needs.
 
     Construct one with the wire fields (``WorkItem(id=..., environment_id=..., session_id=...,
     created_at=now)`` is a fresh ``queued`` item); every field is checked, including that the
-    timestamps agree with the state (spec section 7), and bad input raises
+    timestamps agree with the state (api.md §7), and bad input raises
     :class:`~workstate.errors.InvalidInput`. Operations never mutate an item: they return a new one.
     """
 
@@ -251,7 +251,7 @@ class WorkItem:
 
 
 def consistency_problems(item: WorkItem) -> list[str]:
-    """What in ``item`` contradicts spec section 7, invariants 2 and 3 (empty when consistent)."""
+    """What in ``item`` contradicts invariants.md #2 and #3 (empty when consistent)."""
     problems = []
     st = item.state
     absent = {
@@ -302,7 +302,7 @@ def _seconds(value: float) -> timedelta:
 
 
 def next_deadline(item: WorkItem, policy: Policy = DEFAULT_POLICY) -> datetime | None:
-    """The instant the item lapses at, if nothing happens first (spec section 5), or None."""
+    """The instant the item lapses at, if nothing happens first (api.md §5), or None."""
     _check_operands(item, policy)
     return _next_deadline(item, policy)
 
@@ -331,7 +331,7 @@ def _next_deadline(item: WorkItem, policy: Policy) -> datetime | None:
 
 @attrs.frozen
 class Deliver:
-    """A poll hands the item to a worker (spec 4.1)."""
+    """A poll hands the item to a worker (api.md §4.1)."""
 
     worker_id: str | None = attrs.field(default=None, converter=_worker_id)
     reclaim_older_than_ms: int | None = attrs.field(default=None)
@@ -348,7 +348,7 @@ class Deliver:
 
 @attrs.frozen
 class Ack:
-    """Acknowledge a delivered item (spec 4.2)."""
+    """Acknowledge a delivered item (api.md §4.2)."""
 
     worker_id: str | None = attrs.field(default=None, converter=_worker_id)
     trigger: ClassVar[Trigger] = Trigger.ACK
@@ -356,13 +356,13 @@ class Ack:
 
 @attrs.frozen
 class Heartbeat:
-    """Heartbeat, optionally conditional on ``expected_last_heartbeat`` (spec 4.3).
+    """Heartbeat, optionally conditional on ``expected_last_heartbeat`` (api.md §4.3).
 
     ``expected_last_heartbeat`` is None (unconditional), :data:`NO_HEARTBEAT`, an aware
     ``datetime``, or an RFC 3339 string (kept as given, for ``TimestampMatch.EXACT``). A string that
     is valid RFC 3339 but names an instant workstate cannot hold (finer than a microsecond, a leap
     second, a year out of range: :func:`~workstate._time.read_timestamp`) is a precondition that
-    matches no heartbeat (spec 4.3: 412, never 400); a string that is not RFC 3339 raises
+    matches no heartbeat (api.md §4.3: 412, never 400); a string that is not RFC 3339 raises
     :class:`~workstate.errors.InvalidTimestamp`.
     """
 
@@ -399,7 +399,7 @@ class Heartbeat:
 
 @attrs.frozen
 class Stop:
-    """Stop gracefully, or with ``force=True`` at once (spec 4.4)."""
+    """Stop gracefully, or with ``force=True`` at once (api.md §4.4)."""
 
     force: bool = attrs.field(default=False)
 
@@ -416,7 +416,7 @@ class Stop:
 @picklable
 @attrs.frozen
 class UpdateMetadata:
-    """Upsert (string) or delete (None) metadata keys (spec 4.5)."""
+    """Upsert (string) or delete (None) metadata keys (api.md §4.5)."""
 
     metadata: Mapping[str, str | None] = attrs.field(converter=_metadata_patch, hash=False)
     trigger: ClassVar[Trigger] = Trigger.UPDATE_METADATA
@@ -433,7 +433,7 @@ class UpdateMetadata:
 
 @attrs.frozen
 class Lapse:
-    """Let time pass: apply the start timeout or lease expiry due at ``now`` (spec 5)."""
+    """Let time pass: apply the start timeout or lease expiry due at ``now`` (api.md §5)."""
 
     trigger: ClassVar[Trigger] = Trigger.LAPSE
 
@@ -495,7 +495,7 @@ class Outcome:
     """What a command did. ``item`` is the item as it stands after the request.
 
     ``effects`` lists what happened, as data, including a lapse that was due at ``now``
-    and applied before the command (spec section 5: the answer is for the item at ``now``).
+    and applied before the command (api.md §5: the answer is for the item at ``now``).
     """
 
     item: WorkItem
@@ -528,7 +528,7 @@ class Rejected(Outcome):
         return self.rule.reason
 
     def error_type(self, policy: Policy = DEFAULT_POLICY, dialect: Dialect = QODER) -> str:
-        """The ``error.type`` of the error envelope (spec section 6)."""
+        """The ``error.type`` of the error envelope (api.md §6)."""
         return error_type(self.reason, policy, dialect)
 
 
@@ -536,7 +536,7 @@ _accepted = constructor(Accepted)
 
 
 def error_type(reason: Reason, policy: Policy = DEFAULT_POLICY, dialect: Dialect = QODER) -> str:
-    """The ``error.type`` a rejection answers with: 409's is the policy's choice (spec section 6); 412's is
+    """The ``error.type`` a rejection answers with: 409's is the policy's choice (api.md §6); 412's is
     ``precondition_failed_error``, or ``invalid_request_error`` in a dialect whose errors carry ``details``."""
     if reason.status == 409:
         return policy.conflict_error_type.value
@@ -633,7 +633,7 @@ def _action(name: str, *writes: str) -> Callable[[ActionFn], ActionFn]:
 
 
 def _token(item: WorkItem, at: datetime) -> datetime:
-    """The new ``last_heartbeat``: ``at``, or one microsecond after the previous one (spec 4.3)."""
+    """The new ``last_heartbeat``: ``at``, or one microsecond after the previous one (api.md §4.3)."""
     latest = item.latest_heartbeat_at
     return at if latest is None or at > latest else latest + MICROSECOND
 

@@ -1,8 +1,8 @@
 """Every choice the public API leaves open, as fields of one immutable value.
 
-Each field documents the spec section it answers (``spec``), what the public
+Each field documents the api.md section it answers (``spec``), what the public
 reference says or does not say (``public``), and the alternatives a real server may
-choose (``alternatives``). The defaults reproduce ``work-api.md``.
+choose (``alternatives``). The defaults reproduce ``docs/api.md``.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def _check_number(field: attrs.Attribute[Any], value: Any) -> None:
 
 
 def check_desired_ttl(value: Any, error: type[InvalidInput] = InvalidInput) -> int:
-    """``value`` if it is a heartbeat's ``desired_ttl_seconds`` as spec 4.3 has it (a positive integer), else ``error``.
+    """``value`` if it is a heartbeat's ``desired_ttl_seconds`` as api.md §4.3 has it (a positive integer), or ``error``
 
     The one statement of that rule: :class:`~workstate.Heartbeat` raises ``InvalidCommand`` with it,
     :meth:`Policy.clamp_ttl` ``InvalidInput``, and the server answers 400 through the former.
@@ -191,7 +191,7 @@ class Policy:
     def clamp_ttl(self, desired_ttl_seconds: int | None) -> int:
         """The lease TTL a heartbeat gets: the default when absent, else clamped to the bounds.
 
-        ``desired_ttl_seconds`` is None or a positive integer, as a heartbeat's (spec 4.3); anything
+        ``desired_ttl_seconds`` is None or a positive integer, as a heartbeat's (api.md §4.3); anything
         else raises :class:`~workstate.errors.InvalidInput` naming it.
         """
         if desired_ttl_seconds is None:

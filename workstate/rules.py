@@ -1,6 +1,6 @@
 """The Work item lifecycle, declared once.
 
-Every rule of spec sections 4.1-4.5 and 5, in every dialect, is one line of :data:`DECLARATION`, and
+Every rule of api.md §4.1 to §4.5 and §5, in every dialect, is one line of :data:`DECLARATION`, and
 that table is loaded into a ``transitions`` :class:`~transitions.Machine`
 (``auto_transitions=False``). Read it like h11's ``_state.py``: for a trigger fired
 in a source state, the first line whose guards hold decides. A guard written
@@ -44,7 +44,7 @@ __all__ = [
 
 
 class State(enum.StrEnum):
-    """The five states of a work item (spec section 3)."""
+    """The five states of a work item (api.md §3)."""
 
     QUEUED = "queued"
     STARTING = "starting"

@@ -1,4 +1,4 @@
-"""The wire codec: the JSON objects of the Work API (spec sections 2, 4 and 6), both ways.
+"""The wire codec: the JSON objects of the Work API (api.md §2, §4 and §6), both ways.
 
 Encoding renders what the reference server answers. Decoding is strict about JSON syntax and about
 requests, and tolerant about the keys of replies; this is which is which.
@@ -10,7 +10,7 @@ Strict:
   bodies) accepts UTF-8 JSON only: no byte-order mark, no ``NaN``/``Infinity``, no duplicate object
   keys, no lone surrogates, no nesting deep enough to exhaust the stack.
 - Request bodies: the reference server (:func:`workstate.api.routes.read_stop` and ``read_update``,
-  after :func:`loads`) refuses every key a request does not take with 400 (spec 4.4: "another key"),
+  after :func:`loads`) refuses every key a request does not take with 400 (api.md §4.4: "another key"),
   so a client learns of its mistake at once. Nothing in this module parses a request body's keys.
 
 Tolerant (replies, as a client reads them: the worker driver, ``HttpTarget``, ``workstate check``):
@@ -89,7 +89,7 @@ ERROR_TYPES = frozenset(
         "precondition_failed_error",
     }
 )
-"""The ``error.type`` values of spec section 6 (``conflict_error`` under a policy). Decoding accepts
+"""The ``error.type`` values of api.md §6 (``conflict_error`` under a policy). Decoding accepts
 any non-empty string, because a real server also answers 429 and 5xx with types of its own."""
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
@@ -346,7 +346,7 @@ def _render(value: datetime | None) -> str | None:
     return None if value is None else render_timestamp(value)
 
 
-# --- the work item object (spec section 2) --------------------------------------------------------
+# --- the work item object (api.md §2) --------------------------------------------------------
 
 _WORK_KEYS = (
     "id",
@@ -397,7 +397,7 @@ def encode_work(item: Any, dialect: Dialect = QODER, secret: str | None = None) 
 @picklable
 @attrs.frozen(kw_only=True)
 class WorkObject:
-    """A work item as the wire shows it: the fields of spec section 2, the kind of work its ``data`` names
+    """A work item as the wire shows it: the fields of api.md §2, the kind of work its ``data`` names
     (``data_type``: ``session``, or ``healthcheck`` in a dialect with health probes) and, where a dialect's work
     object carries one, its ``secret`` (None when null or absent; it takes no part in equality: it is a
     credential of one delivery, not of the item)."""
@@ -498,7 +498,7 @@ def decode_stop(data: bytes, dialect: Dialect = QODER) -> WorkObject | None:
     return WorkObject.from_json(loads(data), dialect=dialect)
 
 
-# --- the heartbeat object (spec 4.3) ----------------------------------------------------------------
+# --- the heartbeat object (api.md §4.3) ----------------------------------------------------------------
 
 
 _HEARTBEAT_KEYS = ("type", "last_heartbeat", "lease_extended", "state", "ttl_seconds")
@@ -561,7 +561,7 @@ class HeartbeatObject:
         return cls.from_json(loads(data), dialect=dialect)
 
 
-# --- the queue stats object (spec 4.7) -------------------------------------------------------------
+# --- the queue stats object (api.md §4.7) -------------------------------------------------------------
 
 
 _STATS_KEYS = ("type", "depth", "pending", "oldest_queued_at", "workers_polling")
@@ -603,7 +603,7 @@ class StatsObject:
         return cls.from_json(loads(data))
 
 
-# --- the list envelope (spec 4.6) ------------------------------------------------------------------
+# --- the list envelope (api.md §4.6) ------------------------------------------------------------------
 
 
 _LIST_KEYS = ("data", "first_id", "last_id", "has_more", "next_page")
@@ -698,7 +698,7 @@ class ListEnvelope:
         return cls.from_json(loads(data), dialect=dialect)
 
 
-# --- the error envelope (spec section 6) -----------------------------------------------------------
+# --- the error envelope (api.md §6) -----------------------------------------------------------
 
 
 _ERROR_KEYS = ("type", "request_id", "error")

@@ -9,7 +9,7 @@ dialect's worker header (``Worker-ID``, ``Anthropic-Worker-ID``), a heartbeat's 
 update's body) into the core's command, or refuse with a 400 (a :class:`~workstate.api.wire.Refusal`).
 The server and ``workstate check`` route and read with the same functions.
 
-The endpoints (spec section 4), under the dialect's ``{base}{env}/work``:
+The endpoints (api.md §4), under the dialect's ``{base}{env}/work``:
 
 - ``GET  /poll`` poll, ``GET /stats`` stats, ``GET ''`` (the collection) list;
 - ``GET  /{work}`` get, ``POST /{work}`` update (metadata);
@@ -52,7 +52,7 @@ BASE_PATH = QODER.base_path
 """The path every endpoint of the default dialect starts with (``QODER.base_path``); an environment id and
 ``/work`` follow it. Kept for compatibility: a dialect's own is ``dialect.base_path``."""
 OPERATIONS = ("poll", "ack", "heartbeat", "stop", "get", "update", "list", "stats")
-"""The operations :func:`route` names, in the order of spec section 4."""
+"""The operations :func:`route` names, in the order of api.md §4."""
 ITEM_OPERATIONS = frozenset({"ack", "heartbeat", "stop", "get", "update"})
 """The operations on one work item (their route names it)."""
 _CR_LF_NUL = re.compile(r"[\r\n\x00]")

@@ -334,7 +334,7 @@ def body_json(body: Any) -> Any:
 
 
 def no_body(body: Any) -> None:
-    """Endpoints without a body accept an empty one or ``{}`` (spec section 4)."""
+    """Endpoints without a body accept an empty one or ``{}`` (api.md §4)."""
     if empty_body(body):
         return
     if body_json(body) != {}:
