@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -145,3 +147,24 @@ def test_the_stream_keeps_no_finding_and_reads_its_lines_once() -> None:
     with pytest.raises(Exception, match="dialect"):
         TraceCheck(dialect="qoder")  # type: ignore[arg-type]
     assert isinstance(QODER, Dialect)
+
+
+def test_standard_input_is_judged_as_it_arrives_and_ctrl_c_reports_what_was_judged() -> None:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "workstate", "check", "-"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert child.stdin is not None and child.stdout is not None
+    child.stdin.write("{oops\n")
+    child.stdin.flush()
+    assert child.stdout.readline().startswith("<stdin>:1: malformed")  # judged before the input ends
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 130
+    assert "INTERRUPTED after line 1: 0 exchanges on 1 line: 0 divergent, 1 malformed" in out
+    assert "Traceback" not in err

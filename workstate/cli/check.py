@@ -21,7 +21,7 @@ import shutil
 import sys
 import tempfile
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import IO, Any, BinaryIO, TextIO
@@ -82,7 +82,14 @@ _HINTED = 4  # divergences whose candidate policies are tried
 _TRIES = 8  # re-judgings of the whole trace, at most
 
 
-def _lines(handle: BinaryIO) -> Iterator[str]:
+def _tee(source: BinaryIO, copy: BinaryIO) -> Iterator[bytes]:
+    """The lines of ``source`` as they arrive, each also written to ``copy`` (so it can be read again)."""
+    for raw in source:
+        copy.write(raw)
+        yield raw
+
+
+def _lines(handle: Iterable[bytes]) -> Iterator[str]:
     """The lines of a trace, read one at a time: split on \\n only, a trailing \\r dropped, a byte-order mark
     at the start skipped, a byte that is not UTF-8 kept (surrogateescape) to make its line malformed."""
     first = True
@@ -124,12 +131,12 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
             if not args.trace:
                 raise WorkstateError("the TRACE path is empty", param="trace")
             if args.trace == "-":
-                # Standard input is read once; a copy on disk lets the hints judge it again, and keeps memory flat.
+                # Standard input is judged as it arrives; a copy on disk lets the hints judge it again.
                 handle: BinaryIO = stack.enter_context(tempfile.TemporaryFile())
-                shutil.copyfileobj(sys.stdin.buffer, handle, 1 << 20)
-                handle.seek(0)
+                source: Iterable[bytes] = _tee(sys.stdin.buffer, handle)
             else:
                 handle = stack.enter_context(Path(args.trace).open("rb"))
+                source = handle
         except WorkstateError as exc:
             return refuse(exc.message)
         except OSError as exc:
@@ -141,8 +148,9 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
             stack.enter_context(tempfile.TemporaryFile("w+", encoding="ascii")) if (args.format == "json") else None
         )
         any_findings = False
+        interrupted = False
         try:
-            for text in _lines(handle):
+            for text in _lines(source):
                 for f in check.feed(text):
                     if spool is not None:  # the report's head comes first: findings wait on disk, not in memory
                         spool.write(("" if not any_findings else ",\n") + _indented(f.to_json()))
@@ -157,10 +165,12 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
                         emit(f"    - {difference}")
         except OSError as exc:
             return refuse(f"cannot read {args.trace}: {exc.strerror or exc}")
-        if check.exchanges == 0 and not any(check.counts.values()):
+        except KeyboardInterrupt:  # Ctrl-C: the report of the lines judged so far, exit 130
+            interrupted = True
+        if check.exchanges == 0 and not any(check.counts.values()) and not interrupted:
             return refuse(f"{name}: no exchange to check")
         hints: tuple[str, ...] = ()
-        if check.candidates and check.checker is not None:
+        if check.candidates and check.checker is not None and not interrupted:
             used = check.checker
 
             def again() -> Iterator[str]:
@@ -170,7 +180,7 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
             hints = policy_hints(again, check.candidates, used.policy, skew=skew, dialect=used.dialect, tries=_TRIES)
         report = check.report(hints)
         if spool is not None:
-            head = json.dumps(report.head_json(), indent=2)
+            head = json.dumps({**report.head_json(), **({"interrupted": True} if interrupted else {})}, indent=2)
             spool.seek(0)
             out.write(head[:-2] + ',\n  "findings": [')
             if any_findings:
@@ -179,9 +189,12 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
                 out.write("\n  ]\n}\n")
             else:
                 out.write("]\n}\n")
-            return report.exit_status
+            return 130 if interrupted else report.exit_status
         for hint in hints:
             emit(f"hint: {hint}")
+        if interrupted:
+            emit(f"INTERRUPTED after line {check.lines}: " + report.summary())
+            return 130
         emit(("FAIL: " if report.exit_status else "OK: ") + report.summary())
         return report.exit_status
 
