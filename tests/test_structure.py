@@ -27,6 +27,7 @@ LAYERS: dict[str, int] = {
     "workstate.cli": 3,  # the commands
     "workstate.__main__": 3,
     "workstate.asgi": 3,  # the ASGI edge over api.Server (serves tools.openapi's document)
+    "workstate.stores": 3,  # the database stores under api.Server (api.store's protocol)
 }
 
 # The places that may touch the outside, and why. Everything else must be pure.
@@ -38,6 +39,7 @@ IO_PLACES: dict[str, str] = {
     "workstate/worker/runner.py": "the worker runner: httpx, asyncio tasks and sleeps, the clock, jitter",
     "workstate/asgi/": "the ASGI edge: the wall clock, a threading.Lock, the record stream, body timeouts",
     "workstate/testing/asgi.py": "the kit's AsgiTarget: runs an ASGI app's coroutines on a private event loop",
+    "workstate/stores/": "the database stores: sqlite3 and psycopg connections, files, locks, random ids",
 }
 
 # Modules whose import alone means I/O, time, concurrency or randomness.

@@ -3,6 +3,12 @@
 Needs the ``serve`` extra (``pip install 'workstate[serve]'``). Prints each seeded environment's id, then
 ``listening on http://HOST:PORT`` once it accepts connections (with ``--port 0``, the port it got), then one
 access-log line per request; SIGINT or SIGTERM shuts it down cleanly and flushes ``--record``.
+
+``--db PATH`` keeps the state in a SQLite file (created when missing; ``workstate.stores.sqlite``), ``--db
+postgresql://...`` in PostgreSQL (the ``postgres`` extra; ``workstate.stores.postgres``): the state outlives the
+process, and several processes may serve one database. Ids then come from ``workstate.stores.RandomIds`` (no two
+processes share one), and unless ``--test-clock`` is given an eager sweep applies the lapses due every
+``--sweep-seconds`` (each request applies those due anyway).
 """
 
 from __future__ import annotations
@@ -12,13 +18,18 @@ import signal
 import socket
 import sys
 import threading
+from datetime import timedelta
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from ..dialect import DIALECTS, dialect_named
 from ..errors import WorkstateError
 from . import CliCommand
 from .options import add_policy_option, policy_from_pairs
+
+if TYPE_CHECKING:
+    from ..api import Server
+    from ..asgi import WorkstateApp
 
 INSTALL_HINT = "pip install 'workstate[serve]'"
 
@@ -38,6 +49,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--playground", action="store_true", help="serve the playground page at / too (workstate playground)"
+    )
+    parser.add_argument(
+        "--db", metavar="PATH|postgresql://...", help="keep the state in a SQLite file or a PostgreSQL database"
+    )
+    parser.add_argument(
+        "--sweep-seconds", type=float, default=1.0, metavar="S", help="with --db: sweep the due lapses every S seconds"
     )
 
 
@@ -60,8 +77,10 @@ def _interrupt(signum: int, frame: object) -> None:
 def run(args: argparse.Namespace, out: TextIO) -> int:
     import asyncio
 
+    from ..api import Server
     from ..asgi import WorkstateApp
     from ..asgi.playground import PlaygroundApp
+    from ..stores import RandomIds, open_store
 
     try:
         import uvicorn
@@ -70,6 +89,9 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         return 2
     if args.seed_environments < 0:
         sys.stderr.write("workstate serve: --seed-environments must be 0 or more\n")
+        return 2
+    if not args.sweep_seconds > 0:
+        sys.stderr.write("workstate serve: --sweep-seconds must be positive\n")
         return 2
     try:
         policy = policy_from_pairs(args.policy, dialect_named(args.dialect).policy)  # over the dialect's defaults
@@ -81,6 +103,20 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     except OSError as exc:
         sys.stderr.write(f"workstate serve: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}\n")
         return 2
+    import sqlite3
+
+    store = None
+    if args.db:
+        try:
+            store = open_store(args.db, polling_window=timedelta(seconds=policy.workers_polling_window_seconds))
+        except ImportError as exc:
+            sock.close()
+            sys.stderr.write(f"workstate serve: {exc}: pip install 'workstate[postgres]'\n")
+            return 2
+        except (OSError, WorkstateError, sqlite3.Error) as exc:
+            sock.close()
+            sys.stderr.write(f"workstate serve: cannot open --db {args.db}: {getattr(exc, 'message', exc)}\n")
+            return 2
     record = args.record.open("a", encoding="utf-8") if args.record else None
     if record is not None:  # the header line: the policy and dialect served, which `workstate check` reads
         from ..tools.trace import header_line
@@ -94,7 +130,10 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
             out.flush()
 
     try:
+        dialect = dialect_named(args.dialect)
+        served = None if store is None else Server(policy, dialect=dialect, store=store, ids=RandomIds(dialect))
         app = (PlaygroundApp if getattr(args, "playground", False) else WorkstateApp)(
+            served,
             policy=policy,
             dialect=args.dialect,
             test_clock=args.test_clock,
@@ -117,7 +156,14 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
                 say(f"listening on http://{shown_host}:{port}")
                 if isinstance(app, PlaygroundApp):
                     say(f"playground on http://{shown_host}:{port}/")
-            await task
+            sweeping = None
+            if served is not None and not args.test_clock:
+                sweeping = asyncio.create_task(_sweep(app, served, args.sweep_seconds))
+            try:
+                await task
+            finally:
+                if sweeping is not None:
+                    sweeping.cancel()
 
         # uvicorn shuts down gracefully on SIGINT/SIGTERM (the lifespan's shutdown flushes the record), then raises
         # the signal again for its caller: here both end the command with status 0.
@@ -132,7 +178,23 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         sock.close()
         if record is not None:
             record.close()
+        if store is not None:
+            store.close()
     return 0
+
+
+async def _sweep(app: WorkstateApp, server: Server, seconds: float) -> None:
+    """The eager sweep on a database: every ``seconds``, the lapses due now (a bounded batch each time, under the
+    app's lock; any number of processes may sweep one database). A failing sweep is reported and tried again."""
+    import asyncio
+
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            with app.lock:
+                server.sweep(app.clock())
+        except Exception as exc:  # a conflict or a lost connection: the next sweep (or request) does it
+            sys.stderr.write(f"workstate serve: sweep failed: {type(exc).__name__}: {exc}\n")
 
 
 CLI_COMMANDS = (
