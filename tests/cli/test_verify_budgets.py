@@ -64,7 +64,7 @@ def test_help_states_the_bounds_and_the_cost(capsys: pytest.CaptureFixture[str])
     with pytest.raises(SystemExit):
         main(["verify", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    for words in ("states per second", "bytes per state", "per level", "--max-memory", f"0 to {DEPTH_BOUND}"):
+    for words in ("states per second", "bytes per state", "every level", "--max-memory", f"0 to {DEPTH_BOUND}"):
         assert words in text
 
 

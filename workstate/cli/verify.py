@@ -49,7 +49,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         "--depth",
         type=int,
         default=8,
-        help=f"how many moves deep to search, 0 to {DEPTH_BOUND} (default 8); the states grow about 2.5x per level",
+        help=f"how many moves deep to search, 0 to {DEPTH_BOUND} (default 8); the states double about every level",
     )
     parser.add_argument(
         "--max-states",
@@ -79,7 +79,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
 
 DEPTH_BOUND = 100
 """The deepest ``--depth`` the command takes: beyond it no size of the model finishes on any machine (W=2, I=2
-holds about 2.5x more states per level; even W=1, I=1 grows every level). ``explore`` itself takes 1000."""
+about doubles its states every level; even W=1, I=1 grows every level). ``explore`` itself takes 1000."""
 
 BYTES_PER_STATE = 1500
 """What the search holds per state, at most (measured in benchmarks/bench_verify.py; docs/performance.md)."""
@@ -278,9 +278,10 @@ CLI_COMMANDS: tuple[CliCommand, ...] = (
         "Search every interleaving of requests from W workers on I items, breadth first, up to --depth moves, "
         "checking the invariants after every move; print the shortest counterexample if one breaks. "
         f"Bounds: --workers and --items 1 to 5, --depth 0 to {DEPTH_BOUND}. Cost (docs/performance.md): "
-        "about 10,000 to 20,000 states per second on a quiet 2-core machine, at most about "
-        f"{BYTES_PER_STATE:,} bytes per state; the states grow about 2.5x per level for W=2, I=2 (about 60,000 at "
-        "depth 8, 340,000 at depth 10, 2 million at depth 12), faster with more workers or items. "
+        "about 6,000 states per second on a quiet 2-core machine (2,500 to 3,000 when it is shared), about 1,100 "
+        f"bytes per state (at most {BYTES_PER_STATE:,}); the states about double every level for W=2, I=2 (61,059 "
+        "at depth 8, 302,240 at depth 10, 1,147,638 at depth 12: 7.5 minutes, 1.2 GB), faster with more workers "
+        "or items. "
         "--max-states and --max-memory stop the search cleanly with a partial report (no counterexample up to "
         "depth d, level d+1 incomplete; exit 0); so does Ctrl-C (exit 130). Exit status: 0 no counterexample, "
         "1 a counterexample (or, with --candidate, a difference), 2 bad arguments.",
