@@ -77,6 +77,7 @@ def test_the_header_names_the_policy_when_none_is_given(tmp_path: Path, capsys: 
     path = tmp_path / "t.jsonl"
     path.write_text("\n".join(with_header) + "\n")
     assert main(["check", str(path)]) == 0
+    assert main(["check", str(path), "--policy", "list_max_limit=50"]) == 0  # over the header's policy, TTL 30 kept
     assert main(["check", str(path), "--policy", "default_ttl_seconds=45"]) == 1  # what is given is used
     out = capsys.readouterr().out
     assert "--policy default_ttl_seconds=45 disagrees with the trace's header (default_ttl_seconds=30)" in out

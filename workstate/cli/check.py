@@ -125,7 +125,10 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
         try:
             given = args.dialect is not None
             dialect = dialect_named(args.dialect) if given else QODER
-            policy = policy_from_pairs(args.policy, dialect.policy) if args.policy else None
+            # --policy fields apply over the header's policy, else over the dialect's (read here, checked now)
+            given_policy = policy_from_pairs(args.policy, dialect.policy)
+            named = {pair.partition("=")[0] for pair in args.policy}
+            overrides = {field: getattr(given_policy, field) for field in named}
             if not 0 <= args.skew <= 86400:
                 raise WorkstateError(f"--skew must be from 0 to 86400 seconds, got {args.skew}", param="skew")
             if not args.trace:
@@ -143,7 +146,9 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
             return refuse(f"cannot read {args.trace}: {exc.strerror or exc}")
         name = "<stdin>" if args.trace == "-" else args.trace
         skew = timedelta(seconds=args.skew)
-        check = TraceCheck(policy, skew=skew, dialect=dialect if given else None, hints=_HINTED if args.hints else 0)
+        check = TraceCheck(
+            None, skew=skew, dialect=dialect if given else None, hints=_HINTED if args.hints else 0, overrides=overrides
+        )
         spool: IO[str] | None = (
             stack.enter_context(tempfile.TemporaryFile("w+", encoding="ascii")) if (args.format == "json") else None
         )

@@ -1468,6 +1468,7 @@ class TraceCheck:
         dialect: Dialect | None = None,
         keep: bool = False,
         hints: int = 0,
+        overrides: dict[str, Any] | None = None,
     ) -> None:
         if dialect is not None and not isinstance(dialect, Dialect):
             raise InvalidInput(f"dialect must be a workstate.Dialect, got {type(dialect).__name__}", param="dialect")
@@ -1475,6 +1476,7 @@ class TraceCheck:
             raise InvalidInput(f"policy must be a workstate.Policy, got {type(policy).__name__}", param="policy")
         Checker(policy, skew=skew, dialect=QODER if dialect is None else dialect)  # checks the arguments now
         self._policy, self._dialect, self._skew = policy, dialect, skew
+        self._overrides = dict(overrides or {})  # Policy fields set over the header's policy (or the dialect's)
         self._keep = keep
         self._hints = hints
         self.checker: Checker | None = None
@@ -1489,7 +1491,13 @@ class TraceCheck:
         if header is not None:
             dialect = header.dialect if dialect is None else dialect
             policy = header.policy if policy is None else policy
-        self.checker = Checker(policy, skew=self._skew, dialect=QODER if dialect is None else dialect)
+        dialect = QODER if dialect is None else dialect
+        if self._overrides:
+            try:
+                policy = attrs.evolve(dialect.policy if policy is None else policy, **self._overrides)
+            except (TypeError, ValueError, WorkstateError) as exc:
+                raise InvalidInput(f"overrides: {getattr(exc, 'message', exc)}", param="overrides") from None
+        self.checker = Checker(policy, skew=self._skew, dialect=dialect)
         return self.checker
 
     def _header_notes(self, header: Header) -> list[Finding]:
