@@ -222,11 +222,11 @@ def report_json(report: Report, wall_seconds: float) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace, out: TextIO) -> int:
-    from ..tools.simulate import Faults, SimConfig, SimulationInterrupted, _default_policy, simulate
+    from ..tools.simulate import Faults, SimConfig, SimulationInterrupted, default_policy, simulate
 
     dialect = dialect_of(args)
     try:
-        policy = policy_from_pairs(args.policy, _default_policy(dialect))
+        policy = policy_from_pairs(args.policy, default_policy(dialect))
     except WorkstateError as exc:
         sys.stderr.write(f"workstate simulate: {exc.message}\n")
         return 2

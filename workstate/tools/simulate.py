@@ -49,7 +49,16 @@ from ..policy import Policy
 from ..rules import State
 from ..worker import Abort, Actions, Drain, Dropped, Finished, Halted, Send, StartWork, Worker
 
-__all__ = ["Faults", "RandomFactory", "RandomSource", "Report", "SimConfig", "SimulationInterrupted", "simulate"]
+__all__ = [
+    "Faults",
+    "RandomFactory",
+    "RandomSource",
+    "Report",
+    "SimConfig",
+    "SimulationInterrupted",
+    "default_policy",
+    "simulate",
+]
 
 T0 = datetime(2026, 7, 1, 8, 0, 0, tzinfo=UTC)
 _AUTH = {"Authorization": "Bearer operator"}
@@ -181,7 +190,7 @@ RandomFactory = Callable[[int], RandomSource]
 it once with ``config.seed`` and once per worker (re)start with 64 bits drawn from the first source."""
 
 
-def _default_policy(dialect: Dialect) -> Policy:
+def default_policy(dialect: Dialect) -> Policy:
     """A simulation's default policy: the dialect's, with a 20 s start timeout (a run is minutes long)."""
     return attrs.evolve(dialect.policy if isinstance(dialect, Dialect) else Policy(), start_timeout_seconds=20.0)
 
@@ -216,7 +225,7 @@ class SimConfig:
     # the dialect the server and the drivers speak (set by keyword; declared here so that policy's default reads it)
     dialect: Dialect = attrs.field(default=QODER, kw_only=True, validator=_of_type(Dialect, "a Dialect"))
     policy: Policy = attrs.field(
-        default=attrs.Factory(lambda self: _default_policy(self.dialect), takes_self=True),
+        default=attrs.Factory(lambda self: default_policy(self.dialect), takes_self=True),
         validator=_of_type(Policy, "a Policy"),
     )
     worker_factory: WorkerFactory = attrs.field(default=Worker, validator=_callable)
