@@ -93,8 +93,19 @@ def _optional(instant: datetime | None) -> int | None:
     return None if instant is None else micros(instant)
 
 
-def _item(record: str) -> WorkItem:
-    return from_record(json.loads(record))
+_PARSED = 4096  # how many parsed records a store keeps (items are frozen: a record's text names one item)
+
+
+def _item(record: str, cache: dict[str, WorkItem]) -> WorkItem:
+    """The item of a record's text; parsing costs tens of microseconds, so the items this process wrote or read
+    last are kept by their text (the round trip ``from_record(to_record(item)) == item`` is tested in core)."""
+    found = cache.get(record)
+    if found is None:
+        found = from_record(json.loads(record))
+        if len(cache) >= _PARSED:
+            cache.clear()
+        cache[record] = found
+    return found
 
 
 def _record(item: WorkItem) -> str:
@@ -104,11 +115,12 @@ def _record(item: WorkItem) -> str:
 class SqliteTransaction:
     """One request's transaction on a :class:`SqliteStore` (``BEGIN IMMEDIATE`` ... ``COMMIT``)."""
 
-    __slots__ = ("_db", "_store")
+    __slots__ = ("_db", "_parsed", "_store")
 
     def __init__(self, store: SqliteStore, db: sqlite3.Connection) -> None:
         self._store = store
         self._db = db
+        self._parsed = store._parsed
 
     def commit(self) -> None:
         try:
@@ -148,11 +160,11 @@ class SqliteTransaction:
 
     def item(self, env_id: str, work_id: str) -> WorkItem | None:
         row = self._db.execute(_ITEM, (env_id, work_id)).fetchone()
-        return None if row is None else _item(row[0])
+        return None if row is None else _item(row[0], self._parsed)
 
     def items(self, env_id: str) -> list[WorkItem]:
         rows = self._db.execute("SELECT record FROM workstate_items WHERE env_id = ? ORDER BY id", (env_id,))
-        return [_item(row[0]) for row in rows]
+        return [_item(row[0], self._parsed) for row in rows]
 
     def live_item(self, session_id: str) -> str | None:
         row = self._db.execute(
@@ -163,6 +175,7 @@ class SqliteTransaction:
     def put(self, env_id: str, new: WorkItem, expected: int | None, deadline: datetime | None) -> None:
         state = new.state.value
         delivered = _optional(new.delivered_at)
+        record = _record(new)
         try:
             if expected is None:
                 self._db.execute(
@@ -177,9 +190,10 @@ class SqliteTransaction:
                         new.session_id,
                         int(new.live),
                         new.version,
-                        _record(new),
+                        record,
                     ),
                 )
+                self._keep(record, new)
                 return
             cursor = self._db.execute(
                 _UPDATE,
@@ -190,7 +204,7 @@ class SqliteTransaction:
                     new.session_id,
                     int(new.live),
                     new.version,
-                    _record(new),
+                    record,
                     env_id,
                     new.id,
                     expected,
@@ -200,6 +214,12 @@ class SqliteTransaction:
             raise StoreConflict(f"work item {new.id}: {exc}", param="id") from exc
         if cursor.rowcount != 1:
             raise StoreConflict(f"work item {new.id} changed since it was read (version {expected})", param="id")
+        self._keep(record, new)
+
+    def _keep(self, record: str, item: WorkItem) -> None:
+        if len(self._parsed) >= _PARSED:
+            self._parsed.clear()
+        self._parsed[record] = item
 
     # --- the queue ---
 
@@ -219,7 +239,7 @@ class SqliteTransaction:
             args += [created, created, after[1]]
         sql += " ORDER BY created_at, id LIMIT ?"
         args.append(limit)
-        return [_item(row[0]) for row in self._db.execute(sql, args)]
+        return [_item(row[0], self._parsed) for row in self._db.execute(sql, args)]
 
     def queue_counts(self, env_id: str, delivered_until: datetime | None) -> QueueCounts:
         until = None if delivered_until is None else micros(delivered_until)
@@ -242,7 +262,7 @@ class SqliteTransaction:
                 "SELECT record FROM workstate_items WHERE env_id = ? AND id > ? ORDER BY id LIMIT ?",
                 (env_id, "" if after is None else after, count),
             ).fetchall()
-        return [_item(row[0]) for row in rows]
+        return [_item(row[0], self._parsed) for row in rows]
 
     # --- time ---
 
@@ -251,7 +271,7 @@ class SqliteTransaction:
             "SELECT env_id, record FROM workstate_items WHERE deadline <= ? ORDER BY deadline, id, env_id LIMIT ?",
             (micros(now), limit),
         )
-        return [(str(env_id), _item(record)) for env_id, record in rows]
+        return [(str(env_id), _item(record, self._parsed)) for env_id, record in rows]
 
     def next_deadline(self) -> datetime | None:
         (found,) = self._db.execute("SELECT MIN(deadline) FROM workstate_items WHERE deadline IS NOT NULL").fetchone()
@@ -310,6 +330,7 @@ class SqliteStore:
             raise InvalidInput(f"synchronous must be FULL or NORMAL, got {synchronous!r}", param="synchronous")
         self.path = str(path)
         self._environments: dict[str, StoredEnvironment] = {}
+        self._parsed: dict[str, WorkItem] = {}
         db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
         self._db = db
         try:
