@@ -13,8 +13,10 @@ conformance suite (one pytest item per case, named by its id); ``workstate_confo
     def test_conformance(workstate_conformance_case, workstate_conformance):
         workstate_conformance(make_my_target)
 
-A module-level ``workstate_policy`` (a :class:`~workstate.Policy`) chooses the reference's policy, and
-``workstate_conformance_only`` (a pattern, as ``run_conformance(only=...)``) a subset of the cases. The
+A module-level ``workstate_dialect`` (a :class:`~workstate.Dialect` or its name: ``"qoder"``, the default, or
+``"anthropic"``) chooses the wire the reference speaks, ``workstate_policy`` (a :class:`~workstate.Policy`;
+default: the dialect's) the reference's policy, and ``workstate_conformance_only`` (a pattern, as
+``run_conformance(only=...)``) a subset of the cases. Both fixtures also take ``dialect=`` and ``policy=``. The
 suite is imported when such a test is collected, never before.
 
 Importing the plugin (which pytest does in every session of every project that has workstate installed)
@@ -31,35 +33,45 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    from ..dialect import Dialect
     from ..policy import Policy
     from .target import Target
 
 __all__ = ["pytest_generate_tests", "workstate_conformance", "workstate_lockstep"]
 
 
-def _default_policy() -> Policy:
-    from ..policy import DEFAULT_POLICY
+def _dialect(given: Dialect | str | None, module: Any) -> Dialect:
+    """The dialect asked for: ``given``, else the module's ``workstate_dialect``, else qoder."""
+    from .conformance import dialect_of
 
-    return DEFAULT_POLICY
+    return dialect_of(given if given is not None else getattr(module, "workstate_dialect", None))
 
 
 @pytest.fixture
-def workstate_lockstep() -> Callable[..., None]:
-    """Run the lockstep machine against a target now: ``workstate_lockstep(make_target, policy=..., **settings)``.
+def workstate_lockstep(request: pytest.FixtureRequest) -> Callable[..., None]:
+    """Run the lockstep machine against a target now: ``workstate_lockstep(make_target, policy=..., dialect=...,
+    **settings)``.
 
-    Keyword arguments other than ``policy`` are hypothesis settings (``max_examples``,
+    Keyword arguments other than ``policy`` and ``dialect`` are hypothesis settings (``max_examples``,
     ``stateful_step_count``, ...). A disagreement fails the test with the shrunk sequence.
     """
 
-    def run(make_target: Callable[[], Target], *, policy: Policy | None = None, **settings: Any) -> None:
+    def run(
+        make_target: Callable[[], Target],
+        *,
+        policy: Policy | None = None,
+        dialect: Dialect | str | None = None,
+        **settings: Any,
+    ) -> None:
         try:
             from hypothesis import settings as Settings
 
             from .lockstep import run_lockstep
         except ImportError as exc:  # pragma: no cover - depends on the installation
             pytest.fail(f"the workstate oracle kit needs hypothesis: pip install 'workstate[testing]' ({exc})")
-        chosen = _default_policy() if policy is None else policy
-        run_lockstep(make_target, policy=chosen, settings=Settings(**settings) if settings else None)
+        spoken = _dialect(dialect, request.module)
+        given = policy if policy is not None else getattr(request.module, "workstate_policy", None)
+        run_lockstep(make_target, policy=given, settings=Settings(**settings) if settings else None, dialect=spoken)
 
     return run
 
@@ -73,33 +85,36 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     from .conformance import conformance_cases, selected
 
-    policy = getattr(metafunc.module, "workstate_policy", None) or _default_policy()
+    policy = getattr(metafunc.module, "workstate_policy", None)
+    dialect = _dialect(None, metafunc.module)
     only = getattr(metafunc.module, "workstate_conformance_only", None)
-    cases = [case for case in conformance_cases(policy) if selected(case.case_id, only)]
+    cases = [case for case in conformance_cases(policy, dialect) if selected(case.case_id, only)]
     metafunc.parametrize(CASE_ARGUMENT, cases, ids=[case.case_id for case in cases])
 
 
 @pytest.fixture
 def workstate_conformance(request: pytest.FixtureRequest) -> Callable[..., None]:
-    """Run conformance against a target: ``workstate_conformance(make_target, policy=...)``.
+    """Run conformance against a target: ``workstate_conformance(make_target, policy=..., dialect=...)``.
 
     In a test parametrized with ``workstate_conformance_case`` it runs that one case; elsewhere the whole
     suite. A failing case fails the test with the rule, the difference, both answers and every request.
     """
 
-    def run(make_target: Callable[[], Target], *, policy: Policy | None = None) -> None:
+    def run(
+        make_target: Callable[[], Target], *, policy: Policy | None = None, dialect: Dialect | str | None = None
+    ) -> None:
         from .conformance import Case, run_case, run_conformance
 
-        given: Policy | None = policy if policy is not None else getattr(request.module, "workstate_policy", None)
-        chosen = _default_policy() if given is None else given
+        chosen: Policy | None = policy if policy is not None else getattr(request.module, "workstate_policy", None)
+        spoken = _dialect(dialect, request.module)
         callspec = getattr(request.node, "callspec", None)
         case = callspec.params.get(CASE_ARGUMENT) if callspec is not None else None
         if isinstance(case, Case):
-            result = run_case(case, make_target, policy=chosen)
+            result = run_case(case, make_target, policy=chosen, dialect=spoken)
             if not result.passed:
                 pytest.fail(result.render(), pytrace=False)
             return
-        report = run_conformance(make_target, policy=chosen)
+        report = run_conformance(make_target, policy=chosen, dialect=spoken)
         if not report.ok:
             failures = "\n\n".join(failure.render() for failure in report.failures[:5])
             pytest.fail(f"{report.summary()}\n\n{failures}", pytrace=False)
