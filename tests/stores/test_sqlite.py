@@ -29,6 +29,7 @@ from workstate.stores import RandomIds, open_store
 from workstate.stores import sqlite as sqlite_module
 from workstate.stores.sqlite import SCHEMA_VERSION, SqliteStore
 from workstate.testing.conformance import run_conformance
+from workstate.testing.http import HttpTarget
 from workstate.testing.lockstep import run_lockstep
 from workstate.testing.target import ReferenceTarget
 
@@ -296,6 +297,18 @@ def test_workstate_conform_passes_against_serve_on_a_file(tmp_path: Path) -> Non
         )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "OK:" in done.stdout
+
+
+def test_the_lockstep_kit_finds_no_difference_through_serve_on_a_file(tmp_path: Path) -> None:
+    with serving("--db", str(tmp_path / "lockstep.db"), "--test-clock", "--test-routes") as server:
+        target = HttpTarget(server.host, server.port)
+        try:
+            run_lockstep(
+                lambda: target,
+                settings=settings(max_examples=8, stateful_step_count=20, deadline=None, database=None),
+            )
+        finally:
+            target.close()
 
 
 class Client:
