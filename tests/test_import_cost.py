@@ -46,9 +46,11 @@ def test_the_pytest_plugin_imports_the_core_at_most() -> None:
 
 def test_the_fixture_imports_the_kit_when_used() -> None:
     found = imported_by(
+        "import types\n"
         "import workstate.testing.plugin as plugin\n"
         "from workstate.testing.target import ReferenceTarget\n"
-        "plugin.workstate_lockstep.__wrapped__()(ReferenceTarget, max_examples=1, stateful_step_count=1)"
+        "request = types.SimpleNamespace(module=None)  # the fixture's request: a test module without settings\n"
+        "plugin.workstate_lockstep.__wrapped__(request)(ReferenceTarget, max_examples=1, stateful_step_count=1)"
     )
     assert {"hypothesis", "workstate.testing.lockstep"} <= found  # the cost moved to the first use, not away
 
