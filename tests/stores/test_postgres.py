@@ -24,6 +24,7 @@ from workstate.api import Request, Server
 from workstate.api.server import CounterIds
 from workstate.api.store import StoreConflict
 from workstate.api.wire import Headers
+from workstate.errors import InvalidInput
 from workstate.stores.postgres import SCHEMA_VERSION, PostgresStore
 from workstate.testing.conformance import run_conformance
 from workstate.testing.target import ReferenceTarget
@@ -56,8 +57,10 @@ def test_the_schema_is_created_once_versioned_and_indexed(postgres_dsn: str, sto
         "workstate_items_deadline",
         "workstate_items_live_session",
     } <= indexes
-    with pytest.raises(RuntimeError, match=r"schema is version 2"):
+    with pytest.raises(InvalidInput, match=r"schema is version 2"):
         PostgresStore(postgres_dsn)  # a schema newer than this release knows is refused, never guessed at
+    with pytest.raises(InvalidInput, match="cannot open the PostgreSQL database"):
+        PostgresStore(postgres_dsn.rsplit("/", 1)[0] + "/no_such_database")
 
 
 def test_compare_and_set_refuses_a_stale_version(store: PostgresStore) -> None:

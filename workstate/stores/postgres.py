@@ -56,6 +56,7 @@ from ..api.store import (
     StoredEnvironment,
     micros,
 )
+from ..errors import InvalidInput
 from ..model import WorkItem
 from ..record import from_record, to_record
 from ..rules import State
@@ -405,7 +406,11 @@ class PostgresStore:
         self._environments: dict[str, StoredEnvironment] = {}
         self._closed = False
         if create:
-            self.create_schema()
+            try:
+                self.create_schema()
+            except psycopg.OperationalError as exc:  # no server there, refused, unknown database or role
+                message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise InvalidInput(f"cannot open the PostgreSQL database: {message}", param="db") from exc
 
     def _connect(self) -> psycopg.Connection[Any]:
         return psycopg.connect(self.dsn, autocommit=False)
@@ -447,7 +452,8 @@ class PostgresStore:
         """Apply the missing :data:`SCHEMA_STEPS` (all of them on an empty database); return the schema version.
 
         Safe in any number of processes at once (a transaction-scoped advisory lock serializes them). Raises
-        :class:`RuntimeError` for a database whose schema is newer than this release's."""
+        :class:`~workstate.errors.InvalidInput` for a database whose schema is newer than this release's (so does
+        opening the store, also when the database cannot be reached)."""
         with self._connect() as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
             conn.execute(
@@ -457,8 +463,9 @@ class PostgresStore:
             row = conn.execute("SELECT coalesce(max(version), 0) FROM workstate_schema").fetchone()
             current = 0 if row is None else int(row[0])
             if current > SCHEMA_VERSION:
-                raise RuntimeError(
-                    f"the database's workstate schema is version {current}; this release knows {SCHEMA_VERSION}"
+                raise InvalidInput(
+                    f"the database's workstate schema is version {current}; this release knows {SCHEMA_VERSION}",
+                    param="db",
                 )
             for number, statements in SCHEMA_STEPS:
                 if number > current:
