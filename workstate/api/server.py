@@ -1,8 +1,8 @@
 """The reference server: the whole Work API as a sans-I/O request -> response model.
 
 :class:`Server` takes HTTP-shaped :class:`Request` values and returns HTTP-shaped :class:`Response`
-values for every endpoint of ``work-api.md`` section 4 (the public contract is
-``reference-server.md``). It reads no clock, opens no socket, starts no thread and draws no random
+values for every endpoint of api.md §4 (the public contract is in
+``docs/server-guide.md``). It reads no clock, opens no socket, starts no thread and draws no random
 number: time comes in as ``now``, ids come from an injectable, deterministic source. Every rule of
 the lifecycle is the core's (:func:`workstate.step`); this module adds only what an HTTP surface
 and a collection of items need: the check order, the environments and their items, the queue and
@@ -159,13 +159,13 @@ class UnknownEnvironment(WorkstateError):
 
 
 class NotSelfHosted(WorkstateError):
-    """Work was created in an environment that is not ``self_hosted`` (spec section 1)."""
+    """Work was created in an environment that is not ``self_hosted`` (api.md §1)."""
 
     status_hint = 400
 
 
 class SessionBusy(WorkstateError):
-    """The session already has a live (not ``stopped``) work item (spec section 1)."""
+    """The session already has a live (not ``stopped``) work item (api.md §1)."""
 
     status_hint = 409
 
@@ -599,7 +599,7 @@ class Server:
         """
         now = aware(now)
         if reclaim_older_than_ms is not None:
-            Deliver(reclaim_older_than_ms=reclaim_older_than_ms)  # the poll's own check of the window (spec 4.1)
+            Deliver(reclaim_older_than_ms=reclaim_older_than_ms)  # the poll's own check of the window (api.md §4.1)
         window = self.policy.reclaim_older_than_ms if reclaim_older_than_ms is None else reclaim_older_than_ms
 
         def find(tx: Transaction) -> str | None:
@@ -616,7 +616,7 @@ class Server:
     # --- time ---
 
     def expire(self, now: datetime) -> int:
-        """Apply every start timeout and lease expiry due at ``now`` (spec section 5); return how many.
+        """Apply every start timeout and lease expiry due at ``now`` (api.md §5); return how many.
 
         Driven by the store's deadline index: the cost grows with the number of items that lapse, not with the
         number of items held. :meth:`handle`, :meth:`create_work` and :meth:`deliverable` call it first (inside
@@ -839,7 +839,7 @@ class Server:
         body: Any,
         now: datetime,
     ) -> Response:
-        """Poll (spec 4.1): the oldest deliverable item by creation order, or ``null``."""
+        """Poll (api.md §4.1): the oldest deliverable item by creation order, or ``null``."""
         block = param(params, "block_ms")
         if block is not None and not 1 <= integer(block, "block_ms", "an integer from 1 to 999") <= 999:
             bad(f"block_ms must be an integer from 1 to 999, got {shown(block)}", "block_ms")
@@ -923,7 +923,7 @@ class Server:
             after = (last.created_at, last.id)
 
     def _stats(self, env: Any, now: datetime) -> StatsObject:
-        """Queue stats (spec 4.7) under the policy's reclaim window; ``depth + pending`` = queued items."""
+        """Queue stats (api.md §4.7) under the policy's reclaim window; ``depth + pending`` = queued items."""
         window = self._stats_window  # the same reading of the core's rule as a poll's (see _deliverable)
         tx = self._tx
         counts = tx.queue_counts(env.id, FOREVER if not window else _minus(now, window))
@@ -935,7 +935,7 @@ class Server:
         )
 
     def _list(self, env: EnvironmentInfo, params: dict[str, str], body: Any) -> Response:
-        """List (spec 4.6): ascending id order, ``limit`` items, one cursor at most."""
+        """List (api.md §4.6): ascending id order, ``limit`` items, one cursor at most."""
         policy = self.policy
         limit_text = param(params, "limit")
         limit = policy.list_default_limit
