@@ -399,7 +399,6 @@ def main(argv: list[str] | None = None) -> int:
     started = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
     print(f"bench_stores: {started}, {platform.platform()}, python {platform.python_version()}")
     print(f"  {os.cpu_count()} cpus, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print(f"  {rounds} rounds of {count} lifecycles (create + 5 requests: 6 transactions each), interleaved")
     if args.http:
         items, repeats = (30, 1) if args.smoke else (300, 1) if args.quick else (1000, 3)
         print(
@@ -420,6 +419,7 @@ def main(argv: list[str] | None = None) -> int:
                     f" p99 median {statistics.median(p99):.1f} ms (range {min(p99):.1f}-{max(p99):.1f})"
                 )
         return 0
+    print(f"  {rounds} rounds of {count} lifecycles (create + 5 requests: 6 transactions each), interleaved")
     with tempfile.TemporaryDirectory(prefix="bench-stores-") as directory, _postgres(args.dsn) as new_database:
         contenders: list[Contender] = [SqliteContender(Path(directory)), PostgresContender(new_database)]
         try:
