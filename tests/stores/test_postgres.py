@@ -207,3 +207,21 @@ def test_concurrent_sweeps_lapse_each_due_item_once(postgres_dsn: str, store: Po
     after = {w: server.work(env, w) for w in works}
     assert all(item is not None and item.state.value == "queued" for item in after.values())
     assert {w: item.version - before[w] for w, item in after.items() if item is not None} == dict.fromkeys(works, 1)
+
+
+def test_a_connection_the_server_dropped_is_rolled_back_quietly_and_replaced(postgres_dsn: str) -> None:
+    opened = PostgresStore(postgres_dsn)
+    try:
+        server = Server(store=opened)
+        env = server.create_environment(now=T0)
+        tx = opened.begin()
+        assert tx.environment(env) is not None
+        (pid,) = tx._conn.execute("SELECT pg_backend_pid()").fetchone() or (None,)
+        with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        with pytest.raises(psycopg.OperationalError):
+            tx.items(env)
+        tx.rollback()  # does not raise: the broken connection is dropped
+        assert server.create_work(env, session_id="sess_" + "b" * 32, now=T0)  # a fresh connection serves
+    finally:
+        opened.close()

@@ -215,6 +215,8 @@ class PostgresTransaction:
     def rollback(self) -> None:
         try:
             self._conn.rollback()
+        except psycopg.Error:  # the connection broke (the server went away): drop it; the caller's error stands
+            self._conn.close()
         finally:
             self._store._give_back(self._conn)
 
@@ -387,7 +389,8 @@ class PostgresStore:
     Opening it creates or upgrades the schema (:data:`SCHEMA_STEPS`) unless ``create`` is False. Connections are
     opened as transactions need them and kept for the next (at most ``keep`` idle ones); :meth:`close` closes
     them. ``polling_window`` is the window :meth:`PostgresTransaction.polls` keeps (the server's
-    ``workers_polling`` window; 30 s, the spec's, by default).
+    ``workers_polling`` window; 30 s, the spec's, by default; a poll or a stats count sets it to the window the
+    server passes).
     """
 
     def __init__(
