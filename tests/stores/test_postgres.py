@@ -1,9 +1,11 @@
-"""PostgresStore gives the same answers as the in-memory server: the conformance suite in process, a seeded random
-walk of requests compared answer by answer with the in-memory server's, and ``workstate serve --db postgresql://``
-passing ``workstate conform --url`` over HTTP. Each test runs on a fresh database of the throw-away cluster.
+"""PostgresStore gives the same answers as the in-memory server: the conformance suite in process, and a seeded
+random walk of requests compared answer by answer with the in-memory server's (over HTTP: test_postgres_serve.py);
+compare-and-set, the schema, concurrent sweeps and a dropped connection. Each test runs on a fresh database of the
+throw-away cluster.
 
 In process, the conformance run takes the boundary cases of both dialects (``!*@*``: every case but the transition
-cover's, about 700); ``WORKSTATE_PG_FULL_CONFORMANCE=1`` runs every case (about 20,000, several minutes here).
+cover's, about 700); ``WORKSTATE_PG_FULL_CONFORMANCE=1`` runs every case (20,323 in the two dialects: both passed
+in 230 s here).
 """
 
 from __future__ import annotations
