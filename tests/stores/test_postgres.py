@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 import attrs
 import psycopg
 import pytest
+from hypothesis import settings
 
 from workstate import ANTHROPIC, QODER, Dialect
 from workstate.api import Request, Server
@@ -29,6 +30,7 @@ from workstate.api.wire import Headers
 from workstate.errors import InvalidInput
 from workstate.stores.postgres import SCHEMA_VERSION, PostgresStore
 from workstate.testing.conformance import run_conformance
+from workstate.testing.lockstep import run_lockstep
 from workstate.testing.target import ReferenceTarget
 
 T0 = datetime(2026, 7, 1, 8, 0, tzinfo=UTC)
@@ -96,6 +98,23 @@ def test_conformance_in_process(store: PostgresStore, dialect: Dialect) -> None:
     report = run_conformance(make_target, dialect=dialect, only=None if FULL else "!*@*")
     assert report.ok, report.summary()
     assert len(report.cases) > 300
+
+
+@pytest.mark.parametrize("dialect", [QODER, ANTHROPIC], ids=lambda d: d.name)
+def test_the_lockstep_kit_finds_no_difference(store: PostgresStore, dialect: Dialect) -> None:
+    """The lockstep kit's machine (hostile requests, clock moves) against the server on PostgreSQL."""
+    starts = itertools.count(1)
+
+    def make_target() -> ReferenceTarget:
+        ids = CounterIds(start=next(starts) * 10**6, dialect=dialect)  # each example's ids a range of their own
+        return ReferenceTarget(Server(dialect=dialect, store=store, ids=ids), dialect=dialect)
+
+    run_lockstep(
+        make_target,
+        dialect=dialect,
+        settings=settings(max_examples=15, stateful_step_count=25, deadline=None, database=None),
+    )
+    assert next(starts) > 10  # the machine ran its examples, each on a fresh server over the one database
 
 
 # --- a seeded random walk, answer by answer against the in-memory server ---------------------------------------
