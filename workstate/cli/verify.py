@@ -19,9 +19,10 @@ import time
 from collections.abc import Iterator
 from typing import TextIO
 
+from ..errors import WorkstateError
 from ..model import LIFECYCLE, Lifecycle
 from . import CliCommand
-from .options import add_dialect_option, dialect_of
+from .options import add_dialect_option, add_policy_option, dialect_of, policy_from_pairs
 
 
 @contextlib.contextmanager
@@ -75,6 +76,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         "and compare it with the spec's, transition by transition (the shortest distinguishing sequence)",
     )
     add_dialect_option(parser, "whose lifecycle to explore, under its default policy; the trace is in its wire")
+    add_policy_option(parser, "a Policy field the model runs under, over the dialect's default policy")
 
 
 DEPTH_BOUND = 100
@@ -150,7 +152,11 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO | None = None) -> int
     reference = LIFECYCLE.in_dialect(dialect)
     if candidate is not None:
         candidate = candidate.in_dialect(dialect)
-    policy = dialect.policy
+    try:
+        policy = policy_from_pairs(args.policy, dialect.policy)
+    except WorkstateError as exc:  # a bad --policy names the fields, or the field's values
+        err.write(f"workstate verify: --policy: {exc.message}\n")
+        return 2
     started = time.perf_counter()
 
     def progress(level: int, states: int, transitions: int) -> None:
