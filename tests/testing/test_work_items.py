@@ -36,7 +36,8 @@ SHAPES = {
 
 @pytest.mark.parametrize("shape", SHAPES, ids=list(SHAPES))
 def test_work_items_reach_every_shape(shape: str) -> None:
-    found = find(ws.work_items(), SHAPES[shape], settings=settings(max_examples=2000, database=None))
+    # derandomized: the same search every run (reaching a shape is shown deterministically, never by luck)
+    found = find(ws.work_items(), SHAPES[shape], settings=settings(max_examples=5000, database=None, derandomize=True))
     assert SHAPES[shape](found)
 
 
