@@ -82,6 +82,12 @@ _HINTED = 4  # divergences whose candidate policies are tried
 _TRIES = 8  # re-judgings of the whole trace, at most
 
 
+def _surface_signals() -> None:
+    """Nothing, as a Python call: a Ctrl-C that ended a blocked read of standard input (the read returns, and
+    the pending KeyboardInterrupt is raised at the interpreter's next check) is raised here, inside the loop's
+    ``try``, instead of after it (where it escaped as a traceback)."""
+
+
 def _tee(source: BinaryIO, copy: BinaryIO) -> Iterator[bytes]:
     """The lines of ``source`` as they arrive, each also written to ``copy`` (so it can be read again)."""
     for raw in source:
@@ -168,6 +174,7 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
                         emit(f"    actual:   {f.actual}")
                     for difference in f.differences:
                         emit(f"    - {difference}")
+            _surface_signals()
         except OSError as exc:
             return refuse(f"cannot read {args.trace}: {exc.strerror or exc}")
         except KeyboardInterrupt:  # Ctrl-C: the report of the lines judged so far, exit 130
