@@ -16,11 +16,9 @@ import platform
 import re
 import sys
 import time
-from collections.abc import Mapping
-from datetime import datetime
 from pathlib import Path
 
-from workstate.api import Request, Response, Server
+from workstate.api import Server
 from workstate.dialect import DIALECTS, dialect_named
 from workstate.testing import conformance
 from workstate.testing.http import HttpTarget
@@ -38,22 +36,6 @@ def _example() -> object:
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
-
-
-class Shared:
-    """One keep-alive connection for every case (each case makes its own environment)."""
-
-    def __init__(self, target: HttpTarget) -> None:
-        self.target = target
-
-    def send(self, request: Request, now: datetime) -> Response:
-        return self.target.send(request, now)
-
-    def create_environment(self, now: datetime) -> str:
-        return self.target.create_environment(now)
-
-    def create_work(self, env: str, session_id: str, metadata: Mapping[str, str], now: datetime) -> str:
-        return self.target.create_work(env, session_id, metadata, now)
 
 
 def main() -> int:
@@ -82,11 +64,11 @@ def main() -> int:
     served = Server(dialect=dialect)
     with example.serve(served, test_clock=True, test_routes=True) as running:  # type: ignore[attr-defined]
         host, port = running.url.removeprefix("http://").split(":")
-        shared = Shared(HttpTarget(host, int(port), dialect=dialect))
+        target = HttpTarget(host, int(port), dialect=dialect)
         started = time.perf_counter()
-        report = conformance.run_conformance(lambda: shared, dialect=dialect, only=only)
+        report = conformance.run_conformance(conformance.shared(target), dialect=dialect, only=only)
         over_http = time.perf_counter() - started
-        shared.target.close()
+        target.close()
     assert report.ok, report.summary()
     print(f"over HTTP:  {len(report.cases):,} cases, {report.request_count:,} requests in {over_http:.1f} s")
     print(f"            {report.request_count / over_http:,.0f} requests/s (creations not counted)")

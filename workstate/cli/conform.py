@@ -15,8 +15,6 @@ import itertools
 import json
 import sys
 import time
-from collections.abc import Mapping
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import urlsplit
@@ -35,7 +33,6 @@ from .options import (
 )
 
 if TYPE_CHECKING:
-    from ..api import Request, Response
     from ..dialect import Dialect
     from ..testing.conformance import CaseResult, ConformanceReport
     from ..testing.http import HttpTarget
@@ -138,25 +135,9 @@ class _Bar:
         return eta(time.monotonic() - self.started, fraction)
 
 
-class _Shared:
-    """One keep-alive connection for every case: each case makes its own environment, so none sees another's."""
-
-    def __init__(self, target: HttpTarget) -> None:
-        self.target = target
-
-    def send(self, request: Request, now: datetime) -> Response:
-        return self.target.send(request, now)
-
-    def create_environment(self, now: datetime) -> str:
-        return self.target.create_environment(now)
-
-    def create_work(self, env: str, session_id: str, metadata: Mapping[str, str], now: datetime) -> str:
-        return self.target.create_work(env, session_id, metadata, now)
-
-
 def _run(args: argparse.Namespace, out: TextIO) -> int:
     from ..testing.compare import show
-    from ..testing.conformance import T0, run_conformance
+    from ..testing.conformance import T0, run_conformance, shared
     from ..testing.http import HttpTarget
 
     def refuse(message: str) -> int:
@@ -185,13 +166,13 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
     def sessions() -> str:
         return f"{dialect.session_prefix}{salt:012x}{next(counter):020x}"
 
-    shared = _Shared(HttpTarget(host, port, base_path=base, authorization=args.token, dialect=dialect))
+    target = HttpTarget(host, port, base_path=base, authorization=args.token, dialect=dialect)
     started = time.perf_counter()
     bar = _Bar(sys.stderr, show=not args.no_progress)
     interrupted = False
     try:
         report = run_conformance(
-            lambda: shared, policy=policy, dialect=dialect, only=args.only, progress=bar, sessions=sessions
+            shared(target), policy=policy, dialect=dialect, only=args.only, progress=bar, sessions=sessions
         )
     except KeyboardInterrupt:  # Ctrl-C: the cases run so far
         from ..testing.conformance import ConformanceReport
@@ -200,7 +181,7 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
         report = ConformanceReport(tuple(bar.results))
         sys.stderr.write(f"\nworkstate conform: interrupted after {len(report.cases)} cases: a partial report\n")
     finally:
-        shared.target.close()
+        target.close()
     seconds = time.perf_counter() - started
     if not report.cases and not interrupted:
         return refuse(f"--only {args.only!r} selects no case")

@@ -68,6 +68,7 @@ __all__ = [
     "run_case",
     "run_conformance",
     "selected",
+    "shared",
 ]
 
 T0 = datetime(2026, 7, 1, 8, 15, 1, tzinfo=UTC)
@@ -532,6 +533,32 @@ def run_case(
         if callable(close):
             close()
     return CaseResult(case.case_id, case.rule, True, tuple(run.exchanges))
+
+
+class _Kept:
+    """``target`` without its ``close``: the view :func:`shared` hands to every case."""
+
+    __slots__ = ("target",)
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+
+    def send(self, request: Request, now: datetime) -> Response:
+        return self.target.send(request, now)
+
+    def create_environment(self, now: datetime) -> str:
+        return self.target.create_environment(now)
+
+    def create_work(self, env: str, session_id: str, metadata: Mapping[str, str], now: datetime) -> str:
+        return self.target.create_work(env, session_id, metadata, now)
+
+
+def shared(target: Target) -> Callable[[], Target]:
+    """A ``make_target`` for :func:`run_conformance` that hands every case the one ``target`` (one keep-alive
+    connection, one long-lived server), never closing it: each case makes its own environment, so none sees
+    another's. The caller closes ``target`` when the run is over."""
+    kept = _Kept(target)
+    return lambda: kept
 
 
 def selected(case_id: str, only: str | None) -> bool:
