@@ -47,13 +47,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from types import MappingProxyType
 from typing import Any
 
 import attrs
 
-from .._time import parse_timestamp, read_timestamp, render_timestamp
+from .._time import EARLIEST, LATEST, parse_timestamp, read_timestamp, render_timestamp
 from .._values import picklable
 from ..dialect import QODER, Dialect, ErrorStyle, ListStyle
 from ..errors import InvalidInput, InvalidTimestamp
@@ -121,6 +121,15 @@ STRICT_JSON = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=
 """The strict decoder (no ``NaN``/``Infinity``, no key twice in one object); :func:`loads` and ``workstate check``
 use it. Its ``decode`` raises ``ValueError``."""
 _ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+# The C encoder ``_ENCODER.encode`` builds afresh on every call (its arguments are the same every time), built
+# once: the same bytes, about a microsecond less a reply. Without the circular check: the codec builds no cycle.
+_C_ENCODE = (
+    None
+    if json.encoder.c_make_encoder is None
+    else json.encoder.c_make_encoder(
+        None, _ENCODER.default, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, False
+    )
+)
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
@@ -158,7 +167,9 @@ def loads(data: bytes | bytearray | memoryview | str, param: str | None = None) 
 
 def dumps(value: Any) -> bytes:
     """Encode a JSON value compactly; never fails for what the codec builds (ASCII-escaped)."""
-    return _ENCODER.encode(value).encode("ascii")
+    if _C_ENCODE is None or isinstance(value, str):
+        return _ENCODER.encode(value).encode("ascii")
+    return "".join(_C_ENCODE(value, 0)).encode("ascii")
 
 
 # --- decoding helpers -----------------------------------------------------------------------------
@@ -342,8 +353,38 @@ def _metadata(value: Any, path: str) -> Mapping[str, str]:
     return MappingProxyType(dict(value)) if value else _EMPTY
 
 
+_STAMPS: dict[datetime, str] = {}
+_STAMPS_HELD = 4096  # the instants kept (then the memo starts afresh): an item's replies render its times again
+
+
+def _stamp(value: datetime) -> str:
+    """``render_timestamp(value)``, memoized by instant and rendered by %-formatting the fields (about half the cost
+    of ``strftime``; the same text, ``YYYY-MM-DDTHH:MM:SS.ffffffZ``, for every UTC instant of the years 1000 to
+    9000). Anything but a plain UTC ``datetime`` in that range goes to ``render_timestamp`` (its errors too)."""
+    if type(value) is not datetime:
+        return render_timestamp(value)
+    text = _STAMPS.get(value)
+    if text is None:
+        if value.tzinfo is UTC and EARLIEST <= value <= LATEST:
+            text = "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ" % (  # noqa: UP031 (the fastest correct renderer)
+                value.year,
+                value.month,
+                value.day,
+                value.hour,
+                value.minute,
+                value.second,
+                value.microsecond,
+            )
+        else:
+            text = render_timestamp(value)
+        if len(_STAMPS) >= _STAMPS_HELD:
+            _STAMPS.clear()
+        _STAMPS[value] = text
+    return text
+
+
 def _render(value: datetime | None) -> str | None:
-    return None if value is None else render_timestamp(value)
+    return None if value is None else _stamp(value)
 
 
 # --- the work item object (api.md §2) --------------------------------------------------------
@@ -374,7 +415,7 @@ def _work_json(item: Any, dialect: Dialect = QODER, secret: str | None = None) -
         "environment_id": item.environment_id,
         "data": {"type": getattr(item, "data_type", "session"), "id": item.session_id},
         "state": item.state.value,
-        "created_at": render_timestamp(item.created_at),
+        "created_at": _stamp(item.created_at),
         "acknowledged_at": _render(item.acknowledged_at),
         "started_at": _render(item.started_at),
         "latest_heartbeat_at": _render(item.latest_heartbeat_at),
@@ -538,7 +579,7 @@ class HeartbeatObject:
     def to_json(self) -> dict[str, Any]:
         return {
             "type": "work_heartbeat",
-            "last_heartbeat": render_timestamp(self.last_heartbeat),
+            "last_heartbeat": _stamp(self.last_heartbeat),
             "lease_extended": self.lease_extended,
             "state": self.state.value,
             "ttl_seconds": self.ttl_seconds,
