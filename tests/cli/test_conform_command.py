@@ -139,6 +139,11 @@ def test_json_alone_prints_the_document_on_stdout(example_url: str, capsys: pyte
     assert shape is not None
     documented = json.loads(shape.group(1))  # docs/cli.md's example has the printed shape
     assert set(document) == set(documented) and set(document["cases"][0]) == set(documented["cases"][0])
+    sent = document["cases"][0]["requests"][-1]  # a request is JSON values, in the documented shape
+    assert set(sent) == set(documented["cases"][0]["requests"][0])
+    assert sent["method"] == "GET" and sent["target"].endswith("/stats") and sent["body"] == ""
+    headers = {name.lower(): value for name, value in sent["headers"].items()}
+    assert sent["at"].endswith("Z") and headers["authorization"].startswith("Bearer ")
     assert main(["conform", "--url", example_url, "--only", only, "--json", "-", "--no-progress"]) == 0
     assert [case["id"] for case in json.loads(capsys.readouterr().out)["cases"]] == expected
 

@@ -15,10 +15,12 @@ import itertools
 import json
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import urlsplit
 
+from .._time import render_timestamp
 from ..errors import WorkstateError
 from . import CliCommand
 from .options import (
@@ -34,7 +36,7 @@ from .options import (
 
 if TYPE_CHECKING:
     from ..dialect import Dialect
-    from ..testing.conformance import CaseResult, ConformanceReport
+    from ..testing.conformance import CaseResult, ConformanceReport, Exchange
     from ..testing.http import HttpTarget
 
 
@@ -72,7 +74,22 @@ def _case_json(case: CaseResult) -> dict[str, Any]:
         "where": case.where,
         "expected": _response(case.expected),
         "actual": _response(case.actual),
-        "requests": [str(exchange) for exchange in case.requests],
+        "requests": [_request(exchange) for exchange in case.requests],
+    }
+
+
+def _request(exchange: Exchange) -> dict[str, Any]:
+    """One request as sent to the server under test: JSON values, not Python reprs (the body as text, so a
+    body that is not JSON, as some cases send on purpose, reads as it went)."""
+    sent = exchange.request
+    headers = sent.headers or {}
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    return {
+        "at": render_timestamp(exchange.now),
+        "method": sent.method,
+        "target": sent.target,
+        "headers": {str(name): str(value) for name, value in pairs},
+        "body": bytes(sent.body).decode("utf-8", "replace"),
     }
 
 
