@@ -73,6 +73,7 @@ __all__ = [
     "decode_stop",
     "dumps",
     "encode_work",
+    "heartbeat_json",
     "loads",
     "timestamp_text",
     "unknown_keys",
@@ -387,6 +388,13 @@ def _render(value: datetime | None) -> str | None:
     return None if value is None else _stamp(value)
 
 
+_STATE_TEXT = {state: state.value for state in State}  # a member's .value is a property: a lookup is cheaper
+
+
+def _state_text(state: State) -> str:
+    return _STATE_TEXT.get(state) or state.value
+
+
 # --- the work item object (api.md §2) --------------------------------------------------------
 
 _WORK_KEYS = (
@@ -414,7 +422,7 @@ def _work_json(item: Any, dialect: Dialect = QODER, secret: str | None = None) -
         "type": "work",
         "environment_id": item.environment_id,
         "data": {"type": getattr(item, "data_type", "session"), "id": item.session_id},
-        "state": item.state.value,
+        "state": _state_text(item.state),
         "created_at": _stamp(item.created_at),
         "acknowledged_at": _render(item.acknowledged_at),
         "started_at": _render(item.started_at),
@@ -542,6 +550,21 @@ def decode_stop(data: bytes, dialect: Dialect = QODER) -> WorkObject | None:
 # --- the heartbeat object (api.md §4.3) ----------------------------------------------------------------
 
 
+def heartbeat_json(item: Any) -> dict[str, Any]:
+    """``HeartbeatObject.of(item).to_json()`` without the object between (the server's answer to every accepted
+    heartbeat): the same value, and the same error for an item that holds no lease."""
+    latest, ttl = item.latest_heartbeat_at, item.ttl_seconds
+    if latest is None or ttl is None:
+        raise InvalidInput(f"work item {item.id} holds no lease", param="item")
+    return {
+        "type": "work_heartbeat",
+        "last_heartbeat": _stamp(latest),
+        "lease_extended": True,
+        "state": _state_text(item.state),
+        "ttl_seconds": ttl,
+    }
+
+
 _HEARTBEAT_KEYS = ("type", "last_heartbeat", "lease_extended", "state", "ttl_seconds")
 
 
@@ -581,7 +604,7 @@ class HeartbeatObject:
             "type": "work_heartbeat",
             "last_heartbeat": _stamp(self.last_heartbeat),
             "lease_extended": self.lease_extended,
-            "state": self.state.value,
+            "state": _state_text(self.state),
             "ttl_seconds": self.ttl_seconds,
         }
 

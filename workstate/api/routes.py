@@ -82,9 +82,30 @@ def work_path(env: str, work: str | None = None, operation: str | None = None, d
     return dialect.path(env, work, operation)
 
 
+_ROUTED: dict[tuple[str, str, str], tuple[str, str, str | None]] = {}
+_ROUTED_HELD = 4096  # the routes kept (then the memo starts afresh): an item's requests name its paths again
+_ROUTED_LONGEST = 256  # a longer path is routed afresh every time (the memo holds short strings only)
+
+
 def route(method: str, path: str, dialect: Dialect = QODER) -> tuple[str, str, str | None]:
-    """(operation, environment id, work id) of a path in ``dialect``, or a 404 for anything that is not a route."""
+    """(operation, environment id, work id) of a path in ``dialect``, or a 404 for anything that is not a route.
+
+    Memoized (a route depends on the method, the path and the dialect's base path alone; refusals are not kept).
+    """
     base = dialect.base_path
+    if type(method) is str and type(path) is str and type(base) is str and len(path) <= _ROUTED_LONGEST:
+        key = (method, path, base)
+        found = _ROUTED.get(key)
+        if found is None:
+            found = _route(method, path, base)
+            if len(_ROUTED) >= _ROUTED_HELD:
+                _ROUTED.clear()
+            _ROUTED[key] = found
+        return found
+    return _route(method, path, base)
+
+
+def _route(method: str, path: str, base: str) -> tuple[str, str, str | None]:
     if not path.startswith(base):
         not_found("no such route")
     if not VISIBLE_ASCII.fullmatch(path):

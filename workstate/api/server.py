@@ -88,7 +88,7 @@ from ..model import (
 )
 from ..policy import LimitOverMax, Policy
 from ..rules import Reason, Rule, State
-from .codec import ErrorEnvelope, HeartbeatObject, ListEnvelope, StatsObject, dumps, encode_work
+from .codec import ErrorEnvelope, HeartbeatObject, ListEnvelope, StatsObject, dumps, encode_work, heartbeat_json
 from .index import CreationKey
 from .routes import params_of_reasons, read_heartbeat, read_stop, read_update, read_worker, route
 from .store import (
@@ -806,7 +806,7 @@ class Server:
             if isinstance(outcome, Replayed):  # rule heartbeat-stopped-reported: the dialect reports the stop
                 report = HeartbeatObject.reported(outcome.item, self.policy.default_ttl_seconds)
                 return _ok(report.to_json(), outcome.effects, outcome.rule)
-            return _ok(HeartbeatObject.of(outcome.item).to_json(), outcome.effects, outcome.rule)
+            return _ok(heartbeat_json(outcome.item), outcome.effects, outcome.rule)
         if operation == "stop" and dialect.stop_answer is StopAnswer.NO_CONTENT:
             return Response(204, None, b"", _NO_HEADERS, outcome.effects, outcome.rule)
         return _ok(encode_work(outcome.item, dialect), outcome.effects, outcome.rule)

@@ -83,7 +83,7 @@ import attrs
 from ..errors import WorkstateError
 from ..model import WorkItem
 from ..rules import State
-from .index import CreationKey, Delivered, FreshQueue, Polls, is_fresh
+from .index import CreationKey, Delivered, FreshQueue, Polls
 
 __all__ = [
     "FOREVER",
@@ -298,13 +298,19 @@ class MemoryStore:
             else:
                 bisect.insort(order, new.id)
         items[new.id] = new
-        was_fresh, now_fresh = is_fresh(old), is_fresh(new)
+        # is_fresh(old), is_fresh(new) and the queued items' delivery instants, each field read once
+        if old is None:
+            was_fresh, old_at, old_live = False, None, False
+        else:
+            old_at = old.delivered_at if old.state is _QUEUED else None
+            was_fresh = old.state is _QUEUED and old_at is None
+            old_live = old.live
+        new_at = new.delivered_at if new.state is _QUEUED else None
+        now_fresh = new.state is _QUEUED and new_at is None
         if was_fresh and not now_fresh:
             env.fresh.drop()
         elif now_fresh and not was_fresh:
             env.fresh.add(new, items)
-        old_at = old.delivered_at if old is not None and old.state is _QUEUED else None
-        new_at = new.delivered_at if new.state is _QUEUED else None
         if old_at != new_at:
             key = (new.created_at, new.id)
             if old_at is not None:
@@ -324,12 +330,13 @@ class MemoryStore:
                 heapq.heappush(self.deadline_heap, (deadline, new.id, env_id))
                 if len(self.deadline_heap) > 2 * self._timed + 64:
                     self._compact_deadlines()
-        if old is None or not old.live or old.session_id != new.session_id:  # the session index follows
-            if old is not None and old.live:
+        new_live = new.live
+        if old is None or not old_live or old.session_id != new.session_id:  # the session index follows
+            if old is not None and old_live:
                 del self.live[old.session_id]  # it held this item: a session has one live item at most
-            if new.live:
+            if new_live:
                 self.live[new.session_id] = new.id
-        elif not new.live:
+        elif not new_live:
             del self.live[old.session_id]
 
     def _valid(self, entry: tuple[datetime, str, str]) -> bool:

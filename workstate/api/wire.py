@@ -280,8 +280,22 @@ def read_headers(raw: Any) -> dict[str, str | None]:
 def bearer_token(authorization: str | None) -> str | None:
     """The token of an ``Authorization`` value the server accepts (``Bearer`` in any case, then a token68),
     else None (the server answers 401)."""
-    match = _BEARER.fullmatch(authorization) if isinstance(authorization, str) else None
-    return None if match is None else match[1]
+    if type(authorization) is not str or len(authorization) > _BEARERS_LONGEST:
+        match = _BEARER.fullmatch(authorization) if isinstance(authorization, str) else None
+        return None if match is None else match[1]
+    if authorization in _BEARERS:
+        return _BEARERS[authorization]
+    match = _BEARER.fullmatch(authorization)
+    token = None if match is None else match[1]
+    if len(_BEARERS) >= _BEARERS_HELD:
+        _BEARERS.clear()
+    _BEARERS[authorization] = token
+    return token
+
+
+_BEARERS: dict[str, str | None] = {}  # bearer_token's answers by value: clients send the same key again
+_BEARERS_HELD = 1024
+_BEARERS_LONGEST = 256  # a longer value is matched afresh every time (the memo holds short strings only)
 
 
 def api_key(value: str | None) -> str | None:
