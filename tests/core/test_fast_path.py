@@ -27,12 +27,28 @@ from workstate import (
     Rejected,
     Replayed,
     WorkItem,
+    next_deadline,
     step,
 )
-from workstate.model import ACTIONS, GUARDS, LIFECYCLE, Outcome, _next_deadline, dialect_guards
-from workstate.rules import Kind, Trigger
+from workstate.model import ACTIONS, GUARDS, LIFECYCLE, Outcome, dialect_guards
+from workstate.policy import OnStartTimeout
+from workstate.rules import Kind, State, Trigger
 
 OUTCOMES: dict[Kind, type[Outcome]] = {Kind.ACCEPT: Accepted, Kind.REPLAY: Replayed, Kind.REJECT: Rejected}
+
+
+def _reference_deadline(item: WorkItem, policy: Policy) -> datetime | None:
+    """api.md §5 as plainly as it reads (the step function inlines its own statement of it per state)."""
+    if item.state in (State.ACTIVE, State.STOPPING) and item.latest_heartbeat_at is not None:
+        assert item.ttl_seconds is not None
+        return item.latest_heartbeat_at + timedelta(seconds=item.ttl_seconds)
+    if (
+        item.state in (State.STARTING, State.STOPPING)
+        and item.acknowledged_at is not None
+        and policy.on_start_timeout is OnStartTimeout.REQUEUE
+    ):
+        return item.acknowledged_at + timedelta(seconds=policy.start_timeout_seconds)
+    return None
 
 
 def _reference_apply(item: WorkItem, cmd: Any, now: datetime, policy: Policy, dialect: Dialect, pre: tuple) -> Outcome:
@@ -43,7 +59,7 @@ def _reference_apply(item: WorkItem, cmd: Any, now: datetime, policy: Policy, di
     if rule.kind is not Kind.ACCEPT:
         return OUTCOMES[rule.kind](item, rule, pre)
     if cmd.trigger is Trigger.LAPSE:
-        at = max(_next_deadline(item, policy) or at, item.clock)
+        at = max(_reference_deadline(item, policy) or at, item.clock)
     changes: dict[str, Any] = {
         "state": rule.dest or item.state,
         "version": item.version + 1,
@@ -78,6 +94,7 @@ def test_the_fast_path_equals_the_reference_path(
     now = item.clock
     for command, micros in commands:
         now += timedelta(microseconds=micros)
+        assert next_deadline(item, policy or dialect.policy) == _reference_deadline(item, policy or dialect.policy)
         fast = step(item, command, now, policy, dialect)
         slow = reference_step(item, command, now, policy, dialect)
         assert type(fast) is type(slow)
@@ -94,3 +111,20 @@ def test_a_built_item_is_frozen_and_hashable_like_a_constructed_one() -> None:
     assert hash(item) == hash(WorkItem(**attrs.asdict(item, recurse=False)))
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         item.worker_id = "w2"  # type: ignore[misc]
+
+
+def test_common_commands_take_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The property above compares the fast path, not the general one: a command with no lapse due never reaches
+    ``Lifecycle._step`` (the general path), in either dialect."""
+
+    def general(*args: object) -> Outcome:
+        raise AssertionError("the general path ran")
+
+    item = fresh()
+    monkeypatch.setattr(type(LIFECYCLE), "_step", general)
+    for dialect in (QODER, ANTHROPIC):
+        lifecycle = LIFECYCLE.in_dialect(dialect)
+        assert isinstance(lifecycle.step(item, Ack("w1"), T0), Accepted)
+        assert isinstance(lifecycle.step(item, Lapse(), T0), Replayed)
+    with pytest.raises(AssertionError, match="the general path ran"):
+        LIFECYCLE.step(item, Ack("w1"), T0.replace(tzinfo=None))  # a naive now leaves for the checks
