@@ -26,7 +26,6 @@ from __future__ import annotations
 import enum
 import itertools
 import json
-import marshal
 from array import array
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
@@ -259,6 +258,12 @@ class System:
         self._delivery_checks: dict[tuple[int, int, datetime], tuple[WorkItem, list[Violation]]] = {}
         self._lease_checks: dict[tuple[Any, datetime], list[Violation]] = {}
         self._stats_checks: dict[tuple[Any, ...], tuple[tuple[WorkItem, ...], list[Violation]]] = {}
+        # The search's cells (see _cell), and the small integer naming each distinct part of a key: a column of
+        # a live item under one renaming, or a stopped item's base. The numbers are never dropped (the search's
+        # codes are made of them); they hold no item.
+        self._cells: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        self._numbers: dict[tuple[Any, ...], int] = {}
+        self._n_moves = len(self._requests)
 
     def remembered(self) -> int:
         """How many results the memos hold (the search calls :meth:`forget` when it passes a bound)."""
@@ -270,6 +275,7 @@ class System:
             + len(self._delivery_checks)
             + len(self._lease_checks)
             + len(self._stats_checks)
+            + len(self._cells)
         )
 
     def forget(self) -> None:
@@ -285,6 +291,9 @@ class System:
             self._stats_checks,
         ):
             memo.clear()
+        for cell in self._cells.values():  # cells name the cells their moves reach: no cycle outlives the memo
+            cell[6].clear()
+        self._cells.clear()
         self._checked_world = None
         self._checked = []
 
@@ -660,6 +669,105 @@ class System:
             found.append(column if column is not None else (self._base(item, now),) * len(self._renamings))
         return found
 
+    def _cell(self, item: WorkItem, now: datetime, knowledge: tuple[datetime | None, ...]) -> tuple[Any, ...]:
+        """What the search needs of one item (with what its workers know of it, ``knowledge`` as :meth:`key`
+        builds it) at ``now``, memoised: ``(item, live, numbers, leased, now, knowledge, moves)``. ``numbers``
+        names the item's part of :meth:`key`: per renaming of workers for a live item (a tuple), or its base
+        for a stopped one (an int); ``leased`` is whether two workers hold an unexpired lease on it (invariant
+        7 is per item); ``moves`` holds, per request move, what :meth:`_cell_move` found (None: not asked yet).
+        """
+        memo = (id(item), now, knowledge)
+        found = self._cells.get(memo)
+        if found is not None:
+            return found
+        numbers = self._numbers
+        column = self._column(item, now, knowledge)
+        part: Any
+        if column is None:
+            part = numbers.setdefault(self._base(item, now), len(numbers))
+        else:
+            part = tuple(numbers.setdefault(value, len(numbers)) for value in column)
+        if len(numbers) > _NUMBERS:
+            raise InvalidInput(f"more than {_NUMBERS:,} distinct parts of keys: the search is too large", param="depth")
+        holders = [(_worker_name(w), item.id, u) for w, u in enumerate(knowledge[self.workers :]) if u is not None]
+        leased = bool(lease_problems(holders, now))
+        found = self._cells[memo] = (item, column is not None, part, leased, now, knowledge, [None] * self._n_moves)
+        return found
+
+    def _cell_move(self, cell: tuple[Any, ...], n: int) -> Any:
+        """What request move ``n`` does to the item of ``cell``, as the search needs it (stored in the cell).
+
+        A poll (``n`` below the workers): False when the item's deliver rule refuses it, else (what delivering it
+        breaks on the item, the cell it becomes). A request on the cell's item: (whether it breaks an invariant
+        on the item, the cell reached: None when nothing changes, :data:`_ELSEWHERE` when the reply moves time
+        on, which the search leaves to :meth:`_request`)."""
+        item, now, know = cell[0], cell[4], cell[5]
+        move = self._requests[n]
+        w = move.worker
+        if move.kind is MoveKind.POLL:
+            assert w is not None
+            outcome = self._delivered(item, w, now)
+            if isinstance(outcome, Accepted):
+                found: Any = (bool(self._delivered_checks(item, w, now)), self._cell(outcome.item, now, know))
+            elif not isinstance(outcome, Rejected) or outcome.item is not item:
+                raise AssertionError(f"a poll that delivers nothing changed {item.id}: {outcome.rule.name}")
+            else:
+                found = False
+            cell[6][n] = found
+            return found
+        i = move.item
+        assert i is not None
+        command = self._fixed[n]
+        token = None
+        if command is None:  # a correct heartbeat: the sender's token
+            assert w is not None
+            token = know[w]
+        memo = (id(item), n, token, now)
+        decided = self._steps.get(memo)
+        if decided is None:
+            decided = self._steps[memo] = self._decided(item, command or Heartbeat(token or NO_HEARTBEAT), i, w, now)
+        outcome, broken, learned = decided[1], decided[2], decided[4]
+        after = outcome.item
+        if after.clock > now:
+            found = (bool(broken), _ELSEWHERE)
+        else:
+            knew = know
+            if learned is not None:  # what the worker learns from the reply
+                assert w is not None
+                workers = self.workers
+                if know[w] != learned[0] or know[workers + w] != learned[1]:
+                    changed = list(know)
+                    changed[w], changed[workers + w] = learned
+                    knew = tuple(changed)
+            reached = None if after is item and knew is know else self._cell(after, now, knew)
+            found = (bool(broken), reached)
+        cell[6][n] = found
+        return found
+
+    def _cells_of(self, world: World) -> list[tuple[Any, ...]]:
+        """The :meth:`_cell` of every item of ``world``, in order."""
+        now = world.now
+        token_rows, lease_rows = world.tokens, world.leases
+        return [
+            self._cell(item, now, (*[row[i] for row in token_rows], *[row[i] for row in lease_rows]))
+            for i, item in enumerate(world.items)
+        ]
+
+    def _code(self, cells: Sequence[tuple[Any, ...]]) -> int:
+        """The search's code of a world from its cells: one integer, equal for two worlds exactly when their
+        :meth:`key` is (each part of the key is named by its own number, so the least tuple of the live items'
+        numbers over the renamings picks one member of the same orbit as the key's least tuple; the stopped
+        items' numbers follow, sorted; the count of live items closes it)."""
+        live = [cell[2] for cell in cells if cell[1]]
+        best = 0
+        if live:
+            for part in min(zip(*live, strict=True)):
+                best = best << 32 | part
+        if len(live) < len(cells):
+            for part in sorted(cell[2] for cell in cells if not cell[1]):
+                best = best << 32 | part
+        return best << 3 | len(live)
+
     def _column(self, item: WorkItem, now: datetime, knowledge: tuple[datetime | None, ...]) -> Any:
         """A live item's part of the key under each renaming of workers (None for a stopped item): its base,
         its bound and delivered Worker-IDs renamed, and per renamed worker whether its token is none, the
@@ -853,98 +961,147 @@ def _search(
     max_states: int | None = None,
     should_stop: ShouldStop | None = None,
 ) -> Report:
-    """The search, in compact form: a state is its canonical key serialised exactly (``marshal``: small ints,
-    bools and tuples of them; no hashing, so no two keys are ever confused), kept in one set; each state has a
-    number, and two arrays hold its parent's number and the code of the move that reached it (a request's
-    index, or the number of requests plus the index of the instant among the world's advances), from which
-    the path is rebuilt by replaying. The frontier holds (number, world) pairs for one level only; the
-    System's memos, which keep items alive, are dropped after each level."""
+    """The search, in compact form. A state is one integer, its code (:meth:`System._code`): each distinct part
+    of a canonical key (a live item's column under one renaming of workers, a stopped item's base) is numbered
+    once, exactly (no hashing, so no two keys are ever confused), and the code packs the numbers of the key's
+    least member; two worlds have one code exactly when they have one key. The codes are kept in one set; each
+    state has a number, and two arrays hold its parent's number and the code of the move that reached it (a
+    request's index, or the number of requests plus the index of the instant among the world's advances), from
+    which the path is rebuilt by replaying. The frontier holds (number, world) pairs for one level only.
+
+    A move is computed per item, not per world: a world is expanded from its items' cells (:meth:`System._cell`:
+    the item, what the workers know of it, its numbers, whether it breaks invariant 7), a request reads what it
+    does to its item's cell (memoised in the cell), and the code and the checks of the world it reaches come from
+    the cells; the world itself is built only when its code is new. A reply that moves time on, and every move
+    when ``on_step`` is given, take the general path (:meth:`System.apply`). The System's memos, which keep items
+    alive, are dropped when they pass a bound; the numbers are kept."""
     system = System(workers, items, lifecycle, policy)
     root = system.initial()
-    root_key = system.key(root)
+    root_key = system.key(root) if parents is not None or on_step is not None else None
     if parents is not None:
         parents.clear()
         parents[root_key] = None
-    seen: set[bytes] = {marshal.dumps(root_key, 2)}
+    seen: set[int] = {system._code(system._cells_of(root))}
     parent_of = array("q", [-1])
     move_of = array("l", [-1])
     frontier: list[tuple[int, World]] = [(0, root)]
-    keys: list[Any] | None = [root_key] if parents is not None or on_step is not None else None
+    keys: list[Any] | None = [root_key] if root_key is not None else None
     transitions = 0
     reached = 0
     exhausted = False
     requests = system.requests
     n_requests = len(requests)
-    dumps = marshal.dumps
     check_every = _CHECK_EVERY
+    # Per request move, the item it is on (None for a poll).
+    targets = [m.item for m in requests]
+    cell_of, cell_move, code_of = system._cell, system._cell_move, system._code
 
     def report(level: int, found: Counterexample | None, incomplete: str | None = None) -> Report:
         return Report(workers, items, depth, len(seen), transitions, level, exhausted, found, incomplete=incomplete)
 
+    result: Result | None = None
     for level in range(depth):
         following: list[tuple[int, World]] = []
-        # Worlds already keyed this level, by the identity of their items (kept alive here) and the rest of their
-        # value: the same world is often reached along several interleavings, and memoised steps share items.
-        keyed: dict[tuple[Any, ...], tuple[tuple[WorkItem, ...], bytes]] = {}
         frontier.reverse()  # expanded in order, each world let go once expanded: the level shrinks as the next grows
         while frontier:
             number, world = frontier.pop()
             if system.remembered() > max(_MEMO_BOUND, len(seen) // 4):  # memos keep items alive: bounded by the states
                 system.forget()
-                keyed.clear()
             now = world.now
+            cells = system._cells_of(world)
+            # Invariant 7 is per item: a move that changes one cell breaks it when another cell, or the new one, does.
+            # (Invariant 9 cannot break in the model: its pending count is the queued count less the depth.)
+            leased = sum(cell[3] for cell in cells)
             advances = [Move(MoveKind.ADVANCE, at=t) for t in system.events(world) if t > now]
             key = None if keys is None else keys[number]
             for n in range(n_requests + len(advances)):
-                if n < n_requests:
-                    move = requests[n]
-                    if move.kind is MoveKind.POLL or on_step is not None:
-                        result = system.apply_request(world, n)
-                        reached_world, violations = result.world, result.violations
-                    else:  # the bulk of the moves: no Result built
-                        reached_world, _, _, violations = system._request(world, move, n)
-                else:
-                    move = advances[n - n_requests]
+                reached_world: World | None = None
+                code: int | None = None
+                if on_step is not None:  # every move builds its Result for on_step
+                    move = requests[n] if n < n_requests else advances[n - n_requests]
                     result = system.apply(world, move)
-                    reached_world, violations = result.world, result.violations
+                    reached_world, bad = result.world, bool(result.violations)
+                elif n < n_requests:
+                    move = requests[n]
+                    i = targets[n]
+                    if i is None:  # a poll: the oldest item the deliver rule accepts (as _poll)
+                        reached_world, bad = world, leased > 0
+                        for k, cell in enumerate(cells):
+                            delivered = cell[6][n]
+                            if delivered is None:
+                                delivered = cell_move(cell, n)
+                            if delivered is False:
+                                continue
+                            breaks, after = delivered
+                            bad = breaks or leased - cell[3] + after[3] > 0
+                            changed = cells.copy()
+                            changed[k] = after
+                            reached_world, code = None, code_of(changed)
+                            break
+                    else:  # the bulk of the moves: the item's memoised step, and the cell it reaches
+                        cell = cells[i]
+                        done = cell[6][n] or cell_move(cell, n)
+                        breaks, after = done
+                        if after is None:  # nothing changes
+                            reached_world, bad = world, breaks or leased > 0
+                        elif after is _ELSEWHERE:  # time moves on with the reply: the general path
+                            reached_world, _, _, violations = system._request(world, move, n)
+                            bad = bool(violations)
+                        else:
+                            bad = breaks or leased - cell[3] + after[3] > 0
+                            changed = cells.copy()
+                            changed[i] = after
+                            code = code_of(changed)
+                else:  # time passes: every item lapses at the instant (as _advance), and expired leases are forgotten
+                    move = advances[n - n_requests]
+                    at = cast(datetime, move.at)
+                    bad = False
+                    changed = []
+                    for cell in cells:
+                        lapsed = system._lapse(cell[0], at)
+                        bad = bad or bool(lapsed[2])
+                        know = cell[5]
+                        if any(u is not None and u <= at for u in know[workers:]):
+                            know = (*know[:workers], *[None if u is None or u <= at else u for u in know[workers:]])
+                        changed.append(cell_of(lapsed[1].item, at, know))
+                    bad = bad or any(cell[3] for cell in changed)
+                    code = code_of(changed)
                 transitions += 1
                 if on_step is not None:
+                    assert result is not None
                     on_step(level, key, move, result)
-                if violations and stop_at_violation:
+                if bad and stop_at_violation:
                     moves = (*_path(system, parent_of, move_of, number), move)
                     results = replay(system, moves)
-                    found = Counterexample(moves, tuple(results), results[-1].violations)
-                    return report(level + 1, found)
+                    found_ = Counterexample(moves, tuple(results), results[-1].violations)
+                    return report(level + 1, found_)
                 if not transitions % check_every and should_stop is not None:
                     why = should_stop()
                     if why is not None:
                         return report(reached, None, why)
                 if reached_world is world:
                     continue
-                reached_items = reached_world.items
-                identity = (*map(id, reached_items), reached_world.tokens, reached_world.leases, reached_world.now)
-                known = keyed.get(identity)
-                if known is None:
-                    child_key = system.key(reached_world)
-                    code = dumps(child_key, 2)
-                    keyed[identity] = (reached_items, code)
-                else:
-                    child_key, code = None, known[1]
+                if code is None:
+                    assert reached_world is not None
+                    code = code_of(system._cells_of(reached_world))
                 if code not in seen:
                     if max_states is not None and len(seen) >= max_states:
                         return report(reached, None, f"the budget of {max_states:,} states is spent")
                     seen.add(code)
+                    if reached_world is None:  # built only for a new state
+                        if n < n_requests and targets[n] is not None:
+                            reached_world = system._request(world, move, n)[0]
+                        else:
+                            reached_world = system.apply(world, move).world
                     parent_of.append(number)
                     move_of.append(n)
                     child = len(parent_of) - 1
                     if keys is not None:
-                        if child_key is None:
-                            child_key = system.key(reached_world)
+                        child_key = system.key(reached_world)
                         keys.append(child_key)
                         if parents is not None:
                             parents[child_key] = (key, move)
                     following.append((child, reached_world))
-        del keyed
         if progress is not None:
             progress(level + 1, len(seen), transitions)
         if not following:
@@ -955,6 +1112,8 @@ def _search(
     return report(reached, None)
 
 
+_ELSEWHERE = ("elsewhere",)  # a cell's move whose reply moves time on (see System._cell_move)
+_NUMBERS = (1 << 32) - 1  # the most distinct parts of keys (System._code packs their numbers in 32 bits)
 _CHECK_EVERY = 2048  # transitions between two calls of should_stop
 _MEMO_BOUND = 100_000  # results the memos may hold (or a quarter of the states) before the search drops them
 
