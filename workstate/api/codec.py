@@ -75,6 +75,7 @@ __all__ = [
     "encode_work",
     "heartbeat_json",
     "loads",
+    "parse_timestamp_memo",
     "timestamp_text",
     "unknown_keys",
     "work_state",
@@ -298,13 +299,42 @@ def timestamp_text(value: datetime) -> str:
     return text
 
 
+_SPEC_STAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z", re.ASCII)
+_PARSED: dict[str, datetime] = {}
+_PARSED_HELD = 4096  # the timestamps kept (then the memo starts afresh): a trace shows the same instants again
+
+
+def parse_timestamp_memo(text: str, param: str = "timestamp") -> datetime:
+    """:func:`workstate._time.parse_timestamp`, memoized by text (only what parses is kept: an error is raised
+    afresh, naming ``param``, every time); the spec's form ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` is read by
+    ``datetime.fromisoformat`` (the same instant; anything it refuses goes to ``parse_timestamp``)."""
+    found = _PARSED.get(text) if type(text) is str else None
+    if found is not None:
+        return found
+    value = None
+    if type(text) is str and _SPEC_STAMP.fullmatch(text):  # the spec's own form: the C parser reads it alike
+        try:
+            value = datetime.fromisoformat(text)
+        except ValueError:  # a day the month lacks, hour 24, second 60: parse_timestamp says which
+            value = None
+        if value is not None and (value.tzinfo is not UTC or not EARLIEST <= value <= LATEST):
+            value = None
+    if value is None:
+        value = parse_timestamp(text, param)
+    if type(text) is str and len(text) <= 64:
+        if len(_PARSED) >= _PARSED_HELD:
+            _PARSED.clear()
+        _PARSED[text] = value
+    return value
+
+
 def _timestamp(value: Any, path: str) -> datetime:
     """A reply's timestamp, judged by instant: to the microsecond when the digits past the sixth are zeros (or
     absent), else an :class:`Instant` that keeps them (a reply is read tolerantly; a request's timestamps are the
     server's to judge, and :func:`workstate._time.parse_timestamp` refuses what it cannot hold)."""
     if isinstance(value, str):
         try:
-            return parse_timestamp(value, path)
+            return parse_timestamp_memo(value, path)
         except InvalidTimestamp as exc:
             fine = _FRACTION.search(value)
             if fine is not None and fine[2].strip("0"):

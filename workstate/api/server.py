@@ -581,13 +581,20 @@ class Server:
         """The item ``work_id`` of environment ``env_id`` as it stands (no expiry applied), or None."""
         if not isinstance(env_id, str) or not isinstance(work_id, str):
             return None
+        store = self._store
+        if type(store) is MemoryStore:  # its own transaction, and a read: no transaction to open (the checker's path)
+            return store.item(env_id, work_id)
         return self._run(lambda tx: tx.item(env_id, work_id))
 
     def environment_kind(self, env_id: str) -> EnvironmentKind | None:
         """The kind of environment ``env_id``, or None when this server does not have it."""
         if not isinstance(env_id, str):
             return None
-        environment = self._run(lambda tx: tx.environment(env_id))
+        store = self._store
+        if type(store) is MemoryStore:  # as in work(): a read of the store that is its own transaction
+            environment: EnvironmentInfo | None = store.environment(env_id)
+        else:
+            environment = self._run(lambda tx: tx.environment(env_id))
         return None if environment is None else environment.kind
 
     def deliverable(self, env_id: str, now: datetime, reclaim_older_than_ms: int | None = None) -> str | None:

@@ -41,6 +41,7 @@ from ..api.codec import (
     ListEnvelope,
     StatsObject,
     WorkObject,
+    parse_timestamp_memo,
     unknown_keys,
 )
 from ..api.routes import ITEM_OPERATIONS, route
@@ -326,6 +327,8 @@ def _field(obj: dict[str, Any], key: str, where: str) -> Any:
 
 
 def _keys(obj: Any, where: str, required: tuple[str, ...]) -> dict[str, Any]:
+    if type(obj) is dict and len(obj) == len(required) and all(key in obj for key in required):
+        return obj  # the common case: exactly the fields required (no extra one, none missing)
     if not isinstance(obj, dict):
         raise _Malformed(f"{where.rstrip('.') or 'the line'} must be a JSON object")
     extra = sorted(set(obj) - set(required))
@@ -402,7 +405,7 @@ def parse_line(text: str, line: int) -> Exchange:
         if not isinstance(top["time"], str):
             raise _Malformed("time must be an RFC 3339 string")
         try:
-            time = parse_timestamp(top["time"], "time")
+            time = parse_timestamp_memo(top["time"], "time")
         except WorkstateError as exc:
             raise _Malformed(exc.message) from None
         request = _keys(top["request"], "request.", ("method", "target", "headers", "body"))
