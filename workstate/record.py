@@ -19,19 +19,23 @@ than this release knows is refused (:class:`~workstate.errors.InvalidItem`), nev
 
 from __future__ import annotations
 
+import json
+import operator
+import re
 import typing
 from collections.abc import Callable, Mapping
 from datetime import datetime
+from json.encoder import encode_basestring
 from typing import Any
 
 import attrs
 
-from ._time import parse_timestamp, render_timestamp, shown
+from ._time import EARLIEST, LATEST, UTC, parse_timestamp, render_timestamp, shown
 from .errors import InvalidInput, InvalidItem
 from .model import WorkItem
 from .rules import State
 
-__all__ = ["MIGRATIONS", "RECORD_FIELDS", "RECORD_SCHEMA", "from_record", "to_record"]
+__all__ = ["MIGRATIONS", "RECORD_FIELDS", "RECORD_SCHEMA", "from_record", "record_json", "to_record"]
 
 RECORD_SCHEMA = 1
 """The schema number this release writes into every record (key ``schema``)."""
@@ -62,22 +66,95 @@ RECORD_FIELDS: tuple[str, ...] = ("schema", *_KIND)
 """Every key of a record, in order: ``schema``, then the fields of ``WorkItem`` (the columns of a store)."""
 
 
+_NAMES = tuple(_KIND)
+_KINDS = tuple(_KIND.values())
+_VALUES = operator.attrgetter(*_NAMES)  # every field at once, in record order
+_KEYS = tuple("," + encode_basestring(name) + ":" for name in _NAMES)  # ',"id":' ...
+_HEAD = '{"schema":' + str(RECORD_SCHEMA)
+_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+"""The encoding of :func:`record_json`: compact, UTF-8 as it is (what ``json.dumps(record, separators=(",", ":"),
+ensure_ascii=False)`` writes)."""
+
+
+def _instant(value: datetime) -> str:
+    """:func:`~workstate.render_timestamp`, without its checks for an instant that passes them (every item's)."""
+    if type(value) is datetime and value.tzinfo is UTC and EARLIEST <= value <= LATEST:
+        return value.isoformat(timespec="microseconds")[:-6] + "Z"  # "+00:00" -> "Z": the same text, faster
+    return render_timestamp(value)
+
+
 def to_record(item: WorkItem) -> dict[str, Any]:
     """Every field of ``item`` as a JSON-ready dict, with ``schema``."""
     if type(item) is not WorkItem:
         raise InvalidItem(f"to_record needs a WorkItem, got {shown(item)}", param="item")
     record: dict[str, Any] = {"schema": RECORD_SCHEMA}
-    for name, kind in _KIND.items():
-        value = getattr(item, name)
+    for name, kind, value in zip(_NAMES, _KINDS, _VALUES(item), strict=True):
         if value is None or kind == "plain":
             record[name] = value
         elif kind == "instant":
-            record[name] = render_timestamp(value)
+            record[name] = _instant(value)
         elif kind == "state":
             record[name] = value.value
         else:
             record[name] = dict(value)
     return record
+
+
+def record_json(item: WorkItem, rendered: dict[datetime, str] | None = None) -> str:
+    """``to_record(item)`` as compact JSON text, the form the stores keep: exactly what
+    ``json.dumps(to_record(item), separators=(",", ":"), ensure_ascii=False)`` writes, built without the
+    intermediate dict (a store writes one per change; ``tests/stores/test_record_json.py`` checks the identity).
+
+    ``rendered``, when given, is the caller's memo of instants already rendered (as JSON strings, quotes
+    included): read and filled here, so a store that keeps one renders each instant once (an item's
+    ``created_at`` is in every record of it). The caller bounds it."""
+    if type(item) is not WorkItem:
+        raise InvalidItem(f"record_json needs a WorkItem, got {shown(item)}", param="item")
+    if rendered is None:
+        rendered = {}
+    parts = [_HEAD]
+    append = parts.append
+    for key, kind, value in zip(_KEYS, _KINDS, _VALUES(item), strict=True):
+        append(key)
+        if value is None:
+            append("null")
+        elif kind == "plain":
+            kind_of = type(value)
+            if kind_of is str:
+                append(encode_basestring(value))
+            else:
+                append(int.__repr__(value) if kind_of is int else _JSON(value))
+        elif kind == "instant":
+            text = rendered.get(value)
+            if text is None:
+                text = rendered[value] = '"' + _instant(value) + '"'
+            append(text)
+        elif kind == "state":
+            append(encode_basestring(value.value))
+        else:
+            append(_JSON(dict(value)) if value else "{}")
+    append("}")
+    return "".join(parts)
+
+
+_CANONICAL = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z", re.ASCII)
+"""An instant as :func:`_instant` writes it (every record this release wrote holds only such)."""
+
+
+def _parse(value: str, name: str) -> datetime:
+    """:func:`~workstate.parse_timestamp` of a record's instant, faster for the text :func:`_instant` writes."""
+    if _CANONICAL.fullmatch(value) is not None:
+        try:
+            instant = datetime.fromisoformat(value)
+        except ValueError:  # a day the month lacks, a leap second, year 0: the full parser says which
+            pass
+        else:
+            if instant.tzinfo is UTC and EARLIEST <= instant <= LATEST:
+                return instant
+    try:
+        return parse_timestamp(value)
+    except InvalidInput as exc:
+        raise InvalidItem(f"record {name}: {exc.message}", param=name) from None
 
 
 def from_record(record: Mapping[str, Any]) -> WorkItem:
@@ -109,9 +186,6 @@ def from_record(record: Mapping[str, Any]) -> WorkItem:
         if value is not None and kind == "instant":
             if not isinstance(value, str):
                 raise InvalidItem(f"record {name} must be an RFC 3339 string or null, got {shown(value)}", param=name)
-            try:
-                value = parse_timestamp(value)
-            except InvalidInput as exc:
-                raise InvalidItem(f"record {name}: {exc.message}", param=name) from None
+            value = _parse(value, name)
         fields[name] = value
     return WorkItem(**fields)

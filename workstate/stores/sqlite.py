@@ -46,7 +46,7 @@ from ..api.index import CreationKey
 from ..api.store import EnvironmentKind, QueueCounts, StoreConflict, StoredEnvironment, micros
 from ..errors import InvalidInput
 from ..model import WorkItem
-from ..record import from_record, to_record
+from ..record import from_record, record_json
 
 __all__ = ["MIGRATIONS", "SCHEMA", "SCHEMA_VERSION", "SqliteStore", "SqliteTransaction"]
 
@@ -81,16 +81,13 @@ _ITEM = "SELECT record FROM workstate_items WHERE env_id = ? AND id = ?"
 _INSERT = """INSERT INTO workstate_items
     (env_id, id, state, created_at, delivered_at, deadline, session_id, live, version, record)
     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+_DUE = "SELECT env_id, record FROM workstate_items WHERE deadline <= ? ORDER BY deadline, id, env_id LIMIT ?"
 _UPDATE = """UPDATE workstate_items SET state = ?, delivered_at = ?, deadline = ?, session_id = ?, live = ?,
     version = ?, record = ? WHERE env_id = ? AND id = ? AND version = ?"""
 
 
 def _instant(value: int) -> datetime:
     return _EPOCH + timedelta(microseconds=value)
-
-
-def _optional(instant: datetime | None) -> int | None:
-    return None if instant is None else micros(instant)
 
 
 _PARSED = 4096  # how many parsed records a store keeps (items are frozen: a record's text names one item)
@@ -108,19 +105,23 @@ def _item(record: str, cache: dict[str, WorkItem]) -> WorkItem:
     return found
 
 
-def _record(item: WorkItem) -> str:
-    return json.dumps(to_record(item), separators=(",", ":"), ensure_ascii=False)
+def _record(item: WorkItem, rendered: dict[datetime, str]) -> str:
+    """The record's text; ``rendered`` is the store's memo of instants (an item's are in each of its records)."""
+    if len(rendered) >= _PARSED:
+        rendered.clear()
+    return record_json(item, rendered)
 
 
 class SqliteTransaction:
     """One request's transaction on a :class:`SqliteStore` (``BEGIN IMMEDIATE`` ... ``COMMIT``)."""
 
-    __slots__ = ("_db", "_parsed", "_store")
+    __slots__ = ("_db", "_parsed", "_rendered", "_store")
 
     def __init__(self, store: SqliteStore, db: sqlite3.Connection) -> None:
         self._store = store
         self._db = db
         self._parsed = store._parsed
+        self._rendered = store._rendered
 
     def commit(self) -> None:
         try:
@@ -160,7 +161,10 @@ class SqliteTransaction:
 
     def item(self, env_id: str, work_id: str) -> WorkItem | None:
         row = self._db.execute(_ITEM, (env_id, work_id)).fetchone()
-        return None if row is None else _item(row[0], self._parsed)
+        if row is None:
+            return None
+        found = self._parsed.get(row[0])
+        return _item(row[0], self._parsed) if found is None else found
 
     def items(self, env_id: str) -> list[WorkItem]:
         rows = self._db.execute("SELECT record FROM workstate_items WHERE env_id = ? ORDER BY id", (env_id,))
@@ -173,9 +177,8 @@ class SqliteTransaction:
         return None if row is None else str(row[0])
 
     def put(self, env_id: str, new: WorkItem, expected: int | None, deadline: datetime | None) -> None:
-        state = new.state.value
-        delivered = _optional(new.delivered_at)
-        record = _record(new)
+        delivered = new.delivered_at
+        record = _record(new, self._rendered)
         try:
             if expected is None:
                 self._db.execute(
@@ -183,43 +186,41 @@ class SqliteTransaction:
                     (
                         env_id,
                         new.id,
-                        state,
+                        new.state.value,
                         micros(new.created_at),
-                        delivered,
-                        _optional(deadline),
+                        None if delivered is None else micros(delivered),
+                        None if deadline is None else micros(deadline),
                         new.session_id,
-                        int(new.live),
+                        1 if new.live else 0,
                         new.version,
                         record,
                     ),
                 )
-                self._keep(record, new)
-                return
-            cursor = self._db.execute(
-                _UPDATE,
-                (
-                    state,
-                    delivered,
-                    _optional(deadline),
-                    new.session_id,
-                    int(new.live),
-                    new.version,
-                    record,
-                    env_id,
-                    new.id,
-                    expected,
-                ),
-            )
+            elif (
+                self._db.execute(
+                    _UPDATE,
+                    (
+                        new.state.value,
+                        None if delivered is None else micros(delivered),
+                        None if deadline is None else micros(deadline),
+                        new.session_id,
+                        1 if new.live else 0,
+                        new.version,
+                        record,
+                        env_id,
+                        new.id,
+                        expected,
+                    ),
+                ).rowcount
+                != 1
+            ):
+                raise StoreConflict(f"work item {new.id} changed since it was read (version {expected})", param="id")
         except sqlite3.IntegrityError as exc:
             raise StoreConflict(f"work item {new.id}: {exc}", param="id") from exc
-        if cursor.rowcount != 1:
-            raise StoreConflict(f"work item {new.id} changed since it was read (version {expected})", param="id")
-        self._keep(record, new)
-
-    def _keep(self, record: str, item: WorkItem) -> None:
-        if len(self._parsed) >= _PARSED:
-            self._parsed.clear()
-        self._parsed[record] = item
+        parsed = self._parsed
+        if len(parsed) >= _PARSED:
+            parsed.clear()
+        parsed[record] = new
 
     # --- the queue ---
 
@@ -267,10 +268,9 @@ class SqliteTransaction:
     # --- time ---
 
     def due(self, now: datetime, limit: int) -> list[tuple[str, WorkItem]]:
-        rows = self._db.execute(
-            "SELECT env_id, record FROM workstate_items WHERE deadline <= ? ORDER BY deadline, id, env_id LIMIT ?",
-            (micros(now), limit),
-        )
+        rows = self._db.execute(_DUE, (micros(now), limit)).fetchall()
+        if not rows:  # the common answer: nothing lapses at this request's now
+            return rows
         return [(str(env_id), _item(record, self._parsed)) for env_id, record in rows]
 
     def next_deadline(self) -> datetime | None:
@@ -331,6 +331,8 @@ class SqliteStore:
         self.path = str(path)
         self._environments: dict[str, StoredEnvironment] = {}
         self._parsed: dict[str, WorkItem] = {}
+        self._rendered: dict[datetime, str] = {}
+        self._tx: SqliteTransaction | None = None
         db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
         self._db = db
         try:
@@ -373,11 +375,15 @@ class SqliteStore:
         return env
 
     def begin(self) -> SqliteTransaction:
+        db = self._db
         try:
-            self._db.execute("BEGIN IMMEDIATE")
+            db.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:  # the lock stayed taken past the timeout
             raise StoreConflict(f"SQLite is busy: {exc}") from exc
-        return SqliteTransaction(self, self._db)
+        tx = self._tx
+        if tx is None or tx._db is not db:  # one at a time (one thread): a transaction holds no state of its own
+            tx = self._tx = SqliteTransaction(self, db)
+        return tx
 
     def close(self) -> None:
         self._db.close()
