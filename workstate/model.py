@@ -513,6 +513,8 @@ _lease_granted = constructor(LeaseGranted)
 _stop_requested = constructor(StopRequested)
 _stopped = constructor(Stopped)
 _requeued = constructor(Requeued)
+_new = object.__new__
+_LeaseGrantedTwin = twin(LeaseGranted)
 
 
 @attrs.frozen(weakref_slot=False)
@@ -696,10 +698,20 @@ def _grant_lease(item: WorkItem, cmd: Heartbeat, at: datetime, policy: Policy, n
     latest = item.latest_heartbeat_at
     token = at if latest is None or at > latest else latest + MICROSECOND
     ttl = cmd.desired_ttl_seconds
-    ttl = policy.default_ttl_seconds if ttl is None else min(max(ttl, policy.min_ttl_seconds), policy.max_ttl_seconds)
+    if ttl is None:
+        ttl = policy.default_ttl_seconds
+    else:  # min(max(ttl, lowest), highest), without the builtins' cost
+        lowest, highest = policy.min_ttl_seconds, policy.max_ttl_seconds
+        ttl = ttl if ttl >= lowest else lowest
+        ttl = ttl if ttl <= highest else highest
     new.latest_heartbeat_at = new.clock = token
     new.ttl_seconds = ttl
-    fx.append(_lease_granted(token, ttl, token + (_TIMEDELTAS.get(ttl) or _seconds(ttl))))
+    effect = _new(_LeaseGrantedTwin)  # _lease_granted(token, ttl, until), inlined
+    effect.last_heartbeat = token
+    effect.ttl_seconds = ttl
+    effect.until = token + (_TIMEDELTAS.get(ttl) or _seconds(ttl))
+    effect.__class__ = LeaseGranted
+    fx.append(effect)
 
 
 @_action("request_stop", "stop_requested_at")
@@ -799,7 +811,7 @@ FastFn = Callable[[WorkItem, Any, datetime, Policy], Outcome]
 operands (``step`` checks them first)."""
 
 
-def _compile_fast(lifecycle: Lifecycle) -> dict[tuple[State, type[Any]], FastFn]:
+def _compile_fast(lifecycle: Lifecycle) -> dict[type[Any], dict[State, FastFn]]:
     """The step function's fast path, generated from the lifecycle's compiled table (``Lifecycle._run``).
 
     Per (state, command type), one function that decides and builds in one call: the lapse check of the
@@ -890,30 +902,31 @@ def _compile_fast(lifecycle: Lifecycle) -> dict[tuple[State, type[Any]], FastFn]
 
         return tree(0, index, pad)
 
-    fast: dict[tuple[State, type[Any]], FastFn] = {}
+    fast: dict[type[Any], dict[State, FastFn]] = {kind: {} for kind in _COMMAND_TYPES}
     for state in State:
         mode = lifecycle._lapse_mode[state]
         for kind in _COMMAND_TYPES:
-            if mode is _ALWAYS and kind is not Lapse:
-                continue
             lines = ["def run(item, cmd, now, policy):"]
-            lines += ["    clock = item.clock", "    at = now if now > clock else clock"]
-            if mode is _WHEN_DUE and kind is not Lapse:
-                lines += [
-                    *_deadline_source(state, "    "),
-                    "    if deadline is not None and deadline <= at:",
-                    "        return _slow(item, cmd, now, policy, None)  # a lapse is due first",
-                ]
-            if kind is Stop:  # the one command whose trigger is a field's: Stop.trigger
-                lines += [
-                    "    if cmd.force:",
-                    *decide(state, _STOP_TRIGGERS[True], "        "),
-                    *decide(state, _STOP_TRIGGERS[False], "    "),
-                ]
+            if mode is _ALWAYS and kind is not Lapse:
+                lines.append("    return _slow(item, cmd, now, policy, None)  # the lapse is always applied first")
             else:
-                lines += decide(state, kind.__dict__["trigger"], "    ")  # a class constant
+                lines += ["    clock = item.clock", "    at = now if now > clock else clock"]
+                if mode is _WHEN_DUE and kind is not Lapse:
+                    lines += [
+                        *_deadline_source(state, "    "),
+                        "    if deadline is not None and deadline <= at:",
+                        "        return _slow(item, cmd, now, policy, None)  # a lapse is due first",
+                    ]
+                if kind is Stop:  # the one command whose trigger is a field's: Stop.trigger
+                    lines += [
+                        "    if cmd.force:",
+                        *decide(state, _STOP_TRIGGERS[True], "        "),
+                        *decide(state, _STOP_TRIGGERS[False], "    "),
+                    ]
+                else:
+                    lines += decide(state, kind.__dict__["trigger"], "    ")  # a class constant
             exec("\n".join(lines), namespace)  # noqa: S102 - generated from the compiled table above
-            fast[state, kind] = namespace.pop("run")
+            fast[kind][state] = namespace.pop("run")
     return fast
 
 
@@ -980,7 +993,7 @@ class Lifecycle:
                 self._lapse_mode[state] = _ALWAYS
 
         self._policy = dialect.policy
-        self._fast: dict[tuple[State, type[Any]], FastFn] = _compile_fast(self)
+        self._fast: dict[type[Any], dict[State, FastFn]] = _compile_fast(self)
 
     @property
     def actions(self) -> Mapping[str, Action]:
@@ -1045,8 +1058,11 @@ class Lifecycle:
             if policy is None:
                 policy = self._policy
             if type(policy) is Policy:
-                run = self._fast.get((item.state, type(command)))
-                if run is not None:
+                try:
+                    run = self._fast[type(command)][item.state]
+                except KeyError:  # not a command
+                    pass
+                else:
                     return run(item, command, now, policy)
         return self._step(item, command, now, policy, dialect)
 
