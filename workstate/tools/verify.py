@@ -264,6 +264,8 @@ class System:
         self._cells: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         self._numbers: dict[tuple[Any, ...], int] = {}
         self._n_moves = len(self._requests)
+        self._items: dict[WorkItem, WorkItem] = {}  # one item per value, for the cells
+        self._aliases: list[WorkItem] = []
 
     def remembered(self) -> int:
         """How many results the memos hold (the search calls :meth:`forget` when it passes a bound)."""
@@ -276,6 +278,7 @@ class System:
             + len(self._lease_checks)
             + len(self._stats_checks)
             + len(self._cells)
+            + len(self._items)
         )
 
     def forget(self) -> None:
@@ -294,6 +297,8 @@ class System:
         for cell in self._cells.values():  # cells name the cells their moves reach: no cycle outlives the memo
             cell[6].clear()
         self._cells.clear()
+        self._items.clear()
+        self._aliases.clear()
         self._checked_world = None
         self._checked = []
 
@@ -680,6 +685,12 @@ class System:
         found = self._cells.get(memo)
         if found is not None:
             return found
+        # Items equal in value, reached along different interleavings, share one cell (and so their memoised moves).
+        canonical = self._items.setdefault(item, item)
+        if canonical is not item:
+            found = self._cells[memo] = self._cell(canonical, now, knowledge)
+            self._aliases.append(item)  # held while its id keys the memo
+            return found
         numbers = self._numbers
         column = self._column(item, now, knowledge)
         part: Any
@@ -753,18 +764,33 @@ class System:
             for i, item in enumerate(world.items)
         ]
 
+    def _world_of(self, cells: Sequence[tuple[Any, ...]]) -> World:
+        """The world whose cells are ``cells`` (all at one instant): what :meth:`apply` reaches, by value."""
+        workers = range(self.workers + self.workers)
+        known = [tuple(cell[5][k] for cell in cells) for k in workers]
+        return World(
+            cells[0][4], tuple(cell[0] for cell in cells), tuple(known[: self.workers]), tuple(known[self.workers :])
+        )
+
     def _code(self, cells: Sequence[tuple[Any, ...]]) -> int:
         """The search's code of a world from its cells: one integer, equal for two worlds exactly when their
         :meth:`key` is (each part of the key is named by its own number, so the least tuple of the live items'
         numbers over the renamings picks one member of the same orbit as the key's least tuple; the stopped
         items' numbers follow, sorted; the count of live items closes it)."""
-        live = [cell[2] for cell in cells if cell[1]]
+        live = []
+        stopped = []
+        for cell in cells:
+            if cell[1]:
+                live.append(cell[2])
+            else:
+                stopped.append(cell[2])
         best = 0
         if live:
             for part in min(zip(*live, strict=True)):
                 best = best << 32 | part
-        if len(live) < len(cells):
-            for part in sorted(cell[2] for cell in cells if not cell[1]):
+        if stopped:
+            stopped.sort()
+            for part in stopped:
                 best = best << 32 | part
         return best << 3 | len(live)
 
@@ -1088,11 +1114,8 @@ def _search(
                     if max_states is not None and len(seen) >= max_states:
                         return report(reached, None, f"the budget of {max_states:,} states is spent")
                     seen.add(code)
-                    if reached_world is None:  # built only for a new state
-                        if n < n_requests and targets[n] is not None:
-                            reached_world = system._request(world, move, n)[0]
-                        else:
-                            reached_world = system.apply(world, move).world
+                    if reached_world is None:  # built only for a new state, from its cells
+                        reached_world = system._world_of(changed)
                     parent_of.append(number)
                     move_of.append(n)
                     child = len(parent_of) - 1
