@@ -415,7 +415,13 @@ def _stamp(value: datetime) -> str:
 
 
 def _render(value: datetime | None) -> str | None:
-    return None if value is None else _stamp(value)
+    if value is None:
+        return None
+    if type(value) is datetime:  # _stamp's memo, read here: a reply renders up to six instants
+        text = _STAMPS.get(value)
+        if text is not None:
+            return text
+    return _stamp(value)
 
 
 _STATE_TEXT = {state: state.value for state in State}  # a member's .value is a property: a lookup is cheaper
