@@ -18,8 +18,10 @@ nothing about speed.
    keyed by the second; each is checked equal to ``workstate.render_timestamp`` on many instants first.
 2. Memory per queued item (tracemalloc; everything the server holds for an item, including its
    ids and its creation time) at 100,000 and 1,000,000 items. Target: at most 600 bytes.
-3. Poll and expiry-sweep cost with 10,000 vs 1,000,000 items held. Target: growing at most
-   logarithmically (log2(1M)/log2(10k) = 1.5).
+3. The CPU cost of every kind of request (poll, ack, heartbeat, stop, get, list page, stats, create_work, and
+   the expiry sweep per lapsed item) with 10,000 vs 1,000,000 items held, in one table. Target: growing at most
+   logarithmically (log2(1M)/log2(10k) = 1.5). A fresh poll is also timed with the GC's objects frozen, to
+   tell a collector's cost over a million tracked objects from the server's own.
 """
 
 from __future__ import annotations
@@ -305,9 +307,9 @@ def interleaved(
             prepare, run = contenders[name]
             data = prepare()
             gc.collect()
-            start = time.perf_counter()
+            start = time.process_time()
             run(data)
-            elapsed = time.perf_counter() - start
+            elapsed = time.process_time() - start
             if round_ >= 0:
                 samples[name].append(elapsed / count)
     return samples
@@ -353,46 +355,139 @@ def queue_of(count: int) -> tuple[Server, str]:
     return server, env
 
 
-def poll_cost(count: int, polls: int) -> tuple[float, float]:
-    """(fresh, reclaim): a poll taking the oldest never-delivered item from `count` queued ones; and a
-    poll that must find the oldest reclaimable item among `count` delivered-and-unacked ones."""
+CLOCK = time.process_time  # the growth figures are CPU time: on a shared machine wall time is mostly the others'
+
+
+def request_costs(count: int, rounds: int, per_round: int) -> dict[str, list[float]]:
+    """Seconds per request of each kind with `count` queued items held (and up to `rounds * per_round` more
+    of the run's own), one figure per round. A round creates `per_round` items (`create_work`), then polls
+    `per_round` times (each takes the oldest never-delivered item), acks, heartbeats (the first, then one
+    echoing the token) and reads (`get`) each item it took, asks for `per_round` list pages (default limit,
+    cursors spread over the whole id order) and `per_round` stats, and stops each item (graceful)."""
+    server, env = queue_of(count)
+    base = f"/api/v1/cloud/environments/{env}/work"
+    handle = server.handle
+    poll = Request("GET", f"{base}/poll", AUTH)
+    stats = Request("GET", f"{base}/stats", AUTH)
+    now = T0 + timedelta(seconds=1)
+    created = count
+    costs: dict[str, list[float]] = {
+        name: []
+        for name in ("create_work", "poll", "ack", "heartbeat", "heartbeat (token)", "get", "list page", "stats")
+    }
+    costs["stop"] = []
+    step_at = timedelta(microseconds=1)
+    for _ in range(rounds):
+        gc.collect()
+        start = CLOCK()
+        for i in range(per_round):
+            server.create_work(env, session_id=session(created + i), now=now)
+        costs["create_work"].append((CLOCK() - start) / per_round)
+        created += per_round
+        now += step_at
+        start = CLOCK()
+        works = [handle(poll, now).json["id"] for _ in range(per_round)]
+        costs["poll"].append((CLOCK() - start) / per_round)
+        for name, suffix in (("ack", "ack"), ("heartbeat", "heartbeat?expected_last_heartbeat=NO_HEARTBEAT")):
+            now += step_at
+            requests = [Request("POST", f"{base}/{work}/{suffix}", AUTH) for work in works]
+            start = CLOCK()
+            for request in requests:
+                handle(request, now)
+            costs[name].append((CLOCK() - start) / per_round)
+        token = render_timestamp(now)
+        now += step_at
+        requests = [Request("POST", f"{base}/{work}/heartbeat?expected_last_heartbeat={token}", AUTH) for work in works]
+        start = CLOCK()
+        for request in requests:
+            if handle(request, now).status != 200:
+                raise SystemExit("a heartbeat echoing its token was refused")
+        costs["heartbeat (token)"].append((CLOCK() - start) / per_round)
+        requests = [Request("GET", f"{base}/{work}", AUTH) for work in works]
+        start = CLOCK()
+        for request in requests:
+            handle(request, now)
+        costs["get"].append((CLOCK() - start) / per_round)
+        cursors = [f"work_{1 + (created - 1) * k // per_round:032x}" for k in range(per_round)]
+        requests = [Request("GET", f"{base}?after_id={cursor}", AUTH) for cursor in cursors]
+        start = CLOCK()
+        for request in requests:
+            handle(request, now)
+        costs["list page"].append((CLOCK() - start) / per_round)
+        start = CLOCK()
+        for _ in range(per_round):
+            handle(stats, now)
+        costs["stats"].append((CLOCK() - start) / per_round)
+        now += step_at
+        requests = [Request("POST", f"{base}/{work}/stop", AUTH) for work in works]
+        start = CLOCK()
+        for request in requests:
+            if handle(request, now).status != 200:
+                raise SystemExit("a stop was refused")
+        costs["stop"].append((CLOCK() - start) / per_round)
+    return costs
+
+
+def _rounds(total: int, rounds: int, run: Callable[[int, int], None]) -> list[float]:
+    """Seconds per operation of each of `rounds` rounds of `total // rounds` operations: `run(first, count)`."""
+    size = total // rounds
+    out = []
+    for r in range(rounds):
+        start = CLOCK()
+        run(r * size, size)
+        out.append((CLOCK() - start) / size)
+    return out
+
+
+def poll_cost(count: int, polls: int, rounds: int) -> tuple[list[float], list[float], list[float]]:
+    """(fresh, frozen, reclaim), per round: a poll taking the oldest never-delivered item from `count` queued ones;
+    the same with the cyclic GC's objects frozen (``gc.freeze``); and a poll that must find the oldest reclaimable
+    item among `count` delivered-and-unacked ones."""
     server, env = queue_of(count)
     now = T0 + timedelta(seconds=1)
     poll = Request("GET", f"/api/v1/cloud/environments/{env}/work/poll", AUTH)
-    gc.collect()
-    start = time.perf_counter()
-    for _ in range(polls):
-        server.handle(poll, now)
-    fresh = (time.perf_counter() - start) / polls
-    # Deliver everything (each at its own instant), then reclaim: half of them are inside the window.
     handle = server.handle
-    for i in range(count - polls):
+
+    def fresh_polls(_first: int, size: int) -> None:
+        for _ in range(size):
+            handle(poll, now)
+
+    gc.collect()
+    fresh = _rounds(polls, rounds, fresh_polls)
+    gc.freeze()  # the same polls again with every object so far out of the collector's sight: does the GC grow?
+    frozen = _rounds(polls, rounds, fresh_polls)
+    gc.unfreeze()
+    # Deliver everything (each at its own instant), then reclaim: half of them are inside the window.
+    for i in range(count - 2 * polls):
         handle(poll, now + timedelta(microseconds=i))
     late = now + timedelta(microseconds=count // 2) + timedelta(milliseconds=5000)
+
+    def reclaim_polls(first: int, size: int) -> None:
+        for i in range(first, first + size):
+            handle(poll, late + timedelta(microseconds=i))
+
     gc.collect()
-    start = time.perf_counter()
-    for i in range(polls):
-        handle(poll, late + timedelta(microseconds=i))
-    reclaim = (time.perf_counter() - start) / polls
-    return fresh, reclaim
+    return fresh, frozen, _rounds(polls, rounds, reclaim_polls)
 
 
-def sweep_cost(count: int, lapsing: int) -> float:
-    """Seconds per lapsed item when `lapsing` of `count` acked items reach their start timeout in one sweep."""
+def sweep_cost(count: int, lapsing: int, rounds: int) -> list[float]:
+    """Seconds per lapsed item, per round, when `lapsing // rounds` of `count` acked items reach their start
+    timeout in each of `rounds` sweeps."""
     server, env = queue_of(count)
     base = f"/api/v1/cloud/environments/{env}/work/"
     auth = {"Authorization": "Bearer token"}
     handle = server.handle
     for i in range(count):  # ack each (no poll needed by default) at its own instant: deadlines spread out
         handle(Request("POST", f"{base}work_{i + 1:032x}/ack", auth), T0 + timedelta(seconds=1, microseconds=i))
-    now = T0 + timedelta(seconds=61, microseconds=lapsing - 1)  # exactly the first `lapsing` deadlines are due
+
+    def sweep(first: int, size: int) -> None:
+        now = T0 + timedelta(seconds=61, microseconds=first + size - 1)  # exactly the next `size` deadlines are due
+        lapsed = server.expire(now)
+        if lapsed != size:
+            raise SystemExit(f"expected {size} lapses, got {lapsed}")
+
     gc.collect()
-    start = time.perf_counter()
-    lapsed = server.expire(now)
-    seconds = time.perf_counter() - start
-    if lapsed != lapsing:
-        raise SystemExit(f"expected {lapsing} lapses, got {lapsed}")
-    return seconds / lapsing
+    return _rounds(lapsing, rounds, sweep)
 
 
 def machine_facts() -> str:
@@ -457,8 +552,12 @@ def main() -> None:
     memory = {n: bytes_per_queued_item(n) for n in memory_counts}
 
     # 3. growth
-    polls = {n: poll_cost(n, 2000) for n in (small, large)}
-    sweeps = {n: sweep_cost(n, 2000) for n in (small, large)}
+    probe = 210 if args.smoke else 2100  # polls and lapses timed (a fresh poll's twice: at most a quarter of small)
+    growth_rounds = 3 if args.smoke else 7
+    polls = {n: poll_cost(n, probe, growth_rounds) for n in (small, large)}
+    sweeps = {n: sweep_cost(n, probe, growth_rounds) for n in (small, large)}
+    per_round = 200 if args.smoke else 500
+    requests = {n: request_costs(n, growth_rounds, per_round) for n in (small, large)}
     load_end = load()
 
     log_ratio = math.log2(large) / math.log2(small)
@@ -505,16 +604,31 @@ def main() -> None:
         lines.append(f"- {n:,} items: {per_item:.0f} bytes/item (created in {seconds:.1f} s under tracemalloc)")
     lines += [
         "",
-        f"3. Growth from {small:,} to {large:,} items (target: at most logarithmic, {log_ratio:.2f}):",
+        f"3. Growth from {small:,} to {large:,} items held (CPU time; target: at most logarithmic, {log_ratio:.2f}x). "
+        f"Medians of {growth_rounds} rounds (min-max in brackets); in the request mix (the rows from create_work on) "
+        f"a round runs each kind of request {per_round} times on the same items (create, poll, ack, first heartbeat, "
+        "heartbeat echoing its token, get, list page at a cursor spread over the ids, stats, stop):",
         "",
+        f"| per request | {small:,} items: us | {large:,} items: us | growth |",
+        "|---|---:|---:|---:|",
     ]
-    rows = [
-        ("poll of never-delivered items", polls[small][0], polls[large][0], "us/poll"),
-        ("poll that must reclaim among pending items", polls[small][1], polls[large][1], "us/poll"),
-        ("expiry sweep per lapsed item", sweeps[small], sweeps[large], "us/lapse"),
-    ]
-    for name, at_small, at_large, unit in rows:
-        lines.append(f"- {name}: {at_small * us:.2f} -> {at_large * us:.2f} {unit} ({at_large / at_small:.2f}x)")
+    size = probe // growth_rounds
+    rows = {
+        f"poll of never-delivered items (rounds of {size})": (polls[small][0], polls[large][0]),
+        "the same, with the GC's objects frozen (`gc.freeze`)": (polls[small][1], polls[large][1]),
+        f"poll that must reclaim among pending items (rounds of {size})": (polls[small][2], polls[large][2]),
+        f"expiry sweep per lapsed item (sweeps of {size})": (sweeps[small], sweeps[large]),
+    }
+    for name in requests[small]:
+        rows[name] = (requests[small][name], requests[large][name])
+    for name, (a, b) in rows.items():
+        ma, mb = statistics.median(a), statistics.median(b)
+        lines.append(
+            f"| {name} | {ma * us:.2f} ({min(a) * us:.2f}-{max(a) * us:.2f}) "
+            f"| {mb * us:.2f} ({min(b) * us:.2f}-{max(b) * us:.2f}) | {mb / ma:.2f}x |"
+        )
+    worst = max(statistics.median(b) / statistics.median(a) for a, b in rows.values())
+    lines += ["", f"Largest growth: **{worst:.2f}x** (target at most {log_ratio:.2f}x)."]
     report = "\n".join(lines)
     print(report)
     sys.stdout.flush()
