@@ -402,6 +402,8 @@ def _level(faults: Faults) -> float | None:
     return None
 
 
+_heappush, _heappop = heapq.heappush, heapq.heappop
+
 # event kinds
 _ARRIVE, _RESPOND, _TIMEOUT, _WAKE, _APP, _CRASH, _RESTART, _CREATE, _OUTSIDE, _STATS = range(10)
 
@@ -427,6 +429,7 @@ class _Sim:
         self, config: SimConfig, make_random: RandomFactory, progress: Callable[[float, int, int], None] | None
     ) -> None:
         self.c = config
+        self.check = config.check
         self.f = config.faults
         self.make_random = make_random
         self.rng = make_random(config.seed)
@@ -457,6 +460,7 @@ class _Sim:
         self.sessions = 0
         self.last_wake: tuple[datetime, _Proc | None] = (T0, None)
         self.busy = 0
+        self.arrivals: list[tuple[datetime, int]] = []  # the items' creations not yet queued, the latest first
 
     # --- the queue ---
 
@@ -464,17 +468,22 @@ class _Sim:
         self.changes.append((old, new))
 
     def push(self, at: datetime, kind: int, payload: Any) -> None:
-        self.seq += 1
-        heapq.heappush(self.queue, (at, self.seq, kind, payload))
+        self.seq = seq = self.seq + 1
+        _heappush(self.queue, (at, seq, kind, payload))
+
+    def _next_arrival(self) -> None:
+        if self.arrivals:
+            at, seq = self.arrivals.pop()
+            heapq.heappush(self.queue, (at, seq, _CREATE, None))
 
     def seconds(self, s: float) -> timedelta:
-        return timedelta(seconds=s)
+        return timedelta(seconds=s)  # the hot paths call timedelta itself
 
     # --- setup ---
 
     def spawn(self, index: int, incarnation: int) -> _Proc:
         f, rng = self.f, self.rng
-        skew = self.seconds((rng.random() * 2 - 1) * f.skew_seconds)
+        skew = timedelta(seconds=(rng.random() * 2 - 1) * f.skew_seconds)
         jitter = self.make_random(rng.getrandbits(64)).random
         dialect = {} if self.c.dialect == QODER else {"dialect": self.c.dialect}
         driver = self.c.worker_factory(
@@ -497,13 +506,20 @@ class _Sim:
 
     def run(self) -> Report:
         c, rng = self.c, self.rng
+        arrivals = self.arrivals
         for i in range(c.items):  # arrivals spread over the duration, the first fifth at once
             offset = 0.0 if i < c.items // 5 else rng.random() * c.duration
-            self.push(T0 + self.seconds(offset), _CREATE, None)
+            self.seq += 1
+            arrivals.append((T0 + timedelta(seconds=offset), self.seq))
+        # Only the next arrival waits in the queue (on_create queues the one after it): a queue of every
+        # arrival made each push and pop cost log(items). Each keeps the number it was drawn with, so the
+        # events come out in the very order one queue of them all gave.
+        arrivals.sort(reverse=True)
+        self._next_arrival()
         for i in range(c.workers):
             self.spawn(i, 0)
-        self.push(T0 + self.seconds(5), _STATS, None)
-        limit = T0 + self.seconds(c.duration * 2 + 3600)
+        self.push(T0 + timedelta(seconds=5), _STATS, None)
+        limit = T0 + timedelta(seconds=c.duration * 2 + 3600)
         handlers: dict[int, Callable[[Any], None]] = {
             _ARRIVE: self.on_arrive,
             _RESPOND: self.on_respond,
@@ -526,21 +542,23 @@ class _Sim:
     def _loop(self, handlers: dict[int, Callable[[Any], None]], limit: datetime) -> None:
         c = self.c
         created_all = False
-        queue = self.queue
+        queue, created_at, violations, progress = self.queue, self.created_at, self.violations, self.progress
+        items, first_violation = c.items, c.stop_at_first_violation
+        dispatch = [handlers[kind] for kind in range(len(handlers))]
         while queue:
-            at, _, kind, payload = heapq.heappop(queue)
+            at, _, kind, payload = _heappop(queue)
             if at > limit:
                 break
             self.now = at
-            self.events += 1
-            handlers[kind](payload)
-            if not created_all and len(self.created_at) == c.items:
+            self.events = events = self.events + 1
+            dispatch[kind](payload)
+            if not created_all and len(created_at) == items:
                 created_all = True
             if created_all and self.live == 0 and not any(p.driver.items for p in self.procs):
                 break
-            if self.progress is not None and self.events % 4096 == 0:
-                self.progress((at - T0).total_seconds(), len(self.created_at) - self.live, c.items)
-            if self.violations and c.stop_at_first_violation:
+            if progress is not None and events % 4096 == 0:
+                progress((at - T0).total_seconds(), len(created_at) - self.live, items)
+            if violations and first_violation:
                 break
 
     # --- driver plumbing ---
@@ -554,10 +572,12 @@ class _Sim:
         wake = actions.wake_at
         if wake is not None and wake != proc.wake_at:
             proc.wake_at = wake
-            self.push(max(self.now, wake - proc.skew), _WAKE, (proc, proc.incarnation))
-        if self.c.check:
+            at = wake - proc.skew
+            self.push(at if at > self.now else self.now, _WAKE, (proc, proc.incarnation))
+        if self.check:
             if touched is None:
-                for work_id in proc.held | set(proc.driver.items):
+                held = proc.held
+                for work_id in held.union(proc.driver.items) if held else proc.driver.items:
                     self.check_lease(proc, work_id)
             else:
                 self.check_lease(proc, touched)
@@ -605,15 +625,15 @@ class _Sim:
         if rng.random() < f.slow:
             self.injected["request slow"] += 1
             delay += self.c.request_timeout
-        self.push(now + self.seconds(delay), _ARRIVE, (proc, proc.incarnation, send, sent, False))
+        self.push(now + timedelta(seconds=delay), _ARRIVE, (proc, proc.incarnation, send, sent, False))
         if rng.random() < f.duplicate_request:
             self.injected["request duplicated"] += 1
             self.push(
-                now + self.seconds(delay + rng.random() * 0.5), _ARRIVE, (proc, proc.incarnation, send, sent, True)
+                now + timedelta(seconds=delay + rng.random() * 0.5), _ARRIVE, (proc, proc.incarnation, send, sent, True)
             )
         if send.work_id is not None and send.request.target.endswith("/ack") and rng.random() < f.crash_after_ack:
             self.injected["crash after ack"] += 1
-            self.push(now + self.seconds(0.0005), _CRASH, (proc, proc.incarnation))
+            self.push(now + timedelta(seconds=0.0005), _CRASH, (proc, proc.incarnation))
 
     # --- server side ---
 
@@ -680,7 +700,7 @@ class _Sim:
             self.injected["response lost"] += 1
             self.push(max(self.now, sent + self.timeout), _TIMEOUT, (proc, incarnation, send.id))
             return
-        back = self.now + self.seconds(0.001 + rng.random() * 0.02)
+        back = self.now + timedelta(seconds=0.001 + rng.random() * 0.02)
         if rng.random() < f.slow:
             self.injected["response slow"] += 1
             back += self.timeout
@@ -689,7 +709,7 @@ class _Sim:
         self.push(back, _RESPOND, (proc, incarnation, send, response))
         if rng.random() < f.duplicate_response:
             self.injected["response duplicated"] += 1
-            self.push(back + self.seconds(rng.random() * 0.2), _RESPOND, (proc, incarnation, send, response))
+            self.push(back + timedelta(seconds=rng.random() * 0.2), _RESPOND, (proc, incarnation, send, response))
 
     # --- worker side ---
 
@@ -698,7 +718,7 @@ class _Sim:
 
     def on_respond(self, payload: Any) -> None:
         proc, incarnation, send, response = payload
-        if self.alive(proc, incarnation):
+        if proc.incarnation == incarnation and self.procs[proc.index] is proc:  # alive(), inline: every response
             self.apply(proc, proc.driver.receive(send.id, response, self.now + proc.skew), send.work_id)
 
     def on_timeout(self, payload: Any) -> None:
@@ -709,7 +729,12 @@ class _Sim:
     def on_wake(self, payload: Any) -> None:
         proc: _Proc
         proc, incarnation = payload
-        if self.alive(proc, incarnation) and proc.wake_at is not None and proc.wake_at - proc.skew <= self.now:
+        if (
+            proc.wake_at is not None
+            and proc.incarnation == incarnation
+            and self.procs[proc.index] is proc
+            and proc.wake_at - proc.skew <= self.now
+        ):
             if self.now == self.last_wake[0] and proc is self.last_wake[1]:
                 self.busy += 1
                 if self.busy > 1000:
@@ -729,26 +754,26 @@ class _Sim:
             proc.running[event.work_id] = self.run_token
             mean = self.c.work_seconds * (10 if rng.random() < 0.1 else 1)
             runs = rng.expovariate(1 / mean) if mean > 0 else 0.0
-            self.push(now + self.seconds(runs), _APP, (proc, proc.incarnation, event.work_id, self.run_token))
+            self.push(now + timedelta(seconds=runs), _APP, (proc, proc.incarnation, event.work_id, self.run_token))
             if rng.random() < f.crash_while_running:
                 self.injected["crash while running"] += 1
-                self.push(now + self.seconds(rng.random() * runs), _CRASH, (proc, proc.incarnation))
+                self.push(now + timedelta(seconds=rng.random() * runs), _CRASH, (proc, proc.incarnation))
             if rng.random() < f.outside_stop:
                 self.injected["outside stop while running"] += 1
-                self.push(now + self.seconds(rng.random() * runs), _OUTSIDE, event.work_id)
+                self.push(now + timedelta(seconds=rng.random() * runs), _OUTSIDE, event.work_id)
             if rng.random() < f.partition:
                 self.injected["partition"] += 1
-                start = now + self.seconds(rng.random() * runs)
+                start = now + timedelta(seconds=rng.random() * runs)
                 self.push(start, _CRASH, (proc, -1 - proc.incarnation))  # negative incarnation: a partition
         elif isinstance(event, Drain):
             self.run_token += 1
             proc.running[event.work_id] = self.run_token
             self.push(
-                now + self.seconds(rng.random() * 2), _APP, (proc, proc.incarnation, event.work_id, self.run_token)
+                now + timedelta(seconds=rng.random() * 2), _APP, (proc, proc.incarnation, event.work_id, self.run_token)
             )
             if rng.random() < f.crash_while_draining:
                 self.injected["crash while draining"] += 1
-                self.push(now + self.seconds(rng.random()), _CRASH, (proc, proc.incarnation))
+                self.push(now + timedelta(seconds=rng.random()), _CRASH, (proc, proc.incarnation))
         elif isinstance(event, Abort | Dropped):
             proc.running.pop(event.work_id, None)
         elif isinstance(event, Finished):
@@ -770,7 +795,7 @@ class _Sim:
         proc, incarnation = payload
         if incarnation < 0:  # a partition: cut off for a while (long enough, often, to lose the lease)
             if self.alive(proc, -1 - incarnation):
-                proc.cut_until = self.now + self.seconds(self.rng.uniform(2, 3 * self.c.ttl_seconds))
+                proc.cut_until = self.now + timedelta(seconds=self.rng.uniform(2, 3 * self.c.ttl_seconds))
             return
         if not self.alive(proc, incarnation):
             return
@@ -779,7 +804,7 @@ class _Sim:
             if holders is not None:
                 holders.pop(proc.driver.worker_id, None)
         proc.incarnation = -(10**9)  # every event of this process is now stale
-        self.push(self.now + self.seconds(self.rng.uniform(1, 10)), _RESTART, (proc.index, incarnation + 1))
+        self.push(self.now + timedelta(seconds=self.rng.uniform(1, 10)), _RESTART, (proc.index, incarnation + 1))
 
     def on_restart(self, payload: Any) -> None:
         index, incarnation = payload
@@ -788,6 +813,7 @@ class _Sim:
     # --- the platform and the operator ---
 
     def on_create(self, payload: Any) -> None:
+        self._next_arrival()
         self.sessions += 1
         server = self.server
         server.expire(self.now)
@@ -800,7 +826,7 @@ class _Sim:
         self.created_at[work_id] = self.now
         if self.rng.random() < self.f.outside_stop / 3:
             self.injected["outside stop"] += 1
-            self.push(self.now + self.seconds(self.rng.random() * 20), _OUTSIDE, work_id)
+            self.push(self.now + timedelta(seconds=self.rng.random() * 20), _OUTSIDE, work_id)
 
     def on_outside(self, work_id: str) -> None:
         force = self.rng.random() < 0.2
@@ -813,7 +839,7 @@ class _Sim:
             stats = response.json
             for v in stats_problems(self.env, stats["depth"], stats["pending"], self.queued):
                 self.violation(v)
-        self.push(self.now + self.seconds(5), _STATS, None)
+        self.push(self.now + timedelta(seconds=5), _STATS, None)
 
     def final_checks(self) -> None:
         self.on_stats(None)
