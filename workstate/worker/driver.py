@@ -406,11 +406,14 @@ class Worker:
 
     def receive(self, send_id: int, response: Response, now: datetime) -> Actions:
         """The response to send ``send_id`` arrived."""
-        send_id = _send_id(send_id)
+        if type(send_id) is not int:  # the common case checked cheaply first (this runs for every response)
+            send_id = _send_id(send_id)
         if not isinstance(response, Response):
             raise _bad(f"response must be a workstate.api.Response, got {type(response).__name__}", "response")
         status = response.status
-        if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+        if not (type(status) is int and 100 <= status <= 599) and (
+            isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599
+        ):
             raise _bad(f"response.status must be an HTTP status from 100 to 599, got {status!r}", "response")
         now = aware(now)
         self._answer(send_id, response, "", now)
@@ -464,20 +467,29 @@ class Worker:
 
     def next_wake(self) -> datetime | None:
         """The earliest instant at which :meth:`wake` has something to do, or None."""
-        times: list[datetime] = []
-        room = len(self._items) < self.concurrency
-        if self._poll_at is not None and self._poll_inflight is None and room and not self._halted:
-            times.append(self._poll_at)
-        for item in self._items.values():
-            if item.lease_until is not None:
-                times.append(item.lease_until)
+        # a running minimum (the first of equal instants kept, as min() keeps it), no list: this runs after
+        # every call of the driver
+        best: datetime | None = None
+        items = self._items
+        if (
+            self._poll_at is not None
+            and self._poll_inflight is None
+            and len(items) < self.concurrency
+            and not self._halted
+        ):
+            best = self._poll_at
+        for item in items.values():
+            at = item.lease_until
+            if at is not None and (best is None or at < best):
+                best = at
             if item.inflight is None:
-                if item.retry_at is not None:
-                    times.append(item.retry_at)
-                beat = _beat_at(item)
-                if beat is not None:
-                    times.append(beat)
-        return min(times) if times else None
+                at = item.retry_at
+                if at is not None and (best is None or at < best):
+                    best = at
+                at = item.next_beat if item.retry_at is None or not item.confirming else _beat_at(item)
+                if at is not None and (best is None or at < best):
+                    best = at
+        return best
 
     # --- answers ---
 
@@ -736,16 +748,22 @@ class Worker:
                 self._send(item, "stop", now)  # only while the lease is believed held
 
     def _flush(self, now: datetime) -> Actions:
-        for item in list(self._items.values()):
-            lease, retry, beat = item.lease_until, item.retry_at, item.next_beat
-            if (
-                (lease is not None and now >= lease)  # a cheap look first: _due only where something may be due
-                or (
-                    item.inflight is None
-                    and ((retry is not None and now >= retry) or (beat is not None and now >= beat))
+        # a cheap look first: _due only where something may be due (_due changes only its own item, so the
+        # items are looked at before any is acted on)
+        due = [
+            item
+            for item in self._items.values()
+            if (item.lease_until is not None and now >= item.lease_until)
+            or (
+                item.inflight is None
+                and (
+                    (item.retry_at is not None and now >= item.retry_at)
+                    or (item.next_beat is not None and now >= item.next_beat)
                 )
-            ):
-                self._due(item, now)
+            )
+        ]
+        for item in due:
+            self._due(item, now)
         if (
             not self._halted
             and self._poll_inflight is None
