@@ -266,6 +266,8 @@ class System:
         self._n_moves = len(self._requests)
         self._items: dict[WorkItem, WorkItem] = {}  # one item per value, for the cells
         self._aliases: list[WorkItem] = []
+        self._epoch = 0  # how many times the memos were dropped
+        self._coherent: dict[int, tuple[WorkItem, bool]] = {}  # per item: consistent and in order (see _ties)
 
     def remembered(self) -> int:
         """How many results the memos hold (the search calls :meth:`forget` when it passes a bound)."""
@@ -279,6 +281,7 @@ class System:
             + len(self._stats_checks)
             + len(self._cells)
             + len(self._items)
+            + len(self._coherent)
         )
 
     def forget(self) -> None:
@@ -292,11 +295,13 @@ class System:
             self._delivery_checks,
             self._lease_checks,
             self._stats_checks,
+            self._coherent,
         ):
             memo.clear()
         for cell in self._cells.values():  # cells name the cells their moves reach: no cycle outlives the memo
             cell[6].clear()
         self._cells.clear()
+        self._epoch += 1  # the cells the search holds from before are stale
         self._items.clear()
         self._aliases.clear()
         self._checked_world = None
@@ -597,7 +602,10 @@ class System:
         clock equals ``now`` (a request stamps ``now``) and whether the deadline is at or before the clock
         (a lapse stamps the later of the two). For the spec's rules that set is empty.
         """
-        if consistency_problems(item) or timeline_problems(item):
+        coherent = self._coherent.get(id(item))
+        if coherent is None:
+            coherent = self._coherent[id(item)] = (item, not (consistency_problems(item) or timeline_problems(item)))
+        if not coherent[1]:
             return (1, *_ranks(stamps))
         if not self._tie_index:
             return (0,)
@@ -766,8 +774,7 @@ class System:
 
     def _world_of(self, cells: Sequence[tuple[Any, ...]]) -> World:
         """The world whose cells are ``cells`` (all at one instant): what :meth:`apply` reaches, by value."""
-        workers = range(self.workers + self.workers)
-        known = [tuple(cell[5][k] for cell in cells) for k in workers]
+        known = list(zip(*[cell[5] for cell in cells], strict=True))
         return World(
             cells[0][4], tuple(cell[0] for cell in cells), tuple(known[: self.workers]), tuple(known[self.workers :])
         )
@@ -1010,7 +1017,7 @@ def _search(
     seen: set[int] = {system._code(system._cells_of(root))}
     parent_of = array("q", [-1])
     move_of = array("l", [-1])
-    frontier: list[tuple[int, World]] = [(0, root)]
+    frontier: list[tuple[int, World, Any]] = [(0, root, None)]  # and the world's cells, with their epoch
     keys: list[Any] | None = [root_key] if root_key is not None else None
     transitions = 0
     reached = 0
@@ -1027,14 +1034,14 @@ def _search(
 
     result: Result | None = None
     for level in range(depth):
-        following: list[tuple[int, World]] = []
+        following: list[tuple[int, World, Any]] = []
         frontier.reverse()  # expanded in order, each world let go once expanded: the level shrinks as the next grows
         while frontier:
-            number, world = frontier.pop()
-            if system.remembered() > max(_MEMO_BOUND, len(seen) // 4):  # memos keep items alive: bounded by the states
+            number, world, made = frontier.pop()
+            if system.remembered() > max(_MEMO_BOUND, len(seen) // 2):  # memos keep items alive: bounded by the states
                 system.forget()
             now = world.now
-            cells = system._cells_of(world)
+            cells = made[1] if made is not None and made[0] == system._epoch else system._cells_of(world)
             # Invariant 7 is per item: a move that changes one cell breaks it when another cell, or the new one, does.
             # (Invariant 9 cannot break in the model: its pending count is the queued count less the depth.)
             leased = sum(cell[3] for cell in cells)
@@ -1107,9 +1114,10 @@ def _search(
                         return report(reached, None, why)
                 if reached_world is world:
                     continue
-                if code is None:
+                if code is None:  # a world the general path built: its cells
                     assert reached_world is not None
-                    code = code_of(system._cells_of(reached_world))
+                    changed = system._cells_of(reached_world)
+                    code = code_of(changed)
                 if code not in seen:
                     if max_states is not None and len(seen) >= max_states:
                         return report(reached, None, f"the budget of {max_states:,} states is spent")
@@ -1124,7 +1132,7 @@ def _search(
                         keys.append(child_key)
                         if parents is not None:
                             parents[child_key] = (key, move)
-                    following.append((child, reached_world))
+                    following.append((child, reached_world, (system._epoch, changed)))
         if progress is not None:
             progress(level + 1, len(seen), transitions)
         if not following:
@@ -1138,7 +1146,7 @@ def _search(
 _ELSEWHERE = ("elsewhere",)  # a cell's move whose reply moves time on (see System._cell_move)
 _NUMBERS = (1 << 32) - 1  # the most distinct parts of keys (System._code packs their numbers in 32 bits)
 _CHECK_EVERY = 2048  # transitions between two calls of should_stop
-_MEMO_BOUND = 100_000  # results the memos may hold (or a quarter of the states) before the search drops them
+_MEMO_BOUND = 200_000  # results the memos may hold (or half the states) before the search drops them
 
 
 def _path(system: System, parent_of: array[int], move_of: array[int], number: int) -> list[Move]:
