@@ -125,10 +125,11 @@ use it. Its ``decode`` raises ``ValueError``."""
 _ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 # The C encoder ``_ENCODER.encode`` builds afresh on every call (its arguments are the same every time), built
 # once: the same bytes, about a microsecond less a reply. Without the circular check: the codec builds no cycle.
-_C_ENCODE = (
+_MAKE_ENCODER: Any = getattr(json.encoder, "c_make_encoder", None)  # None where the C accelerator is missing
+_C_ENCODE: Any = (
     None
-    if json.encoder.c_make_encoder is None
-    else json.encoder.c_make_encoder(
+    if _MAKE_ENCODER is None
+    else _MAKE_ENCODER(
         None, _ENCODER.default, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, False
     )
 )
