@@ -51,11 +51,12 @@ _TWINS: dict[type[Any], type[Any]] = {}
 def twin(cls: type[Any]) -> type[Any]:
     """A plain mutable class with the very memory layout of the frozen, slotted attrs class ``cls``.
 
-    Building a value through its twin — ``new = object.__new__(twin(cls))``, plain attribute stores, then
+    Building a value through its twin — ``new = twin(cls)()``, plain attribute stores, then
     ``new.__class__ = cls`` — skips ``__init__`` and the frozen ``__setattr__``: about three times faster
-    than setting each slot through its descriptor (benchmarks/bench_core.py). Only for values whose fields
-    the caller knows are valid (the step function, from a valid item by the rules). ``cls`` and its bases
-    must be slotted without a ``__weakref__`` slot (``weakref_slot=False``): CPython refuses ``__class__``
+    than setting each slot through its descriptor (benchmarks/bench_core.py). Calling the twin (it has no
+    ``__init__``) is cheaper than ``object.__new__(twin)``, which builds and slices an argument tuple. Only for
+    values whose fields the caller knows are valid (the step function, from a valid item by the rules). ``cls``
+    and its bases must be slotted without a ``__weakref__`` slot (``weakref_slot=False``): CPython refuses ``__class__``
     assignment between layouts that hold one after other slots.
     """
     made = _twin(cls, _TWINS)
@@ -70,8 +71,8 @@ def constructor(cls: type[Any]) -> Any:
     See :func:`twin`; ``make`` runs no validator, converter or ``__attrs_post_init__``.
     """
     names = [field.name for field in attrs.fields(cls)]
-    namespace: dict[str, Any] = {"_new": object.__new__, "_Twin": twin(cls), "_cls": cls}
+    namespace: dict[str, Any] = {"_Twin": twin(cls), "_cls": cls}
     body = "".join(f"    new.{name} = {name}\n" for name in names)
-    source = f"def make({', '.join(names)}):\n    new = _new(_Twin)\n{body}    new.__class__ = _cls\n    return new\n"
+    source = f"def make({', '.join(names)}):\n    new = _Twin()\n{body}    new.__class__ = _cls\n    return new\n"
     exec(source, namespace)  # noqa: S102 - generated from the attrs fields above
     return namespace["make"]

@@ -513,7 +513,6 @@ _lease_granted = constructor(LeaseGranted)
 _stop_requested = constructor(StopRequested)
 _stopped = constructor(Stopped)
 _requeued = constructor(Requeued)
-_new = object.__new__
 _LeaseGrantedTwin = twin(LeaseGranted)
 
 
@@ -706,7 +705,7 @@ def _grant_lease(item: WorkItem, cmd: Heartbeat, at: datetime, policy: Policy, n
         ttl = ttl if ttl <= highest else highest
     new.latest_heartbeat_at = new.clock = token
     new.ttl_seconds = ttl
-    effect = _new(_LeaseGrantedTwin)  # _lease_granted(token, ttl, until), inlined
+    effect = _LeaseGrantedTwin()  # _lease_granted(token, ttl, until), inlined
     effect.last_heartbeat = token
     effect.ttl_seconds = ttl
     effect.until = token + (_TIMEDELTAS.get(ttl) or _seconds(ttl))
@@ -762,8 +761,8 @@ def _make_copier() -> Callable[[WorkItem], Any]:
     function sets ``state``, ``version`` and ``clock`` on the copy, the rule's actions write their fields, and
     the copy becomes a ``WorkItem`` (``new.__class__ = WorkItem``).
     """
-    namespace: dict[str, Any] = {"_new": object.__new__, "_Twin": twin(WorkItem)}
-    lines = ["def copy(item):", "    new = _new(_Twin)", *(f"    new.{name} = item.{name}" for name in _FIELDS)]
+    namespace: dict[str, Any] = {"_Twin": twin(WorkItem)}
+    lines = ["def copy(item):", "    new = _Twin()", *(f"    new.{name} = item.{name}" for name in _FIELDS)]
     exec("\n".join([*lines, "    return new"]), namespace)  # noqa: S102 - generated from the attrs fields above
     copy: Callable[[WorkItem], Any] = namespace["copy"]
     return copy
@@ -822,7 +821,6 @@ def _compile_fast(lifecycle: Lifecycle) -> dict[type[Any], dict[State, FastFn]]:
     reference path on random commands. States whose lapse is always applied first have no fast path.
     """
     namespace: dict[str, Any] = {
-        "_new": object.__new__,
         "_ItemTwin": twin(WorkItem),
         "_WorkItem": WorkItem,
         "_next_deadline": _next_deadline,
@@ -843,7 +841,7 @@ def _compile_fast(lifecycle: Lifecycle) -> dict[type[Any], dict[State, FastFn]]:
     def outcome(rule: Rule, kind: Any, actions: tuple[ActionFn, ...], trigger: Trigger, pad: str) -> list[str]:
         cls = {Kind.ACCEPT: Accepted, Kind.REPLAY: Replayed, Kind.REJECT: Rejected}[rule.kind]
         built = [
-            f"{pad}out = _new({name(twin(cls), 'twin')})",
+            f"{pad}out = {name(twin(cls), 'twin')}()",
             f"{pad}out.rule = {name(rule, 'rule')}",
         ]
         done = [f"{pad}out.__class__ = {name(cls, 'cls')}", f"{pad}return out"]
@@ -858,7 +856,7 @@ def _compile_fast(lifecycle: Lifecycle) -> dict[type[Any], dict[State, FastFn]]:
         # An action of this module writes exactly the fields it names: those are not copied first.
         known = all(lifecycle._actions[a] is ACTIONS.get(a) for a in rule.actions)
         written = {f for a in rule.actions for f in lifecycle._actions[a].writes} if known else set()
-        lines.append(f"{pad}new = _new(_ItemTwin)")
+        lines.append(f"{pad}new = _ItemTwin()")
         for field in _FIELDS:
             if field in written:
                 continue
