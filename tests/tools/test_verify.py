@@ -373,3 +373,45 @@ def test_differ_checks_its_arguments() -> None:
     with pytest.raises(InvalidInput) as caught:
         differ(2, 1, -1, LIFECYCLE)
     assert caught.value.param == "depth"
+
+
+def test_the_search_keeps_the_counts_of_every_level() -> None:
+    # The per-item search (cells, numbered key parts, packed codes) visits exactly the states and transitions
+    # the search by whole worlds and canonical keys visited (docs/performance.md's table, W=2, I=2).
+    levels: list[tuple[int, int, int]] = []
+    explore(2, 2, 6, progress=lambda *figures: levels.append(figures))
+    assert levels == [
+        (1, 6, 22),
+        (2, 38, 141),
+        (3, 184, 915),
+        (4, 787, 4_444),
+        (5, 2_847, 19_108),
+        (6, 8_748, 69_392),
+    ]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_search_code_tells_worlds_apart_exactly_as_the_key_does(seed: int) -> None:
+    # Worlds from random walks: two have one code exactly when they have one canonical key; the unrolled code of
+    # two items is the general one; and the world rebuilt from a world's cells is that world.
+    from workstate.tools.verify import _code_of_two
+
+    rng = random.Random(seed)
+    workers, items = rng.choice([(2, 1), (2, 2), (3, 2), (2, 3)])
+    system = System(workers, items)
+    worlds: list[World] = []
+    for _ in range(6):
+        world = system.initial()
+        for _ in range(25):
+            worlds.append(world)
+            world = system.apply(world, rng.choice(system.moves(world))).world
+    codes = {}
+    for world in worlds:
+        cells = system._cells_of(world)
+        code = system._code(cells)
+        if items == 2:
+            assert _code_of_two(cells) == code
+        assert system._world_of(cells) == world
+        codes.setdefault(code, system.key(world))
+        assert codes[code] == system.key(world)
+    assert len(codes) == len({system.key(world) for world in worlds}) > 1
