@@ -1,7 +1,8 @@
 """What ``workstate verify`` costs: how deep the search gets within a time budget, and its rate.
 
 Run: ``python benchmarks/bench_verify.py`` (``--update`` rewrites the block in docs/performance.md;
-``--budget SECONDS`` changes the budget of the W=2, I=2 run, default 60). Everything is measured in
+``--budget SECONDS`` changes the budget of the W=2, I=2 run, default 60; ``--deep DEPTH`` measures memory level by
+level; ``--compare BASELINE`` alternates rounds between this checkout and an older one). Everything is measured in
 one run on this machine: the search's transitions per second are compared with a bare loop of the
 core's ``step`` over the same kind of commands. Prints figures and ratios; asserts nothing.
 """
@@ -10,9 +11,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import platform
 import re
 import resource
+import statistics
+import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -78,6 +82,47 @@ def bare_steps(n: int = 200_000) -> float:
     return (time.perf_counter() - started) / done
 
 
+_ROUND = """
+import gc, sys, time
+from workstate.tools.verify import explore
+gc.disable()
+cpu, wall = time.process_time(), time.perf_counter()
+report = explore(2, 2, int(sys.argv[1]))
+print(report.states, report.transitions, time.process_time() - cpu, time.perf_counter() - wall)
+"""
+
+
+def compare(baseline: Path, depth: int, rounds: int) -> None:
+    """Alternate rounds of W=2, I=2 to ``depth`` between this checkout and ``baseline`` (a checkout of the old
+    code, e.g. ``git worktree add /tmp/base HEAD~3``), each round in a fresh process, and print the states per
+    CPU-second and per wall second of each: median and range. The counts must agree."""
+    trees = {"this": Path(__file__).resolve().parent.parent, "baseline": baseline.resolve()}
+    rates: dict[str, list[tuple[float, float]]] = {name: [] for name in trees}
+    counts: set[tuple[str, str]] = set()
+    print(f"load average {Path('/proc/loadavg').read_text().split()[:3]}", flush=True)
+    for n in range(rounds):
+        for name, tree in trees.items() if n % 2 == 0 else reversed(trees.items()):
+            env = {**os.environ, "PYTHONPATH": str(tree)}
+            out = subprocess.run(
+                [sys.executable, "-c", _ROUND, str(depth)], env=env, check=True, capture_output=True, text=True
+            ).stdout.split()
+            states, transitions, cpu, wall = out[0], out[1], float(out[2]), float(out[3])
+            counts.add((states, transitions))
+            rates[name].append((int(states) / cpu, int(states) / wall))
+            print(f"  round {n + 1} {name}: {int(states):,} states in {cpu:.2f} s CPU, {wall:.2f} s wall", flush=True)
+    print(f"load average {Path('/proc/loadavg').read_text().split()[:3]}")
+    for name, got in rates.items():
+        cpu_rates, wall_rates = sorted(r[0] for r in got), sorted(r[1] for r in got)
+        print(
+            f"{name}: median {statistics.median(cpu_rates):,.0f} states per CPU-second "
+            f"({cpu_rates[0]:,.0f}-{cpu_rates[-1]:,.0f}), {statistics.median(wall_rates):,.0f} per wall second "
+            f"({wall_rates[0]:,.0f}-{wall_rates[-1]:,.0f})"
+        )
+    mine, theirs = (statistics.median(r[0] for r in rates[name]) for name in trees)
+    agree = "agree" if len(counts) == 1 else f"DIFFER: {sorted(counts)}"
+    print(f"this / baseline, states per CPU-second: {mine / theirs:.2f}x; counts {agree}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--budget", type=float, default=60.0, help="seconds for the W=2, I=2 search (default 60)")
@@ -89,7 +134,18 @@ def main() -> int:
         metavar="DEPTH",
         help="only search W=2, I=2 to DEPTH in this process (the depth-12 run: peak RSS, B/state, states/s)",
     )
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        metavar="BASELINE",
+        help="alternate W=2, I=2 rounds between this checkout and the checkout BASELINE (states/s, median, range)",
+    )
+    parser.add_argument("--depth", type=int, default=8, help="the depth of the --compare rounds (default 8)")
+    parser.add_argument("--rounds", type=int, default=6, help="how many --compare rounds of each (default 6)")
     args = parser.parse_args()
+    if args.compare is not None:
+        compare(args.compare, args.depth, args.rounds)
+        return 0
     if args.deep is not None:
         print(f"load average {Path('/proc/loadavg').read_text().split()[:3]}")
         rows = levels(2, 2, float("inf"), args.deep)
