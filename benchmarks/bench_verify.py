@@ -88,7 +88,8 @@ from workstate.tools.verify import explore
 gc.disable()
 cpu, wall = time.process_time(), time.perf_counter()
 report = explore(2, 2, int(sys.argv[1]))
-print(report.states, report.transitions, time.process_time() - cpu, time.perf_counter() - wall)
+cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+print(report.states, report.transitions, cpu, wall, sys.modules[explore.__module__].__file__)
 """
 
 
@@ -102,14 +103,21 @@ def compare(baseline: Path, depth: int, rounds: int) -> None:
     print(f"load average {Path('/proc/loadavg').read_text().split()[:3]}", flush=True)
     for n in range(rounds):
         for name, tree in trees.items() if n % 2 == 0 else reversed(trees.items()):
-            env = {**os.environ, "PYTHONPATH": str(tree)}
+            env = {**os.environ, "PYTHONPATH": str(tree)}  # and run in the tree: `-c` puts the directory first
             out = subprocess.run(
-                [sys.executable, "-c", _ROUND, str(depth)], env=env, check=True, capture_output=True, text=True
+                [sys.executable, "-c", _ROUND, str(depth)],
+                env=env,
+                cwd=tree,
+                check=True,
+                capture_output=True,
+                text=True,
             ).stdout.split()
             states, transitions, cpu, wall = out[0], out[1], float(out[2]), float(out[3])
             counts.add((states, transitions))
             rates[name].append((int(states) / cpu, int(states) / wall))
             print(f"  round {n + 1} {name}: {int(states):,} states in {cpu:.2f} s CPU, {wall:.2f} s wall", flush=True)
+            if n == 0:
+                print(f"    ({name} imports {out[4]})", flush=True)
     print(f"load average {Path('/proc/loadavg').read_text().split()[:3]}")
     for name, got in rates.items():
         cpu_rates, wall_rates = sorted(r[0] for r in got), sorted(r[1] for r in got)
