@@ -317,7 +317,7 @@ def _check_operands(item: object, policy: object) -> None:
 def _deadline_source(state: State, pad: str) -> list[str]:
     """Statements that set ``deadline`` for an ``item`` in ``state`` under ``policy``: the instant it lapses at if
     nothing happens first (api.md §5), or None. The one statement of the deadline: :func:`_next_deadline` runs
-    it, and the step function's fast path (:func:`_compile_fast`) inlines it per state."""
+    it, and the step function (:func:`_compile_step`) inlines it per state."""
     lease = state is _ACTIVE or state is _STOPPING  # the lease of the latest heartbeat runs out
     start = state is _STARTING or state is _STOPPING  # the start timeout, where the policy re-queues
     lines = []
@@ -660,12 +660,6 @@ def _action(name: str, *writes: str) -> Callable[[ActionFn], ActionFn]:
     return register
 
 
-def _token(item: WorkItem, at: datetime) -> datetime:
-    """The new ``last_heartbeat``: ``at``, or one microsecond after the previous one (api.md §4.3)."""
-    latest = item.latest_heartbeat_at
-    return at if latest is None or at > latest else latest + MICROSECOND
-
-
 @_action("record_delivery", "delivered_at", "delivered_to")
 def _record_delivery(item: WorkItem, cmd: Deliver, at: datetime, policy: Policy, new: Any, fx: list[Effect]) -> None:
     new.delivered_at = at
@@ -689,7 +683,9 @@ def _request_dispatch(item: WorkItem, cmd: Any, at: datetime, policy: Policy, ne
 
 @_action("stamp_started", "started_at")
 def _stamp_started(item: WorkItem, cmd: Any, at: datetime, policy: Policy, new: Any, fx: list[Effect]) -> None:
-    new.started_at = _token(item, at)
+    # The heartbeat token: at, or one microsecond after the previous one (api.md §4.3); grant_lease stamps it too.
+    latest = item.latest_heartbeat_at
+    new.started_at = at if latest is None or at > latest else latest + MICROSECOND
 
 
 @_action("grant_lease", "latest_heartbeat_at", "ttl_seconds", "clock")
@@ -805,26 +801,34 @@ def dialect_guards(dialect: Dialect) -> dict[Guard, GuardFn]:
     return {Guard(name): _constant(value) for name, value in dialect.guards.items()}
 
 
-FastFn = Callable[[WorkItem, Any, datetime, Policy], Outcome]
-"""One (state, command type) of a lifecycle's table, compiled: ``run(item, command, now, policy)`` for checked
-operands (``step`` checks them first)."""
+StepFn = Callable[..., Outcome]
+"""``step(item, command, now, policy=None, dialect=None)``, as :meth:`Lifecycle.step`."""
 
 
-def _compile_fast(lifecycle: Lifecycle) -> dict[type[Any], dict[State, FastFn]]:
-    """The step function's fast path, generated from the lifecycle's compiled table (``Lifecycle._run``).
+def _compile_step(lifecycle: Lifecycle) -> StepFn:
+    """The lifecycle's step function, generated from its compiled table (``Lifecycle._run``).
 
-    Per (state, command type), one function that decides and builds in one call: the lapse check of the
-    state (a lapse due at ``now`` leaves for the general path, ``Lifecycle._step``), the guards the entry
-    reads (one that cannot change the rule is not evaluated: guards are pure), and per rule its outcome,
-    built as its twin with the rule's actions run on the new item. Nothing here names a rule: every branch
-    is read off the table, and ``tests/core/test_fast_path.py`` checks the result equal to a straightforward
-    reference path on random commands. States whose lapse is always applied first have no fast path.
+    One function that checks the operands (exact types, an instant in range: anything else leaves for the
+    general path, ``Lifecycle._step``, which checks in the documented order and raises the typed errors), then
+    branches on the command's type and the item's state, and per (state, command type) decides and builds
+    inline: the lapse check of the state (a lapse due at ``now`` leaves for the general path), the guards the
+    entry reads (one that cannot change the rule is not evaluated: guards are pure), and per rule its
+    outcome, built as its twin with the rule's actions run on the new item. Nothing here names a rule: every
+    branch is read off the table, and ``tests/core/test_fast_path.py`` checks the result equal to a
+    straightforward reference path on random commands.
     """
     namespace: dict[str, Any] = {
         "_ItemTwin": twin(WorkItem),
         "_WorkItem": WorkItem,
+        "_Policy": Policy,
+        "_datetime": datetime,
+        "_UTC": UTC,
+        "_EARLIEST": EARLIEST,
+        "_LATEST": LATEST,
+        "_lifecycle": lifecycle,
+        "_dialect": lifecycle.dialect,
+        "_policy": lifecycle.dialect.policy,
         "_next_deadline": _next_deadline,
-        "_slow": lifecycle._step,
         "_TIMEDELTAS": _TIMEDELTAS,
         "_seconds": _seconds,
         "_REQUEUE_AT_START": _REQUEUE_AT_START,
@@ -870,7 +874,7 @@ def _compile_fast(lifecycle: Lifecycle) -> dict[type[Any], dict[State, FastFn]]:
                 value = f"item.{field}"
             lines.append(f"{pad}new.{field} = {value}")
         lines.append(f"{pad}fx = []")
-        lines += [f"{pad}{name(action, 'action')}(item, cmd, at, policy, new, fx)" for action in actions]
+        lines += [f"{pad}{name(action, 'action')}(item, command, at, policy, new, fx)" for action in actions]
         lines.append(f"{pad}new.__class__ = _WorkItem")
         return [*lines, *built, f"{pad}out.item = new", f"{pad}out.effects = tuple(fx)", *done]
 
@@ -893,39 +897,65 @@ def _compile_fast(lifecycle: Lifecycle) -> dict[type[Any], dict[State, FastFn]]:
             if reached == unset and len(reached) == 1:  # this guard cannot change the rule
                 return tree(k + 1, index, pad)
             return [
-                f"{pad}if {name(guard, 'guard')}(item, cmd, at, policy):",
+                f"{pad}if {name(guard, 'guard')}(item, command, at, policy):",
                 *tree(k + 1, index | bit, pad + "    "),
                 *tree(k + 1, index, pad),
             ]
 
         return tree(0, index, pad)
 
-    fast: dict[type[Any], dict[State, FastFn]] = {kind: {} for kind in _COMMAND_TYPES}
-    for state in State:
-        mode = lifecycle._lapse_mode[state]
-        for kind in _COMMAND_TYPES:
-            lines = ["def run(item, cmd, now, policy):"]
+    slow = "return _lifecycle._step(item, command, now, policy, None)"
+    lines = [
+        "def step(item, command, now, policy=None, dialect=None):",
+        "    if (",
+        "        (dialect is None or dialect is _dialect)",
+        "        and type(now) is _datetime",
+        "        and now.tzinfo is _UTC",
+        "        and _EARLIEST <= now <= _LATEST",
+        "        and type(item) is _WorkItem",
+        "    ):",
+        "        if policy is None:",
+        "            policy = _policy",
+        "        if type(policy) is _Policy:",
+        "            kind = type(command)",
+        "            state = item.state",
+    ]
+    for kind in sorted(_COMMAND_TYPES, key=_LIKELY_COMMANDS.index):
+        lines.append(f"            if kind is {name(kind, 'kind')}:")
+        for state in sorted(State, key=_LIKELY_STATES.index):
+            lines.append(f"                if state is {name(state, 'state')}:")
+            pad = " " * 20
+            mode = lifecycle._lapse_mode[state]
             if mode is _ALWAYS and kind is not Lapse:
-                lines.append("    return _slow(item, cmd, now, policy, None)  # the lapse is always applied first")
+                lines.append(f"{pad}{slow}  # the lapse is always applied first")
+                continue
+            lines += [f"{pad}clock = item.clock", f"{pad}at = now if now > clock else clock"]
+            if mode is _WHEN_DUE and kind is not Lapse:
+                lines += [
+                    *_deadline_source(state, pad),
+                    f"{pad}if deadline is not None and deadline <= at:",
+                    f"{pad}    {slow}  # a lapse is due first",
+                ]
+            if kind is Stop:  # the one command whose trigger is a field's: Stop.trigger
+                lines += [
+                    f"{pad}if command.force:",
+                    *decide(state, _STOP_TRIGGERS[True], pad + "    "),
+                    *decide(state, _STOP_TRIGGERS[False], pad),
+                ]
             else:
-                lines += ["    clock = item.clock", "    at = now if now > clock else clock"]
-                if mode is _WHEN_DUE and kind is not Lapse:
-                    lines += [
-                        *_deadline_source(state, "    "),
-                        "    if deadline is not None and deadline <= at:",
-                        "        return _slow(item, cmd, now, policy, None)  # a lapse is due first",
-                    ]
-                if kind is Stop:  # the one command whose trigger is a field's: Stop.trigger
-                    lines += [
-                        "    if cmd.force:",
-                        *decide(state, _STOP_TRIGGERS[True], "        "),
-                        *decide(state, _STOP_TRIGGERS[False], "    "),
-                    ]
-                else:
-                    lines += decide(state, kind.__dict__["trigger"], "    ")  # a class constant
-            exec("\n".join(lines), namespace)  # noqa: S102 - generated from the compiled table above
-            fast[kind][state] = namespace.pop("run")
-    return fast
+                lines += decide(state, kind.__dict__["trigger"], pad)  # a class constant
+    lines.append("    return _lifecycle._step(item, command, now, policy, dialect)")
+    exec("\n".join(lines), namespace)  # noqa: S102 - generated from the compiled table above
+    made: StepFn = namespace["step"]
+    made.__doc__ = Lifecycle.step.__doc__
+    made.__qualname__ = "Lifecycle.step"
+    made.__module__ = __name__
+    return made
+
+
+# The order the step function tries command types and states in (any order is exact; this one is quick).
+_LIKELY_COMMANDS = (Heartbeat, Deliver, Ack, Stop, Lapse, UpdateMetadata)
+_LIKELY_STATES = (State.ACTIVE, State.QUEUED, State.STARTING, State.STOPPING, State.STOPPED)
 
 
 class Lifecycle:
@@ -990,8 +1020,8 @@ class Lifecycle:
             else:
                 self._lapse_mode[state] = _ALWAYS
 
-        self._policy = dialect.policy
-        self._fast: dict[type[Any], dict[State, FastFn]] = _compile_fast(self)
+        # The step function of this lifecycle, compiled; it shadows the method below (which calls it).
+        vars(self)["step"] = _compile_step(self)
 
     @property
     def actions(self) -> Mapping[str, Action]:
@@ -1046,23 +1076,8 @@ class Lifecycle:
 
         ``policy`` defaults to the dialect's (``Dialect.policy``); ``dialect`` to this lifecycle's.
         """
-        if (
-            (dialect is None or dialect is self.dialect)
-            and type(now) is datetime
-            and now.tzinfo is UTC
-            and EARLIEST <= now <= LATEST
-            and type(item) is WorkItem
-        ):
-            if policy is None:
-                policy = self._policy
-            if type(policy) is Policy:
-                try:
-                    run = self._fast[type(command)][item.state]
-                except KeyError:  # not a command
-                    pass
-                else:
-                    return run(item, command, now, policy)
-        return self._step(item, command, now, policy, dialect)
+        compiled: StepFn = vars(self)["step"]  # see _compile_step: an instance's step is this function
+        return compiled(item, command, now, policy, dialect)
 
     def _step(
         self, item: WorkItem, command: Command, now: datetime, policy: Policy | None, dialect: Dialect | None
