@@ -325,7 +325,10 @@ def _deadline_source(state: State, pad: str) -> list[str]:
         lines += [
             "latest, ttl = item.latest_heartbeat_at, item.ttl_seconds",
             "if latest is not None and ttl is not None:",
-            "    deadline = latest + (_TIMEDELTAS.get(ttl) or _seconds(ttl))",
+            "    try:",  # _TIMEDELTAS.get(ttl) or _seconds(ttl), without the method call
+            "        deadline = latest + _TIMEDELTAS[ttl]",
+            "    except KeyError:",
+            "        deadline = latest + _seconds(ttl)",
         ]
     if start:
         lines += [
@@ -704,7 +707,10 @@ def _grant_lease(item: WorkItem, cmd: Heartbeat, at: datetime, policy: Policy, n
     effect = _LeaseGrantedTwin()  # _lease_granted(token, ttl, until), inlined
     effect.last_heartbeat = token
     effect.ttl_seconds = ttl
-    effect.until = token + (_TIMEDELTAS.get(ttl) or _seconds(ttl))
+    try:
+        effect.until = token + _TIMEDELTAS[ttl]
+    except KeyError:
+        effect.until = token + _seconds(ttl)
     effect.__class__ = LeaseGranted
     fx.append(effect)
 
