@@ -100,6 +100,54 @@ def to_record(item: WorkItem) -> dict[str, Any]:
     return record
 
 
+def _render_into(rendered: dict[datetime, str], value: datetime) -> str:
+    text = rendered[value] = '"' + _instant(value) + '"'
+    return text
+
+
+def _plain(value: object) -> str:
+    return "null" if value is None else int.__repr__(value) if type(value) is int else _JSON(value)
+
+
+_STATES = {state: encode_basestring(state.value) for state in State}
+
+
+def _encoder() -> Callable[[WorkItem, dict[datetime, str]], str]:
+    """The body of :func:`record_json`, generated from the attrs fields (as attrs generates ``__init__``): one
+    f-string, each field's value encoded by its kind inline, so no loop or dispatch runs per field."""
+    lines = ["def encode(item, rendered):"]
+    pieces = [_HEAD.replace("{", "{{")]
+    for number, (name, kind) in enumerate(_KIND.items()):
+        value = f"v{number}"
+        lines.append(f"    {value} = item.{name}")
+        if kind == "instant":
+            code = f'"null" if {value} is None else rendered.get({value}) or _render_into(rendered, {value})'
+        elif kind == "state":
+            code = f"_STATES[{value}]"
+        elif kind == "mapping":
+            code = f'_JSON(dict({value})) if {value} else "{{}}"'
+        else:
+            code = f"encode_basestring({value}) if type({value}) is str else _plain({value})"
+        pieces.append(_KEYS[number] + "{" + code + "}")
+    body = "".join(pieces)
+    if "'" in body or "\\" in body:  # field names are identifiers and the code parts hold neither
+        raise AssertionError(f"a record field cannot be encoded inline: {body}")
+    lines.append(f"    return f'{body}}}}}'")
+    namespace = {
+        "_render_into": _render_into,
+        "_plain": _plain,
+        "_STATES": _STATES,
+        "_JSON": _JSON,
+        "encode_basestring": encode_basestring,
+    }
+    source = "\n".join(lines)
+    exec(source, namespace)  # noqa: S102 - generated from the fields above, nothing from outside
+    return typing.cast(Callable[[WorkItem, dict[datetime, str]], str], namespace["encode"])
+
+
+_ENCODE = _encoder()
+
+
 def record_json(item: WorkItem, rendered: dict[datetime, str] | None = None) -> str:
     """``to_record(item)`` as compact JSON text, the form the stores keep: exactly what
     ``json.dumps(to_record(item), separators=(",", ":"), ensure_ascii=False)`` writes, built without the
@@ -110,31 +158,7 @@ def record_json(item: WorkItem, rendered: dict[datetime, str] | None = None) -> 
     ``created_at`` is in every record of it). The caller bounds it."""
     if type(item) is not WorkItem:
         raise InvalidItem(f"record_json needs a WorkItem, got {shown(item)}", param="item")
-    if rendered is None:
-        rendered = {}
-    parts = [_HEAD]
-    append = parts.append
-    for key, kind, value in zip(_KEYS, _KINDS, _VALUES(item), strict=True):
-        append(key)
-        if value is None:
-            append("null")
-        elif kind == "plain":
-            kind_of = type(value)
-            if kind_of is str:
-                append(encode_basestring(value))
-            else:
-                append(int.__repr__(value) if kind_of is int else _JSON(value))
-        elif kind == "instant":
-            text = rendered.get(value)
-            if text is None:
-                text = rendered[value] = '"' + _instant(value) + '"'
-            append(text)
-        elif kind == "state":
-            append(encode_basestring(value.value))
-        else:
-            append(_JSON(dict(value)) if value else "{}")
-    append("}")
-    return "".join(parts)
+    return _ENCODE(item, {} if rendered is None else rendered)
 
 
 _CANONICAL = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z", re.ASCII)
