@@ -1147,13 +1147,17 @@ def _search(
 def _code_of_two(cells: Sequence[tuple[Any, ...]]) -> int:
     """:meth:`System._code` for two items, unrolled (the search's most common size, and its hottest call)."""
     a, b = cells
+    first: int
+    second: int
     if a[1]:
         if b[1]:
             first, second = min(zip(a[2], b[2], strict=True))
             return (first << 32 | second) << 3 | 2
-        return (min(a[2]) << 32 | b[2]) << 3 | 1
+        first, second = min(a[2]), b[2]
+        return (first << 32 | second) << 3 | 1
     if b[1]:
-        return (min(b[2]) << 32 | a[2]) << 3 | 1
+        first, second = min(b[2]), a[2]
+        return (first << 32 | second) << 3 | 1
     first, second = sorted((a[2], b[2]))
     return (first << 32 | second) << 3
 
