@@ -954,6 +954,7 @@ def _compile_step(lifecycle: Lifecycle) -> StepFn:
     exec("\n".join(lines), namespace)  # noqa: S102 - generated from the compiled table above
     made: StepFn = namespace["step"]
     made.__doc__ = Lifecycle.step.__doc__
+    made.__annotations__ = dict(Lifecycle.step.__annotations__)
     made.__qualname__ = "Lifecycle.step"
     made.__module__ = __name__
     return made
